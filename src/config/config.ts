@@ -1,0 +1,230 @@
+// Every setting of matchbox: read from the environment once at start, validated, typed. A bad
+// value stops the process with a line that names the variable. The README's configuration table
+// is this list.
+
+type Parse<T> = (raw: string) => T | undefined;
+
+interface Setting<T> {
+  env: string;
+  default: T | undefined;
+  parse: Parse<T>;
+  /** What a valid value looks like, for the error message. */
+  expect: string;
+  doc: string;
+}
+
+const int =
+  (min: number, max = Number.MAX_SAFE_INTEGER): Parse<number> =>
+  (raw) => {
+    if (!/^-?[0-9]+$/.test(raw)) return undefined;
+    const n = Number(raw);
+    return Number.isSafeInteger(n) && n >= min && n <= max ? n : undefined;
+  };
+const text: Parse<string> = (raw) => (raw.length > 0 ? raw : undefined);
+const oneOf =
+  <T extends string>(...values: T[]): Parse<T> =>
+  (raw) =>
+    (values as string[]).includes(raw) ? (raw as T) : undefined;
+const url =
+  (...protocols: string[]): Parse<string> =>
+  (raw) => {
+    try {
+      return protocols.includes(new URL(raw).protocol) ? raw : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+
+function setting<T>(
+  env: string,
+  def: T | undefined,
+  parse: Parse<T>,
+  expect: string,
+  doc: string,
+): Setting<T> {
+  return { env, default: def, parse, expect, doc };
+}
+
+/** Every setting, in the order of the README's table. */
+export const SETTINGS = {
+  host: setting(
+    'HOST',
+    '127.0.0.1',
+    text,
+    'a host name or address',
+    'Address the gateway listens on.',
+  ),
+  port: setting('PORT', 8080, int(0, 65535), 'a port 0–65535', 'Port of the gateway.'),
+  redisUrl: setting<string>(
+    'REDIS_URL',
+    undefined,
+    url('redis:', 'rediss:'),
+    'a redis:// URL',
+    'Redis to use; unset: `npm start`/`npm test` start a project-local one under `.data/`.',
+  ),
+  databaseUrl: setting<string>(
+    'DATABASE_URL',
+    undefined,
+    url('postgres:', 'postgresql:'),
+    'a postgres:// URL',
+    'PostgreSQL to use; unset: a project-local cluster under `.data/`.',
+  ),
+  orderPath: setting(
+    'ORDER_PATH',
+    'queue',
+    oneOf('queue', 'sync'),
+    '`queue` or `sync`',
+    '`queue`: answer once the order is in Redis. `sync`: the seed\u2019s baseline — write to PostgreSQL and wait for the engine before answering.',
+  ),
+  shards: setting(
+    'SHARDS',
+    1,
+    int(1, 256),
+    'an integer 1–256',
+    'Engine shards (symbols are hashed onto them).',
+  ),
+  engineAddress: setting(
+    'ENGINE_ADDRESS',
+    '127.0.0.1:50051',
+    text,
+    'host:port',
+    'gRPC address of the engine service (shard n listens on port + n).',
+  ),
+  snapshotEvery: setting(
+    'ENGINE_SNAPSHOT_EVERY',
+    100_000,
+    int(1),
+    'a positive integer',
+    'The engine snapshots its state after this many commands…',
+  ),
+  snapshotIntervalMs: setting(
+    'ENGINE_SNAPSHOT_INTERVAL_MS',
+    30_000,
+    int(100),
+    'milliseconds ≥ 100',
+    '…or after this long with any command applied, whichever first.',
+  ),
+  dispatchBatch: setting(
+    'DISPATCH_BATCH',
+    1_000,
+    int(1, 100_000),
+    'an integer 1–100000',
+    'Most commands the dispatcher sends the engine in one batch.',
+  ),
+  writerFlushMs: setting(
+    'WRITER_FLUSH_MS',
+    1_000,
+    int(1),
+    'milliseconds ≥ 1',
+    'The batch writer commits at least this often…',
+  ),
+  writerBatchSize: setting(
+    'WRITER_BATCH_SIZE',
+    50,
+    int(1, 100_000),
+    'an integer 1–100000',
+    '…or as soon as this many stream records wait, whichever first.',
+  ),
+  highWater: setting(
+    'QUEUE_HIGH_WATER',
+    500_000,
+    int(1),
+    'a positive integer',
+    'Commands waiting in a shard\u2019s stream above which POST /v1/orders answers 503 OVERLOADED.',
+  ),
+  statusTtlS: setting(
+    'STATUS_TTL_S',
+    3_600,
+    int(1),
+    'seconds ≥ 1',
+    'How long a final order stays in the Redis status cache (reads then go to PostgreSQL).',
+  ),
+  idempotencyTtlS: setting(
+    'IDEMPOTENCY_TTL_S',
+    7 * 86_400,
+    int(1),
+    'seconds ≥ 1',
+    'How long Redis remembers a client_order_id (PostgreSQL\u2019s unique index keeps it for good).',
+  ),
+  redisPrefix: setting(
+    'REDIS_PREFIX',
+    'mb',
+    text,
+    'a non-empty string',
+    'Prefix of every Redis key.',
+  ),
+  adminToken: setting<string>(
+    'MATCHBOX_ADMIN_TOKEN',
+    undefined,
+    (raw) => (raw.length >= 16 ? raw : undefined),
+    'at least 16 characters',
+    'Token of the admin routes; unset: `npm start` makes one and says where it is.',
+  ),
+  bodyLimit: setting(
+    'BODY_LIMIT',
+    16_384,
+    int(256, 10_485_760),
+    'bytes 256–10485760',
+    'Largest request body.',
+  ),
+  rateLimit: setting(
+    'RATE_LIMIT_PER_S',
+    50_000,
+    int(0),
+    'an integer ≥ 0 (0: off)',
+    'Requests per second per API key before 429 RATE_LIMITED.',
+  ),
+  logLevel: setting(
+    'LOG_LEVEL',
+    'info',
+    oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+    'fatal, error, warn, info, debug, trace or silent',
+    'Log level (pino); pretty in a terminal, JSON otherwise.',
+  ),
+  dataDir: setting(
+    'DATA_DIR',
+    '.data',
+    text,
+    'a path',
+    'Where the project-local Redis and PostgreSQL keep their files.',
+  ),
+} as const;
+
+type Settings = typeof SETTINGS;
+export type Config = {
+  [K in keyof Settings]: Settings[K] extends Setting<infer T>
+    ? Settings[K]['default'] extends undefined
+      ? T | undefined
+      : T
+    : never;
+};
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Reads and validates every setting; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const raw = env[s.env];
+    if (raw === undefined || raw === '') {
+      out[key] = s.default;
+      continue;
+    }
+    const value = s.parse(raw);
+    if (value === undefined) {
+      throw new ConfigError(
+        s.env,
+        `${s.env}=${JSON.stringify(raw)} is not valid: expected ${s.expect}`,
+      );
+    }
+    out[key] = value;
+  }
+  return out as Config;
+}

@@ -1,0 +1,61 @@
+// Every Redis key matchbox uses, in one place. Keys of one shard carry the hash tag `{sN}` so that
+// a Lua script touching a shard's stream, counter and status hashes runs unchanged on Redis Cluster
+// (all its keys fall in one slot).
+
+/** The keys of one engine shard. */
+export interface ShardKeys {
+  shard: string;
+  /** Counter of the shard's command sequence; the order stream's ids are `0-<seq>`. */
+  seq: string;
+  /** The engine's input journal: one entry per command, id `0-<seq>`, field `c` = JSON. */
+  orders: string;
+  /** Engine output: one entry per dispatched batch, id `0-<last seq>`, field `b` = JSON. */
+  events: string;
+  /** Ids of the shard's orders that are not final, for the dispatcher to reload on restart. */
+  open: string;
+  /** Pub/sub channel: the last sequence whose reports are written (sync mode waits on it). */
+  applied: string;
+  /** The status cache of one order: hash with `j` (order JSON), `s` (status), `u` (user id). */
+  order(orderId: string): string;
+  /** Fills of one order, newest last: list of fill JSON. */
+  fills(orderId: string): string;
+  /** Recent trades of a symbol, newest first: list of trade JSON, capped. */
+  trades(symbol: string): string;
+  /** client_order_id → order id, per user. */
+  idempotency(userId: string, clientOrderId: string): string;
+  /** A user's recent order ids scored by creation time, capped. */
+  recent(userId: string): string;
+}
+
+/** Keys of shard `n` under the prefix (default `mb`). */
+export function shardKeys(prefix: string, n: number): ShardKeys {
+  const tag = `{s${n}}`;
+  const base = `${prefix}:${tag}`;
+  return {
+    shard: `s${n}`,
+    seq: `${base}:seq`,
+    orders: `${base}:orders`,
+    events: `${base}:events`,
+    open: `${base}:open`,
+    applied: `${prefix}:applied:s${n}`,
+    order: (orderId) => `${base}:o:${orderId}`,
+    fills: (orderId) => `${base}:f:${orderId}`,
+    trades: (symbol) => `${base}:t:${symbol}`,
+    idempotency: (userId, clientOrderId) => `${base}:idem:${userId}:${clientOrderId}`,
+    recent: (userId) => `${base}:recent:${userId}`,
+  };
+}
+
+/** The shard that owns a symbol: a stable FNV-1a hash of the symbol modulo the shard count. */
+export function shardOf(symbol: string, shards: number): number {
+  if (shards <= 1) return 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < symbol.length; i++) {
+    h ^= symbol.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % shards;
+}
+
+/** Writer consumer group name on both streams. */
+export const WRITER_GROUP = 'writer';

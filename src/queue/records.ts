@@ -1,0 +1,162 @@
+// What travels between the components: the order as the API shows it, the order as the pipeline
+// keeps it, and the entries of the order and event streams. Every component reads and writes
+// these shapes and no other.
+
+import { OrderType, Side, Stp, TimeInForce } from '../engine/types.js';
+
+export const SIDES = ['BUY', 'SELL'] as const;
+export type SideName = (typeof SIDES)[number];
+export const ORDER_TYPES = ['LIMIT', 'MARKET', 'STOP_LIMIT', 'STOP_MARKET'] as const;
+export type OrderTypeName = (typeof ORDER_TYPES)[number];
+export const TIFS = ['GTC', 'IOC', 'FOK'] as const;
+export type TifName = (typeof TIFS)[number];
+export const STP_MODES = ['NONE', 'CANCEL_NEWEST', 'CANCEL_OLDEST', 'CANCEL_BOTH'] as const;
+export type StpName = (typeof STP_MODES)[number];
+export const STATUSES = [
+  'PENDING',
+  'NEW',
+  'PARTIALLY_FILLED',
+  'FILLED',
+  'CANCELED',
+  'REJECTED',
+] as const;
+export type StatusName = (typeof STATUSES)[number];
+export const FINAL_STATUSES: readonly StatusName[] = ['FILLED', 'CANCELED', 'REJECTED'];
+
+/** The API names are indexed by the engine's numbers: SIDES[Side.SELL] === 'SELL'. */
+export const engineSide = (s: SideName): Side => (s === 'BUY' ? Side.BUY : Side.SELL);
+export const engineOrderType = (t: OrderTypeName): OrderType => OrderType[t];
+export const engineTif = (t: TifName): TimeInForce => TimeInForce[t];
+export const engineStp = (s: StpName): Stp => Stp[s];
+
+/** The order object of api-v1.md, field for field. */
+export interface ApiOrder {
+  id: string;
+  client_order_id: string | null;
+  user_id: string;
+  symbol: string;
+  side: SideName;
+  type: OrderTypeName;
+  time_in_force: TifName;
+  quantity: string;
+  price: string | null;
+  stop_price: string | null;
+  post_only: boolean;
+  self_trade_prevention: StpName;
+  filled_quantity: string;
+  average_fill_price: string | null;
+  status: StatusName;
+  reject_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The order as the pipeline keeps it: the API object plus the engine's integers. */
+export interface OrderState extends ApiOrder {
+  /** Sequence of the PLACE command; also the engine's id for the order. 0 until known. */
+  seq: number;
+  /** Sequence of the last command that changed the order (0 at accept): newer always wins. */
+  version: number;
+  /** The owner's compact number, for the engine's self-trade prevention. */
+  owner_no: number;
+  quantity_lots: number;
+  /** 0 when the order has no price / stop price. */
+  price_ticks: number;
+  stop_ticks: number;
+  filled_lots: number;
+  /** Σ fill price in ticks × fill lots, as an integer decimal string (BigInt arithmetic). */
+  notional: string;
+}
+
+/** Payload (field `c`) of an order-stream entry whose id is `0-<seq>`. */
+export type CommandRecord =
+  | { k: 'place'; order: OrderState }
+  | {
+      k: 'cancel';
+      order_id: string;
+      user_id: string;
+      owner_no: number;
+      symbol: string;
+      /** The PLACE sequence of the order to cancel: its engine id. */
+      target_seq: number;
+      requested_at: string;
+    };
+
+/** A trade as stored and shown. */
+export interface TradeRecord {
+  /** Deterministic from (shard, sequence, trade number): a replay gives the same id. */
+  id: string;
+  seq: number;
+  trade_no: number;
+  symbol: string;
+  price: string;
+  quantity: string;
+  taker_side: SideName;
+  taker_order_id: string;
+  maker_order_id: string;
+  taker_user_id: string;
+  maker_user_id: string;
+  executed_at: string;
+}
+
+/** Payload (field `b`) of an event-stream entry whose id is `0-<last_seq>`. */
+export interface EventBatch {
+  first_seq: number;
+  last_seq: number;
+  /** The new state of every order the batch changed, once each. */
+  orders: OrderState[];
+  trades: TradeRecord[];
+}
+
+/** One fill of one order, as `GET /v1/orders/{id}/fills` shows it. */
+export interface Fill {
+  trade_id: string;
+  price: string;
+  quantity: string;
+  liquidity: 'MAKER' | 'TAKER';
+  executed_at: string;
+}
+
+/** The API object of an order state (drops the pipeline's fields). */
+export function apiOrder(o: OrderState): ApiOrder {
+  return {
+    id: o.id,
+    client_order_id: o.client_order_id,
+    user_id: o.user_id,
+    symbol: o.symbol,
+    side: o.side,
+    type: o.type,
+    time_in_force: o.time_in_force,
+    quantity: o.quantity,
+    price: o.price,
+    stop_price: o.stop_price,
+    post_only: o.post_only,
+    self_trade_prevention: o.self_trade_prevention,
+    filled_quantity: o.filled_quantity,
+    average_fill_price: o.average_fill_price,
+    status: o.status,
+    reject_reason: o.reject_reason,
+    created_at: o.created_at,
+    updated_at: o.updated_at,
+  };
+}
+
+const hex = (n: bigint, digits: number): string => n.toString(16).padStart(digits, '0');
+
+/**
+ * A UUIDv7 for a trade, derived from its command's time, the shard, the command sequence and the
+ * trade's number within the command, so that replaying a command gives the same id. Layout after
+ * the 48-bit millisecond time and the version: 8 bits of shard, 20 of trade number and 46 of
+ * sequence in the 74 bits UUIDv7 leaves free.
+ */
+export function tradeId(ms: number, shard: number, seq: number, tradeNo: number): string {
+  const bits =
+    (BigInt(shard & 0xff) << 66n) |
+    (BigInt(tradeNo & 0xfffff) << 46n) |
+    (BigInt(seq) & ((1n << 46n) - 1n));
+  const randA = bits >> 62n; // 12 bits
+  const randB = bits & ((1n << 62n) - 1n); // 62 bits
+  const time = hex(BigInt(ms), 12);
+  const b = hex((2n << 62n) | randB, 16);
+  return `${time.slice(0, 8)}-${time.slice(8)}-7${hex(randA, 3)}-${b.slice(0, 4)}-${b.slice(4)}`;
+}

@@ -1,0 +1,73 @@
+// Real servers for tests, isolated by fresh names: a new database per call (migrated), a new Redis
+// key prefix per call. REDIS_URL and DATABASE_URL name the servers (`npm test` starts
+// project-local ones when they are not given; see src/infra).
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { connect } from '../../src/db/client.js';
+import type { Sql } from '../../src/db/client.js';
+import { migrate } from '../../src/db/migrate.js';
+
+export function redisUrl(): string {
+  return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+}
+
+export function databaseUrl(): string {
+  return process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+}
+
+/** A key prefix no other test uses. */
+export function freshPrefix(): string {
+  return `mbtest-${randomBytes(6).toString('hex')}`;
+}
+
+export interface TestDatabase {
+  url: string;
+  sql: Sql;
+  drop(): Promise<void>;
+}
+
+/** A new, migrated database on the test server; `drop()` removes it. */
+export async function freshDatabase(): Promise<TestDatabase> {
+  const name = `mbtest_${randomBytes(6).toString('hex')}`;
+  const admin = connect(databaseUrl(), { max: 1 });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(databaseUrl());
+  url.pathname = `/${name}`;
+  const sql = connect(url.toString());
+  await migrate(sql);
+  return {
+    url: url.toString(),
+    sql,
+    async drop() {
+      await sql.end({ timeout: 1 });
+      const a = connect(databaseUrl(), { max: 1 });
+      await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await a.end();
+    },
+  };
+}
+
+/** A Redis connection and a fresh prefix; `cleanup()` deletes the prefix's keys and quits. */
+export async function freshRedis(): Promise<{
+  redis: Redis;
+  prefix: string;
+  cleanup(): Promise<void>;
+}> {
+  const redis = new Redis(redisUrl(), { maxRetriesPerRequest: 1 });
+  await redis.ping();
+  const prefix = freshPrefix();
+  return {
+    redis,
+    prefix,
+    async cleanup() {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+      redis.disconnect();
+    },
+  };
+}
