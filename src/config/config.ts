@@ -4,9 +4,9 @@
 
 type Parse<T> = (raw: string) => T | undefined;
 
-interface Setting<T> {
+interface Setting<T, D extends T | undefined = T | undefined> {
   env: string;
-  default: T | undefined;
+  default: D;
   parse: Parse<T>;
   /** What a valid value looks like, for the error message. */
   expect: string;
@@ -37,12 +37,22 @@ const url =
 
 function setting<T>(
   env: string,
-  def: T | undefined,
+  def: T,
   parse: Parse<T>,
   expect: string,
   doc: string,
-): Setting<T> {
+): Setting<T, T> {
   return { env, default: def, parse, expect, doc };
+}
+
+/** A setting with no default: absent means "not configured". */
+function optional<T>(
+  env: string,
+  parse: Parse<T>,
+  expect: string,
+  doc: string,
+): Setting<T, undefined> {
+  return { env, default: undefined, parse, expect, doc };
 }
 
 /** Every setting, in the order of the README's table. */
@@ -55,16 +65,14 @@ export const SETTINGS = {
     'Address the gateway listens on.',
   ),
   port: setting('PORT', 8080, int(0, 65535), 'a port 0–65535', 'Port of the gateway.'),
-  redisUrl: setting<string>(
+  redisUrl: optional(
     'REDIS_URL',
-    undefined,
     url('redis:', 'rediss:'),
     'a redis:// URL',
     'Redis to use; unset: `npm start`/`npm test` start a project-local one under `.data/`.',
   ),
-  databaseUrl: setting<string>(
+  databaseUrl: optional(
     'DATABASE_URL',
-    undefined,
     url('postgres:', 'postgresql:'),
     'a postgres:// URL',
     'PostgreSQL to use; unset: a project-local cluster under `.data/`.',
@@ -153,9 +161,8 @@ export const SETTINGS = {
     'a non-empty string',
     'Prefix of every Redis key.',
   ),
-  adminToken: setting<string>(
+  adminToken: optional(
     'MATCHBOX_ADMIN_TOKEN',
-    undefined,
     (raw) => (raw.length >= 16 ? raw : undefined),
     'at least 16 characters',
     'Token of the admin routes; unset: `npm start` makes one and says where it is.',
@@ -192,8 +199,8 @@ export const SETTINGS = {
 
 type Settings = typeof SETTINGS;
 export type Config = {
-  [K in keyof Settings]: Settings[K] extends Setting<infer T>
-    ? Settings[K]['default'] extends undefined
+  [K in keyof Settings]: Settings[K] extends Setting<infer T, infer D>
+    ? D extends undefined
       ? T | undefined
       : T
     : never;
@@ -211,7 +218,7 @@ export class ConfigError extends Error {
 /** Reads and validates every setting; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const out: Record<string, unknown> = {};
-  for (const [key, s] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+  for (const [key, s] of Object.entries(SETTINGS) as [string, Setting<unknown, unknown>][]) {
     const raw = env[s.env];
     if (raw === undefined || raw === '') {
       out[key] = s.default;

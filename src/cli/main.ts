@@ -1,0 +1,267 @@
+// `matchbox <command>`: the whole system, or one part of it for deployment.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig } from '../config/config.js';
+import type { Config } from '../config/config.js';
+import { connect } from '../db/client.js';
+import { migrate } from '../db/migrate.js';
+import { createUser } from '../db/users.js';
+import { EngineClient } from '../engine-service/client.js';
+import { shardAddress } from '../engine-service/address.js';
+import { startLocalServices } from '../infra/local-services.js';
+import type { LocalServices } from '../infra/local-services.js';
+import { startSystem } from '../system/system.js';
+import type { Components } from '../system/system.js';
+
+const HELP = `matchbox — order submission and matching
+
+Usage: matchbox <command> [options]
+
+Commands:
+  start                 the whole system: Redis and PostgreSQL (project-local under .data/
+                        unless REDIS_URL and DATABASE_URL are set), the engine in its own
+                        process, and the gateway, dispatcher and batch writer
+  engine                one engine shard's gRPC service (SHARD, default 0)
+  gateway               the HTTP gateway only
+  dispatcher            the dispatchers only (one per shard)
+  writer                the batch writer only
+  users create NAME     create a user and print its API key (shown once)
+  migrate               apply database migrations
+
+Options:
+  --mode queue|sync     order path (same as ORDER_PATH)
+  -h, --help            this help
+
+Every setting is an environment variable; see the README's configuration table.`;
+
+function logger(config: Config, name: string): Logger {
+  const pretty = process.stdout.isTTY && config.logLevel !== 'silent';
+  return pino({
+    name,
+    level: config.logLevel,
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true } } } : {}),
+  });
+}
+
+/** Runs until SIGINT/SIGTERM, then calls `stop` once and exits with its outcome. */
+function untilSignal(log: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const force = setTimeout(() => {
+      log.error('did not stop within 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+}
+
+/** The admin token: MATCHBOX_ADMIN_TOKEN, else one kept in the data folder. */
+function adminToken(config: Config): { token: string; where: string } {
+  if (config.adminToken !== undefined)
+    return { token: config.adminToken, where: 'MATCHBOX_ADMIN_TOKEN' };
+  const file = join(resolve(config.dataDir), 'admin-token');
+  if (!existsSync(file)) {
+    mkdirSync(resolve(config.dataDir), { recursive: true });
+    writeFileSync(file, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+  }
+  return { token: readFileSync(file, 'utf8').trim(), where: file };
+}
+
+const ENGINE_MAIN = fileURLToPath(new URL('../engine-service/main.js', import.meta.url));
+
+/** Keeps one engine shard process running: restarted a second after it dies unasked. */
+function superviseEngine(config: Config, shard: number, log: Logger): () => Promise<void> {
+  let child: ChildProcess | undefined;
+  let stopping = false;
+  const run = (): void => {
+    child = spawn(process.execPath, [ENGINE_MAIN], {
+      env: { ...process.env, SHARD: String(shard), DATABASE_URL: config.databaseUrl },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      log.warn({ shard, code, signal }, 'engine process exited; restarting in 1 s');
+      setTimeout(run, 1000);
+    });
+  };
+  run();
+  return async () => {
+    stopping = true;
+    const c = child;
+    if (c === undefined || c.exitCode !== null) return;
+    await new Promise<void>((done) => {
+      c.once('exit', () => done());
+      c.kill('SIGTERM');
+    });
+  };
+}
+
+async function waitForEngine(config: Config, shard: number): Promise<void> {
+  const client = new EngineClient(shardAddress(config.engineAddress, shard), shard, {
+    deadlineMs: 500,
+  });
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        await client.lastApplied();
+        return;
+      } catch (err) {
+        if (i > 100) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function start(config: Config): Promise<void> {
+  const log = logger(config, 'matchbox');
+  let services: LocalServices | undefined;
+  if (config.redisUrl === undefined || config.databaseUrl === undefined) {
+    services = await startLocalServices({
+      dataDir: config.dataDir,
+      redis: config.redisUrl === undefined,
+      postgres: config.databaseUrl === undefined,
+    });
+  }
+  const admin = adminToken(config);
+  const full: Config = {
+    ...config,
+    redisUrl: config.redisUrl ?? services?.redisUrl,
+    databaseUrl: config.databaseUrl ?? services?.databaseUrl,
+    adminToken: admin.token,
+  };
+  // The schema must exist before the engine loads its snapshots.
+  const sql = connect(full.databaseUrl as string, { max: 1 });
+  await migrate(sql);
+  await sql.end();
+  const stopEngines: (() => Promise<void>)[] = [];
+  for (let n = 0; n < full.shards; n++) {
+    stopEngines.push(superviseEngine(full, n, log));
+    await waitForEngine(full, n);
+  }
+  const system = await startSystem(
+    full,
+    { engine: false, dispatcher: true, writer: true, gateway: true },
+    log,
+  );
+  const url = system.url as string;
+  console.log(`
+matchbox is running at ${url}  (order path: ${full.orderPath})
+  API docs:     ${url}/docs
+  admin token:  ${admin.where === 'MATCHBOX_ADMIN_TOKEN' ? 'from MATCHBOX_ADMIN_TOKEN' : `in ${admin.where}`}
+  Redis:        ${full.redisUrl}
+  PostgreSQL:   ${full.databaseUrl}
+
+Try it:
+  KEY=$(curl -s -X POST ${url}/v1/admin/users -H "Authorization: Bearer $(cat ${admin.where === 'MATCHBOX_ADMIN_TOKEN' ? '<(echo $MATCHBOX_ADMIN_TOKEN)' : admin.where})" \\
+        -H 'Content-Type: application/json' -d '{"name":"alice"}' | sed -E 's/.*"api_key":"([^"]+)".*/\\1/')
+  curl -s -X POST ${url}/v1/orders -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
+        -d '{"symbol":"AAPL","side":"BUY","type":"LIMIT","quantity":"10","price":"187.25"}'
+
+Stop with Ctrl-C.`);
+  untilSignal(log, async () => {
+    await system.stop();
+    for (const s of stopEngines) await s();
+    await services?.stop();
+  });
+}
+
+async function part(config: Config, components: Components, name: string): Promise<void> {
+  const log = logger(config, name);
+  const system = await startSystem(config, components, log);
+  if (system.url !== undefined) log.info({ url: system.url }, 'gateway listening');
+  untilSignal(log, () => system.stop());
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { mode: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help === true || command === undefined || command === 'help') {
+    console.log(HELP);
+    return;
+  }
+  const env = { ...process.env };
+  if (values.mode !== undefined) env.ORDER_PATH = values.mode;
+  const config = loadConfig(env);
+  switch (command) {
+    case 'start':
+      return start(config);
+    case 'engine':
+      await import('../engine-service/main.js');
+      return;
+    case 'gateway':
+      return part(
+        config,
+        { engine: false, dispatcher: false, writer: false, gateway: true },
+        command,
+      );
+    case 'dispatcher':
+      return part(
+        config,
+        { engine: false, dispatcher: true, writer: false, gateway: false },
+        command,
+      );
+    case 'writer':
+      return part(
+        config,
+        { engine: false, dispatcher: false, writer: true, gateway: false },
+        command,
+      );
+    case 'migrate':
+    case 'users': {
+      if (config.databaseUrl === undefined)
+        throw new ConfigError('DATABASE_URL', 'DATABASE_URL must be set');
+      const sql = connect(config.databaseUrl, { max: 1 });
+      try {
+        if (command === 'migrate') {
+          const applied = await migrate(sql);
+          console.log(
+            applied.length === 0 ? 'schema is up to date' : `applied ${applied.join(', ')}`,
+          );
+        } else if (rest[0] === 'create' && rest[1] !== undefined) {
+          await migrate(sql);
+          const user = await createUser(sql, rest[1]);
+          console.log(JSON.stringify({ id: user.id, name: user.name, api_key: user.api_key }));
+        } else {
+          throw new Error('usage: matchbox users create NAME');
+        }
+      } finally {
+        await sql.end();
+      }
+      return;
+    }
+    default:
+      throw new Error(`unknown command ${command}; see matchbox --help`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(`matchbox: ${err.message}`);
+  else console.error(`matchbox: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+});

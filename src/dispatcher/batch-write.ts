@@ -1,0 +1,61 @@
+// One batch's outputs into Redis in one MULTI/EXEC: status cache, open set, fills, recent trades,
+// the event-stream entry `0-<last seq>` (which is what W is read from, so it moves atomically with
+// the rest) and the `applied` notice.
+import type { Redis } from 'ioredis';
+import type { EventBatch } from '../queue/records.js';
+import type { ShardKeys } from '../queue/keys.js';
+import { isFinal } from './projector.js';
+import type { ProjectedBatch } from './projector.js';
+
+/** Recent trades kept per symbol. */
+export const TRADES_KEPT = 1000;
+
+/** Writes the batch atomically; resolves once EXEC has answered. */
+export async function writeBatch(
+  redis: Redis,
+  keys: ShardKeys,
+  batch: ProjectedBatch,
+  statusTtlS: number,
+): Promise<void> {
+  const m = redis.multi();
+  for (const o of batch.orders.values()) {
+    const key = keys.order(o.id);
+    m.hset(key, 'j', JSON.stringify(o), 's', o.status);
+    if (isFinal(o.status)) {
+      m.srem(keys.open, o.id);
+      m.expire(key, statusTtlS);
+    } else if (o.seq >= batch.firstSeq) {
+      // The gateway added it at accept; an order placed before this batch is there already.
+      m.sadd(keys.open, o.id);
+    }
+  }
+  for (const [orderId, fills] of batch.fills) {
+    m.rpush(keys.fills(orderId), ...fills.map((f) => JSON.stringify(f)));
+  }
+  // After the RPUSHes, which may have just created the list; an order that never filled has none.
+  for (const o of batch.orders.values()) {
+    if (isFinal(o.status) && o.filled_lots > 0) m.expire(keys.fills(o.id), statusTtlS);
+  }
+  const bySymbol = new Map<string, string[]>();
+  for (const t of batch.trades) {
+    const list = bySymbol.get(t.symbol) ?? [];
+    list.push(JSON.stringify(t));
+    bySymbol.set(t.symbol, list);
+  }
+  for (const [symbol, trades] of bySymbol) {
+    const key = keys.trades(symbol);
+    m.lpush(key, ...trades);
+    m.ltrim(key, 0, TRADES_KEPT - 1);
+  }
+  const event: EventBatch = {
+    first_seq: batch.firstSeq,
+    last_seq: batch.lastSeq,
+    orders: [...batch.orders.values()],
+    trades: batch.trades,
+  };
+  m.xadd(keys.events, `0-${batch.lastSeq}`, 'b', JSON.stringify(event));
+  m.publish(keys.applied, String(batch.lastSeq));
+  const results = await m.exec();
+  if (results === null) throw new Error('MULTI was aborted');
+  for (const [err] of results) if (err) throw err;
+}

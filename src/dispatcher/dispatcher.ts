@@ -1,0 +1,245 @@
+// The dispatcher of one shard (architecture.md step 3): reads the order stream in order, feeds the
+// engine in batches over one session, and writes each batch's reports to Redis exactly once.
+//
+// W, the last sequence whose reports are in Redis, is the event stream's last id. Each cycle
+// (start, and after any failure) re-reads W and the open orders from Redis, says Hello(W) — the
+// engine rolls back if it is ahead — and reads from the engine's last seq L ≤ W. Commands up to W
+// are replayed into the engine only; their outputs are already in Redis and are not written again.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Sql } from '../db/client.js';
+import type { EngineClient, EngineSession } from '../engine-service/client.js';
+import type { Command } from '../engine/types.js';
+import { shardKeys } from '../queue/keys.js';
+import type { ShardKeys } from '../queue/keys.js';
+import type { CommandRecord, OrderState } from '../queue/records.js';
+import { writeBatch } from './batch-write.js';
+import { engineCommand } from './engine-commands.js';
+import { Instruments } from './instruments.js';
+import { commit, project } from './projector.js';
+import { loadOpenOrders, readWrittenSeq, streamSeq } from './redis-state.js';
+
+export interface DispatcherOptions {
+  shard: number;
+  /** Redis for writes; the dispatcher makes its own duplicate for the blocking reads. */
+  redis: Redis;
+  /** Key prefix (REDIS_PREFIX). */
+  prefix: string;
+  sql: Sql;
+  engine: EngineClient;
+  /** Most commands per batch (DISPATCH_BATCH). */
+  batchSize: number;
+  statusTtlS: number;
+  /** How long one XREAD waits for new orders when the stream is idle; default 1000 ms. */
+  blockMs?: number;
+  logger: Logger;
+}
+
+export interface DispatcherStats {
+  /** Batches written to Redis. */
+  batches: number;
+  /** Commands whose outputs were written. */
+  commands: number;
+  /** W: the last sequence whose reports are in Redis. */
+  lastSeq: number;
+  /** Sessions opened after the first (engine restarts, broken streams, Redis failures). */
+  reconnects: number;
+  lastBatchSize: number;
+  /** Milliseconds spent, in total, waiting for the engine and writing to Redis. */
+  engineMs: number;
+  writeMs: number;
+}
+
+type XReadReply = [string, [string, string[]][]][] | null;
+
+const BACKOFF_MIN_MS = 50;
+const BACKOFF_MAX_MS = 2000;
+
+export class Dispatcher {
+  private readonly keys: ShardKeys;
+  /** Its own connection: a blocking XREAD would hold up every other command on a shared one. */
+  private reader: Redis | undefined;
+  private readonly instruments: Instruments;
+  private readonly logger: Logger;
+  private readonly blockMs: number;
+  private open = new Map<number, OrderState>();
+  private written = 0;
+  private stopping = false;
+  private running: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private readonly counters: DispatcherStats = {
+    batches: 0,
+    commands: 0,
+    lastSeq: 0,
+    reconnects: -1,
+    lastBatchSize: 0,
+    engineMs: 0,
+    writeMs: 0,
+  };
+
+  constructor(private readonly options: DispatcherOptions) {
+    this.keys = shardKeys(options.prefix, options.shard);
+    this.instruments = new Instruments(options.sql);
+    this.logger = options.logger.child({ shard: this.keys.shard });
+    this.blockMs = options.blockMs ?? 1000;
+  }
+
+  /** Starts dispatching in the background; failures are retried, never thrown. */
+  start(): void {
+    if (this.running !== undefined) return;
+    this.stopping = false;
+    this.reader = this.options.redis.duplicate();
+    // Connection errors surface as failed commands (retried below); the event only needs a home.
+    this.reader.on('error', (err: Error) =>
+      this.options.logger.debug({ err: err.message }, 'stream reader connection error'),
+    );
+    this.running = this.run(this.reader);
+  }
+
+  /** Finishes the batch in hand (its write included), then resolves. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.running;
+    this.running = undefined;
+    this.reader?.disconnect();
+    this.reader = undefined;
+  }
+
+  stats(): DispatcherStats {
+    return { ...this.counters, lastSeq: this.written };
+  }
+
+  /** Commands queued in the stream whose reports are not written yet. */
+  async lag(): Promise<number> {
+    const last = Number((await this.options.redis.get(this.keys.seq)) ?? 0);
+    return Math.max(0, last - this.written);
+  }
+
+  private async run(reader: Redis): Promise<void> {
+    let backoff = BACKOFF_MIN_MS;
+    while (!this.stopping) {
+      let session: EngineSession | undefined;
+      try {
+        this.counters.reconnects++;
+        session = this.options.engine.session();
+        await this.cycle(reader, session, () => {
+          backoff = BACKOFF_MIN_MS;
+        });
+      } catch (err) {
+        if (this.stopping) break;
+        this.logger.warn({ err, retryInMs: backoff }, 'dispatch interrupted; reconnecting');
+        await this.sleep(backoff);
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      } finally {
+        session?.close();
+      }
+    }
+  }
+
+  /** One session: resync from Redis, hello, then batches until stopped or something fails. */
+  private async cycle(
+    reader: Redis,
+    session: EngineSession,
+    progressed: () => void,
+  ): Promise<void> {
+    const { redis } = this.options;
+    // Whatever failed before (maybe an EXEC whose answer was lost), Redis says what is written.
+    this.written = await readWrittenSeq(redis, this.keys);
+    this.open = await loadOpenOrders(redis, this.keys);
+    await this.instruments.load();
+    const engineSeq = await session.hello(this.written);
+    if (engineSeq > this.written) {
+      throw new Error(`engine at ${engineSeq} after hello(${this.written}): it did not roll back`);
+    }
+    this.logger.info({ written: this.written, engineSeq, open: this.open.size }, 'session ready');
+    progressed();
+    let cursor = engineSeq;
+    while (!this.stopping) {
+      const reply: XReadReply = await reader.xread(
+        'COUNT',
+        this.options.batchSize,
+        'BLOCK',
+        this.blockMs,
+        'STREAMS',
+        this.keys.orders,
+        `0-${cursor}`,
+      );
+      const entries = reply?.[0]?.[1];
+      if (entries === undefined || entries.length === 0) continue;
+      cursor = await this.dispatch(session, cursor, entries);
+      progressed();
+    }
+  }
+
+  /** Sends one batch of stream entries and writes its outputs; returns the batch's last seq. */
+  private async dispatch(
+    session: EngineSession,
+    cursor: number,
+    entries: [string, string[]][],
+  ): Promise<number> {
+    const commands: Command[] = [];
+    const placed = new Map<number, OrderState>();
+    const symbols = new Set<string>();
+    for (const [id, fields] of entries) {
+      const seq = streamSeq(id);
+      const record = JSON.parse(commandField(fields, id)) as CommandRecord;
+      commands.push(engineCommand(seq, record));
+      if (seq > this.written && record.k === 'place') {
+        placed.set(seq, { ...record.order, seq, version: seq });
+        symbols.add(record.order.symbol);
+      }
+    }
+    const first = commands[0] as Command;
+    if (first.seq !== cursor + 1) {
+      this.logger.error({ expected: cursor + 1, got: first.seq }, 'order stream has a gap');
+    }
+    const lastSeq = (commands[commands.length - 1] as Command).seq;
+    const sentAt = performance.now();
+    const reply = await session.send(commands);
+    this.counters.engineMs += performance.now() - sentAt;
+    if (reply.lastSeq !== lastSeq) {
+      throw new Error(`engine answered last seq ${reply.lastSeq} for a batch ending at ${lastSeq}`);
+    }
+    if (lastSeq <= this.written) return lastSeq; // all replay: already in Redis
+
+    const reports = reply.reports.filter((r) => r.seq > this.written);
+    await this.instruments.ensure(symbols);
+    const firstSeq = commands.find((c) => c.seq > this.written)?.seq ?? lastSeq;
+    const batch = project({
+      shard: this.options.shard,
+      firstSeq,
+      lastSeq,
+      open: this.open,
+      placed,
+      reports,
+      scales: (s) => this.instruments.get(s),
+    });
+    const writeAt = performance.now();
+    await writeBatch(this.options.redis, this.keys, batch, this.options.statusTtlS);
+    this.counters.writeMs += performance.now() - writeAt;
+    commit(this.open, batch);
+    this.written = lastSeq;
+    this.counters.batches++;
+    this.counters.commands += lastSeq - firstSeq + 1;
+    this.counters.lastBatchSize = commands.length;
+    return lastSeq;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}
+
+function commandField(fields: string[], id: string): string {
+  for (let i = 0; i + 1 < fields.length; i += 2)
+    if (fields[i] === 'c') return fields[i + 1] as string;
+  throw new Error(`order stream entry ${id} has no field c`);
+}

@@ -1,0 +1,45 @@
+// Order-stream records → engine commands. The engine's order id is the PLACE's stream sequence,
+// its owner the user's compact number; prices and quantities are already ticks and lots.
+import { CommandType, OrderType, Side, Stp, TimeInForce } from '../engine/types.js';
+import type { Command } from '../engine/types.js';
+import { engineOrderType, engineSide, engineStp, engineTif } from '../queue/records.js';
+import type { CommandRecord } from '../queue/records.js';
+
+/** The engine command of the order-stream entry `0-<seq>`. */
+export function engineCommand(seq: number, record: CommandRecord): Command {
+  if (record.k === 'place') {
+    const o = record.order;
+    return {
+      type: CommandType.PLACE,
+      seq,
+      ts: Date.parse(o.created_at),
+      symbol: o.symbol,
+      orderId: seq,
+      ownerId: o.owner_no,
+      side: engineSide(o.side),
+      orderType: engineOrderType(o.type),
+      tif: engineTif(o.time_in_force),
+      price: o.price_ticks,
+      stopPrice: o.stop_ticks,
+      quantity: o.quantity_lots,
+      postOnly: o.post_only,
+      stp: engineStp(o.self_trade_prevention),
+    };
+  }
+  return {
+    type: CommandType.CANCEL,
+    seq,
+    ts: Date.parse(record.requested_at),
+    symbol: record.symbol,
+    orderId: record.target_seq,
+    ownerId: record.owner_no,
+    side: Side.BUY,
+    orderType: OrderType.LIMIT,
+    tif: TimeInForce.GTC,
+    price: 0,
+    stopPrice: 0,
+    quantity: 0,
+    postOnly: false,
+    stp: Stp.NONE,
+  };
+}

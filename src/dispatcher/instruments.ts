@@ -1,0 +1,44 @@
+// Tick and lot sizes of the listed instruments, from PostgreSQL, as Scales: the dispatcher turns
+// the engine's ticks and lots back into the API's decimals with them.
+import type { Sql } from '../db/client.js';
+import { Scale } from '../engine/scale.js';
+
+export interface InstrumentScales {
+  tick: Scale;
+  lot: Scale;
+}
+
+export class Instruments {
+  private readonly scales = new Map<string, InstrumentScales>();
+
+  constructor(private readonly sql: Sql) {}
+
+  /** (Re)reads every instrument. */
+  async load(): Promise<void> {
+    const rows = await this.sql<{ symbol: string; tick_size: string; lot_size: string }[]>`
+      SELECT symbol, tick_size::text AS tick_size, lot_size::text AS lot_size FROM instruments`;
+    for (const r of rows) {
+      this.scales.set(r.symbol, { tick: new Scale(r.tick_size), lot: new Scale(r.lot_size) });
+    }
+  }
+
+  /** Makes sure every symbol is known, reloading once if one is not; throws if still unknown. */
+  async ensure(symbols: Iterable<string>): Promise<void> {
+    let reloaded = false;
+    for (const s of symbols) {
+      if (this.scales.has(s)) continue;
+      if (!reloaded) {
+        await this.load();
+        reloaded = true;
+      }
+      if (!this.scales.has(s)) throw new Error(`instrument ${s} is not in PostgreSQL`);
+    }
+  }
+
+  /** The scales of a known symbol (call `ensure` first). */
+  get(symbol: string): InstrumentScales {
+    const s = this.scales.get(symbol);
+    if (s === undefined) throw new Error(`instrument ${symbol} not loaded`);
+    return s;
+  }
+}

@@ -1,0 +1,142 @@
+// Execution reports → the pipeline's records: the new state of every order a batch changed, its
+// trades and each side's fills. Pure and deterministic (times come from the commands), so a
+// replay projects the same records and tests can run it beside an in-process engine.
+import { EventKind, Reason } from '../engine/types.js';
+import type { ExecutionReport } from '../engine/types.js';
+import { SIDES, tradeId } from '../queue/records.js';
+import type { Fill, OrderState, StatusName, TradeRecord } from '../queue/records.js';
+import type { InstrumentScales } from './instruments.js';
+
+const REASON_NAMES = new Map<number, string>(Object.entries(Reason).map(([k, v]) => [v, k]));
+
+/** The name of an engine Reason, as `reject_reason` shows it. */
+export const reasonName = (r: number): string => REASON_NAMES.get(r) ?? `REASON_${r}`;
+
+export interface ProjectedBatch {
+  firstSeq: number;
+  lastSeq: number;
+  /** Every order the batch changed, in its final state, by engine id, in order of first change. */
+  orders: Map<number, OrderState>;
+  trades: TradeRecord[];
+  /** New fills by order id (UUID), oldest first. */
+  fills: Map<string, Fill[]>;
+}
+
+export interface ProjectionInput {
+  shard: number;
+  firstSeq: number;
+  lastSeq: number;
+  /** Open orders before the batch, by engine id; read, never modified. */
+  open: ReadonlyMap<number, OrderState>;
+  /** The orders the batch's PLACE commands carry (their `seq` set), by engine id. */
+  placed: ReadonlyMap<number, OrderState>;
+  /** The reports of the commands firstSeq..lastSeq, in order. */
+  reports: readonly ExecutionReport[];
+  scales(symbol: string): InstrumentScales;
+}
+
+/** Projects one batch's reports onto copies of the orders they name. */
+export function project(input: ProjectionInput): ProjectedBatch {
+  const orders = new Map<number, OrderState>();
+  const trades: TradeRecord[] = [];
+  const fills = new Map<string, Fill[]>();
+
+  const touch = (id: number, r: ExecutionReport): OrderState => {
+    let o = orders.get(id);
+    if (o === undefined) {
+      const before = input.placed.get(id) ?? input.open.get(id);
+      if (before === undefined) throw new Error(`report seq ${r.seq} names unknown order ${id}`);
+      o = { ...before };
+      orders.set(id, o);
+    }
+    o.version = r.seq;
+    o.updated_at = new Date(r.ts).toISOString();
+    return o;
+  };
+  const close = (o: OrderState, status: StatusName, reason: number): void => {
+    o.status = status;
+    o.reject_reason = reasonName(reason);
+  };
+  const fill = (o: OrderState, filled: number, leaves: number, r: ExecutionReport): void => {
+    const { tick, lot } = input.scales(o.symbol);
+    o.filled_lots = filled;
+    o.notional = (BigInt(o.notional) + BigInt(r.price) * BigInt(r.quantity)).toString();
+    o.filled_quantity = lot.toDecimal(filled);
+    o.average_fill_price = tick.averagePrice(BigInt(o.notional), BigInt(filled));
+    o.status = leaves === 0 ? 'FILLED' : 'PARTIALLY_FILLED';
+  };
+
+  for (const r of input.reports) {
+    switch (r.kind) {
+      case EventKind.ACCEPTED:
+        touch(r.orderId, r).status = 'NEW';
+        break;
+      case EventKind.REJECTED:
+        close(touch(r.orderId, r), 'REJECTED', r.reason);
+        break;
+      case EventKind.CANCELED:
+        close(touch(r.orderId, r), 'CANCELED', r.reason);
+        break;
+      case EventKind.TRADE: {
+        const taker = touch(r.orderId, r);
+        const maker = touch(r.makerOrderId, r);
+        fill(taker, r.filled, r.leaves, r);
+        fill(maker, r.makerFilled, r.makerLeaves, r);
+        const { tick, lot } = input.scales(r.symbol);
+        const trade: TradeRecord = {
+          id: tradeId(r.ts, input.shard, r.seq, r.tradeNo),
+          seq: r.seq,
+          trade_no: r.tradeNo,
+          symbol: r.symbol,
+          price: tick.toDecimal(r.price),
+          quantity: lot.toDecimal(r.quantity),
+          taker_side: SIDES[r.side],
+          taker_order_id: taker.id,
+          maker_order_id: maker.id,
+          taker_user_id: taker.user_id,
+          maker_user_id: maker.user_id,
+          executed_at: taker.updated_at,
+        };
+        trades.push(trade);
+        addFill(fills, taker.id, trade, 'TAKER');
+        addFill(fills, maker.id, trade, 'MAKER');
+        break;
+      }
+      default:
+        // TRIGGERED (a stop stays NEW until it trades), CANCEL_REJECTED and the replace kinds
+        // (the gateway sends no replaces) change no order.
+        break;
+    }
+  }
+  return { firstSeq: input.firstSeq, lastSeq: input.lastSeq, orders, trades, fills };
+}
+
+function addFill(
+  fills: Map<string, Fill[]>,
+  orderId: string,
+  t: TradeRecord,
+  liquidity: Fill['liquidity'],
+): void {
+  const fill: Fill = {
+    trade_id: t.id,
+    price: t.price,
+    quantity: t.quantity,
+    liquidity,
+    executed_at: t.executed_at,
+  };
+  const list = fills.get(orderId);
+  if (list === undefined) fills.set(orderId, [fill]);
+  else list.push(fill);
+}
+
+/** Whether an order status is final (FILLED, CANCELED, REJECTED). */
+export const isFinal = (s: StatusName): boolean =>
+  s === 'FILLED' || s === 'CANCELED' || s === 'REJECTED';
+
+/** Folds a written batch into the open orders: final ones leave, the rest take their new state. */
+export function commit(open: Map<number, OrderState>, batch: ProjectedBatch): void {
+  for (const [id, o] of batch.orders) {
+    if (isFinal(o.status)) open.delete(id);
+    else open.set(id, o);
+  }
+}

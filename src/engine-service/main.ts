@@ -1,0 +1,54 @@
+// Process entry of one engine shard: `node dist/src/engine-service/main.js`. Shard from env SHARD
+// (default 0); it listens on ENGINE_ADDRESS's port + shard. SIGTERM or SIGINT: final snapshot,
+// then exit 0.
+import { pino } from 'pino';
+import { loadConfig } from '../config/config.js';
+import { connect } from '../db/client.js';
+import { shardAddress } from './address.js';
+import { startEngineService } from './server.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = pino({ level: config.logLevel, name: 'engine' });
+  if (config.databaseUrl === undefined) {
+    logger.fatal('DATABASE_URL must be set: the engine keeps its snapshots in PostgreSQL');
+    process.exit(2);
+  }
+  const shard = Number(process.env.SHARD ?? '0');
+  if (!Number.isInteger(shard) || shard < 0 || shard >= config.shards) {
+    logger.fatal(`SHARD=${process.env.SHARD} is not a shard of 0..${config.shards - 1}`);
+    process.exit(2);
+  }
+  const sql = connect(config.databaseUrl, { max: 2 });
+  const service = await startEngineService({
+    shard,
+    address: shardAddress(config.engineAddress, shard),
+    sql,
+    snapshotEvery: config.snapshotEvery,
+    snapshotIntervalMs: config.snapshotIntervalMs,
+    logger,
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    service
+      .stop()
+      .then(() => sql.end({ timeout: 5 }))
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'stop failed');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

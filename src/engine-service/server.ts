@@ -1,0 +1,179 @@
+// The engine service: one shard's MatchingEngine behind the gRPC contract of proto/engine.proto,
+// with snapshots in PostgreSQL. A process entry (main.ts) and the `matchbox engine` command both
+// start it through `startEngineService`.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Sql } from '../db/client.js';
+import { CHANNEL_OPTIONS, engineService, shardName } from './proto.js';
+import type { DepthReply, DepthRequest, LastAppliedReply, LastAppliedRequest } from './proto.js';
+import type { SessionReply, SessionRequest, WireLevel } from './proto.js';
+import { ShardEngine } from './shard-engine.js';
+import { SnapshotStore } from './snapshot-store.js';
+import { Snapshotter } from './snapshotter.js';
+
+export interface EngineServiceOptions {
+  shard: number;
+  /** `host:port`; port 0 picks a free one (see the returned `port`). */
+  address: string;
+  sql: Sql;
+  snapshotEvery: number;
+  snapshotIntervalMs: number;
+  logger: Logger;
+}
+
+export interface EngineService {
+  port: number;
+  /** Ends every session, stores a final snapshot, then resolves. */
+  stop(): Promise<void>;
+}
+
+type SessionCall = grpc.ServerDuplexStream<SessionRequest, SessionReply>;
+
+/** Loads the newest snapshot of the shard and serves it until `stop()`. */
+export async function startEngineService(options: EngineServiceOptions): Promise<EngineService> {
+  const { logger } = options;
+  const shard = shardName(options.shard);
+  const store = new SnapshotStore(options.sql, shard);
+  const loaded = await store.newest();
+  const engine = new ShardEngine(loaded?.data);
+  const snapshots = new Snapshotter(
+    store,
+    () => engine.core,
+    { every: options.snapshotEvery, intervalMs: options.snapshotIntervalMs },
+    logger,
+  );
+  snapshots.reset(engine.lastSeq);
+  logger.info({ shard, seq: engine.lastSeq, snapshot: loaded !== undefined }, 'engine loaded');
+
+  /** The one live dispatcher session; a newer one supersedes it. */
+  let current: SessionCall | undefined;
+  let stopping = false;
+
+  const fail = (call: SessionCall, code: grpc.status, details: string): void => {
+    call.emit('error', { code, details, metadata: new grpc.Metadata() });
+  };
+
+  // Every message is handled synchronously from start to reply, so batches of one session, and
+  // a new session's rollback, never interleave.
+  const onMessage = async (call: SessionCall, req: SessionRequest): Promise<void> => {
+    if (call !== current || stopping) return;
+    if (req.msg === 'hello' && req.hello) {
+      if (req.hello.shard !== shard) {
+        fail(
+          call,
+          grpc.status.INVALID_ARGUMENT,
+          `this engine serves ${shard}, not ${req.hello.shard}`,
+        );
+        return;
+      }
+      const written = req.hello.written_seq;
+      if (engine.lastSeq > written) {
+        // The dispatcher lost reports it never wrote: go back to a state at or below what it did
+        // write, so that the replay regenerates exactly those reports.
+        const from = engine.lastSeq;
+        const snapshot = await store.newest(written);
+        if (call !== current) return;
+        engine.reset(snapshot?.data);
+        snapshots.reset(engine.lastSeq);
+        logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');
+      }
+      call.write({ ready: { last_seq: engine.lastSeq } });
+    } else if (req.msg === 'batch' && req.batch) {
+      const batch = engine.apply(req.batch.commands);
+      call.write({ reports: { last_seq: batch.lastSeq, reports: batch.reports } });
+      snapshots.applied(batch.applied);
+    } else {
+      fail(call, grpc.status.INVALID_ARGUMENT, 'expected a hello or a batch');
+    }
+  };
+
+  const session = (call: SessionCall): void => {
+    if (stopping) {
+      fail(call, grpc.status.UNAVAILABLE, 'engine stopping');
+      return;
+    }
+    if (current !== undefined) {
+      logger.info({ shard }, 'new session supersedes the previous one');
+      current.end();
+    }
+    current = call;
+    // A rollback awaits PostgreSQL; the messages behind it wait their turn in this chain.
+    let chain = Promise.resolve();
+    call.on('data', (req: SessionRequest) => {
+      chain = chain
+        .then(() => onMessage(call, req))
+        .catch((err: unknown) => {
+          logger.error({ err }, 'session message failed');
+          fail(call, grpc.status.INTERNAL, 'engine could not handle the message');
+        });
+    });
+    const done = (): void => {
+      if (current === call) current = undefined;
+    };
+    call.on('end', () => {
+      done();
+      call.end();
+    });
+    call.on('error', done);
+    call.on('cancelled', done);
+  };
+
+  const lastApplied = (
+    call: grpc.ServerUnaryCall<LastAppliedRequest, LastAppliedReply>,
+    callback: grpc.sendUnaryData<LastAppliedReply>,
+  ): void => {
+    const asked = call.request.shard;
+    if (asked !== '' && asked !== shard) {
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: `this engine serves ${shard}` });
+      return;
+    }
+    callback(null, { last_seq: engine.lastSeq });
+  };
+
+  const depth = (
+    call: grpc.ServerUnaryCall<DepthRequest, DepthReply>,
+    callback: grpc.sendUnaryData<DepthReply>,
+  ): void => {
+    const { symbol, levels } = call.request;
+    const d = engine.core.depth(symbol, levels);
+    const level = (l: WireLevel): WireLevel => ({
+      price: l.price,
+      quantity: l.quantity,
+      orders: l.orders,
+    });
+    callback(null, {
+      symbol,
+      bids: d === undefined ? [] : d.bids.map(level),
+      asks: d === undefined ? [] : d.asks.map(level),
+      seq: engine.lastSeq,
+    });
+  };
+
+  const server = new grpc.Server(CHANNEL_OPTIONS);
+  server.addService(engineService().service, {
+    Session: session,
+    LastApplied: lastApplied,
+    Depth: depth,
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err === null ? resolve(p) : reject(err),
+    );
+  });
+  logger.info({ shard, port }, 'engine listening');
+
+  return {
+    port,
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      // Close the door first so that the final snapshot holds everything ever applied.
+      current?.end();
+      current = undefined;
+      // A dispatcher never ends its half of a session, so a graceful shutdown would only wait.
+      server.forceShutdown();
+      await snapshots.final();
+      logger.info({ shard, seq: engine.lastSeq }, 'engine stopped');
+    },
+  };
+}

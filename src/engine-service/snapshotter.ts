@@ -1,0 +1,81 @@
+// When the engine snapshots: after `every` commands or `intervalMs` with anything applied. The
+// state is serialised synchronously between batches (so it is one consistent point) and written
+// asynchronously; one write at a time, and a failed write only means the next trigger tries again.
+import type { Logger } from 'pino';
+import type { MatchingEngine } from '../engine/matching-engine.js';
+import type { SnapshotStore } from './snapshot-store.js';
+
+export interface SnapshotPolicy {
+  every: number;
+  intervalMs: number;
+}
+
+export class Snapshotter {
+  private sinceLast = 0;
+  /** Seq of the newest snapshot stored (or loaded): nothing newer to save at or below it. */
+  private savedSeq = 0;
+  private writing: Promise<void> | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: SnapshotStore,
+    private readonly engine: () => MatchingEngine,
+    private readonly policy: SnapshotPolicy,
+    private readonly logger: Logger,
+  ) {
+    this.timer = setInterval(() => {
+      if (this.sinceLast > 0) this.take();
+    }, policy.intervalMs);
+    this.timer.unref();
+  }
+
+  /** The engine now stands at a stored snapshot (loaded or rolled back to). */
+  reset(seq: number): void {
+    this.sinceLast = 0;
+    this.savedSeq = seq;
+  }
+
+  /** Counts applied commands; snapshots once `every` have accumulated. */
+  applied(commands: number): void {
+    this.sinceLast += commands;
+    if (this.sinceLast >= this.policy.every) this.take();
+  }
+
+  /** Stops the timer, waits for the write in flight, then stores the current state if newer. */
+  async final(): Promise<void> {
+    clearInterval(this.timer);
+    await this.writing;
+    if (this.engine().lastSeq > this.savedSeq) {
+      this.take();
+      await this.writing;
+    }
+  }
+
+  private take(): void {
+    if (this.writing !== undefined) return;
+    const engine = this.engine();
+    const seq = engine.lastSeq;
+    if (seq <= this.savedSeq) {
+      this.sinceLast = 0;
+      return;
+    }
+    const data = engine.snapshot();
+    const counted = this.sinceLast;
+    this.sinceLast = 0;
+    const started = Date.now();
+    this.writing = this.store.save(seq, data).then(
+      () => {
+        this.savedSeq = Math.max(this.savedSeq, seq);
+        this.logger.info({ seq, bytes: data.length, ms: Date.now() - started }, 'snapshot stored');
+      },
+      (err: unknown) => {
+        // Put the count back so the next batch or tick retries; the engine runs on regardless.
+        this.sinceLast += counted;
+        this.logger.error({ err, seq }, 'snapshot write failed; will retry');
+      },
+    );
+    void this.writing.finally(() => {
+      this.writing = undefined;
+    });
+  }
+}

@@ -1,0 +1,220 @@
+// The gateway's Fastify application: external plugins, then the body parser, validation and the
+// error handler that keep every answer in api-v1.md's shape, then the routes. `server.ts`-style
+// listening is the composition root's job; tests drive this with `app.inject()`.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import Fastify, { LogController } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest, RawServerDefault } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.js';
+import type { OrderQueue } from '../queue/order-queue.js';
+import { KeyCache } from './auth.js';
+import { ApiError, ERRORS, invalid } from './errors.js';
+import type { ErrorDetail } from './errors.js';
+import { InstrumentCache } from './instrument-cache.js';
+import { GatewayMetrics } from './metrics.js';
+import { RateLimiter } from './rate-limit.js';
+import { adminRoutes } from './routes/admin.js';
+import { marketRoutes } from './routes/market.js';
+import { operationsRoutes } from './routes/operations.js';
+import { orderRoutes } from './routes/orders.js';
+import { ErrorBody } from './schemas.js';
+import type { EngineView, GatewayStore } from './store.js';
+
+export interface GatewayDeps {
+  config: Pick<
+    Config,
+    'orderPath' | 'bodyLimit' | 'rateLimit' | 'adminToken' | 'logLevel' | 'host' | 'port'
+  >;
+  queue: OrderQueue;
+  store: GatewayStore;
+  engine: EngineView;
+  logger: Logger;
+  /** Redis liveness for /health. */
+  pingRedis(): Promise<void>;
+}
+
+/** What every route can reach. */
+export interface GatewayContext extends GatewayDeps {
+  keys: KeyCache;
+  instruments: InstrumentCache;
+  limiter: RateLimiter;
+  metrics: GatewayMetrics;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Text of the money fields' JSON numbers, as the client wrote them. */
+    rawNumbers: Record<string, string>;
+  }
+}
+
+// CommonJS default export seen from ESM.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/** A money field's JSON number, captured before JSON.parse turns it into a binary float. */
+const MONEY_NUMBER =
+  /"(quantity|price|stop_price|tick_size|lot_size)"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)/g;
+
+function fieldOf(e: ErrorObject): string {
+  const path = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const params = e.params as { missingProperty?: string; additionalProperty?: string };
+  const extra = params.missingProperty ?? params.additionalProperty;
+  return [path, extra].filter((p) => p !== undefined && p !== '').join('.') || '(body)';
+}
+
+function detailsOf(errors: ErrorObject[], part: string): ErrorDetail[] {
+  const seen = new Map<string, ErrorDetail>();
+  for (const e of errors) {
+    const field = fieldOf(e);
+    if (seen.has(field)) continue;
+    const params = e.params as { additionalProperty?: string; allowedValues?: unknown[] };
+    let message = e.message ?? 'is invalid';
+    if (params.additionalProperty !== undefined) message = 'is not a known field';
+    else if (e.keyword === 'required') message = 'is required';
+    else if (e.keyword === 'anyOf' || e.keyword === 'const')
+      message = 'has a value not allowed here';
+    seen.set(field, { field: part === 'body' ? field : `${part}.${field}`, message });
+  }
+  return [...seen.values()];
+}
+
+/** Builds the app; call `ready()` (or inject) before use. */
+export async function buildGateway(
+  deps: GatewayDeps,
+): Promise<
+  FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger, TypeBoxTypeProvider>
+> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: deps.config.bodyLimit,
+    // One line per request comes from the onResponse hook below, at debug.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const ctx: GatewayContext = {
+    ...deps,
+    keys: new KeyCache(() => deps.store.loadUsers()),
+    instruments: new InstrumentCache(() => deps.store.listInstruments()),
+    limiter: new RateLimiter(deps.config.rateLimit),
+    metrics: new GatewayMetrics(),
+  };
+  await ctx.keys.reload();
+  await ctx.instruments.reload();
+
+  // Bodies are validated strictly (no type coercion: "true" is not a boolean); query strings
+  // arrive as text and are coerced.
+  const strict = addFormats(new Ajv({ allErrors: true, coerceTypes: false, strict: false }));
+  const coercing = addFormats(
+    new Ajv({ allErrors: true, coerceTypes: 'array', useDefaults: true, strict: false }),
+  );
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? strict : coercing).compile(schema),
+  );
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    const raw: Record<string, string> = {};
+    for (const m of text.matchAll(MONEY_NUMBER)) raw[m[1] as string] = m[2] as string;
+    (req as FastifyRequest).rawNumbers = raw;
+    try {
+      done(
+        null,
+        JSON.parse(text, (key, value: unknown) => (key === '__proto__' ? undefined : value)),
+      );
+    } catch {
+      done(
+        new ApiError('VALIDATION_ERROR', 'The body is not valid JSON.', [
+          { field: '(body)', message: 'malformed JSON' },
+        ]),
+      );
+    }
+  });
+  // Null at decoration (objects may not be shared between requests); set per request below.
+  app.decorateRequest('rawNumbers', null as unknown as Record<string, string>);
+  app.addHook('onRequest', (req, _reply, done) => {
+    req.rawNumbers = {};
+    done();
+  });
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    const seconds = reply.elapsedTime / 1000;
+    ctx.metrics.requestSeconds.observe(
+      { method: req.method, route, status: String(reply.statusCode) },
+      seconds,
+    );
+    req.log.debug(
+      { method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime },
+      'request',
+    );
+    done();
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+    let e: ApiError;
+    if (err instanceof ApiError) e = err;
+    else if (err.validation)
+      e = invalid(detailsOf(err.validation as ErrorObject[], err.validationContext ?? 'body'));
+    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new ApiError('PAYLOAD_TOO_LARGE');
+    else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      e = new ApiError('UNSUPPORTED_MEDIA_TYPE');
+    else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+      e = invalid([{ field: '(body)', message: 'is empty' }]);
+    } else if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+      e = new ApiError('VALIDATION_ERROR', 'The request is not valid.');
+    } else if (isConnectionError(err)) {
+      req.log.warn({ err, url: req.url }, 'a required component is unreachable');
+      e = new ApiError('UNAVAILABLE', undefined, undefined, 1);
+    } else {
+      req.log.error({ err, url: req.url }, 'unhandled error');
+      e = new ApiError('INTERNAL');
+    }
+    if (e.retryAfter !== undefined) void reply.header('Retry-After', String(e.retryAfter));
+    if (e.status >= 400 && e.status < 500) ctx.metrics.clientErrors.inc({ code: e.code });
+    return reply.code(e.status).send(e.body());
+  });
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send(new ApiError('NOT_FOUND').body()));
+
+  app.addSchema(ErrorBody);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'matchbox',
+        version: '1',
+        description:
+          'Order submission and matching. Every error has the shape of #/components/schemas/Error.',
+      },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(orderRoutes(ctx));
+  await app.register(adminRoutes(ctx));
+  await app.register(marketRoutes(ctx));
+  await app.register(operationsRoutes(ctx));
+  return app;
+}
+
+/** Errors that mean Redis, PostgreSQL or the engine could not be reached in time. */
+function isConnectionError(err: Error): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return (
+    /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_/.test(code) ||
+    /Connection is closed|Stream isn't writeable|max retries|Command timed out|UNAVAILABLE|DEADLINE/i.test(
+      err.message,
+    )
+  );
+}
+
+export { ERRORS };

@@ -1,0 +1,51 @@
+// Who is calling: API keys are looked up by their SHA-256 in an in-memory cache (the key itself
+// is never stored), so authentication costs no I/O on the order path. The admin token is compared
+// in constant time.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Caller } from './order-builder.js';
+import type { UserKey } from './store.js';
+
+export function hashKey(key: string): Buffer {
+  return createHash('sha256').update(key).digest();
+}
+
+/** Bearer token of an Authorization header, or undefined. */
+export function bearer(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const m = /^Bearer ([\x21-\x7e]{1,256})$/.exec(header);
+  return m?.[1];
+}
+
+export class KeyCache {
+  private readonly byHash = new Map<string, Caller>();
+  private lastReload = 0;
+
+  constructor(private readonly load: () => Promise<UserKey[]>) {}
+
+  async reload(): Promise<void> {
+    this.lastReload = Date.now();
+    for (const u of await this.load()) this.add(u);
+  }
+
+  add(user: UserKey): void {
+    this.byHash.set(user.api_key_hash.toString('hex'), { id: user.id, no: user.no });
+  }
+
+  /**
+   * The caller a key belongs to. An unknown key reloads the cache at most once a second, so that
+   * users created by another gateway are found without letting bad keys hammer the database.
+   */
+  async lookup(key: string): Promise<Caller | undefined> {
+    const hash = hashKey(key).toString('hex');
+    const hit = this.byHash.get(hash);
+    if (hit !== undefined || Date.now() - this.lastReload < 1000) return hit;
+    await this.reload();
+    return this.byHash.get(hash);
+  }
+}
+
+/** Constant-time comparison of a presented admin token with the configured one. */
+export function isAdminToken(presented: string | undefined, expected: string): boolean {
+  if (presented === undefined) return false;
+  return timingSafeEqual(hashKey(presented), hashKey(expected));
+}

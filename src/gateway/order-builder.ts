@@ -1,0 +1,153 @@
+// From a validated request body to the order the queue carries: the rules that a JSON schema says
+// badly (which fields each type requires or forbids, multiples of tick and lot size), and the
+// exact conversion of decimals to ticks and lots.
+import { v7 as uuidv7 } from 'uuid';
+import { Scale } from '../engine/scale.js';
+import type { ScaleError } from '../engine/scale.js';
+import type { OrderState, TifName } from '../queue/records.js';
+import { invalid } from './errors.js';
+import type { ApiError, ErrorDetail } from './errors.js';
+import type { OrderRequest } from './schemas.js';
+
+/** A listed instrument with its scales. */
+export interface InstrumentScales {
+  symbol: string;
+  tickSize: string;
+  lotSize: string;
+  ticks: Scale;
+  lots: Scale;
+}
+
+export function instrumentScales(
+  symbol: string,
+  tickSize: string,
+  lotSize: string,
+): InstrumentScales {
+  return { symbol, tickSize, lotSize, ticks: new Scale(tickSize), lots: new Scale(lotSize) };
+}
+
+/** The authenticated caller. */
+export interface Caller {
+  id: string;
+  no: number;
+}
+
+const SCALE_MESSAGES: Record<ScaleError, string> = {
+  FORMAT: 'must be a plain decimal such as "187.25" (no sign, exponent or spaces)',
+  NOT_POSITIVE: 'must be greater than 0',
+  NOT_MULTIPLE: 'must be a multiple of the ',
+  TOO_LARGE: 'is too large',
+};
+
+/**
+ * Text of a request decimal. A JSON number is taken from the body's own text when the parser kept
+ * it (so that 0.1000000000000000055 is refused rather than rounded), else from the number.
+ */
+function decimalText(value: string | number, raw: string | undefined): string {
+  if (typeof value === 'string') return value;
+  return raw ?? String(value);
+}
+
+/** Builds the order to queue, or the 400 that names every bad field. */
+export function buildOrder(
+  body: OrderRequest,
+  rawNumbers: Readonly<Record<string, string>>,
+  instrument: InstrumentScales,
+  caller: Caller,
+  now: Date,
+): OrderState | ApiError {
+  const details: ErrorDetail[] = [];
+  const priced = body.type === 'LIMIT' || body.type === 'STOP_LIMIT';
+  const stop = body.type === 'STOP_LIMIT' || body.type === 'STOP_MARKET';
+
+  const convert = (
+    field: 'quantity' | 'price' | 'stop_price',
+    scale: Scale,
+    step: string,
+  ): number => {
+    const value = body[field];
+    if (value === undefined || value === null) return 0;
+    const result = scale.toUnits(decimalText(value, rawNumbers[field]));
+    if (typeof result === 'number') return result;
+    const what = field === 'quantity' ? `lot size ${step}` : `tick size ${step}`;
+    const message = SCALE_MESSAGES[result] + (result === 'NOT_MULTIPLE' ? what : '');
+    details.push({ field, message });
+    return 0;
+  };
+
+  const lots = convert('quantity', instrument.lots, instrument.lotSize);
+  const hasPrice = body.price !== undefined && body.price !== null;
+  const hasStop = body.stop_price !== undefined && body.stop_price !== null;
+  let ticks = 0;
+  let stopTicks = 0;
+  if (priced && !hasPrice)
+    details.push({ field: 'price', message: `is required for ${body.type}` });
+  if (!priced && hasPrice)
+    details.push({ field: 'price', message: `is forbidden for ${body.type}` });
+  if (priced && hasPrice) ticks = convert('price', instrument.ticks, instrument.tickSize);
+  if (stop && !hasStop) {
+    details.push({ field: 'stop_price', message: `is required for ${body.type}` });
+  }
+  if (!stop && hasStop) {
+    details.push({ field: 'stop_price', message: `is forbidden for ${body.type}` });
+  }
+  if (stop && hasStop) stopTicks = convert('stop_price', instrument.ticks, instrument.tickSize);
+
+  const marketLike = body.type === 'MARKET' || body.type === 'STOP_MARKET';
+  const tif: TifName = body.time_in_force ?? (marketLike ? 'IOC' : 'GTC');
+  if (marketLike && tif === 'GTC') {
+    details.push({ field: 'time_in_force', message: `${body.type} orders cannot be GTC` });
+  }
+  const postOnly = body.post_only ?? false;
+  if (postOnly && body.type !== 'LIMIT') {
+    details.push({ field: 'post_only', message: 'applies to LIMIT orders only' });
+  } else if (postOnly && tif !== 'GTC') {
+    details.push({ field: 'post_only', message: 'applies to GTC orders only' });
+  }
+  if (details.length > 0) return invalid(details);
+
+  const at = now.toISOString();
+  return {
+    id: uuidv7({ msecs: now.getTime() }),
+    client_order_id: body.client_order_id ?? null,
+    user_id: caller.id,
+    symbol: body.symbol,
+    side: body.side,
+    type: body.type,
+    time_in_force: tif,
+    quantity: instrument.lots.toDecimal(lots),
+    price: priced ? instrument.ticks.toDecimal(ticks) : null,
+    stop_price: stop ? instrument.ticks.toDecimal(stopTicks) : null,
+    post_only: postOnly,
+    self_trade_prevention: body.self_trade_prevention ?? 'NONE',
+    filled_quantity: instrument.lots.toDecimal(0),
+    average_fill_price: null,
+    status: 'PENDING',
+    reject_reason: null,
+    created_at: at,
+    updated_at: at,
+    seq: 0,
+    version: 0,
+    owner_no: caller.no,
+    quantity_lots: lots,
+    price_ticks: ticks,
+    stop_ticks: stopTicks,
+    filled_lots: 0,
+    notional: '0',
+  };
+}
+
+/** True when a repeated client_order_id carries the same order as the one first accepted. */
+export function sameOrder(a: OrderState, b: OrderState): boolean {
+  return (
+    a.symbol === b.symbol &&
+    a.side === b.side &&
+    a.type === b.type &&
+    a.time_in_force === b.time_in_force &&
+    a.quantity === b.quantity &&
+    a.price === b.price &&
+    a.stop_price === b.stop_price &&
+    a.post_only === b.post_only &&
+    a.self_trade_prevention === b.self_trade_prevention
+  );
+}

@@ -1,0 +1,92 @@
+// /v1/admin: users and instruments, behind the admin token.
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { Scale } from '../../engine/scale.js';
+import type { GatewayContext } from '../app.js';
+import { hashKey } from '../auth.js';
+import { ApiError, invalid } from '../errors.js';
+import { adminGuard } from '../guard.js';
+import { Instrument, InstrumentRequest, SymbolParam, User, UserRequest } from '../schemas.js';
+
+const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 409: { $ref: 'Error#' } };
+
+/** A tick or lot size in its canonical form ("0.010" → "0.01"), or undefined. */
+function canonicalStep(value: string | number, raw: string | undefined): string | undefined {
+  const text = typeof value === 'string' ? value : (raw ?? String(value));
+  try {
+    const scale = new Scale(text);
+    // Trailing zeros of the fraction say nothing about the step.
+    return scale
+      .toDecimal(1)
+      .replace(/(\.[0-9]*?)0+$/, '$1')
+      .replace(/\.$/, '');
+  } catch {
+    return undefined;
+  }
+}
+
+export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
+  return (app, _options, done) => {
+    app.addHook('preHandler', adminGuard(ctx));
+
+    app.post(
+      '/v1/admin/users',
+      {
+        schema: {
+          summary: 'Create a user; the API key is shown once',
+          body: UserRequest,
+          response: { 201: User, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const user = await ctx.store.createUser(req.body.name);
+        ctx.keys.add({
+          id: user.id,
+          no: user.no,
+          name: user.name,
+          api_key_hash: hashKey(user.api_key),
+        });
+        return reply.code(201).send({ id: user.id, name: user.name, api_key: user.api_key });
+      },
+    );
+
+    app.put(
+      '/v1/admin/instruments/:symbol',
+      {
+        schema: {
+          summary: 'List an instrument (tick and lot size cannot change once listed)',
+          params: SymbolParam,
+          body: InstrumentRequest,
+          response: { 200: Instrument, 201: Instrument, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const tick = canonicalStep(req.body.tick_size, req.rawNumbers.tick_size);
+        const lot = canonicalStep(req.body.lot_size, req.rawNumbers.lot_size);
+        const bad = [
+          ...(tick === undefined
+            ? [{ field: 'tick_size', message: 'must be a positive decimal' }]
+            : []),
+          ...(lot === undefined
+            ? [{ field: 'lot_size', message: 'must be a positive decimal' }]
+            : []),
+        ];
+        if (tick === undefined || lot === undefined) throw invalid(bad);
+        const result = await ctx.store.upsertInstrument({
+          symbol: req.params.symbol,
+          tick_size: tick,
+          lot_size: lot,
+        });
+        if (result.kind === 'conflict') {
+          throw new ApiError(
+            'CONFLICT',
+            `${req.params.symbol} is listed with tick_size ${result.instrument.tick_size} and ` +
+              `lot_size ${result.instrument.lot_size}; they cannot change once listed.`,
+          );
+        }
+        ctx.instruments.put(result.instrument);
+        return reply.code(result.kind === 'created' ? 201 : 200).send(result.instrument);
+      },
+    );
+    done();
+  };
+}

@@ -1,0 +1,204 @@
+// /v1/orders: submit, read, list, cancel, fills. The submit path is the system's hot path: no
+// I/O before the one Redis round trip but what an idempotency key needs.
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { FINAL_STATUSES, apiOrder } from '../../queue/records.js';
+import type { OrderState, StatusName } from '../../queue/records.js';
+import type { GatewayContext } from '../app.js';
+import { ApiError } from '../errors.js';
+import { userGuard } from '../guard.js';
+import { buildOrder, sameOrder } from '../order-builder.js';
+import { Fills, Order, OrderId, OrderList, OrderListQuery, OrderRequest } from '../schemas.js';
+
+const errors = {
+  400: { $ref: 'Error#' },
+  401: { $ref: 'Error#' },
+  404: { $ref: 'Error#' },
+  409: { $ref: 'Error#' },
+  413: { $ref: 'Error#' },
+  429: { $ref: 'Error#' },
+  503: { $ref: 'Error#' },
+};
+
+const OPEN: readonly StatusName[] = ['PENDING', 'NEW', 'PARTIALLY_FILLED'];
+const SYNC_TIMEOUT_MS = 5_000;
+/** Below the Redis client's 1 s command timeout: Redis refuses the script after it. */
+const SUBMIT_DEADLINE_MS = 750;
+
+export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
+  const { queue, store } = ctx;
+
+  /** The order with this id if the caller owns it: the status cache first, then PostgreSQL. */
+  async function ownOrder(id: string, userId: string): Promise<OrderState> {
+    const order = (await queue.getOrder(id)) ?? (await store.getOrder(id));
+    if (order === undefined || order.user_id !== userId) throw new ApiError('NOT_FOUND');
+    return order;
+  }
+
+  /** Answer for a client_order_id seen before: the original (200) or a conflict (409). */
+  async function repeated(existingId: string, order: OrderState): Promise<OrderState> {
+    const existing = (await queue.getOrder(existingId)) ?? (await store.getOrder(existingId));
+    if (existing === undefined) throw new ApiError('UNAVAILABLE', undefined, undefined, 1);
+    if (!sameOrder(existing, order)) {
+      throw new ApiError(
+        'CONFLICT',
+        `client_order_id ${order.client_order_id} was used for a different order (${existingId}).`,
+      );
+    }
+    return existing;
+  }
+
+  return (app, _options, done) => {
+    app.addHook('preHandler', userGuard(ctx));
+
+    app.post(
+      '/v1/orders',
+      {
+        schema: {
+          summary: 'Submit an order',
+          body: OrderRequest,
+          response: { 200: Order, 201: Order, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const body = req.body;
+        const instrument = await ctx.instruments.get(body.symbol);
+        if (instrument === undefined) {
+          throw new ApiError('UNKNOWN_SYMBOL', `${body.symbol} is not a listed instrument.`, [
+            { field: 'symbol', message: 'is not listed' },
+          ]);
+        }
+        const built = buildOrder(body, req.rawNumbers, instrument, req.caller, new Date());
+        if (built instanceof ApiError) throw built;
+        const order = built;
+
+        // Redis remembers a client_order_id for days; PostgreSQL's unique index for good.
+        if (order.client_order_id !== null) {
+          const old = await store.findByClientOrderId(order.user_id, order.client_order_id);
+          if (old !== undefined)
+            return reply.code(200).send(apiOrder(await repeated(old.id, order)));
+        }
+        const sync = ctx.config.orderPath === 'sync';
+        if (sync) await store.insertPendingOrder(order);
+        const deadline = Date.now() + SUBMIT_DEADLINE_MS;
+        const result = await queue.submit(order, deadline).catch(async (err: unknown) => {
+          if (sync) await store.deletePendingOrder(order.id);
+          throw err;
+        });
+        if (result.kind === 'overloaded') {
+          if (sync) await store.deletePendingOrder(order.id);
+          ctx.metrics.ordersRefused.inc({ code: 'OVERLOADED' });
+          throw new ApiError(
+            'OVERLOADED',
+            `The order queue holds ${result.backlog} commands; retry shortly.`,
+            undefined,
+            1,
+          );
+        }
+        if (result.kind === 'expired') {
+          if (sync) await store.deletePendingOrder(order.id);
+          throw new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
+        }
+        if (result.kind === 'duplicate') {
+          return reply.code(200).send(apiOrder(await repeated(result.orderId, order)));
+        }
+        ctx.metrics.ordersAccepted.inc({ mode: ctx.config.orderPath });
+        if (!sync) return reply.code(201).send(apiOrder(order));
+        // The seed's synchronous baseline: answer once the engine has taken the order.
+        if (!(await queue.waitApplied(order.symbol, result.seq, SYNC_TIMEOUT_MS))) {
+          throw new ApiError('UNAVAILABLE', 'The engine did not answer in time.', undefined, 1);
+        }
+        return reply.code(201).send(apiOrder((await queue.getOrder(order.id)) ?? order));
+      },
+    );
+
+    app.get(
+      '/v1/orders/:id',
+      { schema: { summary: 'One order', params: OrderId, response: { 200: Order, ...errors } } },
+      async (req) => apiOrder(await ownOrder(req.params.id, req.caller.id)),
+    );
+
+    app.get(
+      '/v1/orders',
+      {
+        schema: {
+          summary: 'The caller’s orders, newest first',
+          querystring: OrderListQuery,
+          response: { 200: OrderList, ...errors },
+        },
+      },
+      async (req) => {
+        const status = req.query.status ?? 'ALL';
+        const limit = req.query.limit ?? 100;
+        const symbol = req.query.symbol;
+        const keep = (o: OrderState): boolean =>
+          (symbol === undefined || o.symbol === symbol) &&
+          (status === 'ALL' || (status === 'OPEN') === OPEN.includes(o.status));
+        // Recent orders from the cache (PostgreSQL may be a flush behind), the rest from
+        // PostgreSQL; the newer version of an order wins.
+        const [recent, stored] = await Promise.all([
+          queue.recentOrders(req.caller.id, 500),
+          store.listOrders({ userId: req.caller.id, status, symbol, limit }),
+        ]);
+        const byId = new Map<string, OrderState>();
+        for (const o of [...stored, ...recent]) {
+          const seen = byId.get(o.id);
+          if (seen === undefined || seen.version <= o.version) byId.set(o.id, o);
+        }
+        const orders = [...byId.values()]
+          .filter(keep)
+          .sort((a, b) =>
+            a.created_at === b.created_at
+              ? a.id < b.id
+                ? 1
+                : -1
+              : a.created_at < b.created_at
+                ? 1
+                : -1,
+          )
+          .slice(0, limit)
+          .map(apiOrder);
+        return { orders };
+      },
+    );
+
+    app.delete(
+      '/v1/orders/:id',
+      {
+        schema: {
+          summary: 'Cancel an order (202: the engine takes the cancel unless it filled first)',
+          params: OrderId,
+          response: { 202: Order, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const id = req.params.id;
+        const result = await queue.cancel(id, req.caller.id, req.caller.no, new Date());
+        if (result.kind === 'foreign') throw new ApiError('NOT_FOUND');
+        if (result.kind === 'queued') return reply.code(202).send(apiOrder(result.order));
+        const order = result.kind === 'final' ? result.order : await ownOrder(id, req.caller.id);
+        if (FINAL_STATUSES.includes(order.status)) {
+          throw new ApiError('ORDER_CLOSED', `The order is already ${order.status}.`);
+        }
+        // Open in PostgreSQL but gone from the cache: the cache was lost; refuse rather than guess.
+        throw new ApiError('UNAVAILABLE', 'The order’s live state is unavailable.', undefined, 1);
+      },
+    );
+
+    app.get(
+      '/v1/orders/:id/fills',
+      {
+        schema: {
+          summary: 'Fills of one order, oldest first',
+          params: OrderId,
+          response: { 200: Fills, ...errors },
+        },
+      },
+      async (req) => {
+        const order = await ownOrder(req.params.id, req.caller.id);
+        const fills = (await queue.fills(order.id)) ?? (await store.fillsOfOrder(order.id));
+        return { fills };
+      },
+    );
+    done();
+  };
+}

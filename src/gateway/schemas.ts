@@ -1,0 +1,147 @@
+// Each body and answer of api-v1.md defined once: the same schema validates the request, gives
+// the handler its TypeScript type, serialises the answer and is the OpenAPI entry.
+import { Type } from 'typebox';
+import type { Static } from 'typebox';
+import { ORDER_TYPES, SIDES, STATUSES, STP_MODES, TIFS } from '../queue/records.js';
+
+export const SYMBOL_PATTERN = '^[A-Z0-9._-]{1,16}$';
+const Symbol_ = Type.String({ pattern: SYMBOL_PATTERN, description: '1–16 of A-Z 0-9 . - _' });
+const Uuid = Type.String({ format: 'uuid' });
+const Time = Type.String({ format: 'date-time', description: 'ISO 8601 UTC, milliseconds' });
+/** A request decimal: a string such as "187.25" or a JSON number. */
+const DecimalIn = Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
+  description: 'Decimal string or JSON number',
+});
+const DecimalOut = Type.String({ description: 'Exact decimal, no exponent' });
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) =>
+  Type.Union([t, Type.Null()]);
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String(),
+      message: Type.String(),
+      details: Type.Optional(
+        Type.Array(Type.Object({ field: Type.String(), message: Type.String() })),
+      ),
+    }),
+  },
+  { $id: 'Error' },
+);
+
+export const OrderRequest = Type.Object(
+  {
+    symbol: Symbol_,
+    side: Type.Enum(SIDES),
+    type: Type.Enum(ORDER_TYPES),
+    quantity: DecimalIn,
+    price: Type.Optional(Nullable(DecimalIn)),
+    stop_price: Type.Optional(Nullable(DecimalIn)),
+    post_only: Type.Optional(Type.Boolean()),
+    self_trade_prevention: Type.Optional(Type.Enum(STP_MODES)),
+    time_in_force: Type.Optional(Type.Enum(TIFS)),
+    client_order_id: Type.Optional(
+      Nullable(Type.String({ pattern: '^[A-Za-z0-9._:-]{1,64}$', maxLength: 64 })),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type OrderRequest = Static<typeof OrderRequest>;
+
+export const Order = Type.Object({
+  id: Uuid,
+  client_order_id: Nullable(Type.String()),
+  user_id: Uuid,
+  symbol: Type.String(),
+  side: Type.Enum(SIDES),
+  type: Type.Enum(ORDER_TYPES),
+  time_in_force: Type.Enum(TIFS),
+  quantity: DecimalOut,
+  price: Nullable(DecimalOut),
+  stop_price: Nullable(DecimalOut),
+  post_only: Type.Boolean(),
+  self_trade_prevention: Type.Enum(STP_MODES),
+  filled_quantity: DecimalOut,
+  average_fill_price: Nullable(DecimalOut),
+  status: Type.Enum(STATUSES),
+  reject_reason: Nullable(Type.String()),
+  created_at: Time,
+  updated_at: Time,
+});
+
+export const OrderId = Type.Object({ id: Uuid });
+export const OrderList = Type.Object({ orders: Type.Array(Order) });
+export const OrderListQuery = Type.Object(
+  {
+    status: Type.Optional(Type.Enum(['OPEN', 'CLOSED', 'ALL'] as const)),
+    symbol: Type.Optional(Symbol_),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  },
+  { additionalProperties: false },
+);
+export type OrderListQuery = Static<typeof OrderListQuery>;
+
+export const Fills = Type.Object({
+  fills: Type.Array(
+    Type.Object({
+      trade_id: Uuid,
+      price: DecimalOut,
+      quantity: DecimalOut,
+      liquidity: Type.Enum(['MAKER', 'TAKER'] as const),
+      executed_at: Time,
+    }),
+  ),
+});
+
+export const UserRequest = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 100 }) },
+  { additionalProperties: false },
+);
+export const User = Type.Object({ id: Uuid, name: Type.String(), api_key: Type.String() });
+
+export const InstrumentRequest = Type.Object(
+  { tick_size: DecimalIn, lot_size: DecimalIn },
+  { additionalProperties: false },
+);
+export type InstrumentRequest = Static<typeof InstrumentRequest>;
+export const Instrument = Type.Object({
+  symbol: Type.String(),
+  tick_size: DecimalOut,
+  lot_size: DecimalOut,
+});
+export const SymbolParam = Type.Object({ symbol: Symbol_ });
+export const Instruments = Type.Object({ instruments: Type.Array(Instrument) });
+
+export const BookQuery = Type.Object(
+  { depth: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
+  { additionalProperties: false },
+);
+const Level = Type.Object({ price: DecimalOut, quantity: DecimalOut });
+export const Book = Type.Object({
+  symbol: Type.String(),
+  bids: Type.Array(Level),
+  asks: Type.Array(Level),
+  sequence: Type.Integer(),
+});
+
+export const TradesQuery = Type.Object(
+  { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
+  { additionalProperties: false },
+);
+export const Trades = Type.Object({
+  trades: Type.Array(
+    Type.Object({
+      id: Uuid,
+      price: DecimalOut,
+      quantity: DecimalOut,
+      taker_side: Type.Enum(SIDES),
+      executed_at: Time,
+    }),
+  ),
+});
+
+const Component = Type.Enum(['ok', 'down'] as const);
+export const Health = Type.Object({
+  status: Type.Enum(['ok', 'degraded'] as const),
+  components: Type.Object({ redis: Component, postgres: Component, engine: Component }),
+});

@@ -1,0 +1,67 @@
+// What the gateway needs from PostgreSQL and from the engine, as small interfaces: the
+// composition root injects the real ones, so routes know no SQL and no gRPC.
+import type { Fill, OrderState, SideName } from '../queue/records.js';
+
+export interface UserKey {
+  id: string;
+  no: number;
+  name: string;
+  /** SHA-256 of the API key. */
+  api_key_hash: Buffer;
+}
+
+export interface InstrumentRow {
+  symbol: string;
+  tick_size: string;
+  lot_size: string;
+}
+
+export type UpsertResult =
+  | { kind: 'created' | 'updated' | 'unchanged'; instrument: InstrumentRow }
+  | { kind: 'conflict'; instrument: InstrumentRow };
+
+export interface TradeRow {
+  id: string;
+  price: string;
+  quantity: string;
+  taker_side: SideName;
+  executed_at: string;
+}
+
+export interface ListQuery {
+  userId: string;
+  status: 'OPEN' | 'CLOSED' | 'ALL';
+  symbol?: string;
+  limit: number;
+}
+
+export interface GatewayStore {
+  loadUsers(): Promise<UserKey[]>;
+  createUser(name: string): Promise<{ id: string; no: number; name: string; api_key: string }>;
+  listInstruments(): Promise<InstrumentRow[]>;
+  upsertInstrument(row: InstrumentRow): Promise<UpsertResult>;
+  getOrder(id: string): Promise<OrderState | undefined>;
+  listOrders(query: ListQuery): Promise<OrderState[]>;
+  findByClientOrderId(userId: string, clientOrderId: string): Promise<OrderState | undefined>;
+  /** Sync mode: the order written before the engine sees it. */
+  insertPendingOrder(order: OrderState): Promise<void>;
+  /** Sync mode: undoes insertPendingOrder when the queue refused the order. */
+  deletePendingOrder(orderId: string): Promise<void>;
+  fillsOfOrder(orderId: string): Promise<Fill[]>;
+  recentTrades(symbol: string, limit: number): Promise<TradeRow[]>;
+  ping(): Promise<void>;
+}
+
+export interface EngineLevel {
+  price: number;
+  quantity: number;
+  orders: number;
+}
+
+export interface EngineView {
+  depth(
+    symbol: string,
+    levels: number,
+  ): Promise<{ bids: EngineLevel[]; asks: EngineLevel[]; seq: number }>;
+  lastApplied(): Promise<number>;
+}

@@ -1,0 +1,45 @@
+-- Accepts one order in one round trip: idempotency check, back-pressure check, sequence, journal
+-- append, status cache, the user's recent-orders index. All keys are in the shard's hash slot.
+--
+-- KEYS[1] shard sequence counter               ({sN}:seq)
+-- KEYS[2] shard order stream                   ({sN}:orders)
+-- KEYS[3] the order's status hash              ({sN}:o:<order id>)
+-- KEYS[4] the idempotency key                  ({sN}:idem:<user>:<client_order_id>, or any key
+--                                               of the slot when there is no client_order_id)
+-- KEYS[5] the user's recent-orders sorted set  ({sN}:recent:<user>)
+-- ARGV[1] the order as JSON (its seq is the stream id's, not in the JSON)
+-- ARGV[2] user id
+-- ARGV[3] order id
+-- ARGV[4] high-water mark: answer OVERLOADED when the stream holds this many entries or more
+-- ARGV[5] idempotency TTL in seconds, or 0 when the order has no client_order_id
+-- ARGV[6] creation time in ms (score in the recent set)
+-- ARGV[7] how many recent orders to keep per user
+-- ARGV[8] deadline, ms since the epoch: the gateway has answered 503 by then, so a script that
+--         only runs later (Redis was frozen, the request sat in a socket) must write nothing
+--
+-- Returns {1, seq}: accepted; {2, order id}: client_order_id already used (by that order);
+-- {3, entries}: the stream is at its high-water mark, nothing written; {4, now}: past the
+-- deadline, nothing written.
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then
+  return {4, now[1]}
+end
+if ARGV[5] ~= '0' then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then
+    return {2, existing}
+  end
+end
+local backlog = redis.call('XLEN', KEYS[2])
+if backlog >= tonumber(ARGV[4]) then
+  return {3, backlog}
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], '0-' .. seq, 'c', '{"k":"place","order":' .. ARGV[1] .. '}')
+redis.call('HSET', KEYS[3], 'j', ARGV[1], 's', 'PENDING', 'u', ARGV[2], 'q', seq)
+if ARGV[5] ~= '0' then
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[5])
+end
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[7]) + 1))
+return {1, seq}

@@ -1,0 +1,226 @@
+// The gateway's side of the Redis queue: accept and cancel each in one round trip (a Lua script
+// per operation), and read the status cache. It knows keys and records, nothing of HTTP.
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import { shardKeys, shardOf } from './keys.js';
+import type { ShardKeys } from './keys.js';
+import type { Fill, OrderState, TradeRecord } from './records.js';
+
+function lua(name: string): string {
+  // The scripts stay in src/queue/lua; this file runs from src/ or dist/src/.
+  for (const base of ['../../../src/queue/lua/', './lua/']) {
+    try {
+      return readFileSync(new URL(base + name, import.meta.url), 'utf8');
+    } catch {
+      // try the next location
+    }
+  }
+  throw new Error(`Lua script ${name} not found`);
+}
+
+/** Number of KEYS, from the script's file name (`submit-order-5.lua` takes 5). */
+function keyCount(name: string): number {
+  return Number(/-(\d+)\.lua$/.exec(name)?.[1]);
+}
+
+const SUBMIT = 'submit-order-5.lua';
+const CANCEL = 'cancel-order-3.lua';
+
+type Reply = (string | number)[];
+interface ScriptedRedis {
+  mbSubmitOrder(...args: (string | number)[]): Promise<Reply>;
+  mbCancelOrder(...args: (string | number)[]): Promise<Reply>;
+}
+
+export type SubmitResult =
+  | { kind: 'accepted'; seq: number }
+  | { kind: 'duplicate'; orderId: string }
+  | { kind: 'overloaded'; backlog: number }
+  /** Redis ran the script only after the gateway had given up on it: nothing was written. */
+  | { kind: 'expired' };
+
+export type CancelResult =
+  | { kind: 'missing' }
+  | { kind: 'foreign' }
+  | { kind: 'final'; order: OrderState }
+  | { kind: 'queued'; order: OrderState; seq: number };
+
+export interface OrderQueueOptions {
+  prefix: string;
+  shards: number;
+  highWater: number;
+  idempotencyTtlS: number;
+  /** Recent orders kept per user for listing before PostgreSQL has them. */
+  recentPerUser?: number;
+}
+
+/** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
+function cached(json: string | null, seq: string | null): OrderState | undefined {
+  if (json === null) return undefined;
+  const order = JSON.parse(json) as OrderState;
+  if (seq !== null) order.seq = Number(seq);
+  return order;
+}
+
+export class OrderQueue {
+  readonly shards: ShardKeys[];
+  private readonly redis: Redis & ScriptedRedis;
+  private readonly recentPerUser: number;
+
+  constructor(
+    redis: Redis,
+    private readonly options: OrderQueueOptions,
+  ) {
+    this.shards = Array.from({ length: options.shards }, (_, n) => shardKeys(options.prefix, n));
+    this.recentPerUser = options.recentPerUser ?? 1000;
+    redis.defineCommand('mbSubmitOrder', { numberOfKeys: keyCount(SUBMIT), lua: lua(SUBMIT) });
+    redis.defineCommand('mbCancelOrder', { numberOfKeys: keyCount(CANCEL), lua: lua(CANCEL) });
+    this.redis = redis as Redis & ScriptedRedis;
+  }
+
+  /** The keys of the shard that owns `symbol`. */
+  shardFor(symbol: string): ShardKeys {
+    return this.shards[shardOf(symbol, this.shards.length)] as ShardKeys;
+  }
+
+  /**
+   * Queues an accepted order: one EVALSHA. `deadlineMs` (epoch ms) must fall before the client
+   * connection's command timeout, so that a script Redis runs late is refused, never half-known.
+   */
+  async submit(order: OrderState, deadlineMs: number): Promise<SubmitResult> {
+    const k = this.shardFor(order.symbol);
+    const cid = order.client_order_id;
+    const reply = await this.redis.mbSubmitOrder(
+      k.seq,
+      k.orders,
+      k.order(order.id),
+      k.idempotency(order.user_id, cid ?? ''),
+      k.recent(order.user_id),
+      JSON.stringify(order),
+      order.user_id,
+      order.id,
+      this.options.highWater,
+      cid === null ? 0 : this.options.idempotencyTtlS,
+      Date.parse(order.created_at),
+      this.recentPerUser,
+      deadlineMs,
+    );
+    const code = Number(reply[0]);
+    if (code === 1) return { kind: 'accepted', seq: Number(reply[1]) };
+    if (code === 2) return { kind: 'duplicate', orderId: String(reply[1]) };
+    if (code === 3) return { kind: 'overloaded', backlog: Number(reply[1]) };
+    return { kind: 'expired' };
+  }
+
+  /** Queues the cancel of an order if the caller owns it and it is not final. */
+  async cancel(orderId: string, userId: string, ownerNo: number, now: Date): Promise<CancelResult> {
+    for (const k of this.shards) {
+      const reply = await this.redis.mbCancelOrder(
+        k.seq,
+        k.orders,
+        k.order(orderId),
+        userId,
+        ownerNo,
+        orderId,
+        now.toISOString(),
+      );
+      const code = Number(reply[0]);
+      if (code === 0) continue;
+      if (code === 4) return { kind: 'foreign' };
+      const order = JSON.parse(String(reply[1])) as OrderState;
+      if (code === 5) return { kind: 'final', order };
+      return { kind: 'queued', order, seq: Number(reply[2]) };
+    }
+    return { kind: 'missing' };
+  }
+
+  /** The order as the status cache holds it, from whichever shard has it. */
+  async getOrder(orderId: string): Promise<OrderState | undefined> {
+    for (const k of this.shards) {
+      const [json, seq] = await this.redis.hmget(k.order(orderId), 'j', 'q');
+      const order = cached(json ?? null, seq ?? null);
+      if (order) return order;
+    }
+    return undefined;
+  }
+
+  /** The id of the order a user's client_order_id names, while Redis remembers it. */
+  async orderIdFor(symbol: string, userId: string, clientOrderId: string): Promise<string | null> {
+    return this.redis.get(this.shardFor(symbol).idempotency(userId, clientOrderId));
+  }
+
+  /** Fills of a cached order, oldest first; undefined when the order is not in the cache. */
+  async fills(orderId: string): Promise<Fill[] | undefined> {
+    for (const k of this.shards) {
+      const [[, exists], [, list]] = (await this.redis
+        .multi()
+        .exists(k.order(orderId))
+        .lrange(k.fills(orderId), 0, -1)
+        .exec()) as [[null, number], [null, string[]]];
+      if (exists === 1) return list.map((f) => JSON.parse(f) as Fill);
+    }
+    return undefined;
+  }
+
+  /** A user's most recent orders in the cache, newest first. */
+  async recentOrders(userId: string, limit: number): Promise<OrderState[]> {
+    const out: OrderState[] = [];
+    for (const k of this.shards) {
+      const ids = await this.redis.zrevrange(k.recent(userId), 0, limit - 1);
+      if (ids.length === 0) continue;
+      const pipeline = this.redis.pipeline();
+      for (const id of ids) pipeline.hmget(k.order(id), 'j', 'q');
+      for (const [err, row] of (await pipeline.exec()) ?? []) {
+        if (err) throw err;
+        const [json, seq] = row as [string | null, string | null];
+        const order = cached(json, seq);
+        if (order) out.push(order);
+      }
+    }
+    return out;
+  }
+
+  /** A symbol's most recent trades in the cache, newest first. */
+  async recentTrades(symbol: string, limit: number): Promise<TradeRecord[]> {
+    const list = await this.redis.lrange(this.shardFor(symbol).trades(symbol), 0, limit - 1);
+    return list.map((t) => JSON.parse(t) as TradeRecord);
+  }
+
+  /** Waits until the shard's dispatcher has written the reports of `seq` (sync mode). */
+  async waitApplied(symbol: string, seq: number, timeoutMs: number): Promise<boolean> {
+    const k = this.shardFor(symbol);
+    const deadline = Date.now() + timeoutMs;
+    // Poll the event stream's last id: simple, and sync mode is the slow baseline by design.
+    while (Date.now() < deadline) {
+      const info = await this.redis.call('XINFO', 'STREAM', k.events).catch(() => null);
+      if (Array.isArray(info)) {
+        const i = info.indexOf('last-generated-id');
+        const last = Number(String(info[i + 1]).split('-')[1]);
+        if (last >= seq) return true;
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    return false;
+  }
+
+  /**
+   * Refuses a Redis that could lose accepted orders: an evicted stream entry is a lost order, and
+   * without the append-only file a restart loses everything.
+   */
+  async checkDurability(): Promise<void> {
+    const [, policy] = (await this.redis.config('GET', 'maxmemory-policy')) as [string, string];
+    if (policy !== 'noeviction') {
+      throw new Error(
+        `Redis maxmemory-policy is ${policy}: it may evict queued orders. Set it to noeviction ` +
+          '(CONFIG SET maxmemory-policy noeviction, and in redis.conf).',
+      );
+    }
+    const [, aof] = (await this.redis.config('GET', 'appendonly')) as [string, string];
+    if (aof !== 'yes') {
+      throw new Error(
+        'Redis runs without its append-only file: a restart would lose queued orders. ' +
+          'Set appendonly yes (CONFIG SET appendonly yes, and in redis.conf).',
+      );
+    }
+  }
+}

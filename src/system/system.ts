@@ -1,0 +1,190 @@
+// The composition root: the one place that knows the whole pipeline and wires it, in order.
+// Everything else receives what it needs. `stop()` undoes it in reverse, draining as it goes.
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.js';
+import { connect } from '../db/client.js';
+import type { Sql } from '../db/client.js';
+import { seedDefaultInstruments } from '../db/instruments.js';
+import { migrate } from '../db/migrate.js';
+import { Dispatcher } from '../dispatcher/dispatcher.js';
+import { shardAddress } from '../engine-service/address.js';
+import { EngineClient } from '../engine-service/client.js';
+import { startEngineService } from '../engine-service/server.js';
+import type { EngineService } from '../engine-service/server.js';
+import { buildGateway } from '../gateway/app.js';
+import type { EngineView } from '../gateway/store.js';
+import { OrderQueue } from '../queue/order-queue.js';
+import { shardOf } from '../queue/keys.js';
+import { BatchWriter } from '../writer/batch-writer.js';
+import { pgGatewayStore } from './pg-gateway-store.js';
+
+export interface Components {
+  /** Run the engine service(s) inside this process (tests, single-process deployments). */
+  engine: boolean;
+  dispatcher: boolean;
+  writer: boolean;
+  gateway: boolean;
+}
+
+export interface RunningSystem {
+  /** The gateway's base URL, when it runs here. */
+  url: string | undefined;
+  sql: Sql;
+  redis: Redis;
+  queue: OrderQueue;
+  engines: EngineClient[];
+  dispatchers: Dispatcher[];
+  writer: BatchWriter | undefined;
+  stop(): Promise<void>;
+}
+
+/** One engine client per shard, seen by the gateway as a single view routed by symbol. */
+function engineView(clients: EngineClient[]): EngineView {
+  return {
+    depth: (symbol, levels) =>
+      (clients[shardOf(symbol, clients.length)] as EngineClient).depth(symbol, levels),
+    lastApplied: async () => {
+      const seqs = await Promise.all(clients.map((c) => c.lastApplied()));
+      return Math.min(...seqs);
+    },
+  };
+}
+
+/** Starts the components asked for against the configured Redis and PostgreSQL. */
+export async function startSystem(
+  config: Config,
+  components: Components,
+  logger: Logger,
+): Promise<RunningSystem> {
+  if (config.redisUrl === undefined || config.databaseUrl === undefined) {
+    throw new Error('REDIS_URL and DATABASE_URL must be set (matchbox start sets them itself)');
+  }
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async (): Promise<void> => {
+    for (const s of stops.reverse()) {
+      await s().catch((err: unknown) => logger.error({ err }, 'error while stopping'));
+    }
+  };
+  try {
+    // 1. PostgreSQL: schema and default instruments.
+    const sql = connect(config.databaseUrl, { max: 8 });
+    stops.push(() => sql.end({ timeout: 5 }));
+    await migrate(sql);
+    await seedDefaultInstruments(sql);
+
+    // 2. Redis: refuse one that could lose accepted orders. Commands fail fast while it is
+    // unreachable (no offline queue), so a request answers 503 instead of hanging.
+    const redis = new Redis(config.redisUrl, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: 1000,
+      lazyConnect: true,
+    });
+    redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
+    await redis.connect();
+    stops.push(async () => {
+      redis.disconnect();
+      await Promise.resolve();
+    });
+    const queue = new OrderQueue(redis, {
+      prefix: config.redisPrefix,
+      shards: config.shards,
+      highWater: config.highWater,
+      idempotencyTtlS: config.idempotencyTtlS,
+    });
+    await queue.checkDurability();
+    // The background components block on stream reads and must ride out a Redis restart: their
+    // own connection, with no command timeout and retries without end.
+    const workerRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    workerRedis.on('error', (err: Error) =>
+      logger.warn({ err: err.message }, 'redis connection error (workers)'),
+    );
+    stops.push(async () => {
+      workerRedis.disconnect();
+      await Promise.resolve();
+    });
+
+    // 3. Engine service(s), when they run in this process.
+    const addresses = queue.shards.map((_, n) => shardAddress(config.engineAddress, n));
+    if (components.engine) {
+      for (let n = 0; n < config.shards; n++) {
+        const service: EngineService = await startEngineService({
+          shard: n,
+          address: addresses[n] as string,
+          sql,
+          snapshotEvery: config.snapshotEvery,
+          snapshotIntervalMs: config.snapshotIntervalMs,
+          logger: logger.child({ component: 'engine', shard: n }),
+        });
+        addresses[n] = `127.0.0.1:${service.port}`;
+        stops.push(() => service.stop());
+      }
+    }
+    const engines = addresses.map((a, n) => new EngineClient(a, n, { deadlineMs: 2_000 }));
+    stops.push(async () => {
+      for (const e of engines) e.close();
+      await Promise.resolve();
+    });
+
+    // 4. Dispatchers: one per shard, stream → engine → event stream and status cache.
+    const dispatchers: Dispatcher[] = [];
+    if (components.dispatcher) {
+      for (let n = 0; n < config.shards; n++) {
+        const d = new Dispatcher({
+          shard: n,
+          redis: workerRedis,
+          prefix: config.redisPrefix,
+          sql,
+          engine: engines[n] as EngineClient,
+          batchSize: config.dispatchBatch,
+          statusTtlS: config.statusTtlS,
+          logger: logger.child({ component: 'dispatcher', shard: n }),
+        });
+        d.start();
+        dispatchers.push(d);
+        stops.push(() => d.stop());
+      }
+    }
+
+    // 5. Batch writer: both streams of every shard → PostgreSQL.
+    let writer: BatchWriter | undefined;
+    if (components.writer) {
+      writer = new BatchWriter({
+        redis: workerRedis,
+        sql,
+        keys: queue.shards,
+        flushMs: config.writerFlushMs,
+        batchSize: config.writerBatchSize,
+        logger: logger.child({ component: 'writer' }),
+      });
+      await writer.start();
+      const w = writer;
+      stops.push(() => w.stop());
+    }
+
+    // 6. Gateway: last to start, first to stop (in-flight requests are answered first).
+    let url: string | undefined;
+    if (components.gateway) {
+      const app = await buildGateway({
+        config,
+        queue,
+        store: pgGatewayStore(sql, config.shards),
+        engine: engineView(engines),
+        logger: logger.child({ component: 'gateway' }),
+        pingRedis: async () => {
+          await redis.ping();
+        },
+      });
+      await app.listen({ host: config.host, port: config.port });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : config.port;
+      url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+      stops.push(() => app.close());
+    }
+    return { url, sql, redis, queue, engines, dispatchers, writer, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,489 @@
+// The batch writer (architecture.md, step 5): a consumer group over each shard's order and event
+// streams, written to PostgreSQL in one transaction per flush and acknowledged only after COMMIT,
+// so a crash anywhere re-delivers rather than loses; the upserts are idempotent and monotonic, so
+// re-delivery changes nothing. One loop per shard, each with its own blocking Redis connection
+// (one XREADGROUP per shard keeps every command inside one hash slot, as Redis Cluster requires).
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Sql } from '../db/client.js';
+import { WRITER_GROUP } from '../queue/keys.js';
+import type { ShardKeys } from '../queue/keys.js';
+import { classify, errorCode, isConnectionFailure } from './pg-errors.js';
+import { writeAll, writeIsolating } from './statements.js';
+import type { HeldEntry, Reject, WrittenRows } from './statements.js';
+import { compareIds, formatId, nextId, parseId } from './stream-ids.js';
+import type { StreamId } from './stream-ids.js';
+
+export interface BatchWriterOptions {
+  redis: Redis;
+  sql: Sql;
+  keys: ShardKeys[];
+  /** Commit at most this long after the first record is held… */
+  flushMs: number;
+  /** …or as soon as this many stream entries are held. */
+  batchSize: number;
+  logger: Logger;
+  /** Consumer name in the group; keep it stable so a restart re-reads its own pending entries. */
+  consumer?: string;
+  /** How often to trim the streams below what is written (and, for orders, snapshotted). */
+  trimIntervalMs?: number;
+  /** How long stop() keeps retrying a failing flush before leaving the entries pending. */
+  stopTimeoutMs?: number;
+}
+
+export interface WriterStats {
+  /** Rows inserted or changed in PostgreSQL (orders placed, states advanced, trades). */
+  rowsWritten: number;
+  /** Stream entries committed and acknowledged. */
+  entriesWritten: number;
+  flushes: number;
+  /** Entries in the last flush, and how long it took from BEGIN to the last XACK. */
+  lastFlushSize: number;
+  lastFlushMs: number;
+  /** Stream entries not yet acknowledged: held, pending in the group, or not yet read. */
+  backlog: number;
+  /** Records PostgreSQL refused as data errors, set aside in `<stream>:rejects`. */
+  rejected: number;
+  /** Flush attempts that failed and were retried. */
+  failedFlushes: number;
+}
+
+/** Longest a read blocks, so that stop() is seen within this long. */
+const IDLE_BLOCK_MS = 100;
+/** After a short read, wait this long so that a busy stream costs a read per few entries. */
+const LINGER_MS = 2;
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 5_000;
+/** A failure that lasts this long is logged at error, not warn: it will not cure itself soon. */
+const ALARM_AFTER_MS = 30_000;
+const ACK_CHUNK = 5_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** The set-aside records of a stream: same hash tag, so it lives in the stream's slot. */
+export function rejectsKey(stream: string): string {
+  return `${stream}:rejects`;
+}
+
+type Entries = [id: string, fields: string[] | null][];
+type ReadReply = [stream: string, entries: Entries][] | null;
+
+export class BatchWriter {
+  private readonly consumer: string;
+  private readonly loops: ShardLoop[];
+  private running: Promise<void>[] = [];
+  private trimTimer: NodeJS.Timeout | undefined;
+  private trimming: Promise<void> | undefined;
+  stopping = false;
+  stopAt = 0;
+  readonly stats: WriterStats = {
+    rowsWritten: 0,
+    entriesWritten: 0,
+    flushes: 0,
+    lastFlushSize: 0,
+    lastFlushMs: 0,
+    backlog: 0,
+    rejected: 0,
+    failedFlushes: 0,
+  };
+
+  constructor(readonly options: BatchWriterOptions) {
+    this.consumer = options.consumer ?? 'writer-1';
+    this.loops = options.keys.map((k) => new ShardLoop(this, k, this.consumer));
+  }
+
+  /** Creates the groups if missing and starts reading; resolves once the groups exist. */
+  async start(): Promise<void> {
+    for (const loop of this.loops) await loop.createGroups();
+    this.running = this.loops.map((loop) => loop.run());
+    const every = this.options.trimIntervalMs ?? 5_000;
+    this.trimTimer = setInterval(() => {
+      // One trim at a time; a slow one just delays the next.
+      this.trimming ??= this.trimAll().finally(() => (this.trimming = undefined));
+    }, every);
+    this.trimTimer.unref();
+  }
+
+  /** Stops reading, flushes what is held, then resolves. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.stopAt = Date.now();
+    clearInterval(this.trimTimer);
+    await Promise.all(this.running);
+    await this.trimming;
+    for (const loop of this.loops) loop.close();
+  }
+
+  /** Trims every shard's streams now (also runs periodically); resolves when done. */
+  async trimAll(): Promise<void> {
+    let backlog = 0;
+    for (const loop of this.loops) {
+      try {
+        backlog += await loop.trim();
+      } catch (err) {
+        this.options.logger.warn({ err: message(err), shard: loop.keys.shard }, 'trim failed');
+      }
+    }
+    this.stats.backlog = backlog + this.loops.reduce((n, l) => n + l.held, 0);
+  }
+}
+
+/** The reading, flushing and trimming of one shard. */
+class ShardLoop {
+  private readonly reader: Redis;
+  private placed: HeldEntry[] = [];
+  private events: HeldEntry[] = [];
+  /** Entries that cannot be written at all (no payload field): set aside at the next flush. */
+  private unreadable: Reject[] = [];
+  /** Entries deleted from the stream while pending: nothing left to write, only to ack. */
+  private gone: { stream: string; id: string }[] = [];
+  private firstAt = 0;
+  private readonly readCount: number;
+
+  constructor(
+    private readonly w: BatchWriter,
+    readonly keys: ShardKeys,
+    private readonly consumer: string,
+  ) {
+    this.reader = w.options.redis.duplicate();
+    // Connection errors surface as failed commands (retried); the event only needs a home.
+    this.reader.on('error', (err: Error) =>
+      w.options.logger.debug({ err: err.message }, 'stream reader connection error'),
+    );
+    this.readCount = Math.max(w.options.batchSize, 1_000);
+  }
+
+  get held(): number {
+    return this.placed.length + this.events.length + this.unreadable.length + this.gone.length;
+  }
+
+  async createGroups(): Promise<void> {
+    for (const stream of [this.keys.orders, this.keys.events]) {
+      try {
+        await this.w.options.redis.xgroup('CREATE', stream, WRITER_GROUP, '0', 'MKSTREAM');
+      } catch (err) {
+        if (!message(err).startsWith('BUSYGROUP')) throw err;
+      }
+    }
+  }
+
+  close(): void {
+    this.reader.disconnect();
+  }
+
+  async run(): Promise<void> {
+    const { batchSize, flushMs, logger } = this.w.options;
+    await this.readPending();
+    let redisDelay = RETRY_FIRST_MS;
+    while (!this.w.stopping) {
+      const now = Date.now();
+      const held = this.held;
+      if (held > 0 && (held >= batchSize || now >= this.firstAt + flushMs)) {
+        await this.flush();
+        continue;
+      }
+      const block =
+        held > 0
+          ? Math.max(1, Math.min(IDLE_BLOCK_MS, this.firstAt + flushMs - now))
+          : IDLE_BLOCK_MS;
+      let got: number;
+      try {
+        got = await this.read('>', '>', block);
+        redisDelay = RETRY_FIRST_MS;
+      } catch (err) {
+        logger.warn({ err: message(err), shard: this.keys.shard }, 'writer: stream read failed');
+        await sleep(redisDelay);
+        redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
+        continue;
+      }
+      if (got > 0 && got < this.readCount && this.held < batchSize) {
+        await sleep(Math.min(LINGER_MS, Math.max(0, this.firstAt + flushMs - Date.now())));
+      }
+    }
+    if (this.held > 0) await this.flush();
+  }
+
+  /**
+   * This consumer's entries delivered before a restart and never acknowledged: written first, in
+   * stream order, before any new entry.
+   */
+  private async readPending(): Promise<void> {
+    const cursor = { orders: '0', events: '0' };
+    for (const which of ['orders', 'events'] as const) {
+      for (;;) {
+        if (this.w.stopping) return;
+        let got: number;
+        try {
+          got =
+            which === 'orders'
+              ? await this.readOne(this.keys.orders, cursor.orders, cursor)
+              : await this.readOne(this.keys.events, cursor.events, cursor);
+        } catch (err) {
+          this.w.options.logger.warn({ err: message(err) }, 'writer: pending read failed');
+          await sleep(RETRY_FIRST_MS * 10);
+          continue;
+        }
+        if (got === 0) break;
+        if (this.held >= this.w.options.batchSize) await this.flush();
+      }
+    }
+    if (this.held > 0) {
+      this.w.options.logger.info(
+        { shard: this.keys.shard, entries: this.held },
+        'writer: re-read pending entries',
+      );
+    }
+  }
+
+  /** Reads pending history of one stream from `from`; advances the cursor; returns the count. */
+  private async readOne(
+    stream: string,
+    from: string,
+    cursor: { orders: string; events: string },
+  ): Promise<number> {
+    const reply = (await this.reader.call(
+      'XREADGROUP',
+      'GROUP',
+      WRITER_GROUP,
+      this.consumer,
+      'COUNT',
+      this.readCount,
+      'STREAMS',
+      stream,
+      from,
+    )) as ReadReply;
+    const entries = reply?.[0]?.[1] ?? [];
+    const last = entries[entries.length - 1];
+    if (last !== undefined) {
+      if (stream === this.keys.orders) cursor.orders = last[0];
+      else cursor.events = last[0];
+    }
+    this.take(stream, entries);
+    return entries.length;
+  }
+
+  /** Reads new entries of both streams, blocking up to `block` ms; returns how many. */
+  private async read(fromOrders: string, fromEvents: string, block: number): Promise<number> {
+    const reply = (await this.reader.call(
+      'XREADGROUP',
+      'GROUP',
+      WRITER_GROUP,
+      this.consumer,
+      'COUNT',
+      this.readCount,
+      'BLOCK',
+      block,
+      'STREAMS',
+      this.keys.orders,
+      this.keys.events,
+      fromOrders,
+      fromEvents,
+    )) as ReadReply;
+    if (reply === null) return 0;
+    let n = 0;
+    for (const [stream, entries] of reply) {
+      this.take(stream, entries);
+      n += entries.length;
+    }
+    return n;
+  }
+
+  private take(stream: string, entries: Entries): void {
+    if (entries.length === 0) return;
+    if (this.held === 0) this.firstAt = Date.now();
+    const isOrders = stream === this.keys.orders;
+    const field = isOrders ? 'c' : 'b';
+    const into = isOrders ? this.placed : this.events;
+    for (const [id, fields] of entries) {
+      if (fields === null) {
+        this.gone.push({ stream, id });
+      } else if (fields[0] === field && typeof fields[1] === 'string') {
+        into.push({ id, raw: fields[1] });
+      } else {
+        this.unreadable.push({
+          stream,
+          id,
+          record: JSON.stringify(fields),
+          code: 'NO_PAYLOAD',
+          message: `entry has no field ${field}`,
+        });
+      }
+    }
+  }
+
+  /** Writes what is held until it succeeds (or stop() runs out of patience). */
+  private async flush(): Promise<void> {
+    const { logger, stopTimeoutMs = 10_000 } = this.w.options;
+    const since = Date.now();
+    let delay = RETRY_FIRST_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.flushOnce();
+        if (attempt > 1) {
+          logger.info({ shard: this.keys.shard, attempts: attempt }, 'writer: flush recovered');
+        }
+        return;
+      } catch (err) {
+        this.w.stats.failedFlushes++;
+        const fields = {
+          shard: this.keys.shard,
+          entries: this.held,
+          attempt,
+          code: errorCode(err),
+          err: message(err),
+        };
+        // Unreachable for a while is expected (restarts); anything else, or an outage that does
+        // not end, needs a person.
+        const alarming = !isConnectionFailure(err) || Date.now() - since > ALARM_AFTER_MS;
+        if (alarming) logger.error(fields, 'writer: flush failing; records kept, retrying');
+        else logger.warn(fields, 'writer: flush failed; records kept, retrying');
+        if (this.w.stopping && Date.now() - this.w.stopAt > stopTimeoutMs) {
+          // Never acknowledged, so they stay pending and the next start writes them.
+          logger.error(fields, 'writer: stopping with entries unwritten; they stay pending');
+          this.clear();
+          return;
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 2, RETRY_MAX_MS);
+      }
+    }
+  }
+
+  private async flushOnce(): Promise<void> {
+    const { sql, redis, logger } = this.w.options;
+    const started = performance.now();
+    const shard = this.keys.shard;
+    const placed = this.placed;
+    const events = this.events;
+    const rejects = [...this.unreadable];
+    let rows: WrittenRows;
+    try {
+      rows = await sql.begin((tx) =>
+        writeAll(
+          tx,
+          shard,
+          placed,
+          events.map((e) => e.raw),
+        ),
+      );
+    } catch (err) {
+      if (classify(err) !== 'data') throw err;
+      logger.error(
+        {
+          shard,
+          code: errorCode(err),
+          err: message(err),
+          orders: placed.map((e) => e.id),
+          events: events.map((e) => e.id),
+        },
+        'writer: PostgreSQL refused a batch; writing it record by record to set aside the bad ones',
+      );
+      const streams = { orders: this.keys.orders, events: this.keys.events };
+      const result = await sql.begin((tx) => writeIsolating(tx, shard, streams, placed, events));
+      rows = result.rows;
+      rejects.push(...result.rejects);
+    }
+    for (const r of rejects) {
+      logger.error(
+        { shard, stream: r.stream, id: r.id, code: r.code, err: r.message, record: r.record },
+        'writer: record refused; set aside in the rejects stream',
+      );
+      await redis.xadd(
+        rejectsKey(r.stream),
+        '*',
+        'id',
+        r.id,
+        'code',
+        r.code,
+        'error',
+        r.message,
+        'record',
+        r.record,
+      );
+    }
+    await this.ack(this.keys.orders, [...placed.map((e) => e.id), ...this.idsOf(this.keys.orders)]);
+    await this.ack(this.keys.events, [...events.map((e) => e.id), ...this.idsOf(this.keys.events)]);
+    const stats = this.w.stats;
+    const size = this.held;
+    stats.rowsWritten += rows.placed + rows.states + rows.trades;
+    stats.entriesWritten += size;
+    stats.flushes++;
+    stats.lastFlushSize = size;
+    stats.lastFlushMs = performance.now() - started;
+    stats.rejected += rejects.length;
+    this.clear();
+  }
+
+  /** Ids of the unreadable and deleted entries of a stream. */
+  private idsOf(stream: string): string[] {
+    const ids: string[] = [];
+    for (const r of this.unreadable) if (r.stream === stream) ids.push(r.id);
+    for (const g of this.gone) if (g.stream === stream) ids.push(g.id);
+    return ids;
+  }
+
+  private async ack(stream: string, ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += ACK_CHUNK) {
+      await this.w.options.redis.xack(stream, WRITER_GROUP, ...ids.slice(i, i + ACK_CHUNK));
+    }
+  }
+
+  private clear(): void {
+    this.placed = [];
+    this.events = [];
+    this.unreadable = [];
+    this.gone = [];
+  }
+
+  /**
+   * Trims the event stream below what the group has acknowledged, and the order stream below
+   * that and below the newest engine snapshot (the engine replays the order stream from it).
+   * Returns the shard's backlog: entries pending in the group or not yet delivered.
+   */
+  async trim(): Promise<number> {
+    const { redis, sql } = this.w.options;
+    const events = await this.writerFloor(this.keys.events);
+    if (events.floor !== undefined) {
+      await redis.xtrim(this.keys.events, 'MINID', formatId(events.floor));
+    }
+    const orders = await this.writerFloor(this.keys.orders);
+    const [snap] = await sql<{ seq: string | null }[]>`
+      SELECT max(seq)::text AS seq FROM engine_snapshots WHERE shard = ${this.keys.shard}`;
+    if (orders.floor !== undefined && snap?.seq !== undefined && snap.seq !== null) {
+      // The engine restored from snapshot S replays from S + 1: keep that entry and later ones.
+      const replayFrom: StreamId = { ms: 0n, seq: BigInt(snap.seq) + 1n };
+      const floor = compareIds(replayFrom, orders.floor) < 0 ? replayFrom : orders.floor;
+      await redis.xtrim(this.keys.orders, 'MINID', formatId(floor));
+    }
+    return events.backlog + orders.backlog;
+  }
+
+  /**
+   * The lowest id the writer still needs: the oldest entry pending in the group, or the first one
+   * after the last delivered. Read in that order (last delivered first) so that entries delivered
+   * in between can only raise the true floor, never lower it below the answer.
+   */
+  private async writerFloor(stream: string): Promise<{ floor?: StreamId; backlog: number }> {
+    const { redis } = this.w.options;
+    const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
+    const group = groups.map(pairs).find((g) => g.name === WRITER_GROUP);
+    if (group === undefined) return { backlog: 0 };
+    const summary = (await redis.xpending(stream, WRITER_GROUP)) as [number, string | null];
+    const pending = Number(summary[0]);
+    const lag = typeof group.lag === 'number' ? group.lag : 0;
+    let floor = nextId(parseId(String(group['last-delivered-id'])));
+    if (pending > 0 && summary[1] !== null) {
+      const oldest = parseId(summary[1]);
+      if (compareIds(oldest, floor) < 0) floor = oldest;
+    }
+    return { floor, backlog: pending + lag };
+  }
+}
+
+/** XINFO's flat [name, value, …] list as an object. */
+function pairs(flat: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+}

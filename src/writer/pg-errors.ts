@@ -1,0 +1,30 @@
+// Which PostgreSQL failures a retry can cure. A data error (SQLSTATE class 22, data exception, or
+// 23, integrity constraint violation) fails again however often it is retried: the writer sets
+// the offending record aside instead of wedging. Everything else — the server down or restarting,
+// a dropped connection, a timeout, a serialization failure — is retried with backoff.
+
+export type PgFailure = 'data' | 'retry';
+
+/** The SQLSTATE (or postgres.js / socket code) of an error, if it has one. */
+export function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+export function classify(err: unknown): PgFailure {
+  const code = errorCode(err);
+  return code !== undefined && /^2[23][0-9A-Z]{3}$/.test(code) ? 'data' : 'retry';
+}
+
+/** Failures that mean "the server is not reachable now", as opposed to a query it refused. */
+export function isConnectionFailure(err: unknown): boolean {
+  const code = errorCode(err) ?? '';
+  return (
+    /^(08|57|53)/.test(code) ||
+    code === '55000' || // database does not allow connections
+    code === '3D000' || // database does not exist (yet, or renamed)
+    code.startsWith('E') || // ECONNREFUSED, ECONNRESET, …
+    code.startsWith('CONNECT') ||
+    code.startsWith('CONNECTION')
+  );
+}

@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { EngineClient, EngineUnavailableError } from '../../src/engine-service/client.js';
+import { startEngineService } from '../../src/engine-service/server.js';
+import type { EngineService } from '../../src/engine-service/server.js';
+import { EventBuffer } from '../../src/engine/event-buffer.js';
+import { MatchingEngine } from '../../src/engine/matching-engine.js';
+import { OrderType, Side, TimeInForce } from '../../src/engine/types.js';
+import type { Command, ExecutionReport } from '../../src/engine/types.js';
+import { freshDatabase } from '../support/services.js';
+import type { TestDatabase } from '../support/services.js';
+import { cancel, place } from '../engine/commands.js';
+import { exited, freePort, quietLogger, spawnEngine, waitFor } from './helpers.js';
+
+/** What an in-process engine, every symbol listed, reports for the commands. */
+function reference(commands: Command[]): ExecutionReport[] {
+  const engine = new MatchingEngine();
+  for (const c of commands) engine.listInstrument(c.symbol);
+  const out = new EventBuffer();
+  for (const c of commands) engine.apply(c, out);
+  return out.toArray();
+}
+
+/** A busy little sequence over two symbols: rests, trades, IOC, stops, cancels. */
+function script(n: number): Command[] {
+  const commands: Command[] = [];
+  for (let seq = 1; seq <= n; seq++) {
+    const symbol = seq % 3 === 0 ? 'BBB' : 'AAA';
+    const side = seq % 2 === 0 ? Side.BUY : Side.SELL;
+    const price = 100 + ((seq * 7) % 5) - 2;
+    if (seq % 5 === 0) commands.push(cancel(seq, seq - 3, { ownerId: (seq - 3) % 4 }));
+    else if (seq % 11 === 0) {
+      commands.push(
+        place(seq, { symbol, side, orderType: OrderType.MARKET, tif: TimeInForce.IOC, price: 0 }),
+      );
+    } else
+      commands.push(place(seq, { symbol, side, price, quantity: 1 + (seq % 4), ownerId: seq % 4 }));
+  }
+  return commands;
+}
+
+async function snapshotSeqs(db: TestDatabase): Promise<number[]> {
+  const rows = await db.sql<{ seq: string }[]>`SELECT seq FROM engine_snapshots ORDER BY seq`;
+  return rows.map((r) => Number(r.seq));
+}
+
+describe('engine service', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await freshDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+
+  const start = (snapshotEvery: number): Promise<EngineService> =>
+    startEngineService({
+      shard: 0,
+      address: '127.0.0.1:0',
+      sql: db.sql,
+      snapshotEvery,
+      snapshotIntervalMs: 60_000,
+      logger: quietLogger(),
+    });
+
+  it('answers a session, Depth and LastApplied like the engine in process', async () => {
+    await db.sql`DELETE FROM engine_snapshots`;
+    const service = await start(1_000_000);
+    const client = new EngineClient(`127.0.0.1:${service.port}`, 0);
+    try {
+      const commands = script(40);
+      const session = client.session();
+      assert.equal(await session.hello(0), 0);
+      const a = await session.send(commands.slice(0, 25));
+      const b = await session.send(commands.slice(25));
+      assert.equal(a.lastSeq, 25);
+      assert.equal(b.lastSeq, 40);
+      assert.deepEqual([...a.reports, ...b.reports], reference(commands));
+
+      // Replayed commands are skipped, with no reports.
+      const again = await session.send(commands.slice(30, 35));
+      assert.deepEqual(again, { lastSeq: 40, reports: [] });
+
+      const engine = new MatchingEngine();
+      engine.listInstrument('AAA');
+      engine.listInstrument('BBB');
+      const out = new EventBuffer();
+      for (const c of commands) engine.apply(c, out);
+      assert.deepEqual(await client.depth('AAA', 10), engine.depth('AAA', 10));
+      assert.deepEqual(await client.depth('BBB', 1), engine.depth('BBB', 1));
+      assert.deepEqual(await client.depth('NOPE', 10), {
+        symbol: 'NOPE',
+        bids: [],
+        asks: [],
+        seq: 40,
+      });
+      assert.equal(await client.lastApplied(), 40);
+      session.close();
+    } finally {
+      client.close();
+      await service.stop();
+    }
+  });
+
+  it('snapshots every N commands, keeps the newest 3, and a new service loads the newest', async () => {
+    await db.sql`DELETE FROM engine_snapshots`;
+    const service = await start(10);
+    const client = new EngineClient(`127.0.0.1:${service.port}`, 0);
+    const commands = script(57);
+    try {
+      const session = client.session();
+      await session.hello(0);
+      for (let i = 0; i < commands.length; i += 6) {
+        const { lastSeq } = await session.send(commands.slice(i, i + 6));
+        // Every 10 commands, at a batch's end: 12, 24, 36, 48. Waiting for each keeps the test
+        // deterministic (a trigger while a write is in flight waits for the next batch).
+        if (lastSeq % 12 === 0) {
+          await waitFor(`snapshot ${lastSeq}`, async () =>
+            (await snapshotSeqs(db)).includes(lastSeq),
+          );
+        }
+      }
+      assert.deepEqual(await snapshotSeqs(db), [24, 36, 48]);
+      session.close();
+    } finally {
+      client.close();
+      await service.stop();
+    }
+    // stop() stored a final one at 57, and the older ones were pruned to 3.
+    assert.deepEqual(await snapshotSeqs(db), [36, 48, 57]);
+
+    const reloaded = await start(10);
+    const client2 = new EngineClient(`127.0.0.1:${reloaded.port}`, 0);
+    try {
+      assert.equal(await client2.lastApplied(), 57);
+      const engine = new MatchingEngine();
+      engine.listInstrument('AAA');
+      engine.listInstrument('BBB');
+      const out = new EventBuffer();
+      for (const c of commands) engine.apply(c, out);
+      assert.deepEqual(await client2.depth('AAA', 50), engine.depth('AAA', 50));
+      // And it continues exactly.
+      const next = [place(58, { price: 97, quantity: 9, ownerId: 3 })];
+      const session = client2.session();
+      assert.equal(await session.hello(57), 57);
+      out.clear();
+      engine.apply(next[0] as Command, out);
+      assert.deepEqual((await session.send(next)).reports, out.toArray());
+      session.close();
+    } finally {
+      client2.close();
+      await reloaded.stop();
+    }
+  });
+
+  it('rolls back on a Hello behind it, and the replay gives byte-identical reports', async () => {
+    await db.sql`DELETE FROM engine_snapshots`;
+    const service = await start(8);
+    const client = new EngineClient(`127.0.0.1:${service.port}`, 0);
+    const commands = script(30);
+    try {
+      const first = client.session();
+      assert.equal(await first.hello(0), 0);
+      const original = new Map<number, ExecutionReport[]>();
+      for (const c of commands) {
+        original.set(c.seq, (await first.send([c])).reports);
+        if (c.seq % 8 === 0) {
+          await waitFor(`snapshot ${c.seq}`, async () => (await snapshotSeqs(db)).includes(c.seq));
+        }
+      }
+
+      // The dispatcher wrote up to 21 only: the engine goes back to its snapshot at 16.
+      const second = client.session();
+      assert.equal(await second.hello(21), 16);
+      await assert.rejects(first.send([place(31)]), EngineUnavailableError, 'superseded');
+      const replay = await second.send(commands.slice(16));
+      assert.equal(replay.lastSeq, 30);
+      const expected = commands.slice(16).flatMap((c) => original.get(c.seq) ?? []);
+      assert.deepEqual(replay.reports, expected);
+
+      // Written 0 and no snapshot at or below it: an empty engine, the whole journal replayed.
+      const third = client.session();
+      assert.equal(await third.hello(0), 0);
+      assert.deepEqual((await third.send(commands)).reports, reference(commands));
+      assert.deepEqual(
+        (await third.send(commands)).reports,
+        [],
+        'everything applied: a resend is skipped',
+      );
+      third.close();
+    } finally {
+      client.close();
+      await service.stop();
+    }
+  });
+
+  it('runs as its own process and exits 0 on SIGTERM after a final snapshot', async () => {
+    await db.sql`DELETE FROM engine_snapshots`;
+    const port = await freePort();
+    const child = await spawnEngine({ databaseUrl: db.url, port, snapshotEvery: 1_000_000 });
+    const client = new EngineClient(`127.0.0.1:${port}`, 0, { deadlineMs: 1000 });
+    try {
+      const session = client.session();
+      await session.hello(0);
+      await session.send(script(9));
+      session.close();
+      child.kill('SIGTERM');
+      assert.equal(await exited(child), 0);
+      assert.deepEqual(await snapshotSeqs(db), [9]);
+      await assert.rejects(client.lastApplied(), (err: unknown) => {
+        assert.ok(err instanceof EngineUnavailableError);
+        assert.match(err.message, new RegExp(`engine at 127.0.0.1:${port} unavailable`));
+        return true;
+      });
+    } finally {
+      client.close();
+      child.kill('SIGKILL');
+    }
+  });
+});

@@ -1,0 +1,265 @@
+// Every row of api-v1.md's error table, idempotency and auth isolation — through HTTP against
+// real servers. Each refused request must leave nothing behind.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startLocalRedis } from '../../src/infra/local-redis.js';
+import { eventually, startTestSystem } from '../support/system.js';
+import type { Answer, TestSystem } from '../support/system.js';
+
+const limit = { symbol: 'AAPL', side: 'BUY', type: 'LIMIT', quantity: '1', price: '10.00' };
+
+function assertError(r: Answer, status: number, code: string): void {
+  assert.equal(r.status, status, JSON.stringify(r.body));
+  assert.equal(r.body.error?.code, code, JSON.stringify(r.body));
+  assert.equal(typeof r.body.error?.message, 'string');
+  assert.doesNotMatch(
+    JSON.stringify(r.body),
+    /\bat [\w.<>]+ \(|node_modules|\.js:\d+|SELECT|INSERT/,
+  );
+}
+
+describe('errors, idempotency and isolation', () => {
+  let t: TestSystem;
+  let alice: { id: string; key: string };
+  let bob: { id: string; key: string };
+
+  before(async () => {
+    t = await startTestSystem();
+    alice = await t.user('alice');
+    bob = await t.user('bob');
+  });
+  after(() => t.stop());
+
+  const streamLength = () => t.system.redis.xlen(t.system.queue.shards[0]?.orders ?? '');
+
+  it('400 VALIDATION_ERROR names every bad field and queues nothing', async () => {
+    const before = await streamLength();
+    const cases: [unknown, string[]][] = [
+      ['{"symbol": "AAPL",', ['(body)']],
+      [{ ...limit, side: 5 }, ['side']],
+      [{ ...limit, quantity: undefined }, ['quantity']],
+      [{ ...limit, type: 'MARKET' }, ['price']],
+      [{ ...limit, price: undefined }, ['price']],
+      [{ ...limit, stop_price: '9.00' }, ['stop_price']],
+      [{ ...limit, colour: 'red' }, ['colour']],
+      [{ ...limit, quantity: '1e3' }, ['quantity']],
+      [{ ...limit, quantity: '-1' }, ['quantity']],
+      [{ ...limit, quantity: '0' }, ['quantity']],
+      [{ ...limit, quantity: 'NaN', price: 'Infinity' }, ['quantity', 'price']],
+      [{ ...limit, price: '10.001' }, ['price']],
+      [{ ...limit, quantity: '1.5' }, ['quantity']],
+      // JSON.stringify would round this number before it left the test: send the text itself.
+      [
+        '{"symbol":"AAPL","side":"BUY","type":"LIMIT","quantity":"1","price":0.1000000000000000055}',
+        ['price'],
+      ],
+      [{ ...limit, type: 'MARKET', price: undefined, time_in_force: 'GTC' }, ['time_in_force']],
+      [{ ...limit, post_only: 'true' }, ['post_only']],
+      [{ ...limit, post_only: true, time_in_force: 'IOC' }, ['post_only']],
+      [{ ...limit, client_order_id: 'bad id!' }, ['client_order_id']],
+      [{ ...limit, symbol: 'aapl' }, ['symbol']],
+      ['[]', ['(body)']],
+    ];
+    for (const [body, fields] of cases) {
+      const r = await t.api(alice.key, 'POST', '/v1/orders', body);
+      assert.equal(r.status, 400, `${JSON.stringify(body)} → ${r.status}`);
+      assertError(r, 400, 'VALIDATION_ERROR');
+      const named = (r.body.error?.details as { field: string }[]).map((d) => d.field);
+      for (const f of fields)
+        assert.ok(named.includes(f), `${JSON.stringify(body)}: ${named.join()}`);
+    }
+    assert.equal(await streamLength(), before);
+    const list = await t.api(alice.key, 'GET', '/v1/orders');
+    assert.deepEqual(list.body.orders, []);
+  });
+
+  it('accepts decimals as strings or JSON numbers, exactly', async () => {
+    const r = await t.api(alice.key, 'POST', '/v1/orders', { ...limit, quantity: 3, price: 10.1 });
+    assert.equal(r.status, 201);
+    assert.deepEqual([r.body.quantity, r.body.price], ['3', '10.10']);
+  });
+
+  it('400 UNKNOWN_SYMBOL for a symbol that is not listed', async () => {
+    assertError(
+      await t.api(alice.key, 'POST', '/v1/orders', { ...limit, symbol: 'NOPE' }),
+      400,
+      'UNKNOWN_SYMBOL',
+    );
+  });
+
+  it('401 UNAUTHORIZED: the same answer for a missing and a wrong key, and for admin routes', async () => {
+    const missing = await t.api(undefined, 'POST', '/v1/orders', limit);
+    const wrong = await t.api('mbx_not-a-key', 'POST', '/v1/orders', limit);
+    assertError(missing, 401, 'UNAUTHORIZED');
+    assert.deepEqual(wrong.body, missing.body);
+    assertError(
+      await t.api(alice.key, 'POST', '/v1/admin/users', { name: 'x' }),
+      401,
+      'UNAUTHORIZED',
+    );
+    assertError(
+      await t.api(undefined, 'PUT', '/v1/admin/instruments/XYZ', { tick_size: '1', lot_size: '1' }),
+      401,
+      'UNAUTHORIZED',
+    );
+  });
+
+  it('404 NOT_FOUND: another user’s order cannot be read, listed, cancelled or its fills seen', async () => {
+    const mine = await t.api(alice.key, 'POST', '/v1/orders', { ...limit, price: '11.00' });
+    const id = mine.body.id as string;
+    assertError(await t.api(bob.key, 'GET', `/v1/orders/${id}`), 404, 'NOT_FOUND');
+    assertError(await t.api(bob.key, 'DELETE', `/v1/orders/${id}`), 404, 'NOT_FOUND');
+    assertError(await t.api(bob.key, 'GET', `/v1/orders/${id}/fills`), 404, 'NOT_FOUND');
+    const listed = await t.api(bob.key, 'GET', '/v1/orders?status=ALL');
+    assert.deepEqual(listed.body.orders, []);
+    assertError(
+      await t.api(alice.key, 'GET', '/v1/orders/0190f0b0-0000-7000-8000-000000000000'),
+      404,
+      'NOT_FOUND',
+    );
+    // Still open for its owner: the refused cancel changed nothing.
+    const own = await eventually(async () => {
+      const r = await t.api(alice.key, 'GET', `/v1/orders/${id}`);
+      return r.body.status === 'NEW' ? r : undefined;
+    });
+    assert.equal(own.status, 200);
+  });
+
+  it('client_order_id: same body → 200 with the original, other body → 409 CONFLICT, for good', async () => {
+    const body = { ...limit, price: '12.00', client_order_id: 'abc-1' };
+    const first = await t.api(alice.key, 'POST', '/v1/orders', body);
+    assert.equal(first.status, 201);
+    const again = await t.api(alice.key, 'POST', '/v1/orders', body);
+    assert.equal(again.status, 200);
+    assert.equal(again.body.id, first.body.id);
+    assertError(
+      await t.api(alice.key, 'POST', '/v1/orders', { ...body, quantity: '2' }),
+      409,
+      'CONFLICT',
+    );
+    // Another user may use the same client_order_id.
+    assert.equal((await t.api(bob.key, 'POST', '/v1/orders', body)).status, 201);
+
+    // Once Redis has forgotten the key, PostgreSQL's unique index still answers.
+    await eventually(async () => {
+      const rows = await t.db.sql`SELECT 1 FROM orders WHERE id = ${first.body.id as string}`;
+      return rows.length === 1 ? true : undefined;
+    });
+    const k = t.system.queue.shards[0];
+    assert.ok(k);
+    await t.system.redis.del(k.idempotency(alice.id, 'abc-1'));
+    const late = await t.api(alice.key, 'POST', '/v1/orders', body);
+    assert.equal(late.status, 200);
+    assert.equal(late.body.id, first.body.id);
+    assertError(
+      await t.api(alice.key, 'POST', '/v1/orders', { ...body, price: '13.00' }),
+      409,
+      'CONFLICT',
+    );
+  });
+
+  it('409 ORDER_CLOSED when cancelling a final order', async () => {
+    const r = await t.api(alice.key, 'POST', '/v1/orders', {
+      symbol: 'MSFT',
+      side: 'BUY',
+      type: 'MARKET',
+      quantity: '1',
+    });
+    await eventually(async () => {
+      const o = await t.api(alice.key, 'GET', `/v1/orders/${r.body.id as string}`);
+      return o.body.status === 'CANCELED' ? o : undefined;
+    });
+    assertError(
+      await t.api(alice.key, 'DELETE', `/v1/orders/${r.body.id as string}`),
+      409,
+      'ORDER_CLOSED',
+    );
+  });
+
+  it('413 PAYLOAD_TOO_LARGE for a body over the limit', async () => {
+    const big = JSON.stringify({ ...limit, client_order_id: 'x'.repeat(20_000) });
+    assertError(await t.api(alice.key, 'POST', '/v1/orders', big), 413, 'PAYLOAD_TOO_LARGE');
+  });
+
+  it('answers unknown routes with 404 in the same shape', async () => {
+    assertError(await t.api(alice.key, 'GET', '/v1/nothing'), 404, 'NOT_FOUND');
+  });
+});
+
+describe('limits', () => {
+  it('429 RATE_LIMITED with Retry-After past the per-key rate', async () => {
+    const t = await startTestSystem({ RATE_LIMIT_PER_S: '5' });
+    try {
+      const u = await t.user();
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, () => t.api(u.key, 'GET', '/v1/orders')),
+      );
+      const limited = answers.filter((a) => a.status === 429);
+      assert.ok(limited.length > 0);
+      assertError(limited[0] as Answer, 429, 'RATE_LIMITED');
+      assert.ok(Number((limited[0] as Answer).headers.get('retry-after')) >= 1);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('503 OVERLOADED with Retry-After above the high-water mark, writing nothing', async () => {
+    const t = await startTestSystem({ QUEUE_HIGH_WATER: '3' });
+    try {
+      const u = await t.user();
+      const codes: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        codes.push((await t.api(u.key, 'POST', '/v1/orders', limit)).status);
+      }
+      assert.deepEqual(codes, [201, 201, 201, 503, 503]);
+      const r = await t.api(u.key, 'POST', '/v1/orders', limit);
+      assertError(r, 503, 'OVERLOADED');
+      assert.equal(r.headers.get('retry-after'), '1');
+      assert.equal(await t.system.redis.xlen(t.system.queue.shards[0]?.orders ?? ''), 3);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('503 UNAVAILABLE within a second when Redis hangs or is gone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mb-redis-'));
+    const redis = await startLocalRedis({ dir });
+    const t = await startTestSystem({ REDIS_URL: redis.url });
+    try {
+      const u = await t.user();
+      assert.equal((await t.api(u.key, 'POST', '/v1/orders', limit)).status, 201);
+      redis.kill('SIGSTOP');
+      const t0 = Date.now();
+      const hung = await t.api(u.key, 'POST', '/v1/orders', limit);
+      assert.ok(Date.now() - t0 < 1500, `answered after ${Date.now() - t0} ms`);
+      assertError(hung, 503, 'UNAVAILABLE');
+      assert.ok(hung.headers.get('retry-after'));
+      redis.kill('SIGCONT');
+      await redis.stop();
+      const t1 = Date.now();
+      const gone = await t.api(u.key, 'POST', '/v1/orders', limit);
+      assert.ok(Date.now() - t1 < 1500);
+      assertError(gone, 503, 'UNAVAILABLE');
+      const health = await t.api(undefined, 'GET', '/health');
+      assert.equal(health.status, 503);
+      assert.equal((health.body.components as Record<string, string>).redis, 'down');
+
+      // Back again: orders are accepted and the earlier one is still there (AOF).
+      await redis.restart();
+      const back = await eventually(async () => {
+        const r = await t.api(u.key, 'POST', '/v1/orders', limit);
+        return r.status === 201 ? r : undefined;
+      });
+      assert.equal(back.body.status, 'PENDING');
+      const listed = await t.api(u.key, 'GET', '/v1/orders?status=ALL');
+      assert.equal((listed.body.orders as unknown[]).length, 2);
+    } finally {
+      await t.stop();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { startLocalRedis } from '../../src/infra/local-redis.js';
+import type { LocalRedis } from '../../src/infra/local-redis.js';
+
+/** A client that fails fast instead of retrying forever against a killed server. */
+function client(server: LocalRedis): Redis {
+  return new Redis(server.url, { maxRetriesPerRequest: 0, commandTimeout: 2_000 });
+}
+
+async function config(redis: Redis, name: string): Promise<string | undefined> {
+  const [, value] = (await redis.config('GET', name)) as string[];
+  return value;
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'mb-redis-'));
+  try {
+    await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('local Redis', () => {
+  it('runs with AOF on and noeviction, and keeps a write through SIGKILL and restart', () =>
+    withDir(async (dir) => {
+      const server = await startLocalRedis({ dir, appendfsync: 'always' });
+      try {
+        assert.match(server.url, /^redis:\/\/127\.0\.0\.1:[0-9]+$/);
+        let redis = client(server);
+        assert.equal(await config(redis, 'appendonly'), 'yes');
+        assert.equal(await config(redis, 'appendfsync'), 'always');
+        assert.equal(await config(redis, 'maxmemory-policy'), 'noeviction');
+        assert.equal(await config(redis, 'save'), '');
+        assert.equal(await config(redis, 'dir'), dir);
+        await redis.set('order', 'accepted');
+        redis.disconnect();
+
+        const { port, pid } = server;
+        server.kill('SIGKILL');
+        await server.exited();
+        await server.restart();
+        assert.equal(server.port, port);
+        assert.notEqual(server.pid, pid);
+        redis = client(server);
+        assert.equal(await redis.get('order'), 'accepted');
+        redis.disconnect();
+      } finally {
+        await server.stop();
+      }
+    }));
+
+  it('defaults to appendfsync everysec, and a SIGSTOPped server resumes and stops', () =>
+    withDir(async (dir) => {
+      const server = await startLocalRedis({ dir });
+      try {
+        const redis = client(server);
+        assert.equal(await config(redis, 'appendfsync'), 'everysec');
+        server.kill('SIGSTOP');
+        await assert.rejects(
+          new Redis(server.url, { commandTimeout: 200, maxRetriesPerRequest: 0 }).ping(),
+        );
+        server.kill('SIGCONT');
+        assert.equal(await redis.ping(), 'PONG');
+        redis.disconnect();
+        server.kill('SIGSTOP');
+      } finally {
+        await server.stop(); // must not hang on the stopped process
+      }
+    }));
+
+  it('shuts down a server left running on its folder, and keeps its data', () =>
+    withDir(async (dir) => {
+      // `orphan` stands for the Redis of a matchbox that was killed and never stopped it.
+      const orphan = await startLocalRedis({ dir, appendfsync: 'always' });
+      const first = client(orphan);
+      await first.set('order', 'kept');
+      first.disconnect();
+      const server = await startLocalRedis({ dir });
+      try {
+        await orphan.exited();
+        const redis = client(server);
+        assert.equal(await redis.get('order'), 'kept');
+        redis.disconnect();
+      } finally {
+        await server.stop();
+        await orphan.stop();
+      }
+    }));
+});

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import type { OrderState } from '../../src/queue/records.js';
+import { WRITER_GROUP } from '../../src/queue/keys.js';
+import { rejectsKey } from '../../src/writer/batch-writer.js';
+import { allTrades, filled, orderState, trade } from '../db/fixtures.js';
+import { harness, ordersById, rowVersions, waitFor } from './harness.js';
+import type { Harness } from './harness.js';
+
+describe('batch writer', () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await harness();
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  /**
+   * Three orders placed (seq 1–3) and two event batches: the second order trades against the
+   * first, then the first trades again against the third; the third order's PLACE has no event.
+   */
+  async function scenario() {
+    const sell = orderState(h.alice, { side: 'SELL', price: '187.25', client_order_id: 'a-1' });
+    const buy = orderState(h.bob, { side: 'BUY', price: '187.3', quantity: '4', quantity_lots: 4 });
+    const buy2 = orderState(h.bob, { side: 'BUY', price: '187.25', type: 'LIMIT' });
+    await h.place(1, sell);
+    await h.place(2, buy);
+    await h.place(3, buy2);
+    const sell1 = { ...sell, seq: 1, version: 1, status: 'NEW' as const };
+    const buyFilled = filled({ ...buy, seq: 2 }, 4, 18725, 2);
+    const sellPartial = filled(sell1, 4, 18725, 2);
+    const t1 = trade(buyFilled, sellPartial, 2, 0, { quantity: '4', price: '187.25' });
+    await h.events({
+      first_seq: 1,
+      last_seq: 2,
+      orders: [sell1, buyFilled, sellPartial],
+      trades: [t1],
+    });
+    const sellDone = filled(sellPartial, 6, 18725, 3);
+    const buy2Partial = filled({ ...buy2, seq: 3 }, 6, 18725, 3);
+    const t2 = trade(buy2Partial, sellDone, 3, 0, { quantity: '6', price: '187.25' });
+    await h.events({ first_seq: 3, last_seq: 3, orders: [sellDone, buy2Partial], trades: [t2] });
+    return {
+      expected: [sellDone, buyFilled, buy2Partial],
+      trades: [t1, t2],
+      placed: [sell, buy, buy2],
+    };
+  }
+
+  const byId = (states: OrderState[]) => new Map(states.map((s) => [s.id, s]));
+
+  it('writes every field of placed orders, order states and trades, then acks', async () => {
+    const { expected, trades } = await scenario();
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 5);
+    assert.deepEqual(await ordersById(h.db.sql), byId(expected));
+    assert.deepEqual(await allTrades(h.db.sql), trades);
+    assert.equal(await h.pending(h.keys.orders), 0);
+    assert.equal(await h.pending(h.keys.events), 0);
+    assert.equal(w.stats.flushes, 1, 'one transaction for the five entries');
+    await w.stop();
+  });
+
+  it('writes a PLACE alone as PENDING, version 0, with the stream id as its seq', async () => {
+    const o = orderState(h.alice, { stop_price: '190', stop_ticks: 19000, type: 'STOP_LIMIT' });
+    await h.place(17, o);
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 1);
+    assert.deepEqual(await ordersById(h.db.sql), byId([{ ...o, seq: 17 }]));
+    const [row] = await h.db.sql<{ shard: string }[]>`SELECT shard FROM orders`;
+    assert.equal(row?.shard, 's0');
+    await w.stop();
+  });
+
+  it('changes nothing when entries are delivered again, or an older state arrives later', async () => {
+    const { expected, trades, placed } = await scenario();
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 5);
+    await w.stop();
+    const before = await rowVersions(h.db.sql);
+
+    // Everything again, as after a crash between COMMIT and XACK.
+    await h.redis.xgroup('SETID', h.keys.orders, WRITER_GROUP, '0');
+    await h.redis.xgroup('SETID', h.keys.events, WRITER_GROUP, '0');
+    // And a stale batch: the first order as it was at version 1, a trade already written.
+    const [sellDone] = expected as [OrderState];
+    const stale = { ...(placed[0] as OrderState), seq: 1, version: 1, status: 'NEW' as const };
+    await h.events({ first_seq: 1, last_seq: 9, orders: [stale], trades: [trades[0]!] });
+    const again = h.writer();
+    await again.start();
+    await waitFor(() => again.stats.entriesWritten === 6);
+    await again.stop();
+
+    assert.equal(again.stats.rowsWritten, 0);
+    assert.deepEqual(await rowVersions(h.db.sql), before, 'no row even rewritten');
+    assert.deepEqual(await ordersById(h.db.sql), byId(expected));
+    assert.equal((await ordersById(h.db.sql)).get(sellDone.id)?.version, 3);
+    assert.deepEqual(await allTrades(h.db.sql), trades);
+  });
+
+  it('keeps the newest of several states of one order in one flush', async () => {
+    const o = orderState(h.alice);
+    await h.place(1, o);
+    const v1 = { ...o, seq: 1, version: 1, status: 'NEW' as const };
+    const v5 = { ...v1, version: 5, status: 'CANCELED' as const, reject_reason: 'USER_CANCELED' };
+    // Newest first in the stream: the flush must not depend on arrival order.
+    await h.events({ first_seq: 5, last_seq: 5, orders: [v5], trades: [] });
+    await h.events({ first_seq: 6, last_seq: 6, orders: [v1, v1], trades: [] });
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 3);
+    assert.deepEqual(await ordersById(h.db.sql), byId([v5]));
+    await w.stop();
+  });
+
+  it('commits as soon as the batch size is reached, without waiting for the interval', async () => {
+    const w = h.writer({ batchSize: 5, flushMs: 60_000 });
+    await w.start();
+    const started = Date.now();
+    for (let seq = 1; seq <= 5; seq++) await h.place(seq, orderState(h.alice));
+    await waitFor(() => w.stats.entriesWritten === 5, 3_000);
+    assert.ok(Date.now() - started < 3_000);
+    assert.equal((await ordersById(h.db.sql)).size, 5);
+    await w.stop();
+  });
+
+  it('commits fewer records once the interval after the first has passed', async () => {
+    const w = h.writer({ batchSize: 100, flushMs: 400 });
+    await w.start();
+    const started = Date.now();
+    for (let seq = 1; seq <= 3; seq++) await h.place(seq, orderState(h.alice));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(w.stats.entriesWritten, 0, 'still lingering for more');
+    assert.equal((await ordersById(h.db.sql)).size, 0);
+    await waitFor(() => w.stats.entriesWritten === 3, 3_000);
+    assert.ok(Date.now() - started >= 390, 'not before the interval');
+    assert.equal(w.stats.flushes, 1);
+    await w.stop();
+  });
+
+  it('stop() writes what it holds before resolving', async () => {
+    const w = h.writer({ batchSize: 100, flushMs: 60_000 });
+    await w.start();
+    await h.place(1, orderState(h.alice));
+    await waitFor(() => w.stats.backlog > 0 || true);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(w.stats.entriesWritten, 0);
+    await w.stop();
+    assert.equal(w.stats.entriesWritten, 1);
+    assert.equal((await ordersById(h.db.sql)).size, 1);
+    assert.equal(await h.pending(h.keys.orders), 0);
+  });
+
+  it('first writes the entries it was delivered before a restart and never acked', async () => {
+    const o1 = orderState(h.alice);
+    const o2 = orderState(h.bob);
+    await h.place(1, o1);
+    await h.place(2, o2);
+    // A previous run of this consumer read them, then died before COMMIT.
+    await h.redis.xgroup('CREATE', h.keys.orders, WRITER_GROUP, '0', 'MKSTREAM');
+    await h.redis.xreadgroup('GROUP', WRITER_GROUP, 'writer-1', 'STREAMS', h.keys.orders, '>');
+    assert.equal(await h.pending(h.keys.orders), 2);
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 2);
+    assert.deepEqual(
+      await ordersById(h.db.sql),
+      byId([
+        { ...o1, seq: 1 },
+        { ...o2, seq: 2 },
+      ]),
+    );
+    assert.equal(await h.pending(h.keys.orders), 0);
+    await w.stop();
+  });
+
+  it('sets aside only the records PostgreSQL refuses, writes the rest, and says so', async () => {
+    const good = orderState(h.alice);
+    const stranger = orderState(h.alice, { user_id: '01890000-0000-7000-8000-000000000000' });
+    await h.place(1, good);
+    await h.place(2, stranger);
+    const g1 = { ...good, seq: 1, version: 3, status: 'NEW' as const };
+    // filled_quantity above quantity breaks a CHECK constraint.
+    const broken = { ...orderState(h.bob), seq: 3, version: 3, filled_quantity: '11' };
+    await h.events({ first_seq: 3, last_seq: 3, orders: [g1, broken], trades: [] });
+    await h.redis.xadd(h.keys.events, '0-4', 'b', '{"orders": [ not json');
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 4);
+    assert.deepEqual(await ordersById(h.db.sql), byId([g1]));
+    assert.equal(await h.pending(h.keys.orders), 0);
+    assert.equal(await h.pending(h.keys.events), 0);
+    assert.equal(w.stats.rejected, 3);
+
+    const setAside = async (stream: string) =>
+      ((await h.redis.xrange(rejectsKey(stream), '-', '+')) as [string, string[]][]).map(
+        ([, f]) => ({ id: f[1], code: f[3], record: f[7] }),
+      );
+    assert.deepEqual(await setAside(h.keys.orders), [
+      {
+        id: '0-2',
+        code: '23503',
+        record: JSON.stringify({ k: 'place', order: { ...stranger, seq: 0 } }),
+      },
+    ]);
+    assert.deepEqual(await setAside(h.keys.events), [
+      { id: '0-3', code: '23514', record: JSON.stringify(broken) },
+      { id: '0-4', code: '22P02', record: '{"orders": [ not json' },
+    ]);
+    const errors = h.logs.filter((l) => l.level >= 50);
+    assert.ok(errors.some((l) => JSON.stringify(l.orders) === '["0-1","0-2"]'));
+    assert.ok(errors.some((l) => l.id === '0-2' && l.stream === h.keys.orders));
+    await w.stop();
+  });
+});

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { connect } from '../../src/db/client.js';
+import { WRITER_GROUP } from '../../src/queue/keys.js';
+import { orderState } from '../db/fixtures.js';
+import { databaseUrl } from '../support/services.js';
+import { harness, ordersById, waitFor } from './harness.js';
+import type { Harness } from './harness.js';
+
+describe('batch writer: outages and trimming', () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await harness();
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it('acks nothing while PostgreSQL is unreachable, then writes it all once it is back', async () => {
+    const w = h.writer({ flushMs: 20 });
+    await w.start();
+    const o1 = orderState(h.alice);
+    await h.place(1, o1);
+    await waitFor(() => w.stats.entriesWritten === 1);
+
+    // The database refuses new connections and every open one is cut: a server that is down,
+    // as far as the writer can tell, and one that comes back without a race.
+    const name = new URL(h.db.url).pathname.slice(1);
+    const admin = connect(databaseUrl(), { max: 1 });
+    try {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+      const o2 = orderState(h.bob);
+      const o3 = orderState(h.bob);
+      await h.place(2, o2);
+      await h.place(3, o3);
+      const v1 = { ...o1, seq: 1, version: 1, status: 'NEW' as const };
+      await h.events({ first_seq: 1, last_seq: 3, orders: [v1], trades: [] });
+      await waitFor(() => w.stats.failedFlushes >= 2);
+      assert.equal(w.stats.entriesWritten, 1);
+      assert.equal(await h.pending(h.keys.orders), 2, 'delivered, not acknowledged');
+      assert.equal(await h.pending(h.keys.events), 1);
+      assert.ok(
+        h.logs.some((l) => l.level === 40 && l.entries === 3),
+        'warned with the count',
+      );
+
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await waitFor(() => w.stats.entriesWritten === 4, 15_000);
+      assert.equal(await h.pending(h.keys.orders), 0);
+      assert.equal(await h.pending(h.keys.events), 0);
+      const rows = await ordersById(h.db.sql);
+      assert.deepEqual(rows.get(o1.id), v1);
+      assert.deepEqual(rows.get(o2.id), { ...o2, seq: 2 });
+      assert.deepEqual(rows.get(o3.id), { ...o3, seq: 3 });
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await w.stop();
+    }
+  });
+
+  it('stop() gives up on an unreachable database after its timeout, leaving entries pending', async () => {
+    const name = new URL(h.db.url).pathname.slice(1);
+    const admin = connect(databaseUrl(), { max: 1 });
+    const w = h.writer({ flushMs: 20, stopTimeoutMs: 300 });
+    try {
+      await w.start();
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+      await h.place(1, orderState(h.alice));
+      await waitFor(() => w.stats.failedFlushes >= 1);
+      await w.stop();
+      assert.equal(w.stats.entriesWritten, 0);
+      assert.equal(await h.pending(h.keys.orders), 1);
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+    }
+    // The next start writes it.
+    const next = h.writer();
+    await next.start();
+    await waitFor(() => next.stats.entriesWritten === 1, 10_000);
+    await next.stop();
+  });
+
+  it('trims events below what is acked, and orders also below the newest snapshot', async () => {
+    for (let seq = 1; seq <= 10; seq++) await h.place(seq, orderState(h.alice));
+    await h.events({ first_seq: 1, last_seq: 5, orders: [], trades: [] });
+    await h.events({ first_seq: 6, last_seq: 10, orders: [], trades: [] });
+    const w = h.writer({ trimIntervalMs: 60_000 });
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 12);
+    const ids = async (stream: string) =>
+      ((await h.redis.xrange(stream, '-', '+')) as [string, string[]][]).map(([id]) => id);
+
+    // No snapshot yet: the engine would replay the whole order stream, so none of it goes.
+    await w.trimAll();
+    assert.equal((await ids(h.keys.orders)).length, 10);
+    assert.deepEqual(await ids(h.keys.events), []);
+
+    await h.db.sql`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s0', 4, '\\x00')`;
+    await h.db.sql`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s1', 9, '\\x00')`;
+    await w.trimAll();
+    assert.deepEqual(await ids(h.keys.orders), ['0-5', '0-6', '0-7', '0-8', '0-9', '0-10']);
+    await w.stop();
+
+    // A snapshot ahead of the writer: entries it has not acknowledged stay.
+    await h.place(11, orderState(h.alice));
+    await h.place(12, orderState(h.alice));
+    await h.redis.xreadgroup('GROUP', WRITER_GROUP, 'other', 'STREAMS', h.keys.orders, '>');
+    await h.place(13, orderState(h.alice));
+    await h.db.sql`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s0', 20, '\\x00')`;
+    const idle = h.writer();
+    await idle.trimAll();
+    assert.deepEqual(await ids(h.keys.orders), ['0-11', '0-12', '0-13']);
+    assert.equal(idle.stats.backlog, 3, 'two pending, one not yet delivered');
+  });
+});
