@@ -10,8 +10,10 @@ import addFormatsModule from 'ajv-formats';
 import Fastify, { LogController } from 'fastify';
 import type { FastifyError, FastifyInstance, FastifyRequest, RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
+import { AppliedWatcher } from '../queue/applied-watcher.js';
 import type { OrderQueue } from '../queue/order-queue.js';
 import { KeyCache } from './auth.js';
 import { ApiError, ERRORS, invalid } from './errors.js';
@@ -32,6 +34,8 @@ export interface GatewayDeps {
     'orderPath' | 'bodyLimit' | 'rateLimit' | 'adminToken' | 'logLevel' | 'host' | 'port'
   >;
   queue: OrderQueue;
+  /** The connection `queue` uses; sync mode subscribes through a duplicate of it. */
+  redis: Redis;
   store: GatewayStore;
   engine: EngineView;
   logger: Logger;
@@ -45,6 +49,8 @@ export interface GatewayContext extends GatewayDeps {
   instruments: InstrumentCache;
   limiter: RateLimiter;
   metrics: GatewayMetrics;
+  /** Sync mode's wait for the engine's answer. */
+  applied: AppliedWatcher;
 }
 
 declare module 'fastify' {
@@ -104,7 +110,15 @@ export async function buildGateway(
     instruments: new InstrumentCache(() => deps.store.listInstruments()),
     limiter: new RateLimiter(deps.config.rateLimit),
     metrics: new GatewayMetrics(),
+    applied: new AppliedWatcher(deps.redis, deps.queue.shards),
   };
+  if (deps.config.orderPath === 'sync') {
+    await ctx.applied.start();
+    app.addHook('onClose', (_app, done) => {
+      ctx.applied.stop();
+      done();
+    });
+  }
   await ctx.keys.reload();
   await ctx.instruments.reload();
 

@@ -22,7 +22,7 @@ function holder(path: string): number | undefined {
     const pid = Number(readFileSync(path, 'utf8').trim());
     const boot = bootTimeMs();
     if (boot !== undefined && statSync(path).mtimeMs < boot) return undefined;
-    return pid !== process.pid && isAlive(pid) ? pid : undefined;
+    return isAlive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -42,8 +42,8 @@ export function lockDataDir(dir: string): () => void {
       const pid = holder(path);
       if (pid !== undefined) {
         throw new ServiceSetupError(
-          `${dir} is in use by another matchbox (pid ${pid}); stop it, or give this one ` +
-            'another DATA_DIR',
+          `${dir} is in use by matchbox pid ${pid}` +
+            `${pid === process.pid ? ' (this process)' : ''}; stop it, or use another DATA_DIR`,
         );
       }
       try {

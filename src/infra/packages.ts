@@ -98,7 +98,8 @@ function apt(args: string[]): void {
 
 function install(packages: string[], variables: string[]): void {
   const command = `apt-get install -y ${packages.join(' ')}`;
-  const orSet = `or set ${variables.join(' and ')} to servers of your own`;
+  const servers = variables.length > 1 ? 'servers' : 'a server';
+  const orSet = `or set ${variables.join(' and ')} to ${servers} of your own`;
   if (findProgram('apt-get') === undefined) {
     throw new ServiceSetupError(
       `${packages.join(' and ')} not found: install ${packages.length > 1 ? 'them' : 'it'} ` +

@@ -78,7 +78,8 @@ async function main(): Promise<number> {
     if (services.redisUrl !== undefined) env.REDIS_URL = services.redisUrl;
     if (services.databaseUrl !== undefined) env.DATABASE_URL = services.databaseUrl;
   }
-  const where = relative(process.cwd(), dir) || dir;
+  const near = relative(process.cwd(), dir);
+  const where = near !== '' && !near.startsWith('..') ? near : dir;
   const describe = (name: string, url: string, local: boolean) =>
     `${name} ${shown(url)} (${local ? `project-local, in ${where}` : 'given'})`;
   console.error(

@@ -78,9 +78,14 @@ export class OrderQueue {
     this.redis = redis as Redis & ScriptedRedis;
   }
 
+  /** The index of the shard that owns `symbol`. */
+  shardIndex(symbol: string): number {
+    return shardOf(symbol, this.shards.length);
+  }
+
   /** The keys of the shard that owns `symbol`. */
   shardFor(symbol: string): ShardKeys {
-    return this.shards[shardOf(symbol, this.shards.length)] as ShardKeys;
+    return this.shards[this.shardIndex(symbol)] as ShardKeys;
   }
 
   /**
@@ -184,23 +189,6 @@ export class OrderQueue {
   async recentTrades(symbol: string, limit: number): Promise<TradeRecord[]> {
     const list = await this.redis.lrange(this.shardFor(symbol).trades(symbol), 0, limit - 1);
     return list.map((t) => JSON.parse(t) as TradeRecord);
-  }
-
-  /** Waits until the shard's dispatcher has written the reports of `seq` (sync mode). */
-  async waitApplied(symbol: string, seq: number, timeoutMs: number): Promise<boolean> {
-    const k = this.shardFor(symbol);
-    const deadline = Date.now() + timeoutMs;
-    // Poll the event stream's last id: simple, and sync mode is the slow baseline by design.
-    while (Date.now() < deadline) {
-      const info = await this.redis.call('XINFO', 'STREAM', k.events).catch(() => null);
-      if (Array.isArray(info)) {
-        const i = info.indexOf('last-generated-id');
-        const last = Number(String(info[i + 1]).split('-')[1]);
-        if (last >= seq) return true;
-      }
-      await new Promise((r) => setTimeout(r, 1));
-    }
-    return false;
   }
 
   /**

@@ -169,6 +169,7 @@ export async function startSystem(
       const app = await buildGateway({
         config,
         queue,
+        redis,
         store: pgGatewayStore(sql, config.shards),
         engine: engineView(engines),
         logger: logger.child({ component: 'gateway' }),

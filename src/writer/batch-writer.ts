@@ -11,7 +11,7 @@ import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from './pg-errors.js';
 import { writeAll, writeIsolating } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
-import { compareIds, formatId, nextId, parseId } from './stream-ids.js';
+import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
 import type { StreamId } from './stream-ids.js';
 
 export interface BatchWriterOptions {
@@ -438,7 +438,9 @@ class ShardLoop {
 
   /**
    * Trims the event stream below what the group has acknowledged, and the order stream below
-   * that and below the newest engine snapshot (the engine replays the order stream from it).
+   * that and below the snapshot the engine would replay from. The engine rolls back to the newest
+   * snapshot at or below W — the last sequence whose reports the dispatcher has written (the event
+   * stream's last id) — and a newer snapshot may exist above W, so that one is the bound.
    * Returns the shard's backlog: entries pending in the group or not yet delivered.
    */
   async trim(): Promise<number> {
@@ -448,8 +450,10 @@ class ShardLoop {
       await redis.xtrim(this.keys.events, 'MINID', formatId(events.floor));
     }
     const orders = await this.writerFloor(this.keys.orders);
+    const written = await lastGeneratedSeq(redis, this.keys.events);
     const [snap] = await sql<{ seq: string | null }[]>`
-      SELECT max(seq)::text AS seq FROM engine_snapshots WHERE shard = ${this.keys.shard}`;
+      SELECT max(seq)::text AS seq FROM engine_snapshots
+      WHERE shard = ${this.keys.shard} AND seq <= ${written}`;
     if (orders.floor !== undefined && snap?.seq !== undefined && snap.seq !== null) {
       // The engine restored from snapshot S replays from S + 1: keep that entry and later ones.
       const replayFrom: StreamId = { ms: 0n, seq: BigInt(snap.seq) + 1n };
@@ -486,4 +490,11 @@ function pairs(flat: unknown[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
   return out;
+}
+
+/** The sequence of a stream's last generated id (0 when the stream does not exist). */
+async function lastGeneratedSeq(redis: Redis, stream: string): Promise<number> {
+  const info = (await redis.call('XINFO', 'STREAM', stream).catch(() => null)) as unknown[] | null;
+  if (!Array.isArray(info)) return 0;
+  return seqOf(String(info[info.indexOf('last-generated-id') + 1]));
 }

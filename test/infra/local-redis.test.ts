@@ -62,9 +62,9 @@ describe('local Redis', () => {
         const redis = client(server);
         assert.equal(await config(redis, 'appendfsync'), 'everysec');
         server.kill('SIGSTOP');
-        await assert.rejects(
-          new Redis(server.url, { commandTimeout: 200, maxRetriesPerRequest: 0 }).ping(),
-        );
+        const hung = new Redis(server.url, { commandTimeout: 200, maxRetriesPerRequest: 0 });
+        await assert.rejects(hung.ping(), /timed out/);
+        hung.disconnect();
         server.kill('SIGCONT');
         assert.equal(await redis.ping(), 'PONG');
         redis.disconnect();

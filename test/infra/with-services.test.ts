@@ -23,7 +23,9 @@ function runWithServices(
   command: string[],
   onStdout?: (text: string, pid: number) => void,
 ): Promise<Run> {
-  const { REDIS_URL: _r, DATABASE_URL: _d, ...inherited } = process.env;
+  const inherited = { ...process.env };
+  delete inherited.REDIS_URL;
+  delete inherited.DATABASE_URL;
   const child = spawn(process.execPath, [withServices, '--', ...command], {
     env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

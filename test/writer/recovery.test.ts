@@ -84,7 +84,7 @@ describe('batch writer: outages and trimming', () => {
     await next.stop();
   });
 
-  it('trims events below what is acked, and orders also below the newest snapshot', async () => {
+  it('trims events below what is acked, and orders also below the snapshot the engine would use', async () => {
     for (let seq = 1; seq <= 10; seq++) await h.place(seq, orderState(h.alice));
     await h.events({ first_seq: 1, last_seq: 5, orders: [], trades: [] });
     await h.events({ first_seq: 6, last_seq: 10, orders: [], trades: [] });
@@ -110,8 +110,23 @@ describe('batch writer: outages and trimming', () => {
     await h.place(12, orderState(h.alice));
     await h.redis.xreadgroup('GROUP', WRITER_GROUP, 'other', 'STREAMS', h.keys.orders, '>');
     await h.place(13, orderState(h.alice));
+    // A snapshot above W (the dispatcher has written reports up to 10) is not the one a rollback
+    // would use: the bound stays at the newest snapshot at or below W.
     await h.db.sql`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s0', 20, '\\x00')`;
     const idle = h.writer();
+    await idle.trimAll();
+    assert.deepEqual(await ids(h.keys.orders), [
+      '0-5',
+      '0-6',
+      '0-7',
+      '0-8',
+      '0-9',
+      '0-10',
+      '0-11',
+      '0-12',
+      '0-13',
+    ]);
+    await h.db.sql`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s0', 10, '\\x00')`;
     await idle.trimAll();
     assert.deepEqual(await ids(h.keys.orders), ['0-11', '0-12', '0-13']);
     assert.equal(idle.stats.backlog, 3, 'two pending, one not yet delivered');

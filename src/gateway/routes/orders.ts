@@ -104,7 +104,8 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         ctx.metrics.ordersAccepted.inc({ mode: ctx.config.orderPath });
         if (!sync) return reply.code(201).send(apiOrder(order));
         // The seed's synchronous baseline: answer once the engine has taken the order.
-        if (!(await queue.waitApplied(order.symbol, result.seq, SYNC_TIMEOUT_MS))) {
+        const shard = queue.shardIndex(order.symbol);
+        if (!(await ctx.applied.wait(shard, result.seq, SYNC_TIMEOUT_MS))) {
           throw new ApiError('UNAVAILABLE', 'The engine did not answer in time.', undefined, 1);
         }
         return reply.code(201).send(apiOrder((await queue.getOrder(order.id)) ?? order));
