@@ -142,6 +142,7 @@ async function start(config: Config): Promise<void> {
       dataDir: config.dataDir,
       redis: config.redisUrl === undefined,
       postgres: config.databaseUrl === undefined,
+      appendfsync: config.redisAppendfsync,
     });
   }
   const admin = adminToken(config);

@@ -77,6 +77,13 @@ export const SETTINGS = {
     'a postgres:// URL',
     'PostgreSQL to use; unset: a project-local cluster under `.data/`.',
   ),
+  redisAppendfsync: setting(
+    'REDIS_APPENDFSYNC',
+    'everysec',
+    oneOf('everysec', 'always'),
+    '`everysec` or `always`',
+    'AOF fsync policy of the Redis that `matchbox start` runs itself (unused with `REDIS_URL`): `always` makes a 201 survive a power cut.',
+  ),
   orderPath: setting(
     'ORDER_PATH',
     'queue',

@@ -52,6 +52,7 @@ export async function writeBatch(
     last_seq: batch.lastSeq,
     orders: [...batch.orders.values()],
     trades: batch.trades,
+    written_at: new Date().toISOString(),
   };
   m.xadd(keys.events, `0-${batch.lastSeq}`, 'b', JSON.stringify(event));
   m.publish(keys.applied, String(batch.lastSeq));

@@ -106,6 +106,11 @@ export interface EventBatch {
   /** The new state of every order the batch changed, once each. */
   orders: OrderState[];
   trades: TradeRecord[];
+  /**
+   * Wall-clock time the dispatcher wrote the batch (ISO, ms). Metadata outside the deterministic
+   * engine — a replay writes a later one — kept for measuring submission-to-fill latency.
+   */
+  written_at?: string;
 }
 
 /** One fill of one order, as `GET /v1/orders/{id}/fills` shows it. */

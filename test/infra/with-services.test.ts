@@ -61,7 +61,10 @@ describe('with-services', () => {
   after(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('gives the command a fresh Redis and PostgreSQL, and removes them afterwards', async () => {
-    const run = await runWithServices({ DATA_DIR: dataDir }, [process.execPath, probe]);
+    const run = await runWithServices({ DATA_DIR: dataDir, MATCHBOX_PROBE: '1' }, [
+      process.execPath,
+      probe,
+    ]);
     assert.equal(run.code, 0, run.stderr);
     const seen = JSON.parse(run.stdout) as Record<string, string>;
     assert.match(seen.redisUrl ?? '', /^redis:\/\/127\.0\.0\.1:[0-9]+$/);
