@@ -93,9 +93,18 @@ function superviseEngine(config: Config, shard: number, log: Logger): () => Prom
   let child: ChildProcess | undefined;
   let stopping = false;
   const run = (): void => {
+    // Its own process group: a terminal's Ctrl-C reaches matchbox alone, which then stops the
+    // parts in order (dispatcher before engine). MATCHBOX_PARENT_PID makes the engine stop itself
+    // should matchbox die without stopping it.
     child = spawn(process.execPath, [ENGINE_MAIN], {
-      env: { ...process.env, SHARD: String(shard), DATABASE_URL: config.databaseUrl },
+      env: {
+        ...process.env,
+        SHARD: String(shard),
+        DATABASE_URL: config.databaseUrl,
+        MATCHBOX_PARENT_PID: String(process.pid),
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
+      detached: true,
     });
     child.on('exit', (code, signal) => {
       if (stopping) return;

@@ -46,6 +46,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Started by `matchbox start`: stop (with a final snapshot) once that process is gone.
+  const parent = Number(process.env.MATCHBOX_PARENT_PID);
+  if (Number.isInteger(parent) && parent > 0) {
+    setInterval(() => {
+      if (process.ppid !== parent) stop('parent exited');
+    }, 500).unref();
+  }
 }
 
 main().catch((err: unknown) => {

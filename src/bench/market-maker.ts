@@ -1,0 +1,108 @@
+// The bench's users and the liquidity every MARKET BUY fills against: a market-maker user rests
+// SELL LIMIT orders of MAKER_LOTS lots over ten price levels, topped up before each scenario to
+// what that scenario can consume, so that no order of the measurement goes unfilled.
+import { assertLoopback, closedLoop } from './http-load.js';
+import type { Target } from './system-process.js';
+
+export const SYMBOL = 'AAPL';
+/** The measured order: one lot, at market, exactly as the seed sent it. */
+export const MARKET_BUY = JSON.stringify({
+  symbol: SYMBOL,
+  side: 'BUY',
+  type: 'MARKET',
+  quantity: '1',
+});
+/** Lots per resting maker order: big enough to keep the count of maker orders small. */
+const MAKER_LOTS = 1000;
+
+export interface BenchUser {
+  id: string;
+  key: string;
+}
+
+async function call(
+  target: Target,
+  key: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  assertLoopback(target.url);
+  const res = await fetch(target.url + path, {
+    method,
+    headers: {
+      authorization: `Bearer ${key}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text.startsWith('{') ? JSON.parse(text) : {} };
+}
+
+export async function createUser(target: Target, name: string): Promise<BenchUser> {
+  const r = await call(target, target.adminToken, 'POST', '/v1/admin/users', { name });
+  if (r.status !== 201) throw new Error(`creating user ${name} answered ${r.status}`);
+  return { id: String(r.body.id), key: String(r.body.api_key) };
+}
+
+/** Lots resting on the ask side of SYMBOL, as the engine reports its book. */
+export async function askDepth(target: Target, key: string): Promise<number> {
+  const r = await call(target, key, 'GET', `/v1/instruments/${SYMBOL}/book?depth=1000`);
+  if (r.status !== 200) throw new Error(`book answered ${r.status}`);
+  const asks = (r.body.asks ?? []) as { quantity: string }[];
+  return asks.reduce((sum, level) => sum + Number(level.quantity), 0);
+}
+
+export class MarketMaker {
+  private placed = 0;
+
+  private constructor(
+    private readonly target: Target,
+    readonly user: BenchUser,
+  ) {}
+
+  static async create(target: Target): Promise<MarketMaker> {
+    return new MarketMaker(target, await createUser(target, 'bench-market-maker'));
+  }
+
+  /**
+   * Rests enough SELL lots that `lots` more MARKET BUYs of one lot all fill. `settle` waits
+   * until the new orders are in the engine's book (queue mode answers before that).
+   */
+  async ensure(lots: number, settle: () => Promise<unknown>): Promise<number> {
+    const have = await askDepth(this.target, this.user.key);
+    const missing = lots - have;
+    if (missing <= 0) return have;
+    const orders = Math.ceil(missing / MAKER_LOTS);
+    // Each maker order has its own body (price level), so one closed loop per level.
+    for (let level = 0; level < 10; level++) {
+      const count = Math.floor(orders / 10) + (level < orders % 10 ? 1 : 0);
+      if (count === 0) continue;
+      const body = JSON.stringify({
+        symbol: SYMBOL,
+        side: 'SELL',
+        type: 'LIMIT',
+        quantity: String(MAKER_LOTS),
+        price: (100 + level / 100).toFixed(2),
+      });
+      const r = await closedLoop(
+        { url: this.target.url, path: '/v1/orders', apiKey: this.user.key, body },
+        { clients: Math.min(8, count), count, durationMs: 120_000 },
+      );
+      if (r.result.ok !== count) {
+        throw new Error(
+          `the market maker placed ${r.result.ok} of ${count} orders: ${r.result.error_samples.join('; ')}`,
+        );
+      }
+      this.placed += count;
+    }
+    await settle();
+    return askDepth(this.target, this.user.key);
+  }
+
+  get ordersPlaced(): number {
+    return this.placed;
+  }
+}

@@ -1,0 +1,121 @@
+// What the bench reads behind the gateway, directly from the servers: the writer's backlog in
+// Redis (the consumer group's pending entries plus those not yet delivered), whether the
+// dispatcher has caught up, and what PostgreSQL holds. Unavailable (undefined) when the bench was
+// pointed at a system whose servers it does not know.
+import { Redis } from 'ioredis';
+import { connect } from '../db/client.js';
+import type { Sql } from '../db/client.js';
+import { WRITER_GROUP, shardKeys, shardOf } from '../queue/keys.js';
+import type { ShardKeys } from '../queue/keys.js';
+import { seqOf } from '../writer/stream-ids.js';
+import type { Target } from './system-process.js';
+
+export interface Backlog {
+  /** Order-stream entries the writer has not acknowledged: the orders queued in Redis. */
+  orders: number;
+  /** Event-stream entries (dispatched batches) the writer has not acknowledged. */
+  events: number;
+  /** Commands accepted but not yet through the engine and written back by the dispatcher. */
+  undispatched: number;
+}
+
+/** Flat `[k, v, k, v…]` reply → object. */
+function pairs(flat: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+}
+
+export class Probes {
+  readonly redis: Redis | undefined;
+  readonly sql: Sql | undefined;
+  readonly keys: ShardKeys;
+
+  constructor(target: Target, symbol: string, shards = 1) {
+    this.keys = shardKeys(target.redisPrefix, shardOf(symbol, shards));
+    this.redis =
+      target.redisUrl === undefined
+        ? undefined
+        : new Redis(target.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
+    this.sql =
+      target.databaseUrl === undefined ? undefined : connect(target.databaseUrl, { max: 2 });
+  }
+
+  async close(): Promise<void> {
+    this.redis?.disconnect();
+    await this.sql?.end({ timeout: 2 });
+  }
+
+  /** Entries of `stream` the writer group has not acknowledged (pending + never delivered). */
+  private async unacked(redis: Redis, stream: string): Promise<number> {
+    let groups: unknown[][];
+    try {
+      groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
+    } catch {
+      return 0; // no stream yet
+    }
+    const g = groups.map(pairs).find((x) => x.name === WRITER_GROUP);
+    if (g === undefined) return (await redis.xlen(stream)) as number;
+    const pending = Number(g.pending ?? 0);
+    if (typeof g.lag === 'number') return pending + g.lag;
+    // Redis cannot always tell the lag (after deletions): count what follows the group's position.
+    const after = (await redis.xrange(
+      stream,
+      `(${String(g['last-delivered-id'])}`,
+      '+',
+      'COUNT',
+      1_000_000,
+    )) as unknown[];
+    return pending + after.length;
+  }
+
+  async backlog(): Promise<Backlog | undefined> {
+    const r = this.redis;
+    if (r === undefined) return undefined;
+    const [orders, events, seq, last] = await Promise.all([
+      this.unacked(r, this.keys.orders),
+      this.unacked(r, this.keys.events),
+      r.get(this.keys.seq),
+      r.xrevrange(this.keys.events, '+', '-', 'COUNT', 1),
+    ]);
+    const accepted = Number(seq ?? 0);
+    const dispatched = last.length === 0 ? 0 : seqOf((last[0] as [string, string[]])[0]);
+    return { orders, events, undispatched: Math.max(0, accepted - dispatched) };
+  }
+
+  /** Orders of `userId` in PostgreSQL, and how many of them are FILLED there. */
+  async persisted(userId: string): Promise<{ orders: number; filled: number } | undefined> {
+    if (this.sql === undefined) return undefined;
+    const [row] = await this.sql<{ n: number; filled: number }[]>`
+      SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'FILLED')::int AS filled
+      FROM orders WHERE user_id = ${userId}`;
+    return { orders: row?.n ?? 0, filled: row?.filled ?? 0 };
+  }
+
+  /** Rows inserted or updated in orders and trades so far (PostgreSQL's statistics counters). */
+  async rowsWritten(): Promise<number | undefined> {
+    if (this.sql === undefined) return undefined;
+    const [row] = await this.sql<{ n: string | null }[]>`
+      SELECT sum(n_tup_ins + n_tup_upd)::text AS n FROM pg_stat_user_tables
+      WHERE relname IN ('orders', 'trades')`;
+    return Number(row?.n ?? 0);
+  }
+
+  /**
+   * Waits until everything accepted is dispatched and written (or `timeoutMs` passes); resolves
+   * to whether it got there. Without Redis it can only wait a little.
+   */
+  async quiesce(timeoutMs: number): Promise<boolean> {
+    if (this.redis === undefined) {
+      await new Promise((r) => setTimeout(r, 1500));
+      return false;
+    }
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const b = await this.backlog();
+      if (b !== undefined && b.orders === 0 && b.events === 0 && b.undispatched === 0) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
