@@ -3,6 +3,7 @@
 // columns of typed arrays (no million objects on the heap while the measured engine runs).
 
 import { EventBuffer } from '../engine/event-buffer.js';
+import { blankCommand } from '../engine/command.js';
 import { MatchingEngine } from '../engine/matching-engine.js';
 import { CommandType, EventKind, OrderType, Side, Stp, TimeInForce } from '../engine/types.js';
 import type { Command } from '../engine/types.js';
@@ -82,25 +83,7 @@ export class CommandColumns {
   }
 }
 
-/** A fresh command object of the one shape the engine sees. */
-export function blankCommand(): Command {
-  return {
-    type: CommandType.PLACE,
-    seq: 0,
-    ts: 0,
-    symbol: '',
-    orderId: 0,
-    ownerId: 0,
-    side: Side.BUY,
-    orderType: OrderType.LIMIT,
-    tif: TimeInForce.GTC,
-    price: 0,
-    stopPrice: 0,
-    quantity: 0,
-    postOnly: false,
-    stp: Stp.NONE,
-  };
-}
+export { blankCommand };
 
 /** Live resting ids of one symbol, with O(1) add, remove and random pick. */
 class LiveSet {

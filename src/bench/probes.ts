@@ -30,6 +30,8 @@ export class Probes {
   readonly redis: Redis | undefined;
   readonly sql: Sql | undefined;
   readonly keys: ShardKeys;
+  /** The backlog when a quiesce last gave up, for the report. */
+  lastStuck: Backlog | undefined;
 
   constructor(target: Target, symbol: string, shards = 1) {
     this.keys = shardKeys(target.redisPrefix, shardOf(symbol, shards));
@@ -114,7 +116,10 @@ export class Probes {
     for (;;) {
       const b = await this.backlog();
       if (b !== undefined && b.orders === 0 && b.events === 0 && b.undispatched === 0) return true;
-      if (Date.now() > deadline) return false;
+      if (Date.now() > deadline) {
+        this.lastStuck = b;
+        return false;
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }

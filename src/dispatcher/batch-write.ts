@@ -25,7 +25,7 @@ export async function writeBatch(
       m.srem(keys.open, o.id);
       m.expire(key, statusTtlS);
     } else if (o.seq >= batch.firstSeq) {
-      // The gateway added it at accept; an order placed before this batch is there already.
+      // Placed in this batch and still open; one placed earlier was added by its own batch.
       m.sadd(keys.open, o.id);
     }
   }

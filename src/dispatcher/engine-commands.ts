@@ -1,6 +1,7 @@
 // Order-stream records → engine commands. The engine's order id is the PLACE's stream sequence,
 // its owner the user's compact number; prices and quantities are already ticks and lots.
-import { CommandType, OrderType, Side, Stp, TimeInForce } from '../engine/types.js';
+import { blankCommand } from '../engine/command.js';
+import { CommandType } from '../engine/types.js';
 import type { Command } from '../engine/types.js';
 import { engineOrderType, engineSide, engineStp, engineTif } from '../queue/records.js';
 import type { CommandRecord } from '../queue/records.js';
@@ -27,19 +28,12 @@ export function engineCommand(seq: number, record: CommandRecord): Command {
     };
   }
   return {
+    ...blankCommand(),
     type: CommandType.CANCEL,
     seq,
     ts: Date.parse(record.requested_at),
     symbol: record.symbol,
     orderId: record.target_seq,
     ownerId: record.owner_no,
-    side: Side.BUY,
-    orderType: OrderType.LIMIT,
-    tif: TimeInForce.GTC,
-    price: 0,
-    stopPrice: 0,
-    quantity: 0,
-    postOnly: false,
-    stp: Stp.NONE,
   };
 }

@@ -1,29 +1,14 @@
 // Builders for engine commands in tests. Every builder returns a complete `Command` (the engine
 // reads one fixed shape), filled with neutral defaults that any field of `fields` overrides.
-import { CommandType, OrderType, Side, Stp, TimeInForce } from '../../src/engine/types.js';
+import { blankCommand } from '../../src/engine/command.js';
+import { CommandType } from '../../src/engine/types.js';
 import type { Command } from '../../src/engine/types.js';
 
 export const DEFAULT_SYMBOL = 'AAA';
 
 /** A command of any type with every field set; unused fields are 0/false like the engine expects. */
 export function command(seq: number, fields: Partial<Command> = {}): Command {
-  return {
-    type: CommandType.PLACE,
-    seq,
-    ts: seq * 1000,
-    symbol: DEFAULT_SYMBOL,
-    orderId: 0,
-    ownerId: 1,
-    side: Side.BUY,
-    orderType: OrderType.LIMIT,
-    tif: TimeInForce.GTC,
-    price: 0,
-    stopPrice: 0,
-    quantity: 0,
-    postOnly: false,
-    stp: Stp.NONE,
-    ...fields,
-  };
+  return { ...blankCommand(), seq, ts: seq * 1000, symbol: DEFAULT_SYMBOL, ownerId: 1, ...fields };
 }
 
 /**

@@ -2,6 +2,7 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { GatewayContext } from '../app.js';
 import { ApiError } from '../errors.js';
+import { newestFirst } from '../newest-first.js';
 import { Book, BookQuery, Instruments, SymbolParam, Trades, TradesQuery } from '../schemas.js';
 import type { TradeRow } from '../store.js';
 
@@ -67,15 +68,7 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
         const byId = new Map<string, TradeRow>();
         for (const t of [...stored, ...cached]) byId.set(t.id, t);
         const trades = [...byId.values()]
-          .sort((a, b) =>
-            a.executed_at === b.executed_at
-              ? a.id < b.id
-                ? 1
-                : -1
-              : a.executed_at < b.executed_at
-                ? 1
-                : -1,
-          )
+          .sort(newestFirst((t) => t.executed_at))
           .slice(0, limit)
           .map((t) => ({
             id: t.id,

@@ -6,6 +6,7 @@ import type { OrderState, StatusName } from '../../queue/records.js';
 import type { GatewayContext } from '../app.js';
 import { ApiError } from '../errors.js';
 import { userGuard } from '../guard.js';
+import { newestFirst } from '../newest-first.js';
 import { buildOrder, sameOrder } from '../order-builder.js';
 import { Fills, Order, OrderId, OrderList, OrderListQuery, OrderRequest } from '../schemas.js';
 
@@ -147,15 +148,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         const orders = [...byId.values()]
           .filter(keep)
-          .sort((a, b) =>
-            a.created_at === b.created_at
-              ? a.id < b.id
-                ? 1
-                : -1
-              : a.created_at < b.created_at
-                ? 1
-                : -1,
-          )
+          .sort(newestFirst((o) => o.created_at))
           .slice(0, limit)
           .map(apiOrder);
         return { orders };
