@@ -17,9 +17,6 @@ export interface FinalOrder {
   seenNs: bigint;
 }
 
-type Entries = [string, string[]][];
-type XReadReply = [string, Entries][] | null;
-
 export class FillWatcher {
   private readonly redis: Redis;
   private stopping = false;
@@ -45,7 +42,7 @@ export class FillWatcher {
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
-      const reply = (await this.redis.xread(
+      const reply = await this.redis.xread(
         'COUNT',
         1000,
         'BLOCK',
@@ -53,7 +50,7 @@ export class FillWatcher {
         'STREAMS',
         this.stream,
         this.lastId,
-      )) as XReadReply;
+      );
       if (reply === null) continue;
       const seenNs = process.hrtime.bigint();
       for (const [, entries] of reply) {

@@ -34,7 +34,7 @@ export async function describeMachine(
   if (databaseUrl !== undefined) {
     const sql = connect(databaseUrl, { max: 1 });
     try {
-      const [row] = await sql<{ v: string }[]>`SHOW server_version`;
+      const [row] = await sql<{ v: string }[]>`SELECT current_setting('server_version') AS v`;
       postgres = row?.v ?? 'unknown';
     } catch {
       // Left unknown.

@@ -38,7 +38,8 @@ async function call(
     signal: AbortSignal.timeout(10_000),
   });
   const text = await res.text();
-  return { status: res.status, body: text.startsWith('{') ? JSON.parse(text) : {} };
+  const parsed = text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {};
+  return { status: res.status, body: parsed };
 }
 
 export async function createUser(target: Target, name: string): Promise<BenchUser> {

@@ -57,7 +57,7 @@ export class Probes {
       return 0; // no stream yet
     }
     const g = groups.map(pairs).find((x) => x.name === WRITER_GROUP);
-    if (g === undefined) return (await redis.xlen(stream)) as number;
+    if (g === undefined) return await redis.xlen(stream);
     const pending = Number(g.pending ?? 0);
     if (typeof g.lag === 'number') return pending + g.lag;
     // Redis cannot always tell the lag (after deletions): count what follows the group's position.
@@ -81,7 +81,18 @@ export class Probes {
       r.xrevrange(this.keys.events, '+', '-', 'COUNT', 1),
     ]);
     const accepted = Number(seq ?? 0);
-    const dispatched = last.length === 0 ? 0 : seqOf((last[0] as [string, string[]])[0]);
+    let dispatched = 0;
+    if (last.length > 0) dispatched = seqOf((last[0] as [string, string[]])[0]);
+    else if (accepted > 0) {
+      // The writer trims the event stream below what it wrote, so an idle one can be empty; its
+      // last id is still known (XINFO STREAM, cheap on an empty stream).
+      try {
+        const info = pairs((await r.xinfo('STREAM', this.keys.events)) as unknown[]);
+        dispatched = seqOf(String(info['last-generated-id']));
+      } catch {
+        dispatched = 0; // no event stream yet: nothing dispatched
+      }
+    }
     return { orders, events, undispatched: Math.max(0, accepted - dispatched) };
   }
 

@@ -1,9 +1,10 @@
 // Where the CPU went during a phase: utime + stime of the matchbox process (gateway, dispatcher,
-// writer) and its engine child, of every redis-server and postgres process on the machine (pg_ctl
-// daemonizes the postmaster, so it is no child of ours), and of the bench itself, read from /proc
-// (Linux). On a 2-core machine the shares show which component is the bottleneck without a
-// profiler.
+// writer), of its children (the engine; the local redis-server), of the local PostgreSQL's
+// postmaster and its backends (pg_ctl daemonizes it: it is found through its pid file), and of the
+// bench itself, read from /proc (Linux). On a 2-core machine the shares show which component is
+// the bottleneck without a profiler. Servers the bench did not start are not counted.
 import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 interface ProcStat {
   pid: number;
@@ -43,8 +44,18 @@ function allStats(): ProcStat[] {
   return out;
 }
 
+function postmasterPid(dataDir: string | undefined): number | undefined {
+  if (dataDir === undefined) return undefined;
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU ticks by role: `gateway+dispatcher+writer`, `engine`, `redis`, `postgres`, `bench`. */
-function snapshot(rootPid: number | undefined): Map<string, number> {
+function takeSnapshot(rootPid: number | undefined, pgPid: number | undefined): Map<string, number> {
   const by = new Map<string, number>();
   const add = (role: string, ticks: number): void => {
     by.set(role, (by.get(role) ?? 0) + ticks);
@@ -59,27 +70,34 @@ function snapshot(rootPid: number | undefined): Map<string, number> {
     list.push(s);
     children.set(s.ppid, list);
   }
-  for (const s of stats) {
-    if (s.comm.startsWith('redis-server')) add('redis', s.ticks);
-    else if (s.comm.startsWith('postgres') || s.comm.startsWith('postmaster')) {
-      add('postgres', s.ticks);
-    }
-  }
+  const tree = (s: ProcStat, role: string): void => {
+    add(role, s.ticks);
+    for (const c of children.get(s.pid) ?? []) tree(c, role);
+  };
   const root = stats.find((s) => s.pid === rootPid);
   if (root !== undefined) {
     add('gateway+dispatcher+writer', root.ticks);
-    for (const c of children.get(root.pid) ?? []) if (c.comm === 'node') add('engine', c.ticks);
+    for (const c of children.get(root.pid) ?? []) {
+      tree(c, c.comm.startsWith('redis') ? 'redis' : c.comm === 'node' ? 'engine' : c.comm);
+    }
   }
+  const pg = stats.find((s) => s.pid === pgPid);
+  if (pg !== undefined) tree(pg, 'postgres');
   return by;
 }
 
 /** Starts measuring; `end()` gives each role's CPU use in percent of one core over the phase. */
-export function cpuMeter(rootPid: number | undefined): { end(): Record<string, number> } {
-  const before = snapshot(rootPid);
+export function cpuMeter(
+  rootPid: number | undefined,
+  dataDir: string | undefined,
+): { end(): Record<string, number> } {
+  const pgPid = postmasterPid(dataDir);
+  const snapshot = (): Map<string, number> => takeSnapshot(rootPid, pgPid);
+  const before = snapshot();
   const t0 = process.hrtime.bigint();
   return {
     end() {
-      const after = snapshot(rootPid);
+      const after = snapshot();
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const out: Record<string, number> = {};
       for (const [role, ticks] of after) {

@@ -119,6 +119,7 @@ class Bench {
         databaseUrl: process.env.DATABASE_URL || undefined,
         redisPrefix: process.env.REDIS_PREFIX || 'mb',
         pid: undefined,
+        dataDir: undefined,
         env: {},
         stop: () => Promise.resolve(),
       };

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -38,6 +38,8 @@ export interface Target {
   redisPrefix: string;
   /** Pid of the matchbox process (its children are the engine and, when local, the servers). */
   pid: number | undefined;
+  /** DATA_DIR of the local servers; undefined when the bench did not start them. */
+  dataDir: string | undefined;
   env: Record<string, string>;
   stop(): Promise<void>;
 }
@@ -180,9 +182,11 @@ export async function startSystem(spec: SystemSpec, dataRoot: string): Promise<T
   };
   try {
     const lines = await banner(child, 120_000);
-    // Keep draining the child's output so that it never blocks on a full pipe.
-    child.stdout?.resume();
-    child.stderr?.resume();
+    // The system's own log (warnings and errors), kept for when a figure needs explaining.
+    mkdirSync(resolve(dataRoot, 'logs'), { recursive: true });
+    const log = createWriteStream(resolve(dataRoot, 'logs', `${name}.log`));
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
     const url = lines.get('url');
     if (url === undefined) throw new Error('matchbox start printed no URL');
     return {
@@ -195,6 +199,7 @@ export async function startSystem(spec: SystemSpec, dataRoot: string): Promise<T
       databaseUrl: lines.get('postgres'),
       redisPrefix: env.REDIS_PREFIX ?? 'mb',
       pid: child.pid,
+      dataDir,
       env,
       stop,
     };

@@ -126,6 +126,13 @@ export const SETTINGS = {
     'an integer 1–100000',
     'Most commands the dispatcher sends the engine in one batch.',
   ),
+  dispatchLingerMs: setting(
+    'DISPATCH_LINGER_MS',
+    2,
+    int(0, 1000),
+    'milliseconds 0–1000',
+    'After a short read the dispatcher waits this long for more commands, so batches stay large under load (queue mode only; sync mode never waits).',
+  ),
   writerFlushMs: setting(
     'WRITER_FLUSH_MS',
     1_000,

@@ -32,6 +32,8 @@ export interface DispatcherOptions {
   statusTtlS: number;
   /** How long one XREAD waits for new orders when the stream is idle; default 1000 ms. */
   blockMs?: number;
+  /** After a short read, how long to wait for more before dispatching; default 0. */
+  lingerMs?: number;
   logger: Logger;
 }
 
@@ -62,6 +64,7 @@ export class Dispatcher {
   private readonly instruments: Instruments;
   private readonly logger: Logger;
   private readonly blockMs: number;
+  private readonly lingerMs: number;
   private open = new Map<number, OrderState>();
   private written = 0;
   private stopping = false;
@@ -82,6 +85,7 @@ export class Dispatcher {
     this.instruments = new Instruments(options.sql);
     this.logger = options.logger.child({ shard: this.keys.shard });
     this.blockMs = options.blockMs ?? 1000;
+    this.lingerMs = options.lingerMs ?? 0;
   }
 
   /** Starts dispatching in the background; failures are retried, never thrown. */
@@ -167,6 +171,20 @@ export class Dispatcher {
       );
       const entries = reply?.[0]?.[1];
       if (entries === undefined || entries.length === 0) continue;
+      if (entries.length < this.options.batchSize && this.lingerMs > 0) {
+        // A short read under load: wait a moment for more, so that a batch carries many commands
+        // (each batch costs a gRPC round trip and a MULTI whatever its size).
+        await this.sleep(this.lingerMs);
+        const last = entries[entries.length - 1] as [string, string[]];
+        const more: XReadReply = await reader.xread(
+          'COUNT',
+          this.options.batchSize - entries.length,
+          'STREAMS',
+          this.keys.orders,
+          last[0],
+        );
+        entries.push(...(more?.[0]?.[1] ?? []));
+      }
       cursor = await this.dispatch(session, cursor, entries);
       progressed();
     }

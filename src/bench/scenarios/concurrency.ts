@@ -36,7 +36,7 @@ export async function runConcurrency(
   for (const clients of ctx.sizes.concurrency) {
     ctx.progress.phase(`[${ctx.target.name}] concurrency: ${clients} clients`);
     await prepare(ctx, lotsFor(ctx.sizes.concurrencyMs));
-    const cpu = cpuMeter(ctx.target.pid);
+    const cpu = cpuMeter(ctx.target.pid, ctx.target.dataDir);
     const m = await closedLoop(buyTraffic(ctx), {
       clients,
       count: Number.MAX_SAFE_INTEGER,
