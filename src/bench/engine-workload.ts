@@ -5,7 +5,7 @@
 import { EventBuffer } from '../engine/event-buffer.js';
 import { blankCommand } from '../engine/command.js';
 import { MatchingEngine } from '../engine/matching-engine.js';
-import { CommandType, EventKind, OrderType, Side, Stp, TimeInForce } from '../engine/types.js';
+import { CommandType, EventKind, OrderType, Side, TimeInForce } from '../engine/types.js';
 import type { Command } from '../engine/types.js';
 
 export interface WorkloadSpec {

@@ -34,6 +34,7 @@ Commands:
   writer                the batch writer only
   users create NAME     create a user and print its API key (shown once)
   migrate               apply database migrations
+  bench [options]       the performance report (see npm run bench; --quick, --json, --scenario)
 
 Options:
   --mode queue|sync     order path (same as ORDER_PATH)
@@ -205,6 +206,12 @@ async function part(config: Config, components: Components, name: string): Promi
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'bench') {
+    // run-bench reads its own options from process.argv.
+    process.argv = [process.argv[0] as string, 'run-bench', ...argv.slice(1)];
+    await import('../bench/run-bench.js');
+    return;
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
