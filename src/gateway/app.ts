@@ -8,6 +8,7 @@ import { Ajv } from 'ajv';
 import type { ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import Fastify, { LogController } from 'fastify';
+import secureJson from 'secure-json-parse';
 import type { FastifyError, FastifyInstance, FastifyRequest, RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
@@ -135,13 +136,18 @@ export async function buildGateway(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = body as string;
+    // Only a body that has a money field written as a JSON number needs the scan.
     const raw: Record<string, string> = {};
-    for (const m of text.matchAll(MONEY_NUMBER)) raw[m[1] as string] = m[2] as string;
+    if (/"\s*:\s*-?[0-9]/.test(text)) {
+      for (const m of text.matchAll(MONEY_NUMBER)) raw[m[1] as string] = m[2] as string;
+    }
     (req as FastifyRequest).rawNumbers = raw;
     try {
+      // secure-json-parse: JSON.parse, then __proto__ / constructor keys stripped (only scanned
+      // for when the text contains them), so no body can reach an object's prototype.
       done(
         null,
-        JSON.parse(text, (key, value: unknown) => (key === '__proto__' ? undefined : value)),
+        secureJson.parse(text, null, { protoAction: 'remove', constructorAction: 'remove' }),
       );
     } catch {
       done(
@@ -151,7 +157,6 @@ export async function buildGateway(
       );
     }
   });
-  // Null at decoration (objects may not be shared between requests); set per request below.
   app.decorateRequest('rawNumbers', null as unknown as Record<string, string>);
   app.addHook('onRequest', (req, _reply, done) => {
     req.rawNumbers = {};

@@ -16,8 +16,12 @@ export function bearer(header: string | undefined): string | undefined {
   return m?.[1];
 }
 
+/** Presented keys remembered after their first lookup, so the hot path skips the SHA-256. */
+const PRESENTED_MAX = 10_000;
+
 export class KeyCache {
   private readonly byHash = new Map<string, Caller>();
+  private readonly presented = new Map<string, Caller>();
   private lastReload = 0;
 
   constructor(private readonly load: () => Promise<UserKey[]>) {}
@@ -36,11 +40,20 @@ export class KeyCache {
    * users created by another gateway are found without letting bad keys hammer the database.
    */
   async lookup(key: string): Promise<Caller | undefined> {
+    const known = this.presented.get(key);
+    if (known !== undefined) return known;
     const hash = hashKey(key).toString('hex');
-    const hit = this.byHash.get(hash);
-    if (hit !== undefined || Date.now() - this.lastReload < 1000) return hit;
-    await this.reload();
-    return this.byHash.get(hash);
+    let hit = this.byHash.get(hash);
+    if (hit === undefined && Date.now() - this.lastReload >= 1000) {
+      await this.reload();
+      hit = this.byHash.get(hash);
+    }
+    if (hit !== undefined) {
+      // Only valid keys are remembered, so wrong keys cannot grow this map.
+      if (this.presented.size >= PRESENTED_MAX) this.presented.clear();
+      this.presented.set(key, hit);
+    }
+    return hit;
   }
 }
 
