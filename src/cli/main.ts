@@ -32,6 +32,7 @@ Commands:
   gateway               the HTTP gateway only
   dispatcher            the dispatchers only (one per shard)
   writer                the batch writer only
+  pipeline              the dispatchers and the batch writer in one process
   users create NAME     create a user and print its API key (shown once)
   migrate               apply database migrations
   bench [options]       the performance report (see npm run bench; --quick, --json, --scenario)
@@ -88,28 +89,31 @@ function adminToken(config: Config): { token: string; where: string } {
 }
 
 const ENGINE_MAIN = fileURLToPath(new URL('../engine-service/main.js', import.meta.url));
+const CLI_MAIN = fileURLToPath(import.meta.url);
 
-/** Keeps one engine shard process running: restarted a second after it dies unasked. */
-function superviseEngine(config: Config, shard: number, log: Logger): () => Promise<void> {
+/**
+ * Keeps one child process running, restarted a second after it dies unasked. Its own process
+ * group: a terminal's Ctrl-C reaches matchbox alone, which then stops the parts in order
+ * (gateway, then dispatcher and writer, then engine). MATCHBOX_PARENT_PID makes the child stop
+ * itself should matchbox die without stopping it.
+ */
+function supervise(
+  name: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  log: Logger,
+): () => Promise<void> {
   let child: ChildProcess | undefined;
   let stopping = false;
   const run = (): void => {
-    // Its own process group: a terminal's Ctrl-C reaches matchbox alone, which then stops the
-    // parts in order (dispatcher before engine). MATCHBOX_PARENT_PID makes the engine stop itself
-    // should matchbox die without stopping it.
-    child = spawn(process.execPath, [ENGINE_MAIN], {
-      env: {
-        ...process.env,
-        SHARD: String(shard),
-        DATABASE_URL: config.databaseUrl,
-        MATCHBOX_PARENT_PID: String(process.pid),
-      },
+    child = spawn(process.execPath, args, {
+      env: { ...process.env, ...env, MATCHBOX_PARENT_PID: String(process.pid) },
       stdio: ['ignore', 'inherit', 'inherit'],
       detached: true,
     });
     child.on('exit', (code, signal) => {
       if (stopping) return;
-      log.warn({ shard, code, signal }, 'engine process exited; restarting in 1 s');
+      log.warn({ process: name, code, signal }, 'process exited; restarting in 1 s');
       setTimeout(run, 1000);
     });
   };
@@ -117,12 +121,21 @@ function superviseEngine(config: Config, shard: number, log: Logger): () => Prom
   return async () => {
     stopping = true;
     const c = child;
-    if (c === undefined || c.exitCode !== null) return;
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((done) => {
       c.once('exit', () => done());
       c.kill('SIGTERM');
     });
   };
+}
+
+/** Stops this process (through `stop`) once the matchbox that started it is gone. */
+function watchParent(stop: () => void): void {
+  const parent = Number(process.env.MATCHBOX_PARENT_PID);
+  if (!Number.isInteger(parent) || parent <= 0) return;
+  setInterval(() => {
+    if (process.ppid !== parent) stop();
+  }, 500).unref();
 }
 
 async function waitForEngine(config: Config, shard: number): Promise<void> {
@@ -166,14 +179,20 @@ async function start(config: Config): Promise<void> {
   const sql = connect(full.databaseUrl as string, { max: 1 });
   await migrate(sql);
   await sql.end();
+  // Three processes on two cores: the engine; the dispatcher and writer (the background I/O);
+  // and this one, the gateway alone, so that answering clients never waits behind a batch.
+  const children = { DATABASE_URL: full.databaseUrl, REDIS_URL: full.redisUrl };
   const stopEngines: (() => Promise<void>)[] = [];
   for (let n = 0; n < full.shards; n++) {
-    stopEngines.push(superviseEngine(full, n, log));
+    stopEngines.push(
+      supervise(`engine ${n}`, [ENGINE_MAIN], { ...children, SHARD: String(n) }, log),
+    );
     await waitForEngine(full, n);
   }
+  const stopPipeline = supervise('dispatcher and writer', [CLI_MAIN, 'pipeline'], children, log);
   const system = await startSystem(
     full,
-    { engine: false, dispatcher: true, writer: true, gateway: true },
+    { engine: false, dispatcher: false, writer: false, gateway: true },
     log,
   );
   const url = system.url as string;
@@ -193,6 +212,7 @@ Try it:
 Stop with Ctrl-C.`);
   untilSignal(log, async () => {
     await system.stop();
+    await stopPipeline();
     for (const s of stopEngines) await s();
     await services?.stop();
   });
@@ -203,6 +223,7 @@ async function part(config: Config, components: Components, name: string): Promi
   const system = await startSystem(config, components, log);
   if (system.url !== undefined) log.info({ url: system.url }, 'gateway listening');
   untilSignal(log, () => system.stop());
+  watchParent(() => process.kill(process.pid, 'SIGTERM'));
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -247,6 +268,12 @@ async function main(argv: string[]): Promise<void> {
       return part(
         config,
         { engine: false, dispatcher: false, writer: true, gateway: false },
+        command,
+      );
+    case 'pipeline':
+      return part(
+        config,
+        { engine: false, dispatcher: true, writer: true, gateway: false },
         command,
       );
     case 'migrate':
