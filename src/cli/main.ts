@@ -181,7 +181,12 @@ async function start(config: Config): Promise<void> {
   await sql.end();
   // Three processes on two cores: the engine; the dispatcher and writer (the background I/O);
   // and this one, the gateway alone, so that answering clients never waits behind a batch.
-  const children = { DATABASE_URL: full.databaseUrl, REDIS_URL: full.redisUrl };
+  const children = {
+    DATABASE_URL: full.databaseUrl,
+    REDIS_URL: full.redisUrl,
+    // --mode is a flag of this process only; the children read the environment.
+    ORDER_PATH: full.orderPath,
+  };
   const stopEngines: (() => Promise<void>)[] = [];
   for (let n = 0; n < full.shards; n++) {
     stopEngines.push(
