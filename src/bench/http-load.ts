@@ -267,6 +267,8 @@ export async function openLoop(traffic: Traffic, o: OpenLoopOptions): Promise<Me
   // Orders the schedule never reached (hard stop) count as failed.
   measured.result.errors += total - sent;
   measured.result.requests += total - sent;
+  const all = measured.result.requests;
+  measured.result.success_rate = all === 0 ? 0 : Number((tally.ok / all).toFixed(6));
   return measured;
 }
 
