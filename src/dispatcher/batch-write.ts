@@ -2,7 +2,6 @@
 // the event-stream entry `0-<last seq>` (which is what W is read from, so it moves atomically with
 // the rest) and the `applied` notice.
 import type { Redis } from 'ioredis';
-import type { EventBatch } from '../queue/records.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { isFinal } from './projector.js';
 import type { ProjectedBatch } from './projector.js';
@@ -18,9 +17,13 @@ export async function writeBatch(
   statusTtlS: number,
 ): Promise<void> {
   const m = redis.multi();
+  // Each state is serialised once: the same text goes to its status hash and into the event batch.
+  const states: string[] = [];
   for (const o of batch.orders.values()) {
     const key = keys.order(o.id);
-    m.hset(key, 'j', JSON.stringify(o), 's', o.status);
+    const json = JSON.stringify(o);
+    states.push(json);
+    m.hset(key, 'j', json, 's', o.status);
     if (isFinal(o.status)) {
       m.srem(keys.open, o.id);
       m.expire(key, statusTtlS);
@@ -36,25 +39,24 @@ export async function writeBatch(
   for (const o of batch.orders.values()) {
     if (isFinal(o.status) && o.filled_lots > 0) m.expire(keys.fills(o.id), statusTtlS);
   }
+  const trades = batch.trades.map((t) => JSON.stringify(t));
   const bySymbol = new Map<string, string[]>();
-  for (const t of batch.trades) {
+  batch.trades.forEach((t, i) => {
     const list = bySymbol.get(t.symbol) ?? [];
-    list.push(JSON.stringify(t));
+    list.push(trades[i] as string);
     bySymbol.set(t.symbol, list);
-  }
-  for (const [symbol, trades] of bySymbol) {
+  });
+  for (const [symbol, list] of bySymbol) {
     const key = keys.trades(symbol);
-    m.lpush(key, ...trades);
+    m.lpush(key, ...list);
     m.ltrim(key, 0, TRADES_KEPT - 1);
   }
-  const event: EventBatch = {
-    first_seq: batch.firstSeq,
-    last_seq: batch.lastSeq,
-    orders: [...batch.orders.values()],
-    trades: batch.trades,
-    written_at: new Date().toISOString(),
-  };
-  m.xadd(keys.events, `0-${batch.lastSeq}`, 'b', JSON.stringify(event));
+  // An EventBatch (records.ts), assembled from the strings above rather than serialised again.
+  const event =
+    `{"first_seq":${batch.firstSeq},"last_seq":${batch.lastSeq},` +
+    `"orders":[${states.join(',')}],"trades":[${trades.join(',')}],` +
+    `"written_at":${JSON.stringify(new Date().toISOString())}}`;
+  m.xadd(keys.events, `0-${batch.lastSeq}`, 'b', event);
   m.publish(keys.applied, String(batch.lastSeq));
   const results = await m.exec();
   if (results === null) throw new Error('MULTI was aborted');
