@@ -17,7 +17,7 @@ import type { Config } from '../config/config.js';
 import { AppliedWatcher } from '../queue/applied-watcher.js';
 import type { OrderQueue } from '../queue/order-queue.js';
 import { KeyCache } from './auth.js';
-import { ApiError, ERRORS, invalid } from './errors.js';
+import { ApiError, invalid } from './errors.js';
 import type { ErrorDetail } from './errors.js';
 import { InstrumentCache } from './instrument-cache.js';
 import { GatewayMetrics } from './metrics.js';
@@ -236,4 +236,3 @@ function isConnectionError(err: Error): boolean {
   );
 }
 
-export { ERRORS };

@@ -149,11 +149,6 @@ export class OrderQueue {
     return undefined;
   }
 
-  /** The id of the order a user's client_order_id names, while Redis remembers it. */
-  async orderIdFor(symbol: string, userId: string, clientOrderId: string): Promise<string | null> {
-    return this.redis.get(this.shardFor(symbol).idempotency(userId, clientOrderId));
-  }
-
   /** Fills of a cached order, oldest first; undefined when the order is not in the cache. */
   async fills(orderId: string): Promise<Fill[] | undefined> {
     for (const k of this.shards) {
