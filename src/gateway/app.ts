@@ -235,4 +235,3 @@ function isConnectionError(err: Error): boolean {
     )
   );
 }
-
