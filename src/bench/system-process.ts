@@ -13,6 +13,7 @@ import { Redis } from 'ioredis';
 import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
 import { freePort } from '../infra/free-port.js';
+import { deletePrefix } from '../queue/delete-prefix.js';
 
 export type OrderPath = 'queue' | 'sync';
 export type AppendFsync = 'everysec' | 'always';
@@ -80,15 +81,10 @@ export async function freshDatabase(
   };
 }
 
-async function deletePrefix(redisUrl: string, prefix: string): Promise<void> {
+async function deleteRunKeys(redisUrl: string, prefix: string): Promise<void> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deletePrefix(redis, prefix);
   } finally {
     redis.disconnect();
   }
@@ -149,7 +145,7 @@ export async function startSystem(spec: SystemSpec, dataRoot: string): Promise<T
     const db = await freshDatabase(given.databaseUrl, 'mbbench');
     cleanups.push(() => db.drop());
     const prefix = `mbbench-${randomBytes(5).toString('hex')}`;
-    cleanups.push(() => deletePrefix(given.redisUrl, prefix));
+    cleanups.push(() => deleteRunKeys(given.redisUrl, prefix));
     Object.assign(env, { REDIS_URL: given.redisUrl, DATABASE_URL: db.url, REDIS_PREFIX: prefix });
   } else {
     // A fresh folder each time: every system starts from empty books and tables.

@@ -143,15 +143,7 @@ async function waitForEngine(config: Config, shard: number): Promise<void> {
     deadlineMs: 500,
   });
   try {
-    for (let i = 0; ; i++) {
-      try {
-        await client.lastApplied();
-        return;
-      } catch (err) {
-        if (i > 100) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await client.waitReady();
   } finally {
     client.close();
   }
@@ -223,6 +215,14 @@ Stop with Ctrl-C.`);
   });
 }
 
+/** The commands that run one part of the system against given Redis and PostgreSQL. */
+const PARTS: Record<string, Components> = {
+  gateway: { engine: false, dispatcher: false, writer: false, gateway: true },
+  dispatcher: { engine: false, dispatcher: true, writer: false, gateway: false },
+  writer: { engine: false, dispatcher: false, writer: true, gateway: false },
+  pipeline: { engine: false, dispatcher: true, writer: true, gateway: false },
+};
+
 async function part(config: Config, components: Components, name: string): Promise<void> {
   const log = logger(config, name);
   const system = await startSystem(config, components, log);
@@ -251,36 +251,14 @@ async function main(argv: string[]): Promise<void> {
   const env = { ...process.env };
   if (values.mode !== undefined) env.ORDER_PATH = values.mode;
   const config = loadConfig(env);
+  const single = PARTS[command];
+  if (single !== undefined) return part(config, single, command);
   switch (command) {
     case 'start':
       return start(config);
     case 'engine':
       await import('../engine-service/main.js');
       return;
-    case 'gateway':
-      return part(
-        config,
-        { engine: false, dispatcher: false, writer: false, gateway: true },
-        command,
-      );
-    case 'dispatcher':
-      return part(
-        config,
-        { engine: false, dispatcher: true, writer: false, gateway: false },
-        command,
-      );
-    case 'writer':
-      return part(
-        config,
-        { engine: false, dispatcher: false, writer: true, gateway: false },
-        command,
-      );
-    case 'pipeline':
-      return part(
-        config,
-        { engine: false, dispatcher: true, writer: true, gateway: false },
-        command,
-      );
     case 'migrate':
     case 'users': {
       if (config.databaseUrl === undefined)

@@ -185,6 +185,20 @@ export class EngineClient {
     }));
   }
 
+  /** Resolves once the engine answers, polling every 100 ms; rejects after `timeoutMs`. */
+  async waitReady(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.lastApplied();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
   close(): void {
     this.raw.close();
   }

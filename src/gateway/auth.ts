@@ -1,13 +1,10 @@
 // Who is calling: API keys are looked up by their SHA-256 in an in-memory cache (the key itself
 // is never stored), so authentication costs no I/O on the order path. The admin token is compared
 // in constant time.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { hashApiKey } from '../db/users.js';
 import type { Caller } from './order-builder.js';
 import type { UserKey } from './store.js';
-
-export function hashKey(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
-}
 
 /** Bearer token of an Authorization header, or undefined. */
 export function bearer(header: string | undefined): string | undefined {
@@ -42,7 +39,7 @@ export class KeyCache {
   async lookup(key: string): Promise<Caller | undefined> {
     const known = this.presented.get(key);
     if (known !== undefined) return known;
-    const hash = hashKey(key).toString('hex');
+    const hash = hashApiKey(key).toString('hex');
     let hit = this.byHash.get(hash);
     if (hit === undefined && Date.now() - this.lastReload >= 1000) {
       await this.reload();
@@ -60,5 +57,5 @@ export class KeyCache {
 /** Constant-time comparison of a presented admin token with the configured one. */
 export function isAdminToken(presented: string | undefined, expected: string): boolean {
   if (presented === undefined) return false;
-  return timingSafeEqual(hashKey(presented), hashKey(expected));
+  return timingSafeEqual(hashApiKey(presented), hashApiKey(expected));
 }

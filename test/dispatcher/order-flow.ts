@@ -2,23 +2,12 @@
 // post-only), markets, stops, self-trade prevention, and cancels of earlier orders (some already
 // done, which the engine refuses), queued the way the gateway queues them.
 import type { Redis } from 'ioredis';
+import { rng } from '../../src/bench/engine-workload.js';
 import { Scale } from '../../src/engine/scale.js';
 import type { ShardKeys } from '../../src/queue/keys.js';
 import type { OrderState } from '../../src/queue/records.js';
 import { enqueueCancel, enqueuePlace, newOrder, user } from './gateway-records.js';
 import type { Instrument, User } from './gateway-records.js';
-
-/** mulberry32: small, fast, and the same flow for the same seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const MIDDLE = 200;
 const T0 = Date.parse('2026-11-24T08:00:00.000Z');
@@ -35,7 +24,7 @@ export class OrderFlow {
     private readonly instruments: Instrument[],
     seed: number,
   ) {
-    this.rand = random(seed);
+    this.rand = rng(seed);
   }
 
   private pick<T>(items: readonly T[]): T {

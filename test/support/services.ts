@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { connect } from '../../src/db/client.js';
 import type { Sql } from '../../src/db/client.js';
 import { migrate } from '../../src/db/migrate.js';
+import { deletePrefix } from '../../src/queue/delete-prefix.js';
 
 export function redisUrl(): string {
   return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -61,12 +62,7 @@ export async function freshRedis(): Promise<{
     redis,
     prefix,
     async cleanup() {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
+      await deletePrefix(redis, prefix);
       redis.disconnect();
     },
   };

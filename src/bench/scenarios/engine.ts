@@ -133,15 +133,7 @@ export async function runEngine(
   const client = new EngineClient(`127.0.0.1:${port}`, 0, { deadlineMs: 30_000 });
   let session: EngineSession | undefined;
   try {
-    for (let i = 0; ; i++) {
-      try {
-        await client.lastApplied();
-        break;
-      } catch (err) {
-        if (i > 100) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await client.waitReady();
     // listInstrument happens on a symbol's first PLACE, as the service does it.
     session = client.session();
     await session.hello(0);

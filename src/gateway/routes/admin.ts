@@ -2,7 +2,7 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Scale } from '../../engine/scale.js';
 import type { GatewayContext } from '../app.js';
-import { hashKey } from '../auth.js';
+import { hashApiKey } from '../../db/users.js';
 import { ApiError, invalid } from '../errors.js';
 import { adminGuard } from '../guard.js';
 import { Instrument, InstrumentRequest, SymbolParam, User, UserRequest } from '../schemas.js';
@@ -43,7 +43,7 @@ export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           id: user.id,
           no: user.no,
           name: user.name,
-          api_key_hash: hashKey(user.api_key),
+          api_key_hash: hashApiKey(user.api_key),
         });
         return reply.code(201).send({ id: user.id, name: user.name, api_key: user.api_key });
       },
