@@ -154,12 +154,27 @@ export interface ClosedLoopOptions {
   okStatus?: number;
   /** Called every ~250 ms with the requests answered so far. */
   onTick?: (done: number, elapsedMs: number) => void;
+  /**
+   * Requests sent first on the same connections, one at a time, and not measured: after the idle
+   * pause between scenarios the first few hundred answers measure caches and wake-ups. Each must
+   * be answered `okStatus`, or the phase fails.
+   */
+  warmup?: number;
 }
 
 /** `clients` loops, each with its own connection and one request at a time. */
 export async function closedLoop(traffic: Traffic, o: ClosedLoopOptions): Promise<Measured> {
   const conns = await openConnections(traffic, o.clients);
   const okStatus = o.okStatus ?? 201;
+  for (let i = 0; i < (o.warmup ?? 0); i++) {
+    const c = conns[i % conns.length] as Connection;
+    const res = await c.client.request(c.options);
+    await res.body.dump();
+    if (res.statusCode !== okStatus) {
+      await closeConnections(conns);
+      throw new Error(`warm-up request answered HTTP ${res.statusCode}`);
+    }
+  }
   // Sized for the fastest this machine could plausibly answer, capped by the count.
   const samples = new Samples(Math.min(o.count, Math.ceil((o.durationMs / 1000) * 100_000)));
   const tally = new Tally();

@@ -1,5 +1,5 @@
-// Where the CPU went during a phase: utime + stime of the matchbox process (gateway, dispatcher,
-// writer), of its children (the engine; the local redis-server), of the local PostgreSQL's
+// Where the CPU went during a phase: utime + stime of the matchbox process (the gateway), of its
+// children (the engine, the dispatcher and writer, the local redis-server), of the local PostgreSQL's
 // postmaster and its backends (pg_ctl daemonizes it: it is found through its pid file), and of the
 // bench itself, read from /proc (Linux). On a 2-core machine the shares show which component is
 // the bottleneck without a profiler. Servers the bench did not start are not counted.
@@ -54,7 +54,20 @@ function postmasterPid(dataDir: string | undefined): number | undefined {
   }
 }
 
-/** CPU ticks by role: `gateway+dispatcher+writer`, `engine`, `redis`, `postgres`, `bench`. */
+/** What a child of matchbox is: `engine`, `dispatcher+writer`, `redis`, or its command name. */
+function roleOf(s: ProcStat): string {
+  if (s.comm.startsWith('redis')) return 'redis';
+  if (s.comm !== 'node') return s.comm;
+  let cmdline = '';
+  try {
+    cmdline = readFileSync(`/proc/${s.pid}/cmdline`, 'utf8');
+  } catch {
+    // gone
+  }
+  return cmdline.includes('engine-service') ? 'engine' : 'dispatcher+writer';
+}
+
+/** CPU ticks by role: `gateway`, `dispatcher+writer`, `engine`, `redis`, `postgres`, `bench`. */
 function takeSnapshot(rootPid: number | undefined, pgPid: number | undefined): Map<string, number> {
   const by = new Map<string, number>();
   const add = (role: string, ticks: number): void => {
@@ -76,10 +89,8 @@ function takeSnapshot(rootPid: number | undefined, pgPid: number | undefined): M
   };
   const root = stats.find((s) => s.pid === rootPid);
   if (root !== undefined) {
-    add('gateway+dispatcher+writer', root.ticks);
-    for (const c of children.get(root.pid) ?? []) {
-      tree(c, c.comm.startsWith('redis') ? 'redis' : c.comm === 'node' ? 'engine' : c.comm);
-    }
+    add('gateway', root.ticks);
+    for (const c of children.get(root.pid) ?? []) tree(c, roleOf(c));
   }
   const pg = stats.find((s) => s.pid === pgPid);
   if (pg !== undefined) tree(pg, 'postgres');

@@ -1,5 +1,6 @@
 // report.md in the seed report's layout: configuration, the results table with a status per
 // target, the baseline comparison with the seed's own figures, then one table per scenario.
+import { PHASE_WARMUP } from './scenarios/sequential.js';
 import type { BenchReport, SequentialScenario } from './report.js';
 import type { ConcurrencyLevel } from './scenarios/concurrency.js';
 import type { SequentialResult } from './scenarios/sequential.js';
@@ -80,7 +81,7 @@ function levelsTable(rows: [string, ConcurrencyLevel][]): string {
       'max',
       'errors',
       'backlog at end',
-      'CPU % (gateway+dispatcher+writer / engine / redis / postgres / bench)',
+      'CPU % of one core (gateway / dispatcher+writer / engine / redis / postgres / bench)',
     ],
     rows.map(([name, l]) => [
       name,
@@ -93,7 +94,7 @@ function levelsTable(rows: [string, ConcurrencyLevel][]): string {
       ms(l.max_ms),
       n(l.errors),
       n(l.queued_in_redis_at_end),
-      ['gateway+dispatcher+writer', 'engine', 'redis', 'postgres', 'bench']
+      ['gateway', 'dispatcher+writer', 'engine', 'redis', 'postgres', 'bench']
         .map((k) => l.cpu_percent[k] ?? '—')
         .join(' / '),
     ]),
@@ -118,7 +119,7 @@ export function renderMarkdown(r: BenchReport, charts: string[]): string {
     `- Test Date: ${r.started_at.slice(0, 10)} (${r.started_at} → ${r.finished_at})`,
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.ram_gib} GiB RAM, ${m.os}`,
     `- Node ${m.node}, Redis ${m.redis}, PostgreSQL ${m.postgres}; load generator on the same machine`,
-    `- Orders Tested: ${s.seed?.queue?.orders ?? '—'} sequential (seed), then the scenarios below`,
+    `- Orders Tested: ${s.seed?.queue?.orders ?? '—'} sequential (seed), then the scenarios below; each sequential run follows ${PHASE_WARMUP.toLocaleString('en-US')} un-measured orders on the same connection (after the idle pause between scenarios)`,
     '- Order Type: MARKET BUY 1 AAPL against a market maker’s resting SELL LIMIT orders (every order fills)',
     '- Redis Queue Enabled: Yes (queue mode) and No (sync mode: PostgreSQL and the engine before the answer), same run',
     '- Batch Writer: running asynchronously (every 1 s or 50 records; a second writer run with a large batch)',

@@ -15,6 +15,8 @@ import { migrate } from '../db/migrate.js';
 import { createUser } from '../db/users.js';
 import { EngineClient } from '../engine-service/client.js';
 import { shardAddress } from '../engine-service/address.js';
+import { allowedCpus, boundCommand, pin, planLayout } from '../infra/cpu-layout.js';
+import type { CpuLayout } from '../infra/cpu-layout.js';
 import { startLocalServices } from '../infra/local-services.js';
 import type { LocalServices } from '../infra/local-services.js';
 import { startSystem } from '../system/system.js';
@@ -102,11 +104,13 @@ function supervise(
   args: string[],
   env: Record<string, string | undefined>,
   log: Logger,
+  cpus?: string,
 ): () => Promise<void> {
   let child: ChildProcess | undefined;
   let stopping = false;
+  const [command, ...argv] = boundCommand(cpus, [process.execPath, ...args]) as [string];
   const run = (): void => {
-    child = spawn(process.execPath, args, {
+    child = spawn(command, argv, {
       env: { ...process.env, ...env, MATCHBOX_PARENT_PID: String(process.pid) },
       stdio: ['ignore', 'inherit', 'inherit'],
       detached: true,
@@ -149,8 +153,33 @@ async function waitForEngine(config: Config, shard: number): Promise<void> {
   }
 }
 
+/**
+ * Binds this process (the gateway) and the local PostgreSQL (its postmaster and what it has
+ * forked; later backends inherit it) as the layout says; the local Redis was started bound. A
+ * refusal is logged and the system runs unbound.
+ */
+function applyLayout(layout: CpuLayout, services: LocalServices | undefined, log: Logger): void {
+  const refusals = [
+    services?.postgres && pin(services.postgres.pid, layout.back, true),
+    pin(process.pid, layout.front),
+  ].filter((r): r is string => typeof r === 'string');
+  if (refusals.length > 0) {
+    log.warn({ errors: refusals }, 'could not bind processes to CPUs; running unbound');
+    return;
+  }
+  log.info(
+    { orderPath: layout.front, background: layout.back },
+    'CPUs: gateway and local Redis on the order-path CPU; engine, dispatcher/writer and local PostgreSQL on the others',
+  );
+}
+
 async function start(config: Config): Promise<void> {
   const log = logger(config, 'matchbox');
+  const cpus = config.cpuLayout === 'auto' ? allowedCpus() : undefined;
+  if (config.cpuLayout === 'auto' && cpus === undefined) {
+    log.warn('taskset (util-linux) is not available: CPU_LAYOUT=auto places nothing');
+  }
+  const layout = planLayout(config.cpuLayout, cpus);
   let services: LocalServices | undefined;
   if (config.redisUrl === undefined || config.databaseUrl === undefined) {
     services = await startLocalServices({
@@ -158,8 +187,10 @@ async function start(config: Config): Promise<void> {
       redis: config.redisUrl === undefined,
       postgres: config.databaseUrl === undefined,
       appendfsync: config.redisAppendfsync,
+      ...(layout === undefined ? {} : { layout }),
     });
   }
+  if (layout !== undefined) applyLayout(layout, services, log);
   const admin = adminToken(config);
   const full: Config = {
     ...config,
@@ -182,11 +213,17 @@ async function start(config: Config): Promise<void> {
   const stopEngines: (() => Promise<void>)[] = [];
   for (let n = 0; n < full.shards; n++) {
     stopEngines.push(
-      supervise(`engine ${n}`, [ENGINE_MAIN], { ...children, SHARD: String(n) }, log),
+      supervise(`engine ${n}`, [ENGINE_MAIN], { ...children, SHARD: String(n) }, log, layout?.back),
     );
     await waitForEngine(full, n);
   }
-  const stopPipeline = supervise('dispatcher and writer', [CLI_MAIN, 'pipeline'], children, log);
+  const stopPipeline = supervise(
+    'dispatcher and writer',
+    [CLI_MAIN, 'pipeline'],
+    children,
+    log,
+    layout?.back,
+  );
   const system = await startSystem(
     full,
     { engine: false, dispatcher: false, writer: false, gateway: true },

@@ -202,6 +202,13 @@ export const SETTINGS = {
     'fatal, error, warn, info, debug, trace or silent',
     'Log level (pino); pretty in a terminal, JSON otherwise.',
   ),
+  cpuLayout: setting(
+    'CPU_LAYOUT',
+    'auto',
+    oneOf('auto', 'off'),
+    '`auto` or `off`',
+    '`matchbox start` on 2+ CPUs: `auto` runs the gateway and its local Redis on the first CPU and the engine, dispatcher/writer and local PostgreSQL on the others (taskset); `off` leaves placement to the kernel.',
+  ),
   dataDir: setting(
     'DATA_DIR',
     '.data',

@@ -1,44 +1,72 @@
-// One batch's outputs into Redis in one MULTI/EXEC: status cache, open set, fills, recent trades,
-// the event-stream entry `0-<last seq>` (which is what W is read from, so it moves atomically with
-// the rest) and the `applied` notice.
+// One batch's outputs into Redis in one atomic script call (src/queue/lua/write-batch.lua): status
+// cache, open set, fills, recent trades, the event-stream entry `0-<last seq>` (which is what W is
+// read from, so it moves atomically with the rest) and the `applied` notice. One command per
+// batch, not several per order: each command costs the dispatcher an object and a socket write
+// and Redis a dispatch, and a batch under load carries hundreds of orders.
 import type { Redis } from 'ioredis';
 import type { ShardKeys } from '../queue/keys.js';
+import { lua } from '../queue/lua-scripts.js';
 import { isFinal } from './projector.js';
 import type { ProjectedBatch } from './projector.js';
 
 /** Recent trades kept per symbol. */
 export const TRADES_KEPT = 1000;
 
-/** Writes the batch atomically; resolves once EXEC has answered. */
+const SCRIPT = 'write-batch.lua';
+
+interface BatchScript {
+  /** ioredis flattens the array: the key count, the keys, then the arguments. */
+  mbWriteBatch(args: (string | number)[]): Promise<number>;
+}
+
+const defined = new WeakSet<Redis>();
+
+function scripted(redis: Redis): Redis & BatchScript {
+  if (!defined.has(redis)) {
+    // No numberOfKeys: the count varies per batch and goes first.
+    redis.defineCommand('mbWriteBatch', { lua: lua(SCRIPT) });
+    defined.add(redis);
+  }
+  return redis as Redis & BatchScript;
+}
+
+/** Writes the batch atomically; resolves once Redis has run the script. */
 export async function writeBatch(
   redis: Redis,
   keys: ShardKeys,
   batch: ProjectedBatch,
   statusTtlS: number,
 ): Promise<void> {
-  const m = redis.multi();
+  const orderKeys: string[] = [];
+  const orderArgs: string[] = [];
   // Each state is serialised once: the same text goes to its status hash and into the event batch.
   const states: string[] = [];
   for (const o of batch.orders.values()) {
-    const key = keys.order(o.id);
     const json = JSON.stringify(o);
     states.push(json);
-    m.hset(key, 'j', json, 's', o.status);
-    if (isFinal(o.status)) {
-      m.srem(keys.open, o.id);
-      m.expire(key, statusTtlS);
-    } else if (o.seq >= batch.firstSeq) {
-      // Placed in this batch and still open; one placed earlier was added by its own batch.
-      m.sadd(keys.open, o.id);
-    }
+    orderKeys.push(keys.order(o.id));
+    // Placed in this batch and still open joins the open set; one placed earlier is in it already.
+    const action = isFinal(o.status) ? 'close' : o.seq >= batch.firstSeq ? 'open' : '-';
+    orderArgs.push(json, o.status, o.id, action);
+  }
+
+  // Fills lists: those with new fills, and those of orders now final (their fills expire too).
+  const fillKeys: string[] = [];
+  const fillArgs: string[] = [];
+  const expiring = new Set<string>();
+  for (const o of batch.orders.values()) {
+    if (isFinal(o.status) && o.filled_lots > 0) expiring.add(o.id);
   }
   for (const [orderId, fills] of batch.fills) {
-    m.rpush(keys.fills(orderId), ...fills.map((f) => JSON.stringify(f)));
+    fillKeys.push(keys.fills(orderId));
+    fillArgs.push(String(fills.length), expiring.delete(orderId) ? '1' : '0');
+    for (const f of fills) fillArgs.push(JSON.stringify(f));
   }
-  // After the RPUSHes, which may have just created the list; an order that never filled has none.
-  for (const o of batch.orders.values()) {
-    if (isFinal(o.status) && o.filled_lots > 0) m.expire(keys.fills(o.id), statusTtlS);
+  for (const orderId of expiring) {
+    fillKeys.push(keys.fills(orderId));
+    fillArgs.push('0', '1');
   }
+
   const trades = batch.trades.map((t) => JSON.stringify(t));
   const bySymbol = new Map<string, string[]>();
   batch.trades.forEach((t, i) => {
@@ -46,19 +74,30 @@ export async function writeBatch(
     list.push(trades[i] as string);
     bySymbol.set(t.symbol, list);
   });
+  const tradeKeys: string[] = [];
+  const tradeArgs: string[] = [];
   for (const [symbol, list] of bySymbol) {
-    const key = keys.trades(symbol);
-    m.lpush(key, ...list);
-    m.ltrim(key, 0, TRADES_KEPT - 1);
+    tradeKeys.push(keys.trades(symbol));
+    tradeArgs.push(String(list.length));
+    for (const t of list) tradeArgs.push(t);
   }
+
   // An EventBatch (records.ts), assembled from the strings above rather than serialised again.
   const event =
     `{"first_seq":${batch.firstSeq},"last_seq":${batch.lastSeq},` +
     `"orders":[${states.join(',')}],"trades":[${trades.join(',')}],` +
     `"written_at":${JSON.stringify(new Date().toISOString())}}`;
-  m.xadd(keys.events, `0-${batch.lastSeq}`, 'b', event);
-  m.publish(keys.applied, String(batch.lastSeq));
-  const results = await m.exec();
-  if (results === null) throw new Error('MULTI was aborted');
-  for (const [err] of results) if (err) throw err;
+  const keyCount = 2 + orderKeys.length + fillKeys.length + tradeKeys.length;
+  // concat, not spread: a batch can carry more arguments than a call's argument list holds.
+  const args = ([keyCount, keys.events, keys.open] as (string | number)[]).concat(
+    orderKeys,
+    fillKeys,
+    tradeKeys,
+    [orderKeys.length, fillKeys.length, tradeKeys.length, statusTtlS, TRADES_KEPT],
+    [`0-${batch.lastSeq}`, event, keys.applied, String(batch.lastSeq)],
+    orderArgs,
+    fillArgs,
+    tradeArgs,
+  );
+  await scripted(redis).mbWriteBatch(args);
 }

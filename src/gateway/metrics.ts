@@ -31,6 +31,20 @@ export class GatewayMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1],
     });
 
+  /** The request histogram's children by method, route and status: one lookup per request. */
+  private readonly requestChildren = new Map<string, Histogram.Internal<string>>();
+
+  /** Records one answered request. */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${status} ${route}`;
+    let child = this.requestChildren.get(key);
+    if (child === undefined) {
+      child = this.requestSeconds.labels(method, route, String(status));
+      this.requestChildren.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
   constructor() {
     if (!defaultsCollected) {
       collectDefaultMetrics({ prefix: 'matchbox_' });

@@ -2,6 +2,7 @@
 // with-services): `<dataDir>/redis` and `<dataDir>/pg`, kept between runs, one matchbox at a time.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { CpuLayout } from './cpu-layout.js';
 import { lockDataDir } from './data-lock.js';
 import { startLocalPostgres } from './local-postgres.js';
 import type { LocalPostgres } from './local-postgres.js';
@@ -17,6 +18,11 @@ export interface LocalServicesOptions {
   postgres: boolean;
   /** Redis's AOF fsync policy; default `everysec`. */
   appendfsync?: AppendFsync;
+  /**
+   * Where Redis runs: its main thread on the order path's CPUs, its background threads and AOF
+   * rewrites on the others. Unset: wherever the kernel puts it.
+   */
+  layout?: CpuLayout;
 }
 
 export interface LocalServices {
@@ -47,6 +53,9 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
             dir: join(dataDir, 'redis'),
             appendfsync: options.appendfsync ?? 'everysec',
             ...(bin.redisServer === undefined ? {} : { redisServer: bin.redisServer }),
+            ...(options.layout === undefined
+              ? {}
+              : { cpus: { server: options.layout.front, background: options.layout.back } }),
           })
         : undefined,
       options.postgres

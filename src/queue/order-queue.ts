@@ -1,27 +1,10 @@
 // The gateway's side of the Redis queue: accept and cancel each in one round trip (a Lua script
 // per operation), and read the status cache. It knows keys and records, nothing of HTTP.
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { shardKeys, shardOf } from './keys.js';
+import { keyCount, lua } from './lua-scripts.js';
 import type { ShardKeys } from './keys.js';
 import type { Fill, OrderState, TradeRecord } from './records.js';
-
-function lua(name: string): string {
-  // The scripts stay in src/queue/lua; this file runs from src/ or dist/src/.
-  for (const base of ['../../../src/queue/lua/', './lua/']) {
-    try {
-      return readFileSync(new URL(base + name, import.meta.url), 'utf8');
-    } catch {
-      // try the next location
-    }
-  }
-  throw new Error(`Lua script ${name} not found`);
-}
-
-/** Number of KEYS, from the script's file name (`submit-order-5.lua` takes 5). */
-function keyCount(name: string): number {
-  return Number(/-(\d+)\.lua$/.exec(name)?.[1]);
-}
 
 const SUBMIT = 'submit-order-5.lua';
 const CANCEL = 'cancel-order-3.lua';
@@ -73,8 +56,14 @@ export class OrderQueue {
   ) {
     this.shards = Array.from({ length: options.shards }, (_, n) => shardKeys(options.prefix, n));
     this.recentPerUser = options.recentPerUser ?? 1000;
-    redis.defineCommand('mbSubmitOrder', { numberOfKeys: keyCount(SUBMIT), lua: lua(SUBMIT) });
-    redis.defineCommand('mbCancelOrder', { numberOfKeys: keyCount(CANCEL), lua: lua(CANCEL) });
+    redis.defineCommand('mbSubmitOrder', {
+      numberOfKeys: keyCount(SUBMIT),
+      lua: lua(SUBMIT),
+    });
+    redis.defineCommand('mbCancelOrder', {
+      numberOfKeys: keyCount(CANCEL),
+      lua: lua(CANCEL),
+    });
     this.redis = redis as Redis & ScriptedRedis;
   }
 

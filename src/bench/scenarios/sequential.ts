@@ -4,6 +4,9 @@ import { closedLoop } from '../http-load.js';
 import { buyTraffic, prepare, ticker } from './context.js';
 import type { PassContext } from './context.js';
 
+/** Un-measured orders sent just before the measured ones (see ClosedLoopOptions.warmup). */
+export const PHASE_WARMUP = 2000;
+
 export interface SequentialResult {
   orders: number;
   orders_per_sec: number;
@@ -27,10 +30,11 @@ export async function runSequential(
   count: number,
   label: string,
 ): Promise<SequentialResult> {
-  await prepare(ctx, count);
+  await prepare(ctx, count + PHASE_WARMUP);
   const m = await closedLoop(buyTraffic(ctx), {
     clients: 1,
     count,
+    warmup: PHASE_WARMUP,
     durationMs: Math.max(60_000, count * 20),
     onTick: ticker(ctx),
   });

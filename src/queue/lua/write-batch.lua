@@ -1,0 +1,81 @@
+-- Writes one dispatched batch's outputs in one atomic call: every changed order's status hash, the
+-- open set, new fills, recent trades, the event-stream entry `0-<last seq>` (which is what the
+-- dispatcher reads W from, so it moves with the rest) and the `applied` notice. The key count
+-- varies with the batch (ioredis passes it first); every key is in the shard's hash slot.
+--
+-- KEYS[1]                    the shard's event stream        ({sN}:events)
+-- KEYS[2]                    the shard's open-order set      ({sN}:open)
+-- KEYS[3 .. 2+n]             the status hashes of the n changed orders
+-- KEYS[3+n .. 2+n+f]         f fills lists (orders with new fills or whose fills now expire)
+-- KEYS[3+n+f .. 2+n+f+t]     t recent-trades lists, one per symbol that traded
+-- ARGV[1] n   ARGV[2] f   ARGV[3] t
+-- ARGV[4] status TTL in seconds (final orders and their fills expire after it)
+-- ARGV[5] recent trades kept per symbol
+-- ARGV[6] the event entry's id, 0-<last seq>
+-- ARGV[7] the event batch JSON (field b)
+-- ARGV[8] the applied channel
+-- ARGV[9] the last seq (the applied message)
+-- then, per order, 4 values: its JSON, its status, its id, and `close` (final: leaves the open
+--   set, expires), `open` (placed in this batch and still open: joins the open set) or `-`
+-- then, per fills list: the count c of new fills, `1` if the list expires now else `0`, then c
+--   fill JSONs, oldest first
+-- then, per trades list: the count c, then c trade JSONs, oldest first (the list is newest first)
+--
+-- Returns the number of orders written.
+local n, f, t = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl = ARGV[4]
+local CHUNK = 200
+local a = 10
+
+-- Pushes argv[from .. from+count-1] onto a list in chunks (unpack is bounded by Lua's C stack).
+local function push(cmd, key, from, count)
+  local i = 0
+  while i < count do
+    local j = math.min(i + CHUNK, count)
+    redis.call(cmd, key, unpack(ARGV, from + i, from + j - 1))
+    i = j
+  end
+end
+
+local closed, opened = {}, {}
+for i = 1, n do
+  local key = KEYS[2 + i]
+  redis.call('HSET', key, 'j', ARGV[a], 's', ARGV[a + 1])
+  local action = ARGV[a + 3]
+  if action == 'close' then
+    closed[#closed + 1] = ARGV[a + 2]
+    redis.call('EXPIRE', key, ttl)
+  elseif action == 'open' then
+    opened[#opened + 1] = ARGV[a + 2]
+  end
+  a = a + 4
+end
+for i = 1, #closed, CHUNK do
+  redis.call('SREM', KEYS[2], unpack(closed, i, math.min(i + CHUNK - 1, #closed)))
+end
+for i = 1, #opened, CHUNK do
+  redis.call('SADD', KEYS[2], unpack(opened, i, math.min(i + CHUNK - 1, #opened)))
+end
+
+for i = 1, f do
+  local key = KEYS[2 + n + i]
+  local count = tonumber(ARGV[a])
+  push('RPUSH', key, a + 2, count)
+  -- After the RPUSH, which may have just created the list.
+  if ARGV[a + 1] == '1' then
+    redis.call('EXPIRE', key, ttl)
+  end
+  a = a + 2 + count
+end
+
+for i = 1, t do
+  local key = KEYS[2 + n + f + i]
+  local count = tonumber(ARGV[a])
+  push('LPUSH', key, a + 1, count)
+  redis.call('LTRIM', key, 0, tonumber(ARGV[5]) - 1)
+  a = a + 1 + count
+end
+
+redis.call('XADD', KEYS[1], ARGV[6], 'b', ARGV[7])
+redis.call('PUBLISH', ARGV[8], ARGV[9])
+return n

@@ -1,0 +1,132 @@
+// The batch script on batches larger than its per-call chunk (200): one order filled by 450 makers,
+// 450 of them closed, 30 placed and left open, one older order advanced, and the trades list
+// capped. Every key is read back and compared with what the batch says.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import { TRADES_KEPT, writeBatch } from '../../src/dispatcher/batch-write.js';
+import type { ProjectedBatch } from '../../src/dispatcher/projector.js';
+import { shardKeys } from '../../src/queue/keys.js';
+import type { ShardKeys } from '../../src/queue/keys.js';
+import { tradeId } from '../../src/queue/records.js';
+import type { Fill, OrderState, TradeRecord } from '../../src/queue/records.js';
+import { freshRedis } from '../support/services.js';
+import { newOrder, user } from './gateway-records.js';
+
+const AAPL = { symbol: 'AAPL', tick: '0.01', lot: '1' };
+const AT = '2026-11-24T07:15:00.000Z';
+const TTL = 600;
+
+function order(seq: number, status: OrderState['status'], filledLots: number): OrderState {
+  const o = newOrder(user(seq), AAPL, {
+    symbol: 'AAPL',
+    side: 'SELL',
+    type: 'LIMIT',
+    quantity: '10',
+    price: '100.00',
+    created_at: AT,
+  });
+  return { ...o, seq, version: 1000, status, filled_lots: filledLots };
+}
+
+describe('write-batch.lua', () => {
+  let redis: Redis;
+  let keys: ShardKeys;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    const r = await freshRedis();
+    redis = r.redis;
+    cleanup = () => r.cleanup();
+    keys = shardKeys(r.prefix, 0);
+  });
+  after(() => cleanup());
+
+  it('writes every order, fill and trade of a batch past the chunk size, in order', async () => {
+    const firstSeq = 501;
+    const lastSeq = 1000;
+    // Makers placed before the batch: 450 fill completely, one (the earlier open order) does not.
+    const makers = Array.from({ length: 450 }, (_, i) => order(i + 1, 'FILLED', 10));
+    const older = order(460, 'PARTIALLY_FILLED', 5);
+    // Placed in the batch: 30 rest open; the taker fills against all the makers.
+    const resting = Array.from({ length: 30 }, (_, i) => order(firstSeq + i, 'NEW', 0));
+    const taker = { ...order(firstSeq + 30, 'FILLED', 4505), side: 'BUY' as const };
+    await redis.sadd(keys.open, ...makers.map((m) => m.id), older.id);
+    // An earlier fill of the order that is now final and fills nothing more in this batch.
+    const earlier = order(470, 'CANCELED', 3);
+    await redis.rpush(keys.fills(earlier.id), '{"trade_id":"earlier"}');
+    await redis.sadd(keys.open, earlier.id);
+
+    const trades: TradeRecord[] = makers.map((m, i) => ({
+      id: tradeId(Date.parse(AT), 0, taker.seq, i + 1),
+      seq: taker.seq,
+      trade_no: i + 1,
+      symbol: 'AAPL',
+      price: '100.00',
+      quantity: '10',
+      taker_side: 'BUY',
+      taker_order_id: taker.id,
+      maker_order_id: m.id,
+      taker_user_id: taker.user_id,
+      maker_user_id: m.user_id,
+      executed_at: AT,
+    }));
+    const fill = (t: TradeRecord, liquidity: Fill['liquidity']): Fill => ({
+      trade_id: t.id,
+      price: t.price,
+      quantity: t.quantity,
+      liquidity,
+      executed_at: t.executed_at,
+    });
+    const fills = new Map<string, Fill[]>([[taker.id, trades.map((t) => fill(t, 'TAKER'))]]);
+    makers.forEach((m, i) => fills.set(m.id, [fill(trades[i] as TradeRecord, 'MAKER')]));
+    const all = [...makers, older, earlier, ...resting, taker];
+    const batch: ProjectedBatch = {
+      firstSeq,
+      lastSeq,
+      orders: new Map(all.map((o) => [o.seq, o])),
+      trades,
+      fills,
+    };
+
+    await writeBatch(redis, keys, batch, TTL);
+
+    for (const o of all) {
+      const [j, s] = await redis.hmget(keys.order(o.id), 'j', 's');
+      assert.deepEqual(JSON.parse(j as string), o, `state of ${o.seq}`);
+      assert.equal(s, o.status);
+      const final = o.status === 'FILLED' || o.status === 'CANCELED';
+      assert.equal(await redis.sismember(keys.open, o.id), final ? 0 : 1, `open set: ${o.seq}`);
+      const ttl = await redis.ttl(keys.order(o.id));
+      assert.ok(final ? ttl > 0 && ttl <= TTL : ttl === -1, `status hash ttl of ${o.seq}`);
+    }
+    const takerFills = (await redis.lrange(keys.fills(taker.id), 0, -1)).map(
+      (f) => JSON.parse(f) as Fill,
+    );
+    assert.deepEqual(takerFills, fills.get(taker.id), 'all 450 taker fills, oldest first');
+    for (const id of [taker.id, (makers[7] as OrderState).id, earlier.id]) {
+      const ttl = await redis.ttl(keys.fills(id));
+      assert.ok(ttl > 0 && ttl <= TTL, 'fills of a final order expire with it');
+    }
+    assert.equal(await redis.llen(keys.fills(earlier.id)), 1, 'an earlier fill list is kept');
+    assert.equal(await redis.exists(keys.fills(older.id)), 0, 'no fills, no list');
+
+    const recent = (await redis.lrange(keys.trades('AAPL'), 0, -1)).map(
+      (t) => JSON.parse(t) as TradeRecord,
+    );
+    assert.deepEqual(recent, [...trades].reverse().slice(0, TRADES_KEPT), 'newest first');
+
+    const [[id, fields]] = (await redis.xrange(keys.events, '-', '+')) as [[string, string[]]];
+    assert.equal(id, `0-${lastSeq}`);
+    const event = JSON.parse(fields[1] as string) as {
+      first_seq: number;
+      last_seq: number;
+      orders: OrderState[];
+      trades: TradeRecord[];
+    };
+    assert.equal(event.first_seq, firstSeq);
+    assert.equal(event.last_seq, lastSeq);
+    assert.deepEqual(event.orders, all);
+    assert.deepEqual(event.trades, trades);
+  });
+});
