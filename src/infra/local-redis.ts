@@ -140,6 +140,10 @@ class RedisServer implements LocalRedis {
         ...['--pidfile', join(this.dir, 'redis.pid'), '--logfile', join(this.dir, 'redis.log')],
         ...['--appendonly', 'yes', '--appendfsync', this.appendfsync],
         ...['--maxmemory-policy', 'noeviction', '--save', ''],
+        // Rewrite the AOF when it is 5x its base, not 2x: a rewrite writes the whole dataset
+        // (every cached order), and at 5,000 orders/s the default rewrote for 12 s out of every
+        // 26 on the background CPU. The price is AOF disk space, up to 5x the dataset.
+        ...['--auto-aof-rewrite-percentage', '400', '--auto-aof-rewrite-min-size', '256mb'],
         ...(this.cpus === undefined
           ? []
           : [

@@ -3,6 +3,7 @@
 import type { Redis } from 'ioredis';
 import { shardKeys, shardOf } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
+import { WriteCoalescer } from './write-coalescer.js';
 import type { ShardKeys } from './keys.js';
 import type { Fill, OrderState, TradeRecord } from './records.js';
 
@@ -49,6 +50,7 @@ export class OrderQueue {
   readonly shards: ShardKeys[];
   private readonly redis: Redis & ScriptedRedis;
   private readonly recentPerUser: number;
+  private readonly writes: WriteCoalescer;
 
   constructor(
     redis: Redis,
@@ -65,6 +67,7 @@ export class OrderQueue {
       lua: lua(CANCEL),
     });
     this.redis = redis as Redis & ScriptedRedis;
+    this.writes = new WriteCoalescer(redis);
   }
 
   /** The index of the shard that owns `symbol`. */
@@ -84,20 +87,22 @@ export class OrderQueue {
   async submit(order: OrderState, deadlineMs: number): Promise<SubmitResult> {
     const k = this.shardFor(order.symbol);
     const cid = order.client_order_id;
-    const reply = await this.redis.mbSubmitOrder(
-      k.seq,
-      k.orders,
-      k.order(order.id),
-      k.idempotency(order.user_id, cid ?? ''),
-      k.recent(order.user_id),
-      JSON.stringify(order),
-      order.user_id,
-      order.id,
-      this.options.highWater,
-      cid === null ? 0 : this.options.idempotencyTtlS,
-      Date.parse(order.created_at),
-      this.recentPerUser,
-      deadlineMs,
+    const reply = await this.writes.send(() =>
+      this.redis.mbSubmitOrder(
+        k.seq,
+        k.orders,
+        k.order(order.id),
+        k.idempotency(order.user_id, cid ?? ''),
+        k.recent(order.user_id),
+        JSON.stringify(order),
+        order.user_id,
+        order.id,
+        this.options.highWater,
+        cid === null ? 0 : this.options.idempotencyTtlS,
+        Date.parse(order.created_at),
+        this.recentPerUser,
+        deadlineMs,
+      ),
     );
     const code = Number(reply[0]);
     if (code === 1) return { kind: 'accepted', seq: Number(reply[1]) };
