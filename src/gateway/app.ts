@@ -146,20 +146,25 @@ export async function buildGateway(
       for (const m of text.matchAll(MONEY_NUMBER)) raw[m[1] as string] = m[2] as string;
     }
     (req as FastifyRequest).rawNumbers = raw;
+    let parsed: unknown;
     try {
-      // secure-json-parse: JSON.parse, then __proto__ / constructor keys stripped (only scanned
-      // for when the text contains them), so no body can reach an object's prototype.
-      done(
-        null,
-        secureJson.parse(text, null, { protoAction: 'remove', constructorAction: 'remove' }),
-      );
-    } catch {
+      // secure-json-parse: JSON.parse, refusing __proto__ and constructor.prototype keys (only
+      // scanned for when the text contains them): no body reaches an object's prototype, and
+      // none is quietly changed into another order either.
+      parsed = secureJson.parse(text, null, { protoAction: 'error', constructorAction: 'error' });
+    } catch (err) {
+      const forbidden = err instanceof SyntaxError && /forbidden/.test(err.message);
       done(
         new ApiError('VALIDATION_ERROR', 'The body is not valid JSON.', [
-          { field: '(body)', message: 'malformed JSON' },
+          {
+            field: '(body)',
+            message: forbidden ? 'has a __proto__ or constructor.prototype key' : 'malformed JSON',
+          },
         ]),
       );
+      return;
     }
+    done(null, parsed);
   });
   app.decorateRequest('rawNumbers', null as unknown as Record<string, string>);
   app.addHook('onRequest', (req, _reply, done) => {
