@@ -57,6 +57,8 @@ const RETRY_MAX_MS = 5_000;
 /** A failure that lasts this long is logged at error, not warn: it will not cure itself soon. */
 const ALARM_AFTER_MS = 30_000;
 const ACK_CHUNK = 5_000;
+/** Most stream entries one flush gathers from a backlog. */
+const MAX_FLUSH_ENTRIES = 10_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -176,15 +178,22 @@ class ShardLoop {
     const { batchSize, flushMs, logger } = this.w.options;
     await this.readPending();
     let redisDelay = RETRY_FIRST_MS;
+    // A full read means more is waiting: behind a backlog, one flush takes all that is there (up
+    // to MAX_FLUSH_ENTRIES), so that each transaction's fixed costs — the commit's WAL fsync, the
+    // acknowledgements, the round trips — are paid once per thousands of records, not per page.
+    let backlogged = false;
     while (!this.w.stopping) {
       const now = Date.now();
       const held = this.held;
-      if (held > 0 && (held >= batchSize || now >= this.firstAt + flushMs)) {
+      const due = held >= batchSize || now >= this.firstAt + flushMs;
+      const gather = backlogged && held < MAX_FLUSH_ENTRIES && now < this.firstAt + flushMs;
+      if (held > 0 && due && !gather) {
         await this.flush();
         continue;
       }
-      const block =
-        held > 0
+      const block = gather
+        ? undefined
+        : held > 0
           ? Math.max(1, Math.min(IDLE_BLOCK_MS, this.firstAt + flushMs - now))
           : IDLE_BLOCK_MS;
       let got: number;
@@ -197,7 +206,8 @@ class ShardLoop {
         redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
         continue;
       }
-      if (got > 0 && got < this.readCount && this.held < batchSize) {
+      backlogged = got >= this.readCount;
+      if (got > 0 && !backlogged && this.held < batchSize) {
         await sleep(Math.min(LINGER_MS, Math.max(0, this.firstAt + flushMs - Date.now())));
       }
     }
@@ -263,8 +273,8 @@ class ShardLoop {
     return entries.length;
   }
 
-  /** Reads new entries of both streams, blocking up to `block` ms; returns how many. */
-  private async read(fromOrders: string, fromEvents: string, block: number): Promise<number> {
+  /** Reads new entries of both streams, blocking up to `block` ms if given; returns how many. */
+  private async read(fromOrders: string, fromEvents: string, block?: number): Promise<number> {
     const reply = (await this.reader.call(
       'XREADGROUP',
       'GROUP',
@@ -272,8 +282,7 @@ class ShardLoop {
       this.consumer,
       'COUNT',
       this.readCount,
-      'BLOCK',
-      block,
+      ...(block === undefined ? [] : ['BLOCK', block]),
       'STREAMS',
       this.keys.orders,
       this.keys.events,
