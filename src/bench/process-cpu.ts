@@ -54,7 +54,7 @@ function postmasterPid(dataDir: string | undefined): number | undefined {
   }
 }
 
-/** What a child of matchbox is: `engine`, `dispatcher+writer`, `redis`, or its command name. */
+/** What a child of matchbox is: `engine`, `dispatcher`, `writer`, `redis`, or its command name. */
 function roleOf(s: ProcStat): string {
   if (s.comm.startsWith('redis')) return 'redis';
   if (s.comm !== 'node') return s.comm;
@@ -64,10 +64,12 @@ function roleOf(s: ProcStat): string {
   } catch {
     // gone
   }
-  return cmdline.includes('engine-service') ? 'engine' : 'dispatcher+writer';
+  if (cmdline.includes('engine-service')) return 'engine';
+  const part = cmdline.split('\0')[2];
+  return part === 'dispatcher' || part === 'writer' ? part : 'node';
 }
 
-/** CPU ticks by role: `gateway`, `dispatcher+writer`, `engine`, `redis`, `postgres`, `bench`. */
+/** CPU ticks by role: `gateway`, `dispatcher`, `writer`, `engine`, `redis`, `postgres`, `bench`. */
 function takeSnapshot(rootPid: number | undefined, pgPid: number | undefined): Map<string, number> {
   const by = new Map<string, number>();
   const add = (role: string, ticks: number): void => {

@@ -81,7 +81,7 @@ function levelsTable(rows: [string, ConcurrencyLevel][]): string {
       'max',
       'errors',
       'backlog at end',
-      'CPU % of one core (gateway / dispatcher+writer / engine / redis / postgres / bench)',
+      'CPU % of one core (gateway / dispatcher / writer / engine / redis / postgres / bench)',
     ],
     rows.map(([name, l]) => [
       name,
@@ -94,7 +94,7 @@ function levelsTable(rows: [string, ConcurrencyLevel][]): string {
       ms(l.max_ms),
       n(l.errors),
       n(l.queued_in_redis_at_end),
-      ['gateway', 'dispatcher+writer', 'engine', 'redis', 'postgres', 'bench']
+      ['gateway', 'dispatcher', 'writer', 'engine', 'redis', 'postgres', 'bench']
         .map((k) => l.cpu_percent[k] ?? '—')
         .join(' / '),
     ]),

@@ -96,7 +96,7 @@ const CLI_MAIN = fileURLToPath(import.meta.url);
 /**
  * Keeps one child process running, restarted a second after it dies unasked. Its own process
  * group: a terminal's Ctrl-C reaches matchbox alone, which then stops the parts in order
- * (gateway, then dispatcher and writer, then engine). MATCHBOX_PARENT_PID makes the child stop
+ * (gateway, then dispatcher, then writer, then engine). MATCHBOX_PARENT_PID makes the child stop
  * itself should matchbox die without stopping it.
  */
 function supervise(
@@ -169,7 +169,7 @@ function applyLayout(layout: CpuLayout, services: LocalServices | undefined, log
   }
   log.info(
     { orderPath: layout.front, background: layout.back },
-    'CPUs: gateway and local Redis on the order-path CPU; engine, dispatcher/writer and local PostgreSQL on the others',
+    'CPUs: gateway and local Redis on the order-path CPU; engine, dispatcher, writer and local PostgreSQL on the others',
   );
 }
 
@@ -202,8 +202,10 @@ async function start(config: Config): Promise<void> {
   const sql = connect(full.databaseUrl as string, { max: 1 });
   await migrate(sql);
   await sql.end();
-  // Three processes on two cores: the engine; the dispatcher and writer (the background I/O);
-  // and this one, the gateway alone, so that answering clients never waits behind a batch.
+  // Four processes: the engine; the dispatcher; the writer; and this one, the gateway alone, so
+  // that answering clients never waits behind a batch. The dispatcher and the writer are apart
+  // so that a large flush (thousands of records concatenated, sent and acknowledged) never holds
+  // up the dispatch of the next batch, which is what a fill waits on.
   const children = {
     DATABASE_URL: full.databaseUrl,
     REDIS_URL: full.redisUrl,
@@ -217,13 +219,14 @@ async function start(config: Config): Promise<void> {
     );
     await waitForEngine(full, n);
   }
-  const stopPipeline = supervise(
-    'dispatcher and writer',
-    [CLI_MAIN, 'pipeline'],
+  const stopDispatcher = supervise(
+    'dispatcher',
+    [CLI_MAIN, 'dispatcher'],
     children,
     log,
     layout?.back,
   );
+  const stopWriter = supervise('writer', [CLI_MAIN, 'writer'], children, log, layout?.back);
   const system = await startSystem(
     full,
     { engine: false, dispatcher: false, writer: false, gateway: true },
@@ -246,7 +249,9 @@ Try it:
 Stop with Ctrl-C.`);
   untilSignal(log, async () => {
     await system.stop();
-    await stopPipeline();
+    // The dispatcher's last batch is written before the writer's last flush.
+    await stopDispatcher();
+    await stopWriter();
     for (const s of stopEngines) await s();
     await services?.stop();
   });

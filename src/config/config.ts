@@ -207,7 +207,7 @@ export const SETTINGS = {
     'auto',
     oneOf('auto', 'off'),
     '`auto` or `off`',
-    '`matchbox start` on 2+ CPUs: `auto` runs the gateway and its local Redis on the first CPU and the engine, dispatcher/writer and local PostgreSQL on the others (taskset); `off` leaves placement to the kernel.',
+    '`matchbox start` on 2+ CPUs: `auto` runs the gateway and its local Redis on the first CPU and the engine, dispatcher, writer and local PostgreSQL on the others (taskset); `off` leaves placement to the kernel.',
   ),
   dataDir: setting(
     'DATA_DIR',

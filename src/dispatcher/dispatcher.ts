@@ -173,7 +173,7 @@ export class Dispatcher {
       if (entries === undefined || entries.length === 0) continue;
       if (entries.length < this.options.batchSize && this.lingerMs > 0) {
         // A short read under load: wait a moment for more, so that a batch carries many commands
-        // (each batch costs a gRPC round trip and a MULTI whatever its size).
+        // (each batch costs a gRPC round trip and a script call whatever its size).
         await this.sleep(this.lingerMs);
         const last = entries[entries.length - 1] as [string, string[]];
         const more: XReadReply = await reader.xread(

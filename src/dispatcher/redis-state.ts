@@ -1,5 +1,5 @@
 // What the dispatcher reads back from Redis when it (re)starts: the last sequence whose reports
-// are written (the event stream's last id is `0-<seq>`, and it moves in the same MULTI as the
+// are written (the event stream's last id is `0-<seq>`, and it moves in the same script call as the
 // status cache) and the state of every order that is not final.
 import type { Redis } from 'ioredis';
 import type { OrderState } from '../queue/records.js';
