@@ -155,12 +155,13 @@ export async function buildGateway(
     } catch (err) {
       const forbidden = err instanceof SyntaxError && /forbidden/.test(err.message);
       done(
-        new ApiError('VALIDATION_ERROR', 'The body is not valid JSON.', [
-          {
-            field: '(body)',
-            message: forbidden ? 'has a __proto__ or constructor.prototype key' : 'malformed JSON',
-          },
-        ]),
+        forbidden
+          ? new ApiError('VALIDATION_ERROR', 'The body has a forbidden key.', [
+              { field: '(body)', message: 'has a __proto__ or constructor.prototype key' },
+            ])
+          : new ApiError('VALIDATION_ERROR', 'The body is not valid JSON.', [
+              { field: '(body)', message: 'malformed JSON' },
+            ]),
       );
       return;
     }
