@@ -67,9 +67,9 @@ export const SETTINGS = {
   port: setting('PORT', 8080, int(0, 65535), 'a port 0–65535', 'Port of the gateway.'),
   redisUrl: optional(
     'REDIS_URL',
-    url('redis:', 'rediss:'),
-    'a redis:// URL',
-    'Redis to use; unset: `npm start`/`npm test` start a project-local one under `.data/`.',
+    (raw) => (raw.startsWith('/') ? raw : url('redis:', 'rediss:')(raw)),
+    'a redis:// URL or the absolute path of a Unix socket',
+    'Redis to use (a URL, or the path of its Unix socket); unset: `npm start`/`npm test` start a project-local one under `.data/` (`npm start` talks to it through its Unix socket).',
   ),
   databaseUrl: optional(
     'DATABASE_URL',

@@ -28,6 +28,8 @@ export interface LocalServicesOptions {
 export interface LocalServices {
   /** The local Redis's URL; undefined when not asked for. */
   redisUrl: string | undefined;
+  /** The local Redis's Unix socket, when it has one. */
+  redisSocket: string | undefined;
   /** The local PostgreSQL's `matchbox` database; undefined when not asked for. */
   databaseUrl: string | undefined;
   redis: LocalRedis | undefined;
@@ -77,6 +79,7 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
     }
     return {
       redisUrl: started.redis?.url,
+      redisSocket: started.redis?.socketPath,
       databaseUrl: started.postgres?.url,
       ...started,
       stop,

@@ -18,6 +18,8 @@ describe('configuration', () => {
   it('parses given values', () => {
     const c = loadConfig({ PORT: '9000', ORDER_PATH: 'sync', REDIS_URL: 'redis://10.0.0.1:7000' });
     assert.deepEqual([c.port, c.orderPath, c.redisUrl], [9000, 'sync', 'redis://10.0.0.1:7000']);
+    const socket = loadConfig({ REDIS_URL: '/srv/matchbox/redis.sock', CPU_LAYOUT: 'off' });
+    assert.deepEqual([socket.redisUrl, socket.cpuLayout], ['/srv/matchbox/redis.sock', 'off']);
   });
 
   it('refuses a bad value with a message that names the variable', () => {
@@ -27,6 +29,8 @@ describe('configuration', () => {
       ['ORDER_PATH', 'fast'],
       ['WRITER_BATCH_SIZE', '0'],
       ['REDIS_URL', 'http://localhost'],
+      ['REDIS_URL', 'redis.sock'],
+      ['CPU_LAYOUT', 'pinned'],
       ['DATABASE_URL', 'not a url'],
       ['MATCHBOX_ADMIN_TOKEN', 'short'],
       ['LOG_LEVEL', 'loud'],
