@@ -121,10 +121,10 @@ export const SETTINGS = {
   ),
   dispatchBatch: setting(
     'DISPATCH_BATCH',
-    1_000,
+    250,
     int(1, 100_000),
     'an integer 1–100000',
-    'Most commands the dispatcher sends the engine in one batch.',
+    'Most commands the dispatcher sends the engine in one batch (its outputs are one Redis script, which every other client waits behind).',
   ),
   dispatchLingerMs: setting(
     'DISPATCH_LINGER_MS',

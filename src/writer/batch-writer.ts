@@ -57,6 +57,12 @@ const RETRY_MAX_MS = 5_000;
 /** A failure that lasts this long is logged at error, not warn: it will not cure itself soon. */
 const ALARM_AFTER_MS = 30_000;
 const ACK_CHUNK = 5_000;
+/**
+ * Entries per stream and read. Redis builds a reply while every other client waits, and an event
+ * entry carries a whole dispatched batch: reads of 1,000 took up to 48 ms behind a backlog and
+ * stalled the gateway's submissions with them. Behind a backlog, reads follow each other.
+ */
+const READ_COUNT = 250;
 /** Most stream entries one flush gathers from a backlog. */
 const MAX_FLUSH_ENTRIES = 10_000;
 
@@ -153,7 +159,7 @@ class ShardLoop {
     this.reader.on('error', (err: Error) =>
       w.options.logger.debug({ err: err.message }, 'stream reader connection error'),
     );
-    this.readCount = Math.max(w.options.batchSize, 1_000);
+    this.readCount = READ_COUNT;
   }
 
   get held(): number {
