@@ -147,7 +147,6 @@ class ShardLoop {
   /** Entries deleted from the stream while pending: nothing left to write, only to ack. */
   private gone: { stream: string; id: string }[] = [];
   private firstAt = 0;
-  private readonly readCount: number;
 
   constructor(
     private readonly w: BatchWriter,
@@ -159,7 +158,6 @@ class ShardLoop {
     this.reader.on('error', (err: Error) =>
       w.options.logger.debug({ err: err.message }, 'stream reader connection error'),
     );
-    this.readCount = READ_COUNT;
   }
 
   get held(): number {
@@ -212,7 +210,7 @@ class ShardLoop {
         redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
         continue;
       }
-      backlogged = got >= this.readCount;
+      backlogged = got >= READ_COUNT;
       if (got > 0 && !backlogged && this.held < batchSize) {
         await sleep(Math.min(LINGER_MS, Math.max(0, this.firstAt + flushMs - Date.now())));
       }
@@ -264,7 +262,7 @@ class ShardLoop {
       WRITER_GROUP,
       this.consumer,
       'COUNT',
-      this.readCount,
+      READ_COUNT,
       'STREAMS',
       stream,
       from,
@@ -287,7 +285,7 @@ class ShardLoop {
       WRITER_GROUP,
       this.consumer,
       'COUNT',
-      this.readCount,
+      READ_COUNT,
       ...(block === undefined ? [] : ['BLOCK', block]),
       'STREAMS',
       this.keys.orders,
