@@ -158,19 +158,25 @@ async function waitForEngine(config: Config, shard: number): Promise<void> {
  * forked; later backends inherit it) as the layout says; the local Redis was started bound. A
  * refusal is logged and the system runs unbound.
  */
-function applyLayout(layout: CpuLayout, services: LocalServices | undefined, log: Logger): void {
+function applyLayout(
+  layout: CpuLayout,
+  services: LocalServices | undefined,
+  log: Logger,
+): CpuLayout | undefined {
   const refusals = [
     services?.postgres && pin(services.postgres.pid, layout.back, true),
     pin(process.pid, layout.front),
   ].filter((r): r is string => typeof r === 'string');
   if (refusals.length > 0) {
+    // Where binding is refused, children started through taskset would fail too.
     log.warn({ errors: refusals }, 'could not bind processes to CPUs; running unbound');
-    return;
+    return undefined;
   }
   log.info(
     { orderPath: layout.front, background: layout.back },
     'CPUs: gateway and local Redis on the order-path CPU; engine, dispatcher, writer and local PostgreSQL on the others',
   );
+  return layout;
 }
 
 async function start(config: Config): Promise<void> {
@@ -179,7 +185,7 @@ async function start(config: Config): Promise<void> {
   if (config.cpuLayout === 'auto' && cpus === undefined) {
     log.warn('taskset (util-linux) is not available: CPU_LAYOUT=auto places nothing');
   }
-  const layout = planLayout(config.cpuLayout, cpus);
+  const planned = planLayout(config.cpuLayout, cpus);
   let services: LocalServices | undefined;
   if (config.redisUrl === undefined || config.databaseUrl === undefined) {
     services = await startLocalServices({
@@ -187,10 +193,10 @@ async function start(config: Config): Promise<void> {
       redis: config.redisUrl === undefined,
       postgres: config.databaseUrl === undefined,
       appendfsync: config.redisAppendfsync,
-      ...(layout === undefined ? {} : { layout }),
+      ...(planned === undefined ? {} : { layout: planned }),
     });
   }
-  if (layout !== undefined) applyLayout(layout, services, log);
+  const layout = planned === undefined ? undefined : applyLayout(planned, services, log);
   const admin = adminToken(config);
   const full: Config = {
     ...config,

@@ -145,7 +145,7 @@ export const SETTINGS = {
     50,
     int(1, 100_000),
     'an integer 1–100000',
-    '…or as soon as this many stream records wait, whichever first.',
+    '…or as soon as this many stream records wait, whichever first (behind a backlog one commit takes what is waiting, up to 10,000 records or 32 MB).',
   ),
   highWater: setting(
     'QUEUE_HIGH_WATER',

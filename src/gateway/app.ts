@@ -153,7 +153,9 @@ export async function buildGateway(
       // none is quietly changed into another order either.
       parsed = secureJson.parse(text, null, { protoAction: 'error', constructorAction: 'error' });
     } catch (err) {
-      const forbidden = err instanceof SyntaxError && /forbidden/.test(err.message);
+      const forbidden =
+        err instanceof SyntaxError &&
+        err.message === 'Object contains forbidden prototype property';
       done(
         forbidden
           ? new ApiError('VALIDATION_ERROR', 'The body has a forbidden key.', [

@@ -56,11 +56,15 @@ export function boundCommand(cpus: string | undefined, argv: string[]): string[]
  * processes they fork later inherit it. Returns the error text when taskset refused.
  */
 export function pin(pid: number, cpus: string, tree = false): string | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return `no process to bind (pid ${pid})`;
   const pids = tree ? [pid, ...childrenOf(pid)] : [pid];
   for (const p of pids) {
     const r = spawnSync('taskset', ['-a', '-cp', cpus, String(p)], { encoding: 'utf8' });
     if (r.error !== undefined) return r.error.message;
-    if (r.status !== 0) return (r.stderr || `taskset exited with ${r.status}`).trim();
+    // A child that ended while we went through the list needs no binding.
+    if (r.status !== 0 && (p === pid || /No such process/i.test(r.stderr) === false)) {
+      return (r.stderr || `taskset exited with ${r.status}`).trim();
+    }
   }
   return undefined;
 }

@@ -63,8 +63,12 @@ const ACK_CHUNK = 5_000;
  * stalled the gateway's submissions with them. Behind a backlog, reads follow each other.
  */
 const READ_COUNT = 250;
-/** Most stream entries one flush gathers from a backlog. */
+/**
+ * Most one flush gathers from a backlog: entries, and bytes of their payloads (an event entry
+ * carries a whole dispatched batch, and a flush's JSON is one string).
+ */
 const MAX_FLUSH_ENTRIES = 10_000;
+const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -147,6 +151,8 @@ class ShardLoop {
   /** Entries deleted from the stream while pending: nothing left to write, only to ack. */
   private gone: { stream: string; id: string }[] = [];
   private firstAt = 0;
+  /** Bytes of the payloads held. */
+  private heldBytes = 0;
 
   constructor(
     private readonly w: BatchWriter,
@@ -190,7 +196,11 @@ class ShardLoop {
       const now = Date.now();
       const held = this.held;
       const due = held >= batchSize || now >= this.firstAt + flushMs;
-      const gather = backlogged && held < MAX_FLUSH_ENTRIES && now < this.firstAt + flushMs;
+      const gather =
+        backlogged &&
+        held < MAX_FLUSH_ENTRIES &&
+        this.heldBytes < MAX_FLUSH_BYTES &&
+        now < this.firstAt + flushMs;
       if (held > 0 && due && !gather) {
         await this.flush();
         continue;
@@ -313,6 +323,7 @@ class ShardLoop {
         this.gone.push({ stream, id });
       } else if (fields[0] === field && typeof fields[1] === 'string') {
         into.push({ id, raw: fields[1] });
+        this.heldBytes += fields[1].length;
       } else {
         this.unreadable.push({
           stream,
@@ -443,6 +454,7 @@ class ShardLoop {
   }
 
   private clear(): void {
+    this.heldBytes = 0;
     this.placed = [];
     this.events = [];
     this.unreadable = [];

@@ -128,5 +128,11 @@ describe('write-batch.lua', () => {
     assert.equal(event.last_seq, lastSeq);
     assert.deepEqual(event.orders, all);
     assert.deepEqual(event.trades, trades);
+
+    // Sent again (a reply lost with the connection): nothing is written twice.
+    await writeBatch(redis, keys, batch, TTL);
+    assert.equal(await redis.llen(keys.fills(taker.id)), 450);
+    assert.equal(await redis.llen(keys.trades('AAPL')), 450);
+    assert.equal(await redis.xlen(keys.events), 1);
   });
 });

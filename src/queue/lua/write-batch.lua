@@ -21,7 +21,21 @@
 --   fill JSONs, oldest first
 -- then, per trades list: the count c, then c trade JSONs, oldest first (the list is newest first)
 --
--- Returns the number of orders written.
+-- Returns the number of orders written; 0 when the event stream is already at the batch's last
+-- seq (a re-sent call: nothing is written twice).
+-- A batch already written (ioredis re-sends a command whose reply a dropped connection lost)
+-- writes nothing again: its fills and trades would be pushed twice.
+local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
+if type(info) == 'table' and info.err == nil then
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      if tonumber(string.match(info[i + 1], '-(%d+)$')) >= tonumber(ARGV[9]) then
+        return 0
+      end
+    end
+  end
+end
+
 local n, f, t = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl = ARGV[4]
 local CHUNK = 200
