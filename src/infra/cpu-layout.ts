@@ -5,7 +5,7 @@
 // dispatcher and writer, PostgreSQL — runs on the others, where its batches cannot delay an
 // answer. Applied with taskset (util-linux), by pid, to every thread.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { childrenOf } from './processes.js';
 
 export type CpuLayoutSetting = 'auto' | 'off';
 
@@ -67,21 +67,4 @@ export function pin(pid: number, cpus: string, tree = false): string | undefined
     }
   }
   return undefined;
-}
-
-/** Pids whose parent is `pid`, from /proc. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      // Field 4 (ppid) follows the command name, which is in parentheses and may hold spaces.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(name));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return out;
 }

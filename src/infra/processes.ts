@@ -1,6 +1,6 @@
 // Questions about other processes by pid: the servers we start outlive a matchbox that is killed,
 // so the next run finds them through their pid files and must tell a live server from a stale file.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** True when `pid` runs (a zombie, which nobody may ever reap in a container, counts as gone). */
@@ -78,4 +78,21 @@ export function readPidFile(path: string, line = 0): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Pids whose parent is `pid`, from /proc. */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // Field 4 (ppid) follows the command name, which is in parentheses and may hold spaces.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return out;
 }
