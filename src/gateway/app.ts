@@ -97,6 +97,8 @@ export async function buildGateway(
 ): Promise<
   FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger, TypeBoxTypeProvider>
 > {
+  // The level is fixed at start: decided once, not per request.
+  const requestLoggers = deps.logger.isLevelEnabled('debug');
   const app = Fastify({
     loggerInstance: deps.logger,
     bodyLimit: deps.config.bodyLimit,
@@ -105,7 +107,7 @@ export async function buildGateway(
     // A child logger per request costs an object and a serialised binding on the hot path; below
     // debug, request lines are not written, and faults are logged with the URL instead.
     childLoggerFactory: (logger, bindings, opts) =>
-      deps.logger.isLevelEnabled('debug') ? logger.child(bindings, opts) : logger,
+      requestLoggers ? logger.child(bindings, opts) : logger,
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
 

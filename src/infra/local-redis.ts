@@ -88,6 +88,7 @@ class PortInUse extends Error {}
 class RedisServer implements LocalRedis {
   private child: ChildProcess | undefined;
   private exit: Promise<void> = Promise.resolve();
+  readonly socketPath: string | undefined;
 
   constructor(
     private readonly binary: string,
@@ -96,16 +97,14 @@ class RedisServer implements LocalRedis {
     readonly appendfsync: AppendFsync,
     private readonly startTimeoutMs: number,
     private readonly cpus: LocalRedisOptions['cpus'],
-  ) {}
+  ) {
+    const path = join(dir, 'redis.sock');
+    // sun_path holds 108 bytes with its terminating NUL.
+    this.socketPath = Buffer.byteLength(path) < 100 ? path : undefined;
+  }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
-  }
-
-  get socketPath(): string | undefined {
-    const path = join(this.dir, 'redis.sock');
-    // sun_path holds 108 bytes with its terminating NUL.
-    return Buffer.byteLength(path) < 100 ? path : undefined;
   }
 
   get pid(): number {
