@@ -189,8 +189,9 @@ class ShardLoop {
     await this.readPending();
     let redisDelay = RETRY_FIRST_MS;
     // A full read means more is waiting: behind a backlog, one flush takes all that is there (up
-    // to MAX_FLUSH_ENTRIES), so that each transaction's fixed costs — the commit's WAL fsync, the
-    // acknowledgements, the round trips — are paid once per thousands of records, not per page.
+    // to MAX_FLUSH_ENTRIES or MAX_FLUSH_BYTES), so that each transaction's fixed costs — the
+    // commit's WAL fsync, the acknowledgements, the round trips — are paid once per thousands of
+    // records, not per page.
     let backlogged = false;
     while (!this.w.stopping) {
       const now = Date.now();
