@@ -18,6 +18,7 @@ import { shardAddress } from '../engine-service/address.js';
 import { allowedCpus, boundCommand, pin, planLayout } from '../infra/cpu-layout.js';
 import type { CpuLayout } from '../infra/cpu-layout.js';
 import { startLocalServices } from '../infra/local-services.js';
+import { startMetricsServer } from '../metrics/metrics-server.js';
 import type { LocalServices } from '../infra/local-services.js';
 import { startSystem } from '../system/system.js';
 import type { Components } from '../system/system.js';
@@ -220,20 +221,36 @@ async function start(config: Config): Promise<void> {
     ORDER_PATH: full.orderPath,
   };
   const stopEngines: (() => Promise<void>)[] = [];
+  // Prometheus endpoints: the dispatcher on METRICS_PORT, the writer on the next port, engine
+  // shard n on the one after + n (each engine adds its shard to the port it is given).
+  const metricsPort = (offset: number): string =>
+    String(full.metricsPort === 0 ? 0 : full.metricsPort + offset);
   for (let n = 0; n < full.shards; n++) {
     stopEngines.push(
-      supervise(`engine ${n}`, [ENGINE_MAIN], { ...children, SHARD: String(n) }, log, layout?.back),
+      supervise(
+        `engine ${n}`,
+        [ENGINE_MAIN],
+        { ...children, SHARD: String(n), METRICS_PORT: metricsPort(2) },
+        log,
+        layout?.back,
+      ),
     );
     await waitForEngine(full, n);
   }
   const stopDispatcher = supervise(
     'dispatcher',
     [CLI_MAIN, 'dispatcher'],
-    children,
+    { ...children, METRICS_PORT: metricsPort(0) },
     log,
     layout?.back,
   );
-  const stopWriter = supervise('writer', [CLI_MAIN, 'writer'], children, log, layout?.back);
+  const stopWriter = supervise(
+    'writer',
+    [CLI_MAIN, 'writer'],
+    { ...children, METRICS_PORT: metricsPort(1) },
+    log,
+    layout?.back,
+  );
   const system = await startSystem(
     full,
     { engine: false, dispatcher: false, writer: false, gateway: true },
@@ -243,6 +260,7 @@ async function start(config: Config): Promise<void> {
   console.log(`
 matchbox is running at ${url}  (order path: ${full.orderPath})
   API docs:     ${url}/docs
+  metrics:      ${url}/metrics${full.metricsPort === 0 ? '' : `, dispatcher :${metricsPort(0)}, writer :${metricsPort(1)}, engine :${metricsPort(2)}${full.shards > 1 ? '+shard' : ''} (/metrics)`}
   admin token:  ${admin.where === 'MATCHBOX_ADMIN_TOKEN' ? 'from MATCHBOX_ADMIN_TOKEN' : `in ${admin.where}`}
   Redis:        ${full.redisUrl}${services?.redisSocket !== undefined && full.redisUrl === services.redisSocket ? `  (also ${services.redisUrl})` : ''}
   PostgreSQL:   ${full.databaseUrl}
@@ -274,9 +292,16 @@ const PARTS: Record<string, Components> = {
 
 async function part(config: Config, components: Components, name: string): Promise<void> {
   const log = logger(config, name);
+  // The gateway serves /metrics itself; the others have an endpoint of their own.
+  const metrics = components.gateway
+    ? undefined
+    : await startMetricsServer(config.metricsHost, config.metricsPort, name, log);
   const system = await startSystem(config, components, log);
   if (system.url !== undefined) log.info({ url: system.url }, 'gateway listening');
-  untilSignal(log, () => system.stop());
+  untilSignal(log, async () => {
+    await system.stop();
+    await metrics?.close();
+  });
   watchParent(() => process.kill(process.pid, 'SIGTERM'));
 }
 

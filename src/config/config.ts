@@ -202,6 +202,27 @@ export const SETTINGS = {
     'fatal, error, warn, info, debug, trace or silent',
     'Log level (pino); pretty in a terminal, JSON otherwise.',
   ),
+  metricsHost: setting(
+    'METRICS_HOST',
+    '127.0.0.1',
+    text,
+    'a host name or address',
+    'Address of the Prometheus endpoint of the processes other than the gateway (which serves `/metrics` itself).',
+  ),
+  metricsPort: setting(
+    'METRICS_PORT',
+    9464,
+    int(0, 65535),
+    'a port 0–65535 (0: off)',
+    '`GET /metrics` of `matchbox dispatcher`, `writer`, `pipeline` and `engine` (shard n on port + n). `matchbox start` gives the dispatcher this port, the writer the next and engine shard n the one after + n.',
+  ),
+  readyMaxLag: setting(
+    'READY_MAX_LAG',
+    1000,
+    int(0),
+    'an integer ≥ 0',
+    '`/ready` is true once every engine has applied its stream to within this many commands of the head.',
+  ),
   cpuLayout: setting(
     'CPU_LAYOUT',
     'auto',

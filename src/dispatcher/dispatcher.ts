@@ -8,8 +8,10 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
+import { EngineUnavailableError } from '../engine-service/client.js';
 import type { EngineClient, EngineSession } from '../engine-service/client.js';
 import type { Command } from '../engine/types.js';
+import { componentErrors, dispatcherMetrics } from '../metrics/pipeline.js';
 import { shardKeys } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
 import type { CommandRecord, OrderState } from '../queue/records.js';
@@ -132,6 +134,9 @@ export class Dispatcher {
         });
       } catch (err) {
         if (this.stopping) break;
+        const dependency = err instanceof EngineUnavailableError ? 'engine' : 'redis';
+        componentErrors.inc({ dependency, component: 'dispatcher' });
+        dispatcherMetrics.reconnects.inc({ shard: this.keys.shard });
         this.logger.warn({ err, retryInMs: backoff }, 'dispatch interrupted; reconnecting');
         await this.sleep(backoff);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
@@ -215,7 +220,10 @@ export class Dispatcher {
     const lastSeq = (commands[commands.length - 1] as Command).seq;
     const sentAt = performance.now();
     const reply = await session.send(commands);
-    this.counters.engineMs += performance.now() - sentAt;
+    const engineMs = performance.now() - sentAt;
+    this.counters.engineMs += engineMs;
+    const shard = { shard: this.keys.shard };
+    dispatcherMetrics.engineSeconds.observe(shard, engineMs / 1000);
     if (reply.lastSeq !== lastSeq) {
       throw new Error(`engine answered last seq ${reply.lastSeq} for a batch ending at ${lastSeq}`);
     }
@@ -235,12 +243,17 @@ export class Dispatcher {
     });
     const writeAt = performance.now();
     await writeBatch(this.options.redis, this.keys, batch, this.options.statusTtlS);
-    this.counters.writeMs += performance.now() - writeAt;
+    const writeMs = performance.now() - writeAt;
+    this.counters.writeMs += writeMs;
     commit(this.open, batch);
     this.written = lastSeq;
     this.counters.batches++;
     this.counters.commands += lastSeq - firstSeq + 1;
     this.counters.lastBatchSize = commands.length;
+    dispatcherMetrics.writeSeconds.observe(shard, writeMs / 1000);
+    dispatcherMetrics.batches.inc(shard);
+    dispatcherMetrics.commands.inc(shard, lastSeq - firstSeq + 1);
+    dispatcherMetrics.batchSize.observe(shard, commands.length);
     return lastSeq;
   }
 

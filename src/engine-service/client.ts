@@ -6,12 +6,16 @@ import type { Command, Depth, ExecutionReport } from '../engine/types.js';
 import {
   CHANNEL_OPTIONS,
   engineService,
+  fromWireLiveOrder,
   fromWireReport,
   shardName,
   toWireCommand,
 } from './proto.js';
 import type { DepthReply, DepthRequest, LastAppliedReply, LastAppliedRequest } from './proto.js';
+import type { LiveOrder, LiveOrdersReply, LiveOrdersRequest } from './proto.js';
 import type { SessionReply, SessionRequest } from './proto.js';
+
+export type { LiveOrder } from './proto.js';
 
 /** The engine could not be reached, or the session to it broke. */
 export class EngineUnavailableError extends Error {
@@ -50,6 +54,11 @@ interface RawEngineClient extends grpc.Client {
     req: DepthRequest,
     options: grpc.CallOptions,
     cb: UnaryCallback<DepthReply>,
+  ): grpc.ClientUnaryCall;
+  LiveOrders(
+    req: LiveOrdersRequest,
+    options: grpc.CallOptions,
+    cb: UnaryCallback<LiveOrdersReply>,
   ): grpc.ClientUnaryCall;
 }
 
@@ -182,6 +191,15 @@ export class EngineClient {
       bids: r.bids,
       asks: r.asks,
       seq: r.seq,
+    }));
+  }
+
+  /** Every live order of the shard and the sequence the engine stands at. */
+  liveOrders(): Promise<{ seq: number; orders: LiveOrder[] }> {
+    const req: LiveOrdersRequest = { shard: shardName(this.shard) };
+    return this.unary<LiveOrdersReply>((o, cb) => this.raw.LiveOrders(req, o, cb)).then((r) => ({
+      seq: r.seq,
+      orders: r.orders.map(fromWireLiveOrder),
     }));
   }
 

@@ -4,8 +4,11 @@
 import { pino } from 'pino';
 import { loadConfig } from '../config/config.js';
 import { connect } from '../db/client.js';
+import { startMetricsServer } from '../metrics/metrics-server.js';
 import { shardAddress } from './address.js';
+import { untilReachable } from '../db/pg-errors.js';
 import { startEngineService } from './server.js';
+import type { EngineService } from './server.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -19,23 +22,34 @@ async function main(): Promise<void> {
     logger.fatal(`SHARD=${process.env.SHARD} is not a shard of 0..${config.shards - 1}`);
     process.exit(2);
   }
-  const sql = connect(config.databaseUrl, { max: 2 });
-  const service = await startEngineService({
-    shard,
-    address: shardAddress(config.engineAddress, shard),
-    sql,
-    snapshotEvery: config.snapshotEvery,
-    snapshotIntervalMs: config.snapshotIntervalMs,
+  const metrics = await startMetricsServer(
+    config.metricsHost,
+    config.metricsPort === 0 ? 0 : config.metricsPort + shard,
+    'engine',
     logger,
+  );
+  const sql = connect(config.databaseUrl, { max: 2 });
+  // Its state is in PostgreSQL: started while that is down, it waits for it.
+  let service: EngineService | undefined;
+  await untilReachable('PostgreSQL', logger, async () => {
+    service = await startEngineService({
+      shard,
+      address: shardAddress(config.engineAddress, shard),
+      sql,
+      snapshotEvery: config.snapshotEvery,
+      snapshotIntervalMs: config.snapshotIntervalMs,
+      logger,
+    });
   });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
-    service
+    (service as EngineService)
       .stop()
       .then(() => sql.end({ timeout: 5 }))
+      .then(() => metrics?.close())
       .then(
         () => process.exit(0),
         (err: unknown) => {

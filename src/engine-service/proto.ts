@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Command, CommandType, ExecutionReport, OrderType, Side } from '../engine/types.js';
+import type { OrderStatus, OrderView } from '../engine/types.js';
 import type { EventKind, Reason, Stp, TimeInForce } from '../engine/types.js';
 
 /** From dist/src/engine-service the proto is three levels up, from src/engine-service two. */
@@ -121,6 +122,65 @@ export interface DepthReply {
   bids: WireLevel[];
   asks: WireLevel[];
   seq: number;
+}
+
+export interface LiveOrdersRequest {
+  shard: string;
+}
+export interface WireLiveOrder {
+  order_id: number;
+  owner_id: number;
+  symbol: string;
+  side: number;
+  order_type: number;
+  price: number;
+  stop_price: number;
+  quantity: number;
+  leaves: number;
+  filled: number;
+  status: number;
+  priority: number;
+}
+export interface LiveOrdersReply {
+  seq: number;
+  orders: WireLiveOrder[];
+}
+
+/** A live order as LiveOrders reports it for reconciliation. */
+export type LiveOrder = Omit<OrderView, 'tif' | 'postOnly' | 'stp'>;
+
+export function toWireLiveOrder(o: LiveOrder): WireLiveOrder {
+  return {
+    order_id: o.orderId,
+    owner_id: o.ownerId,
+    symbol: o.symbol,
+    side: o.side,
+    order_type: o.orderType,
+    price: o.price,
+    stop_price: o.stopPrice,
+    quantity: o.quantity,
+    leaves: o.leaves,
+    filled: o.filled,
+    status: o.status,
+    priority: o.priority,
+  };
+}
+
+export function fromWireLiveOrder(w: WireLiveOrder): LiveOrder {
+  return {
+    orderId: w.order_id,
+    ownerId: w.owner_id,
+    symbol: w.symbol,
+    side: w.side as Side,
+    orderType: w.order_type as OrderType,
+    price: w.price,
+    stopPrice: w.stop_price,
+    quantity: w.quantity,
+    leaves: w.leaves,
+    filled: w.filled,
+    status: w.status as OrderStatus,
+    priority: w.priority,
+  };
 }
 
 export function toWireCommand(c: Command): WireCommand {

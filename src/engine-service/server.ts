@@ -4,8 +4,10 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
-import { CHANNEL_OPTIONS, engineService, shardName } from './proto.js';
+import { engineMetrics, restingSources } from '../metrics/pipeline.js';
+import { CHANNEL_OPTIONS, engineService, shardName, toWireLiveOrder } from './proto.js';
 import type { DepthReply, DepthRequest, LastAppliedReply, LastAppliedRequest } from './proto.js';
+import type { LiveOrdersReply, LiveOrdersRequest } from './proto.js';
 import type { SessionReply, SessionRequest, WireLevel } from './proto.js';
 import { ShardEngine } from './shard-engine.js';
 import { SnapshotStore } from './snapshot-store.js';
@@ -44,6 +46,10 @@ export async function startEngineService(options: EngineServiceOptions): Promise
   );
   snapshots.reset(engine.lastSeq);
   logger.info({ shard, seq: engine.lastSeq, snapshot: loaded !== undefined }, 'engine loaded');
+  const labels = { shard };
+  engineMetrics.lastSeq.set(labels, engine.lastSeq);
+  const resting = { shard, resting: () => engine.core.restingBySymbol() };
+  restingSources.add(resting);
 
   /** The one live dispatcher session; a newer one supersedes it. */
   let current: SessionCall | undefined;
@@ -75,11 +81,17 @@ export async function startEngineService(options: EngineServiceOptions): Promise
         if (call !== current) return;
         engine.reset(snapshot?.data);
         snapshots.reset(engine.lastSeq);
+        engineMetrics.rollbacks.inc(labels);
+        engineMetrics.lastSeq.set(labels, engine.lastSeq);
         logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');
       }
       call.write({ ready: { last_seq: engine.lastSeq } });
     } else if (req.msg === 'batch' && req.batch) {
+      const started = performance.now();
       const batch = engine.apply(req.batch.commands);
+      engineMetrics.batchSeconds.observe(labels, (performance.now() - started) / 1000);
+      engineMetrics.commands.inc(labels, batch.applied);
+      engineMetrics.lastSeq.set(labels, batch.lastSeq);
       call.write({ reports: { last_seq: batch.lastSeq, reports: batch.reports } });
       snapshots.applied(batch.applied);
     } else {
@@ -118,16 +130,33 @@ export async function startEngineService(options: EngineServiceOptions): Promise
     call.on('cancelled', done);
   };
 
+  /** False (and the call answered INVALID_ARGUMENT) when a request names another shard. */
+  const ours = (asked: string, callback: (err: grpc.ServiceError) => void): boolean => {
+    if (asked === '' || asked === shard) return true;
+    callback(
+      Object.assign(new Error(`this engine serves ${shard}`), {
+        code: grpc.status.INVALID_ARGUMENT,
+        details: `this engine serves ${shard}`,
+        metadata: new grpc.Metadata(),
+      }),
+    );
+    return false;
+  };
+
   const lastApplied = (
     call: grpc.ServerUnaryCall<LastAppliedRequest, LastAppliedReply>,
     callback: grpc.sendUnaryData<LastAppliedReply>,
   ): void => {
-    const asked = call.request.shard;
-    if (asked !== '' && asked !== shard) {
-      callback({ code: grpc.status.INVALID_ARGUMENT, details: `this engine serves ${shard}` });
-      return;
-    }
-    callback(null, { last_seq: engine.lastSeq });
+    if (ours(call.request.shard, callback)) callback(null, { last_seq: engine.lastSeq });
+  };
+
+  const liveOrders = (
+    call: grpc.ServerUnaryCall<LiveOrdersRequest, LiveOrdersReply>,
+    callback: grpc.sendUnaryData<LiveOrdersReply>,
+  ): void => {
+    if (!ours(call.request.shard, callback)) return;
+    const orders = engine.core.liveOrders().map(toWireLiveOrder);
+    callback(null, { seq: engine.lastSeq, orders });
   };
 
   const depth = (
@@ -154,6 +183,7 @@ export async function startEngineService(options: EngineServiceOptions): Promise
     Session: session,
     LastApplied: lastApplied,
     Depth: depth,
+    LiveOrders: liveOrders,
   });
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, p) =>
@@ -173,6 +203,7 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       // A dispatcher never ends its half of a session, so a graceful shutdown would only wait.
       server.forceShutdown();
       await snapshots.final();
+      restingSources.delete(resting);
       logger.info({ shard, seq: engine.lastSeq }, 'engine stopped');
     },
   };

@@ -14,7 +14,7 @@ export class SnapshotStore {
   constructor(
     private readonly sql: Sql,
     /** The shard's name, `s0`. */
-    private readonly shard: string,
+    readonly shard: string,
   ) {}
 
   /** The newest snapshot with seq ≤ `atMost` (any when omitted), or undefined. */

@@ -1,6 +1,7 @@
 // When the engine snapshots: after `every` commands or `intervalMs` with anything applied. The
 // state is serialised synchronously between batches (so it is one consistent point) and written
 // asynchronously; one write at a time, and a failed write only means the next trigger tries again.
+import { componentErrors, engineMetrics } from '../metrics/pipeline.js';
 import type { Logger } from 'pino';
 import type { MatchingEngine } from '../engine/matching-engine.js';
 import type { SnapshotStore } from './snapshot-store.js';
@@ -66,11 +67,13 @@ export class Snapshotter {
     this.writing = this.store.save(seq, data).then(
       () => {
         this.savedSeq = Math.max(this.savedSeq, seq);
+        engineMetrics.snapshots.inc({ shard: this.store.shard });
         this.logger.info({ seq, bytes: data.length, ms: Date.now() - started }, 'snapshot stored');
       },
       (err: unknown) => {
         // Put the count back so the next batch or tick retries; the engine runs on regardless.
         this.sinceLast += counted;
+        componentErrors.inc({ dependency: 'postgres', component: 'engine' });
         this.logger.error({ err, seq }, 'snapshot write failed; will retry');
       },
     );

@@ -58,6 +58,17 @@ export class MatchingEngine {
     return this.resting;
   }
 
+  /** Orders resting in each symbol's book (both sides; waiting stops excluded). */
+  restingBySymbol(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const [symbol, book] of this.books) {
+      let n = 0;
+      for (const side of [book.bids, book.asks]) for (const level of side.levels) n += level.count;
+      counts.set(symbol, n);
+    }
+    return counts;
+  }
+
   /**
    * Applies one command, appending its reports to `out` (which is not cleared first). Returns false,
    * with no report, when the command's sequence is not above the last applied one.

@@ -12,6 +12,7 @@ import secureJson from 'secure-json-parse';
 import type { FastifyError, FastifyInstance, FastifyRequest, RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
+import { componentErrors } from '../metrics/pipeline.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { AppliedWatcher } from '../queue/applied-watcher.js';
@@ -32,7 +33,14 @@ import type { EngineView, GatewayStore } from './store.js';
 export interface GatewayDeps {
   config: Pick<
     Config,
-    'orderPath' | 'bodyLimit' | 'rateLimit' | 'adminToken' | 'logLevel' | 'host' | 'port'
+    | 'orderPath'
+    | 'bodyLimit'
+    | 'rateLimit'
+    | 'adminToken'
+    | 'logLevel'
+    | 'readyMaxLag'
+    | 'host'
+    | 'port'
   >;
   queue: OrderQueue;
   /** The connection `queue` uses; sync mode subscribes through a duplicate of it. */
@@ -91,6 +99,32 @@ function detailsOf(errors: ErrorObject[], part: string): ErrorDetail[] {
   return [...seen.values()];
 }
 
+/** Gateways being drained (see closeGateway). */
+const draining = new WeakSet<object>();
+/** How long a stopping gateway keeps serving with `Connection: close` before it closes. */
+const DRAIN_MS = 250;
+
+/**
+ * Stops a listening gateway without leaving a client's request unanswered. Closing a keep-alive
+ * connection that looks idle races a client that is sending on it just then: its request is
+ * lost unread, and the client cannot know whether it was taken. So first, for up to DRAIN_MS,
+ * every answer carries `Connection: close` and each client connection ends after its next
+ * answer; only then does the server stop (answering what is in flight, closing what is left).
+ */
+export async function closeGateway(app: {
+  server: { getConnections(cb: (err: Error | null, n: number) => void): void };
+  close(): PromiseLike<unknown>;
+}): Promise<void> {
+  draining.add(app);
+  const until = Date.now() + DRAIN_MS;
+  const open = (): Promise<number> =>
+    new Promise((resolve) => app.server.getConnections((err, n) => resolve(err ? 0 : n)));
+  while (Date.now() < until && (await open()) > 0) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await app.close();
+}
+
 /** Builds the app; call `ready()` (or inject) before use. */
 export async function buildGateway(
   deps: GatewayDeps,
@@ -119,6 +153,11 @@ export async function buildGateway(
     metrics: new GatewayMetrics(),
     applied: new AppliedWatcher(deps.redis, deps.queue.shards),
   };
+  const unwatch = ctx.metrics.watch(deps.redis, deps.queue.shards);
+  app.addHook('onClose', (_app, done) => {
+    unwatch();
+    done();
+  });
   if (deps.config.orderPath === 'sync') {
     await ctx.applied.start();
     app.addHook('onClose', (_app, done) => {
@@ -172,8 +211,9 @@ export async function buildGateway(
     done(null, parsed);
   });
   app.decorateRequest('rawNumbers', null as unknown as Record<string, string>);
-  app.addHook('onRequest', (req, _reply, done) => {
+  app.addHook('onRequest', (req, reply, done) => {
     req.rawNumbers = {};
+    if (draining.has(app)) void reply.header('connection', 'close');
     done();
   });
   app.addHook('onResponse', (req, reply, done) => {
@@ -199,6 +239,7 @@ export async function buildGateway(
     } else if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
       e = new ApiError('VALIDATION_ERROR', 'The request is not valid.');
     } else if (isConnectionError(err)) {
+      componentErrors.inc({ dependency: dependencyOf(err), component: 'gateway' });
       req.log.warn({ err, url: req.url }, 'a required component is unreachable');
       e = new ApiError('UNAVAILABLE', undefined, undefined, 1);
     } else {
@@ -235,11 +276,24 @@ export async function buildGateway(
   return app;
 }
 
+/** Which dependency a connection error came from. */
+function dependencyOf(err: Error): 'redis' | 'postgres' | 'engine' {
+  const code = (err as { code?: string }).code ?? '';
+  if (err.name === 'EngineUnavailableError' || /engine/i.test(err.message)) return 'engine';
+  if (err.name === 'PostgresError' || /^(08|57P0)|CONNECTION_|CONNECT_TIMEOUT/.test(code)) {
+    return 'postgres';
+  }
+  if (/PostgreSQL/.test(err.message)) return 'postgres';
+  return 'redis';
+}
+
 /** Errors that mean Redis, PostgreSQL or the engine could not be reached in time. */
 function isConnectionError(err: Error): boolean {
   const code = (err as { code?: string }).code ?? '';
   return (
     /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_/.test(code) ||
+    // PostgreSQL: connection exceptions (08…), shutting down or starting up (57P01–57P03).
+    /^(08|57P0[123])/.test(code) ||
     /Connection is closed|Stream isn't writeable|max retries|Command timed out|UNAVAILABLE|DEADLINE/i.test(
       err.message,
     )

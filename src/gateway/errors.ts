@@ -15,6 +15,10 @@ export const ERRORS = {
   INTERNAL: { status: 500, message: 'Internal error.' },
   OVERLOADED: { status: 503, message: 'The order queue is above its high-water mark.' },
   UNAVAILABLE: { status: 503, message: 'A required component is unavailable.' },
+  OUTCOME_UNKNOWN: {
+    status: 504,
+    message: 'The queue did not confirm the order in time; it may have been accepted.',
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -141,6 +141,19 @@ export const Trades = Type.Object({
 });
 
 const Component = Type.Enum(['ok', 'down'] as const);
+export const Ready = Type.Object({
+  ready: Type.Boolean(),
+  shards: Type.Array(
+    Type.Object({
+      shard: Type.String(),
+      /** The last sequence queued in the shard's order stream. */
+      head: Type.Integer(),
+      /** The last sequence its engine applied; null when the engine did not answer. */
+      applied: Type.Union([Type.Integer(), Type.Null()]),
+    }),
+  ),
+});
+
 export const Health = Type.Object({
   status: Type.Enum(['ok', 'degraded'] as const),
   components: Type.Object({ redis: Component, postgres: Component, engine: Component }),

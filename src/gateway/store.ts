@@ -63,5 +63,6 @@ export interface EngineView {
     symbol: string,
     levels: number,
   ): Promise<{ bids: EngineLevel[]; asks: EngineLevel[]; seq: number }>;
-  lastApplied(): Promise<number>;
+  /** The last applied sequence of each shard's engine, by shard index. */
+  lastApplied(): Promise<number[]>;
 }

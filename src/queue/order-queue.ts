@@ -9,11 +9,16 @@ import type { Fill, OrderState, TradeRecord } from './records.js';
 
 const SUBMIT = 'submit-order-5.lua';
 const CANCEL = 'cancel-order-3.lua';
+const SETTLE = 'settle-submit-1.lua';
+/** How long a submit whose reply was lost keeps asking Redis what became of it. */
+const SETTLE_FOR_MS = 2_000;
+const SETTLE_EVERY_MS = 100;
 
 type Reply = (string | number)[];
 interface ScriptedRedis {
   mbSubmitOrder(...args: (string | number)[]): Promise<Reply>;
   mbCancelOrder(...args: (string | number)[]): Promise<Reply>;
+  mbSettleSubmit(...args: (string | number)[]): Promise<Reply>;
 }
 
 export type SubmitResult =
@@ -21,7 +26,12 @@ export type SubmitResult =
   | { kind: 'duplicate'; orderId: string }
   | { kind: 'overloaded'; backlog: number }
   /** Redis ran the script only after the gateway had given up on it: nothing was written. */
-  | { kind: 'expired' };
+  | { kind: 'expired' }
+  /**
+   * The reply was lost and Redis could not be asked in time what became of the order: it may
+   * have been accepted.
+   */
+  | { kind: 'unknown' };
 
 export type CancelResult =
   | { kind: 'missing' }
@@ -66,6 +76,10 @@ export class OrderQueue {
       numberOfKeys: keyCount(CANCEL),
       lua: lua(CANCEL),
     });
+    redis.defineCommand('mbSettleSubmit', {
+      numberOfKeys: keyCount(SETTLE),
+      lua: lua(SETTLE),
+    });
     this.redis = redis as Redis & ScriptedRedis;
     this.writes = new WriteCoalescer(redis);
   }
@@ -83,11 +97,28 @@ export class OrderQueue {
   /**
    * Queues an accepted order: one EVALSHA. `deadlineMs` (epoch ms) must fall before the client
    * connection's command timeout, so that a script Redis runs late is refused, never half-known.
+   * When the reply is lost (the connection broke with the script sent, or the command timed out)
+   * the order may or may not be in the stream: Redis is asked until it can say (see `settle`).
    */
   async submit(order: OrderState, deadlineMs: number): Promise<SubmitResult> {
     const k = this.shardFor(order.symbol);
+    let reply: Reply;
+    try {
+      reply = await this.send(k, order, deadlineMs);
+    } catch (err) {
+      if (!replyLost(err)) throw err;
+      return this.settle(k, order.id, deadlineMs);
+    }
+    const code = Number(reply[0]);
+    if (code === 1) return { kind: 'accepted', seq: Number(reply[1]) };
+    if (code === 2) return { kind: 'duplicate', orderId: String(reply[1]) };
+    if (code === 3) return { kind: 'overloaded', backlog: Number(reply[1]) };
+    return { kind: 'expired' };
+  }
+
+  private send(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {
     const cid = order.client_order_id;
-    const reply = await this.writes.send(() =>
+    return this.writes.send(() =>
       this.redis.mbSubmitOrder(
         k.seq,
         k.orders,
@@ -104,11 +135,23 @@ export class OrderQueue {
         deadlineMs,
       ),
     );
-    const code = Number(reply[0]);
-    if (code === 1) return { kind: 'accepted', seq: Number(reply[1]) };
-    if (code === 2) return { kind: 'duplicate', orderId: String(reply[1]) };
-    if (code === 3) return { kind: 'overloaded', backlog: Number(reply[1]) };
-    return { kind: 'expired' };
+  }
+
+  /**
+   * What became of a submit whose reply was lost: asked every 100 ms for up to 2 s, through
+   * reconnects (a restarted Redis answers from its AOF). Redis alone decides, by its own clock,
+   * when the submit's deadline has passed and the answer is final.
+   */
+  private async settle(k: ShardKeys, orderId: string, deadlineMs: number): Promise<SubmitResult> {
+    const giveUp = Date.now() + SETTLE_FOR_MS;
+    for (;;) {
+      const reply = await this.redis.mbSettleSubmit(k.order(orderId), deadlineMs).catch(() => [0]);
+      const code = Number(reply[0]);
+      if (code === 1) return { kind: 'accepted', seq: Number(reply[1]) };
+      if (code === 2) return { kind: 'expired' };
+      if (Date.now() >= giveUp) return { kind: 'unknown' };
+      await new Promise((r) => setTimeout(r, SETTLE_EVERY_MS));
+    }
   }
 
   /** Queues the cancel of an order if the caller owns it and it is not final. */
@@ -200,4 +243,14 @@ export class OrderQueue {
       );
     }
   }
+}
+
+/**
+ * True when a command may have reached Redis without its reply reaching us: any failure but an
+ * error reply from Redis itself, or a refusal to send while disconnected.
+ */
+function replyLost(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'ReplyError') return false;
+  return !/Stream isn't writeable/.test(err.message);
 }

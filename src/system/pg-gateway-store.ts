@@ -1,5 +1,6 @@
 // The gateway's store over PostgreSQL: the repositories of src/db behind GatewayStore.
 import type { Sql } from '../db/client.js';
+import { isConnectionFailure } from '../db/pg-errors.js';
 import * as instruments from '../db/instruments.js';
 import * as orders from '../db/orders.js';
 import * as trades from '../db/trades.js';
@@ -7,7 +8,64 @@ import * as users from '../db/users.js';
 import type { GatewayStore, UpsertResult } from '../gateway/store.js';
 import { shardOf } from '../queue/keys.js';
 
+/**
+ * How long a request waits for PostgreSQL before it is answered 503. While PostgreSQL is down the
+ * pool waits to reconnect and a query would wait with it, holding the request (and the client)
+ * for as long as the outage.
+ */
+const QUERY_DEADLINE_MS = 1_000;
+/** Once PostgreSQL has failed, one request in this long tries it; the others fail at once. */
+const PROBE_EVERY_MS = 250;
+
+const unreachable = (why: string): Error =>
+  Object.assign(new Error(`PostgreSQL ${why}`), { code: 'ETIMEDOUT' });
+
+/**
+ * A guard on PostgreSQL for the request path: each call fails with ETIMEDOUT (a 503
+ * UNAVAILABLE) after QUERY_DEADLINE_MS; and after a failure to reach it, calls fail at once but
+ * for one every PROBE_EVERY_MS, which finds out when it is back. So an outage costs a client one
+ * quick 503, not a second's wait per request.
+ */
+function breaker(): <A extends unknown[], R>(
+  f: (...args: A) => Promise<R>,
+) => (...args: A) => Promise<R> {
+  let failedAt = 0;
+  let probedAt = 0;
+  return (f) =>
+    (...args) => {
+      const now = Date.now();
+      if (failedAt > 0 && now - probedAt < PROBE_EVERY_MS) {
+        return Promise.reject(unreachable('is unreachable (retrying shortly)'));
+      }
+      if (failedAt > 0) probedAt = now;
+      return new Promise((resolve, reject) => {
+        const fail = (err: Error): void => {
+          if (isConnectionFailure(err) || err.message.startsWith('PostgreSQL did not answer')) {
+            failedAt = probedAt = Date.now();
+          }
+          reject(err);
+        };
+        const timer = setTimeout(
+          () => fail(unreachable(`did not answer within ${QUERY_DEADLINE_MS} ms`)),
+          QUERY_DEADLINE_MS,
+        );
+        f(...args).then(
+          (v) => {
+            clearTimeout(timer);
+            failedAt = 0;
+            resolve(v);
+          },
+          (e: unknown) => {
+            clearTimeout(timer);
+            fail(e instanceof Error ? e : new Error(String(e)));
+          },
+        );
+      });
+    };
+}
+
 export function pgGatewayStore(sql: Sql, shards: number): GatewayStore {
+  const timed = breaker();
   return {
     loadUsers: () => users.loadUsers(sql),
     createUser: (name) => users.createUser(sql, name),
@@ -18,19 +76,21 @@ export function pgGatewayStore(sql: Sql, shards: number): GatewayStore {
       if (r.kind === 'invalid') throw new Error(`instrument ${r.field}: ${r.message}`);
       return { kind: r.created ? 'created' : 'unchanged', instrument: r.instrument };
     },
-    getOrder: (id) => orders.getOrder(sql, id),
-    listOrders: (q) => orders.listOrders(sql, q),
-    findByClientOrderId: (userId, cid) => orders.findByClientOrderId(sql, userId, cid),
+    getOrder: timed((id: string) => orders.getOrder(sql, id)),
+    listOrders: timed((q: orders.ListOrdersQuery) => orders.listOrders(sql, q)),
+    findByClientOrderId: timed((userId: string, cid: string) =>
+      orders.findByClientOrderId(sql, userId, cid),
+    ),
     async insertPendingOrder(order) {
       await orders.insertPendingOrder(sql, order, `s${shardOf(order.symbol, shards)}`);
     },
     async deletePendingOrder(orderId) {
       await sql`DELETE FROM orders WHERE id = ${orderId} AND status = 'PENDING'`;
     },
-    fillsOfOrder: (orderId) => trades.fillsOfOrder(sql, orderId),
-    recentTrades: (symbol, limit) => trades.recentTrades(sql, symbol, limit),
-    async ping() {
+    fillsOfOrder: timed((orderId: string) => trades.fillsOfOrder(sql, orderId)),
+    recentTrades: timed((symbol: string, limit: number) => trades.recentTrades(sql, symbol, limit)),
+    ping: timed(async () => {
       await sql`SELECT 1`;
-    },
+    }),
   };
 }

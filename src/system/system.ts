@@ -12,11 +12,12 @@ import { shardAddress } from '../engine-service/address.js';
 import { EngineClient } from '../engine-service/client.js';
 import { startEngineService } from '../engine-service/server.js';
 import type { EngineService } from '../engine-service/server.js';
-import { buildGateway } from '../gateway/app.js';
+import { buildGateway, closeGateway } from '../gateway/app.js';
 import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
 import { shardOf } from '../queue/keys.js';
 import { BatchWriter } from '../writer/batch-writer.js';
+import { untilReachable } from '../db/pg-errors.js';
 import { pgGatewayStore } from './pg-gateway-store.js';
 
 export interface Components {
@@ -44,10 +45,7 @@ function engineView(clients: EngineClient[]): EngineView {
   return {
     depth: (symbol, levels) =>
       (clients[shardOf(symbol, clients.length)] as EngineClient).depth(symbol, levels),
-    lastApplied: async () => {
-      const seqs = await Promise.all(clients.map((c) => c.lastApplied()));
-      return Math.min(...seqs);
-    },
+    lastApplied: () => Promise.all(clients.map((c) => c.lastApplied())),
   };
 }
 
@@ -67,11 +65,14 @@ export async function startSystem(
     }
   };
   try {
-    // 1. PostgreSQL: schema and default instruments.
+    // 1. PostgreSQL: schema and default instruments. A part started (or restarted by its
+    // supervisor) while PostgreSQL is down waits for it rather than exiting.
     const sql = connect(config.databaseUrl, { max: 8 });
     stops.push(() => sql.end({ timeout: 5 }));
-    await migrate(sql);
-    await seedDefaultInstruments(sql);
+    await untilReachable('PostgreSQL', logger, async () => {
+      await migrate(sql);
+      await seedDefaultInstruments(sql);
+    });
 
     // 2. Redis: refuse one that could lose accepted orders. Commands fail fast while it is
     // unreachable (no offline queue), so a request answers 503 instead of hanging.
@@ -187,7 +188,7 @@ export async function startSystem(
       const address = app.server.address();
       const port = typeof address === 'object' && address !== null ? address.port : config.port;
       url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-      stops.push(() => app.close());
+      stops.push(() => closeGateway(app));
     }
     return { url, sql, redis, queue, engines, dispatchers, writer, stop };
   } catch (err) {

@@ -6,9 +6,10 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
+import { componentErrors, writerMetrics } from '../metrics/pipeline.js';
 import { WRITER_GROUP } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
-import { classify, errorCode, isConnectionFailure } from './pg-errors.js';
+import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { writeAll, writeIsolating } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
 import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
@@ -193,7 +194,17 @@ class ShardLoop {
     // commit's WAL fsync, the acknowledgements, the round trips — are paid once per thousands of
     // records, not per page.
     let backlogged = false;
+    /** A read failed: its entries may have been delivered (so pending) with the reply lost. */
+    let lostDelivery = false;
     while (!this.w.stopping) {
+      if (lostDelivery) {
+        // Write what is held first (acknowledging it), so that what is still pending in the
+        // group is exactly what never reached us; then take that before anything new.
+        if (this.held > 0) await this.flush();
+        await this.readPending();
+        lostDelivery = false;
+        continue;
+      }
       const now = Date.now();
       const held = this.held;
       const due = held >= batchSize || now >= this.firstAt + flushMs;
@@ -216,7 +227,9 @@ class ShardLoop {
         got = await this.read('>', '>', block);
         redisDelay = RETRY_FIRST_MS;
       } catch (err) {
+        componentErrors.inc({ dependency: 'redis', component: 'writer' });
         logger.warn({ err: message(err), shard: this.keys.shard }, 'writer: stream read failed');
+        lostDelivery = true;
         await sleep(redisDelay);
         redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
         continue;
@@ -346,14 +359,22 @@ class ShardLoop {
       try {
         await this.flushOnce();
         if (attempt > 1) {
-          logger.info({ shard: this.keys.shard, attempts: attempt }, 'writer: flush recovered');
+          logger.warn({ shard: this.keys.shard, attempts: attempt }, 'writer: flush recovered');
         }
         return;
       } catch (err) {
         this.w.stats.failedFlushes++;
+        writerMetrics.failedFlushes.inc();
+        componentErrors.inc({
+          dependency: (err as { dependency?: string }).dependency ?? 'postgres',
+          component: 'writer',
+        });
         const fields = {
           shard: this.keys.shard,
           entries: this.held,
+          // The stream ids held: an order stream id is 0-<seq>, the order's engine id.
+          orders: span(this.placed),
+          events: span(this.events),
           attempt,
           code: errorCode(err),
           err: message(err),
@@ -409,26 +430,39 @@ class ShardLoop {
       rows = result.rows;
       rejects.push(...result.rejects);
     }
-    for (const r of rejects) {
-      logger.error(
-        { shard, stream: r.stream, id: r.id, code: r.code, err: r.message, record: r.record },
-        'writer: record refused; set aside in the rejects stream',
-      );
-      await redis.xadd(
-        rejectsKey(r.stream),
-        '*',
-        'id',
-        r.id,
-        'code',
-        r.code,
-        'error',
-        r.message,
-        'record',
-        r.record,
-      );
+    // What fails from here on is Redis's: the rows are committed.
+    try {
+      for (const r of rejects) {
+        logger.error(
+          { shard, stream: r.stream, id: r.id, code: r.code, err: r.message, record: r.record },
+          'writer: record refused; set aside in the rejects stream',
+        );
+        await redis.xadd(
+          rejectsKey(r.stream),
+          '*',
+          'id',
+          r.id,
+          'code',
+          r.code,
+          'error',
+          r.message,
+          'record',
+          r.record,
+        );
+      }
+      await this.ack(this.keys.orders, [
+        ...placed.map((e) => e.id),
+        ...this.idsOf(this.keys.orders),
+      ]);
+      await this.ack(this.keys.events, [
+        ...events.map((e) => e.id),
+        ...this.idsOf(this.keys.events),
+      ]);
+    } catch (err) {
+      throw Object.assign(err instanceof Error ? err : new Error(String(err)), {
+        dependency: 'redis',
+      });
     }
-    await this.ack(this.keys.orders, [...placed.map((e) => e.id), ...this.idsOf(this.keys.orders)]);
-    await this.ack(this.keys.events, [...events.map((e) => e.id), ...this.idsOf(this.keys.events)]);
     const stats = this.w.stats;
     const size = this.held;
     stats.rowsWritten += rows.placed + rows.states + rows.trades;
@@ -437,6 +471,13 @@ class ShardLoop {
     stats.lastFlushSize = size;
     stats.lastFlushMs = performance.now() - started;
     stats.rejected += rejects.length;
+    const rowCount = rows.placed + rows.states + rows.trades;
+    writerMetrics.flushes.inc();
+    writerMetrics.rows.inc(rowCount);
+    writerMetrics.entries.inc(size);
+    writerMetrics.flushSize.observe(size);
+    writerMetrics.flushSeconds.observe(stats.lastFlushMs / 1000);
+    if (rejects.length > 0) writerMetrics.rejected.inc(rejects.length);
     this.clear();
   }
 
@@ -523,4 +564,11 @@ async function lastGeneratedSeq(redis: Redis, stream: string): Promise<number> {
   const info = (await redis.call('XINFO', 'STREAM', stream).catch(() => null)) as unknown[] | null;
   if (!Array.isArray(info)) return 0;
   return seqOf(String(info[info.indexOf('last-generated-id') + 1]));
+}
+
+/** The first and last stream ids of held entries, or undefined when none are held. */
+function span(entries: HeldEntry[]): [string, string] | undefined {
+  const first = entries[0];
+  const last = entries[entries.length - 1];
+  return first === undefined || last === undefined ? undefined : [first.id, last.id];
 }

@@ -4,7 +4,7 @@
 // fast path — it only concatenates strings. The JSON goes as `$n::text::json`: a parameter typed
 // json would be JSON-encoded again by postgres.js.
 import type { TransactionSql } from 'postgres';
-import { classify, errorCode } from './pg-errors.js';
+import { classify, errorCode } from '../db/pg-errors.js';
 
 type Tx = TransactionSql;
 

@@ -95,6 +95,16 @@ describe('engine service', () => {
         seq: 40,
       });
       assert.equal(await client.lastApplied(), 40);
+      // LiveOrders: every live order, field for field, as the engine in process holds it.
+      const live = await client.liveOrders();
+      const byId = (a: { orderId: number }, b: { orderId: number }) => a.orderId - b.orderId;
+      const expected = engine
+        .liveOrders()
+        .map(({ tif: _t, postOnly: _p, stp: _s, ...rest }) => rest)
+        .sort(byId);
+      assert.ok(expected.length > 5);
+      assert.equal(live.seq, 40);
+      assert.deepEqual(live.orders.sort(byId), expected);
       session.close();
     } finally {
       client.close();

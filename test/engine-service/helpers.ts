@@ -58,6 +58,7 @@ export async function spawnEngine(options: EngineProcessOptions): Promise<ChildP
       DATABASE_URL: options.databaseUrl,
       ENGINE_ADDRESS: `127.0.0.1:${options.port}`,
       SHARD: '0',
+      METRICS_PORT: '0',
       ENGINE_SNAPSHOT_EVERY: String(options.snapshotEvery),
       ENGINE_SNAPSHOT_INTERVAL_MS: String(options.snapshotIntervalMs ?? 60_000),
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',

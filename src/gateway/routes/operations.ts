@@ -1,21 +1,30 @@
 // Health and metrics.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { GatewayContext } from '../app.js';
-import { Health } from '../schemas.js';
+import { Health, Ready } from '../schemas.js';
 
-/** Resolves 'ok' when `check` succeeds within `ms`, else 'down'. */
-async function probe(check: () => Promise<unknown>, ms = 1000): Promise<'ok' | 'down'> {
+/** The value of `get` if it answers within `ms`, else undefined. */
+async function probeValue<T>(get: () => Promise<T>, ms = 1000): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'down'>((resolve) => {
-    timer = setTimeout(() => resolve('down'), ms);
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
   });
   try {
-    return await Promise.race([check().then(() => 'ok' as const), timeout]);
+    return await Promise.race([get(), timeout]);
   } catch {
-    return 'down';
+    return undefined;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** 'ok' when `check` succeeds within `ms`, else 'down'. */
+async function probe(check: () => Promise<unknown>, ms = 1000): Promise<'ok' | 'down'> {
+  const ok = await probeValue(async () => {
+    await check();
+    return 'ok' as const;
+  }, ms);
+  return ok ?? 'down';
 }
 
 export function operationsRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
@@ -39,6 +48,33 @@ export function operationsRoutes(ctx: GatewayContext): FastifyPluginCallbackType
         return reply
           .code(up ? 200 : 503)
           .send({ status: up ? 'ok' : 'degraded', components: { redis, postgres, engine } });
+      },
+    );
+
+    app.get(
+      '/ready',
+      {
+        schema: {
+          summary:
+            'Ready for traffic: every engine has applied its stream to within READY_MAX_LAG commands of the head',
+          security: [],
+          response: { 200: Ready, 503: Ready },
+        },
+      },
+      async (_req, reply) => {
+        const heads = await Promise.all(ctx.queue.shards.map((k) => ctx.redis.get(k.seq))).catch(
+          () => undefined,
+        );
+        const applied = await probeValue(() => ctx.engine.lastApplied());
+        const shards = ctx.queue.shards.map((k, n) => ({
+          shard: k.shard,
+          head: Number(heads?.[n] ?? 0),
+          applied: applied?.[n] ?? null,
+        }));
+        const ready =
+          heads !== undefined &&
+          shards.every((s) => s.applied !== null && s.head - s.applied <= ctx.config.readyMaxLag);
+        return reply.code(ready ? 200 : 503).send({ ready, shards });
       },
     );
 

@@ -18,6 +18,7 @@ const errors = {
   413: { $ref: 'Error#' },
   429: { $ref: 'Error#' },
   503: { $ref: 'Error#' },
+  504: { $ref: 'Error#' },
 };
 
 const OPEN: readonly StatusName[] = ['PENDING', 'NEW', 'PARTIALLY_FILLED'];
@@ -98,6 +99,17 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         if (result.kind === 'expired') {
           if (sync) await store.deletePendingOrder(order.id);
           throw new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
+        }
+        if (result.kind === 'unknown') {
+          // Redis took the script and then could not be reached to say whether it ran.
+          req.log.warn({ order_id: order.id }, 'submit outcome unknown: Redis unreachable');
+          throw new ApiError(
+            'OUTCOME_UNKNOWN',
+            `The queue did not confirm order ${order.id} in time; it may have been accepted. ` +
+              'Look it up by id, or re-send it with the same client_order_id.',
+            [{ field: 'id', message: order.id }],
+            1,
+          );
         }
         if (result.kind === 'duplicate') {
           return reply.code(200).send(apiOrder(await repeated(result.orderId, order)));

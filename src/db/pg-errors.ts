@@ -2,6 +2,7 @@
 // 23, integrity constraint violation) fails again however often it is retried: the writer sets
 // the offending record aside instead of wedging. Everything else — the server down or restarting,
 // a dropped connection, a timeout, a serialization failure — is retried with backoff.
+import type { Logger } from 'pino';
 
 export type PgFailure = 'data' | 'retry';
 
@@ -27,4 +28,29 @@ export function isConnectionFailure(err: unknown): boolean {
     code.startsWith('CONNECT') ||
     code.startsWith('CONNECTION')
   );
+}
+
+/**
+ * Runs `step` until it does not fail for want of a connection, logging each wait: what a part
+ * started (or restarted by its supervisor) while PostgreSQL is down does instead of exiting.
+ */
+export async function untilReachable(
+  what: string,
+  logger: Logger,
+  step: () => Promise<void>,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await step();
+      if (attempt > 1) logger.warn({ attempts: attempt }, `${what} reachable; starting`);
+      return;
+    } catch (err) {
+      if (!isConnectionFailure(err)) throw err;
+      logger.warn(
+        { err: (err as Error).message, attempt },
+        `${what} unreachable at start; waiting`,
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }

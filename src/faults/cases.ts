@@ -1,0 +1,177 @@
+// The fault suite's cases (issue 5): each injects one fault into a loaded system and says when it
+// is over; some check what is particular to them.
+import type { Redis } from 'ioredis';
+import { WRITER_GROUP } from '../queue/keys.js';
+import type { CaseContext, FaultCase } from './suite.js';
+import type { PartName } from './parts.js';
+
+/** kill -9 of one process, started again after `downMs`. */
+function killed(part: PartName, downMs: number, title: string): FaultCase {
+  return {
+    name: `${part}-kill`,
+    title,
+    async inject(ctx) {
+      const p = ctx.parts[part];
+      p.kill('SIGKILL');
+      await p.exited();
+      await ctx.sleep(downMs);
+      await p.start();
+    },
+  };
+}
+
+/** Entries delivered to the writer and not yet acknowledged, on both streams. */
+async function writerPending(redis: Redis, streams: string[]): Promise<number> {
+  let n = 0;
+  for (const s of streams) {
+    const summary = (await redis.xpending(s, WRITER_GROUP)) as [number, ...unknown[]];
+    n += Number(summary[0]);
+  }
+  return n;
+}
+
+/** SIGTERM: exit 0 (the process's own limit is 10 s, past which it exits 1). */
+async function terminated(ctx: CaseContext, part: PartName): Promise<number> {
+  const p = ctx.parts[part];
+  const sent = Date.now();
+  p.kill('SIGTERM');
+  const exit = await p.exited();
+  if (exit.code !== 0)
+    ctx.fail(`${part}: SIGTERM ended it with ${exit.code ?? exit.signal}, not 0`);
+  ctx.note(`${part} exited ${exit.code ?? exit.signal} ${exit.at - sent} ms after SIGTERM`);
+  return sent;
+}
+
+/** When the gateway's SIGTERM was sent and when it exited (set by the sigterm case). */
+const gatewayStop = { sent: 0, exited: 0 };
+
+export const CASES: FaultCase[] = [
+  killed('engine', 2_000, 'kill -9 engine, restarted after 2 s'),
+  killed('gateway', 500, 'kill -9 gateway, restarted'),
+  killed('dispatcher', 500, 'kill -9 dispatcher, restarted'),
+  killed('writer', 500, 'kill -9 writer, restarted'),
+  {
+    name: 'redis-kill',
+    title: 'kill -9 Redis (AOF everysec), restarted',
+    async inject(ctx) {
+      ctx.redisServer.kill('SIGKILL');
+      await ctx.redisServer.exited();
+      await ctx.sleep(500);
+      await ctx.redisServer.restart();
+    },
+  },
+  {
+    name: 'postgres-stop',
+    title: 'PostgreSQL stopped, then started',
+    async inject(ctx) {
+      const ms = ctx.timing.pgOutageMs;
+      ctx.note(`PostgreSQL down for ${ms / 1000} s`);
+      await ctx.postgres.stop();
+      await ctx.sleep(ms);
+      await ctx.postgres.restart();
+    },
+    verify(ctx, load) {
+      // Orders without a client_order_id need no PostgreSQL: they went on being accepted.
+      ctx.note(`answers: ${JSON.stringify(load.byStatus)}`);
+    },
+  },
+  {
+    name: 'redis-unreachable',
+    title: 'Redis unreachable (connections cut), then back',
+    proxy: true,
+    async inject(ctx) {
+      const before = ctx.load.answers.length;
+      await ctx.proxy?.cut();
+      await ctx.sleep(ctx.timing.outageMs);
+      const during = ctx.load.answers.slice(before);
+      await ctx.proxy?.restore();
+      const refused = during.filter((a) => a.status === 503).length;
+      const accepted = during.filter((a) => a.status === 201).length;
+      ctx.note(`during the cut: ${refused} answered 503, ${accepted} answered 201`);
+      if (refused === 0) ctx.fail('no request was answered 503 while Redis was unreachable');
+    },
+    verify(ctx, load) {
+      ctx.note(`slowest answer ${load.slowestMs} ms`);
+    },
+  },
+  {
+    name: 'engine-pause',
+    title: 'engine paused (SIGSTOP), load shed past the high-water mark',
+    // The stream keeps what lies above the engine's newest snapshot: frequent snapshots keep that
+    // well below the mark, so that only the pause reaches it.
+    env: { QUEUE_HIGH_WATER: '6000', ENGINE_SNAPSHOT_EVERY: '1000' },
+    async inject(ctx) {
+      const engine = ctx.parts.engine;
+      engine.kill('SIGSTOP');
+      await ctx.sleep(ctx.timing.outageMs);
+      engine.kill('SIGCONT');
+    },
+    verify(ctx, load) {
+      const highWater = Number(ctx.env.QUEUE_HIGH_WATER);
+      const shed = load.byStatus['503 OVERLOADED'] ?? 0;
+      ctx.note(
+        `${shed} answered 503 OVERLOADED; order stream peaked at ${ctx.maxBacklog()} (high water ${highWater})`,
+      );
+      if (shed === 0) ctx.fail('the gateway never shed load while the engine was paused');
+      if (load.retryAfter503 < shed) ctx.fail('a 503 came without Retry-After');
+      // Cancels are not refused at the high-water mark (they shrink the book).
+      const cancels = Object.values(load.cancels).reduce((a, b) => a + b, 0);
+      if (ctx.maxBacklog() > highWater + cancels) {
+        ctx.fail(`the order stream grew to ${ctx.maxBacklog()}, past the high-water mark`);
+      }
+    },
+  },
+  {
+    name: 'sigterm',
+    title: 'SIGTERM of each process in turn, restarted',
+    // Only the final snapshot can account for the engine's state at its stop.
+    env: { ENGINE_SNAPSHOT_EVERY: '100000000', ENGINE_SNAPSHOT_INTERVAL_MS: '3600000' },
+    async inject(ctx) {
+      const gap = ctx.timing.warmMs / 2;
+      // Gateway: checked in `verify`, once lost answers are settled.
+      gatewayStop.sent = await terminated(ctx, 'gateway');
+      gatewayStop.exited = (await ctx.parts.gateway.exited()).at;
+      await ctx.parts.gateway.start();
+      await ctx.sleep(gap);
+      await terminated(ctx, 'dispatcher');
+      await ctx.parts.dispatcher.start();
+      await ctx.sleep(gap);
+      // Writer: everything it had read is committed and acknowledged.
+      await terminated(ctx, 'writer');
+      const pending = await writerPending(ctx.redis, [ctx.keys.orders, ctx.keys.events]);
+      if (pending > 0) ctx.fail(`writer: ${pending} entries read but not committed at its exit`);
+      await ctx.parts.writer.start();
+      await ctx.sleep(gap);
+      // Engine: its final snapshot holds everything it applied.
+      const applied = await ctx.engine.lastApplied();
+      await terminated(ctx, 'engine');
+      const [row] = await ctx.sql<{ seq: string | null }[]>`
+        SELECT max(seq)::text AS seq FROM engine_snapshots WHERE shard = 's0'`;
+      const snap = Number(row?.seq ?? 0);
+      if (snap < applied) {
+        ctx.fail(
+          `engine: newest snapshot at ${snap}, but it had applied ${applied} before SIGTERM`,
+        );
+      }
+      await ctx.parts.engine.start();
+    },
+    verify(ctx, _load, check) {
+      // Every request the stopping gateway took was answered: of those that got no answer, none
+      // turned out to have been accepted (re-sent: 201, not 200), and no stored order lacks a
+      // request that was answered.
+      const around = [...ctx.load.orders.values()].filter(
+        (r) => r.sentAt >= gatewayStop.sent - 50 && r.sentAt <= gatewayStop.exited,
+      );
+      const noAnswer = around.filter((r) => r.settledBy !== undefined || r.outcome === 'unknown');
+      const taken = noAnswer.filter((r) => r.settledBy === 200);
+      ctx.note(
+        `gateway: ${around.length} requests around its stop, ${noAnswer.length} without an answer`,
+      );
+      if (taken.length > 0 || check.unclaimed > 0) {
+        ctx.fail(
+          `gateway: ${taken.length + check.unclaimed} orders were taken but their answer was lost`,
+        );
+      }
+    },
+  },
+];

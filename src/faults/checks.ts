@@ -1,0 +1,371 @@
+// What the fault suite verifies once a case is over and the system is quiet: that every order
+// answered 201 is in PostgreSQL and no refused one is; that every match happened exactly once;
+// and that the status cache, PostgreSQL and the engine tell the same story about every order.
+import type { Redis } from 'ioredis';
+import type { Sql } from '../db/client.js';
+import type { EngineClient, LiveOrder } from '../engine-service/client.js';
+import { Side } from '../engine/types.js';
+import { WRITER_GROUP } from '../queue/keys.js';
+import type { ShardKeys } from '../queue/keys.js';
+import type { OrderState } from '../queue/records.js';
+import type { FaultLoad, LoadUser } from './load.js';
+
+export interface CheckResult {
+  /** Orders answered 201/200 (including unknown outcomes settled by re-sending). */
+  accepted: number;
+  /** Of those, how many PostgreSQL holds. */
+  inPostgres: number;
+  lost: number;
+  /** Orders matched more than once: fills that do not add up, or a trade recorded twice. */
+  duplicated: number;
+  /**
+   * Orders in PostgreSQL that were refused, or that no request accounts for (beyond the unknown
+   * outcomes that nothing could settle: those may or may not exist).
+   */
+  phantom: number;
+  /** Unknown outcomes that nothing could settle (no client_order_id, no id). */
+  unsettled: number;
+  /** Stored orders no request accounts for: at most `unsettled`, else they are phantoms. */
+  unclaimed: number;
+  /** Every failed check, described (the first few of each kind). */
+  problems: string[];
+}
+
+/** `0-<n>` → n. */
+const seqOf = (id: string): number => Number(id.split('-')[1]);
+
+/** The stream's last id ever added (its entries may have been trimmed since). */
+export async function lastId(redis: Redis, stream: string): Promise<number> {
+  const info = (await redis.call('XINFO', 'STREAM', stream).catch(() => null)) as unknown[] | null;
+  if (info === null) return 0;
+  const at = info.indexOf('last-generated-id');
+  return at < 0 ? 0 : seqOf(String(info[at + 1]));
+}
+
+/** Entries the writer has not committed yet on a stream: pending plus never delivered. */
+async function writerBacklog(redis: Redis, stream: string): Promise<number> {
+  const groups = (await redis.xinfo('GROUPS', stream).catch(() => [])) as unknown[][];
+  for (const g of groups) {
+    const o: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < g.length; i += 2) o[String(g[i])] = g[i + 1];
+    if (o.name === WRITER_GROUP) return Number(o.pending) + Number(o.lag ?? 0);
+  }
+  return 0;
+}
+
+/**
+ * Waits until the pipeline is quiet: the engine has applied every queued command, the dispatcher
+ * has written all its reports, and the writer has committed both streams.
+ */
+export async function quiesce(
+  redis: Redis,
+  keys: ShardKeys,
+  engine: EngineClient,
+  timeoutMs: number,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const seq = Number((await redis.get(keys.seq)) ?? 0);
+    const applied = await engine.lastApplied().catch(() => -1);
+    const written = await lastId(redis, keys.events);
+    const backlog =
+      (await writerBacklog(redis, keys.orders)) + (await writerBacklog(redis, keys.events));
+    const state = `seq ${seq}, engine ${applied}, dispatched ${written}, writer backlog ${backlog}`;
+    if (applied === seq && written === seq && backlog === 0) return;
+    if (Date.now() > until) throw new Error(`the system did not become quiet: ${state}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface PgOrder {
+  id: string;
+  client_order_id: string | null;
+  user_id: string;
+  symbol: string;
+  side: 'BUY' | 'SELL';
+  type: string;
+  time_in_force: string;
+  quantity: string;
+  price: string | null;
+  filled_quantity: string;
+  status: string;
+  seq: string;
+  owner_no: string;
+  price_ticks: string | null;
+  leaves_lots: string;
+  filled_lots: string;
+}
+
+interface PgTrade {
+  id: string;
+  seq: string;
+  trade_no: number;
+  symbol: string;
+  price: string;
+  quantity: string;
+  taker_side: 'BUY' | 'SELL';
+  taker_order_id: string;
+  maker_order_id: string;
+  taker_user_id: string;
+  maker_user_id: string;
+}
+
+/** A decimal string in one canonical form ("3.000" → "3", "0.50" → "0.5"). */
+function canonical(d: string): string {
+  return d.includes('.') ? d.replace(/0+$/, '').replace(/\.$/, '') : d;
+}
+
+const OPEN = new Set(['NEW', 'PARTIALLY_FILLED']);
+const SHOWN = 5;
+
+export async function checkCase(
+  load: FaultLoad,
+  users: LoadUser[],
+  sql: Sql,
+  redis: Redis,
+  keys: ShardKeys,
+  engine: EngineClient,
+  gatewayUrl: string,
+): Promise<CheckResult> {
+  const problems: string[] = [];
+  const kinds = new Map<string, number>();
+  const problem = (kind: string, text: string): void => {
+    const n = (kinds.get(kind) ?? 0) + 1;
+    kinds.set(kind, n);
+    if (n <= SHOWN) problems.push(`${kind}: ${text}`);
+  };
+
+  const orders = await sql<PgOrder[]>`
+    SELECT o.id, o.client_order_id, o.user_id, o.symbol, o.side, o.type, o.time_in_force,
+           o.quantity::text, o.price::text, o.filled_quantity::text, o.status, o.seq::text,
+           u.no::text AS owner_no,
+           (o.price / i.tick_size)::bigint::text AS price_ticks,
+           ((o.quantity - o.filled_quantity) / i.lot_size)::bigint::text AS leaves_lots,
+           (o.filled_quantity / i.lot_size)::bigint::text AS filled_lots
+    FROM orders o JOIN users u ON u.id = o.user_id JOIN instruments i ON i.symbol = o.symbol`;
+  const trades = await sql<PgTrade[]>`
+    SELECT id, seq::text, trade_no, symbol, price::text, quantity::text, taker_side,
+           taker_order_id, maker_order_id, taker_user_id, maker_user_id FROM trades`;
+  const byId = new Map(orders.map((o) => [o.id, o]));
+  const byCid = new Map<string, PgOrder[]>();
+  for (const o of orders) {
+    const k = `${o.user_id}/${o.client_order_id ?? ''}`;
+    byCid.set(k, [...(byCid.get(k) ?? []), o]);
+  }
+
+  // 1. Every accepted order is in PostgreSQL, once; no refused one is; nothing else is.
+  let accepted = 0;
+  let inPostgres = 0;
+  let lost = 0;
+  let phantom = 0;
+  let unsettled = 0;
+  const claimed = new Set<string>();
+  for (const r of load.orders.values()) {
+    const userId = (users[r.user] as LoadUser).id;
+    const cid = r.body.client_order_id as string | undefined;
+    const stored = cid === undefined ? [] : (byCid.get(`${userId}/${cid}`) ?? []);
+    for (const row of stored) claimed.add(row.id);
+    if (r.outcome === 'accepted') {
+      accepted += 1;
+      const row = r.id === undefined ? undefined : byId.get(r.id);
+      if (
+        row === undefined ||
+        row.user_id !== userId ||
+        (row.client_order_id ?? undefined) !== cid
+      ) {
+        lost += 1;
+        problem('lost', `${r.cid} (${r.id ?? 'no id'}) was answered ${r.status} but is not stored`);
+      } else {
+        inPostgres += 1;
+        claimed.add(row.id);
+      }
+    } else if (r.outcome === 'unknown') {
+      unsettled += 1;
+    } else if (stored.length > 0 || (r.id !== undefined && byId.has(r.id))) {
+      phantom += 1;
+      problem('phantom', `${r.cid} was answered ${r.status} ${r.code ?? ''} but is stored`);
+    }
+  }
+  // What no request accounts for may only be orders whose answer was lost for good.
+  const unclaimed = orders.filter((o) => !claimed.has(o.id));
+  if (unclaimed.some((o) => o.client_order_id !== null) || unclaimed.length > unsettled) {
+    phantom += Math.max(unclaimed.length - unsettled, 1);
+    problem(
+      'phantom',
+      `${unclaimed.length} stored orders no request accounts for (${unsettled} answers lost)`,
+    );
+  }
+
+  // 2. Each match exactly once: fills add up, trades are whole and consistent.
+  let duplicated = 0;
+  const fills = new Map<string, bigint>();
+  const scaled = (d: string): bigint => {
+    const [w, f = ''] = d.split('.');
+    return BigInt((w as string) + f.padEnd(8, '0').slice(0, 8));
+  };
+  const seen = new Set<string>();
+  for (const t of trades) {
+    const triple = `${t.seq}/${t.trade_no}`;
+    if (seen.has(triple)) {
+      duplicated += 1;
+      problem('duplicate trade', triple);
+    }
+    seen.add(triple);
+    const taker = byId.get(t.taker_order_id);
+    const maker = byId.get(t.maker_order_id);
+    if (taker === undefined || maker === undefined) {
+      problem('trade', `${t.id} names an order PostgreSQL does not hold`);
+      continue;
+    }
+    if (taker.id === maker.id || taker.side === maker.side || taker.side !== t.taker_side) {
+      problem('trade', `${t.id} does not have one buyer and one seller`);
+    }
+    if (taker.symbol !== t.symbol || maker.symbol !== t.symbol) {
+      problem('trade', `${t.id} is on ${t.symbol} but its orders are not`);
+    }
+    if (taker.user_id !== t.taker_user_id || maker.user_id !== t.maker_user_id) {
+      problem('trade', `${t.id} names the wrong users`);
+    }
+    if (maker.price === null || canonical(maker.price) !== canonical(t.price)) {
+      problem('trade', `${t.id} at ${t.price} is not at its maker's price ${maker.price}`);
+    }
+    if (taker.price !== null) {
+      const through =
+        taker.side === 'BUY'
+          ? scaled(t.price) > scaled(taker.price)
+          : scaled(t.price) < scaled(taker.price);
+      if (through) problem('trade', `${t.id} at ${t.price} is through its taker's limit`);
+    }
+    for (const id of [t.taker_order_id, t.maker_order_id]) {
+      fills.set(id, (fills.get(id) ?? 0n) + scaled(t.quantity));
+    }
+  }
+  for (const o of orders) {
+    const filled = scaled(o.filled_quantity);
+    if ((fills.get(o.id) ?? 0n) !== filled) {
+      duplicated += 1;
+      problem('fills', `${o.id} filled ${o.filled_quantity}, its trades sum to another quantity`);
+    }
+    if (filled > scaled(o.quantity)) problem('overfill', `${o.id}`);
+    const full = filled === scaled(o.quantity);
+    if (o.status === 'PENDING') problem('pending', `${o.id} is still PENDING in PostgreSQL`);
+    if ((o.status === 'FILLED') !== full) {
+      problem('status', `${o.id} is ${o.status} with ${o.filled_quantity} of ${o.quantity}`);
+    }
+    if (OPEN.has(o.status) && (o.type === 'MARKET' || o.time_in_force !== 'GTC')) {
+      problem('status', `${o.id} (${o.type} ${o.time_in_force}) rests as ${o.status}`);
+    }
+  }
+
+  // 3. The status cache says what PostgreSQL says.
+  const ids = orders.map((o) => o.id);
+  for (let i = 0; i < ids.length; i += 500) {
+    const chunk = ids.slice(i, i + 500);
+    const pipeline = redis.pipeline();
+    for (const id of chunk) pipeline.hmget(keys.order(id), 'j', 's');
+    const replies = (await pipeline.exec()) ?? [];
+    chunk.forEach((id, n) => {
+      const [j, s] = (replies[n]?.[1] as (string | null)[] | undefined) ?? [null, null];
+      const row = byId.get(id) as PgOrder;
+      if (j === null || j === undefined) {
+        // Only final orders leave the cache (after STATUS_TTL_S).
+        if (OPEN.has(row.status)) problem('cache', `${id} (${row.status}) is not in the cache`);
+        return;
+      }
+      const cachedOrder = JSON.parse(j) as OrderState;
+      if (s !== row.status || cachedOrder.status !== row.status) {
+        problem('cache', `${id}: cache ${s}, PostgreSQL ${row.status}`);
+      }
+      if (canonical(cachedOrder.filled_quantity) !== canonical(row.filled_quantity)) {
+        problem(
+          'cache',
+          `${id}: cache filled ${cachedOrder.filled_quantity}, PostgreSQL ${row.filled_quantity}`,
+        );
+      }
+    });
+  }
+
+  // 4. The engine's live orders are exactly PostgreSQL's open orders, and its book the one they
+  // build.
+  const live = await engine.liveOrders();
+  const liveById = new Map<number, LiveOrder>(live.orders.map((o) => [o.orderId, o]));
+  const open = orders.filter((o) => OPEN.has(o.status));
+  for (const o of open) {
+    const e = liveById.get(Number(o.seq));
+    if (e === undefined) {
+      problem('engine', `${o.id} is ${o.status} in PostgreSQL but not live in the engine`);
+      continue;
+    }
+    liveById.delete(Number(o.seq));
+    const same =
+      e.symbol === o.symbol &&
+      e.side === (o.side === 'BUY' ? Side.BUY : Side.SELL) &&
+      String(e.price) === o.price_ticks &&
+      String(e.leaves) === o.leaves_lots &&
+      String(e.filled) === o.filled_lots &&
+      String(e.ownerId) === o.owner_no;
+    if (!same) problem('engine', `${o.id}: engine ${JSON.stringify(e)} differs from PostgreSQL`);
+  }
+  for (const e of liveById.values()) {
+    problem('engine', `engine order ${e.orderId} is live but not open in PostgreSQL`);
+  }
+  for (const symbol of new Set(orders.map((o) => o.symbol))) {
+    const depth = await engine.depth(symbol, 100_000);
+    const rebuilt = {
+      bids: new Map<string, [bigint, number]>(),
+      asks: new Map<string, [bigint, number]>(),
+    };
+    for (const o of open) {
+      if (o.symbol !== symbol) continue;
+      const side = o.side === 'BUY' ? rebuilt.bids : rebuilt.asks;
+      const [q, n] = side.get(o.price_ticks as string) ?? [0n, 0];
+      side.set(o.price_ticks as string, [q + BigInt(o.leaves_lots), n + 1]);
+    }
+    for (const [name, levels] of [
+      ['bids', depth.bids],
+      ['asks', depth.asks],
+    ] as const) {
+      const expected = rebuilt[name];
+      const got = new Map(levels.map((l) => [String(l.price), [BigInt(l.quantity), l.orders]]));
+      const prices = new Set([...expected.keys(), ...got.keys()]);
+      for (const p of prices) {
+        const a = expected.get(p);
+        const b = got.get(p);
+        if (a === undefined || b === undefined || a[0] !== b[0] || a[1] !== b[1]) {
+          problem(
+            'book',
+            `${symbol} ${name} at ${p} ticks: engine ${String(b)}, PostgreSQL ${String(a)}`,
+          );
+        }
+      }
+    }
+  }
+
+  // 5. The API agrees, for a sample of accepted orders.
+  const sample = [...load.orders.values()].filter((r) => r.outcome === 'accepted').slice(-100);
+  for (const r of sample) {
+    const user = users[r.user] as LoadUser;
+    const res = await fetch(`${gatewayUrl}/v1/orders/${r.id}`, {
+      headers: { authorization: `Bearer ${user.key}` },
+    });
+    const body = (await res.json()) as { status?: string; filled_quantity?: string };
+    const row = byId.get(r.id as string);
+    if (res.status !== 200 || row === undefined || body.status !== row.status) {
+      problem('api', `${r.id}: API ${res.status} ${body.status}, PostgreSQL ${row?.status}`);
+    }
+  }
+
+  for (const [kind, n] of kinds) {
+    if (n > SHOWN) problems.push(`${kind}: … ${n - SHOWN} more`);
+  }
+  return {
+    accepted,
+    inPostgres,
+    lost,
+    duplicated,
+    phantom,
+    unsettled,
+    unclaimed: unclaimed.length,
+    problems,
+  };
+}
