@@ -69,6 +69,7 @@ export const CASES: FaultCase[] = [
       await ctx.postgres.stop();
       await ctx.sleep(ms);
       await ctx.postgres.restart();
+      ctx.placePostgres();
     },
     verify(ctx, load) {
       // Orders without a client_order_id need no PostgreSQL: they went on being accepted.

@@ -3,10 +3,11 @@
 // deployment runs them, each logging (JSON) to its own file.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EngineClient } from '../engine-service/client.js';
+import { boundCommand } from '../infra/cpu-layout.js';
 
 export const PART_NAMES = ['engine', 'dispatcher', 'writer', 'gateway'] as const;
 export type PartName = (typeof PART_NAMES)[number];
@@ -18,6 +19,8 @@ export interface Exit {
   signal: NodeJS.Signals | null;
   /** When it exited (Date.now()). */
   at: number;
+  /** For a crash: the end of its log, where Node prints what killed it. */
+  logTail?: string;
 }
 
 export interface PartOptions {
@@ -27,6 +30,8 @@ export interface PartOptions {
   /** The gateway's URL or the engine's address: what readiness is checked against. */
   gatewayUrl: string;
   engineAddress: string;
+  /** CPUs to run on (taskset's list), as `matchbox start` places its parts; undefined: anywhere. */
+  cpus?: string;
 }
 
 export class Part {
@@ -58,7 +63,12 @@ export class Part {
   async start(): Promise<void> {
     if (this.running()) throw new Error(`${this.name} is already running`);
     const log = openSync(join(this.options.logDir, `${this.name}.log`), 'a');
-    const child = spawn(process.execPath, [CLI_MAIN, this.name], {
+    const [command, ...args] = boundCommand(this.options.cpus, [
+      process.execPath,
+      CLI_MAIN,
+      this.name,
+    ]) as [string, ...string[]];
+    const child = spawn(command, args, {
       env: { ...process.env, ...this.options.env, MATCHBOX_PARENT_PID: String(process.pid) },
       stdio: ['ignore', log, log],
     });
@@ -71,7 +81,8 @@ export class Part {
         resolve(e);
         // As a supervisor would (matchbox start, systemd): a crashed part is started again.
         if (!this.ending && !this.closed) {
-          this.crashes.push(e);
+          const log = readFileSync(join(this.options.logDir, `${this.name}.log`), 'utf8');
+          this.crashes.push({ ...e, logTail: log.slice(-4000) });
           setTimeout(() => {
             if (!this.closed && !this.running()) this.start().catch(() => undefined);
           }, 1000);

@@ -9,6 +9,8 @@ import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
 import { migrate } from '../db/migrate.js';
 import { EngineClient } from '../engine-service/client.js';
+import { allowedCpus, pin, planLayout } from '../infra/cpu-layout.js';
+import type { CpuLayout } from '../infra/cpu-layout.js';
 import { freePort } from '../infra/free-port.js';
 import { startLocalPostgres } from '../infra/local-postgres.js';
 import type { LocalPostgres } from '../infra/local-postgres.js';
@@ -73,6 +75,8 @@ export interface CaseContext {
   env: Record<string, string>;
   /** Largest order-stream length seen so far. */
   maxBacklog(): number;
+  /** Places a restarted PostgreSQL where the first one ran. */
+  placePostgres(): void;
   sleep(ms: number): Promise<void>;
   /** Adds a line to the case's notes. */
   note(text: string): void;
@@ -108,6 +112,13 @@ export interface CaseResult {
   logDir: string;
 }
 
+/**
+ * postgres.js 3.4.9 throws from a timer when a connection closes mid-transaction
+ * (porsager/postgres#1208): the process dies and is restarted, nothing lost. Any other crash is a
+ * failure.
+ */
+const KNOWN_CRASH = /reading 'write'\)[\s\S]*nextWrite[\s\S]*postgres\/src\/connection\.js/;
+
 /** How long after a fault the pipeline may take to catch up before the case fails. */
 const RECOVERY_LIMIT_MS = 60_000;
 
@@ -131,24 +142,37 @@ export class FaultSuite {
     readonly dir: string,
     readonly redisServer: LocalRedis,
     readonly postgres: LocalPostgres,
+    /** Where the parts run: as `matchbox start` places them (CPU_LAYOUT=auto). */
+    readonly layout: CpuLayout | undefined,
   ) {}
 
   /** Starts the suite's own servers under `dir`. */
   static async start(dir: string): Promise<FaultSuite> {
     mkdirSync(dir, { recursive: true });
     const bin = ensureServerPackages({ redis: true, postgres: true });
+    const layout = planLayout('auto', allowedCpus());
     const [redisServer, postgres] = await Promise.all([
       startLocalRedis({
         dir: join(dir, 'redis'),
         appendfsync: 'everysec',
         ...(bin.redisServer === undefined ? {} : { redisServer: bin.redisServer }),
+        ...(layout === undefined
+          ? {}
+          : { cpus: { server: layout.front, background: layout.back } }),
       }),
       startLocalPostgres({
         dir: join(dir, 'pg'),
         ...(bin.postgres === undefined ? {} : { binaries: bin.postgres }),
       }),
     ]);
-    return new FaultSuite(dir, redisServer, postgres);
+    const suite = new FaultSuite(dir, redisServer, postgres, layout);
+    suite.placePostgres();
+    return suite;
+  }
+
+  /** Binds the (re)started PostgreSQL to the background CPUs, as `matchbox start` does. */
+  placePostgres(): void {
+    if (this.layout !== undefined) pin(this.postgres.pid, this.layout.back, true);
   }
 
   async stop(): Promise<void> {
@@ -193,7 +217,20 @@ export class FaultSuite {
       ...c.env,
     };
     const parts = Object.fromEntries(
-      PART_NAMES.map((name) => [name, new Part({ name, env, logDir, gatewayUrl, engineAddress })]),
+      PART_NAMES.map((name) => {
+        const cpus = name === 'gateway' ? this.layout?.front : this.layout?.back;
+        return [
+          name,
+          new Part({
+            name,
+            env,
+            logDir,
+            gatewayUrl,
+            engineAddress,
+            ...(cpus === undefined ? {} : { cpus }),
+          }),
+        ];
+      }),
     ) as Record<PartName, Part>;
     const engine = new EngineClient(engineAddress, 0, { deadlineMs: 5_000 });
     const keys = shardKeys('mb', 0);
@@ -243,6 +280,7 @@ export class FaultSuite {
         timing,
         env,
         maxBacklog: () => maxBacklog,
+        placePostgres: () => this.placePostgres(),
         sleep,
         note: (t) => notes.push(t),
         fail: (t) => failures.push(t),
@@ -283,9 +321,12 @@ export class FaultSuite {
       await load?.stop();
       await load?.close();
       for (const name of [...PART_NAMES].reverse()) await parts[name].stop();
+      // A crash fails the case, but for the one known upstream bug (README: postgres.js).
       for (const name of PART_NAMES) {
         for (const e of parts[name].crashes) {
-          notes.push(`${name} crashed (${e.code ?? e.signal}) and was restarted; see ${name}.log`);
+          const what = `${name} crashed (${e.code ?? e.signal}) and was restarted; see ${name}.log`;
+          if (KNOWN_CRASH.test(e.logTail ?? '')) notes.push(`${what}: postgres.js#1208`);
+          else failures.push(what);
         }
       }
       engine.close();

@@ -211,10 +211,14 @@ export async function buildGateway(
     done(null, parsed);
   });
   app.decorateRequest('rawNumbers', null as unknown as Record<string, string>);
-  app.addHook('onRequest', (req, reply, done) => {
+  app.addHook('onRequest', (req, _reply, done) => {
     req.rawNumbers = {};
-    if (draining.has(app)) void reply.header('connection', 'close');
     done();
+  });
+  // Draining: every answer, including those to requests taken before, closes its connection.
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (draining.has(app)) void reply.header('connection', 'close');
+    done(null, payload);
   });
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
@@ -277,7 +281,9 @@ export async function buildGateway(
 }
 
 /** Which dependency a connection error came from. */
-function dependencyOf(err: Error): 'redis' | 'postgres' | 'engine' {
+function dependencyOf(err: Error): string {
+  const tagged = (err as { dependency?: string }).dependency;
+  if (tagged !== undefined) return tagged;
   const code = (err as { code?: string }).code ?? '';
   if (err.name === 'EngineUnavailableError' || /engine/i.test(err.message)) return 'engine';
   if (err.name === 'PostgresError' || /^(08|57P0)|CONNECTION_|CONNECT_TIMEOUT/.test(code)) {

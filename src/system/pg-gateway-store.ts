@@ -18,7 +18,7 @@ const QUERY_DEADLINE_MS = 1_000;
 const PROBE_EVERY_MS = 250;
 
 const unreachable = (why: string): Error =>
-  Object.assign(new Error(`PostgreSQL ${why}`), { code: 'ETIMEDOUT' });
+  Object.assign(new Error(`PostgreSQL ${why}`), { code: 'ETIMEDOUT', dependency: 'postgres' });
 
 /**
  * A guard on PostgreSQL for the request path: each call fails with ETIMEDOUT (a 503
@@ -40,10 +40,11 @@ function breaker(): <A extends unknown[], R>(
       if (failedAt > 0) probedAt = now;
       return new Promise((resolve, reject) => {
         const fail = (err: Error): void => {
+          // Any answer from PostgreSQL (an error reply too) shows it reachable.
           if (isConnectionFailure(err) || err.message.startsWith('PostgreSQL did not answer')) {
             failedAt = probedAt = Date.now();
-          }
-          reject(err);
+          } else failedAt = 0;
+          reject(Object.assign(err, { dependency: 'postgres' }));
         };
         const timer = setTimeout(
           () => fail(unreachable(`did not answer within ${QUERY_DEADLINE_MS} ms`)),

@@ -165,7 +165,15 @@ class ShardLoop {
     this.reader.on('error', (err: Error) =>
       w.options.logger.debug({ err: err.message }, 'stream reader connection error'),
     );
+    // A read whose connection broke is re-sent by the client after reconnecting, not failed:
+    // what Redis had delivered on the old connection is pending in the group, never received.
+    this.reader.on('close', () => {
+      this.lostDelivery = true;
+    });
   }
+
+  /** A read's reply may have been lost: its entries may be pending in the group, unreceived. */
+  private lostDelivery = false;
 
   get held(): number {
     return this.placed.length + this.events.length + this.unreadable.length + this.gone.length;
@@ -194,15 +202,13 @@ class ShardLoop {
     // commit's WAL fsync, the acknowledgements, the round trips — are paid once per thousands of
     // records, not per page.
     let backlogged = false;
-    /** A read failed: its entries may have been delivered (so pending) with the reply lost. */
-    let lostDelivery = false;
     while (!this.w.stopping) {
-      if (lostDelivery) {
+      if (this.lostDelivery) {
         // Write what is held first (acknowledging it), so that what is still pending in the
         // group is exactly what never reached us; then take that before anything new.
         if (this.held > 0) await this.flush();
+        this.lostDelivery = false;
         await this.readPending();
-        lostDelivery = false;
         continue;
       }
       const now = Date.now();
@@ -229,7 +235,7 @@ class ShardLoop {
       } catch (err) {
         componentErrors.inc({ dependency: 'redis', component: 'writer' });
         logger.warn({ err: message(err), shard: this.keys.shard }, 'writer: stream read failed');
-        lostDelivery = true;
+        this.lostDelivery = true;
         await sleep(redisDelay);
         redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
         continue;

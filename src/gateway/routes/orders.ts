@@ -101,7 +101,9 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           throw new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
         }
         if (result.kind === 'unknown') {
-          // Redis took the script and then could not be reached to say whether it ran.
+          // Redis took the script and then could not be reached to say whether it ran. Sync mode:
+          // the pending row goes; if the order was queued, the writer stores it from the stream.
+          if (sync) await store.deletePendingOrder(order.id);
           req.log.warn({ order_id: order.id }, 'submit outcome unknown: Redis unreachable');
           throw new ApiError(
             'OUTCOME_UNKNOWN',
