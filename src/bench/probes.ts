@@ -7,6 +7,7 @@ import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
 import { WRITER_GROUP, shardKeys, shardOf } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
+import { xinfoPairs } from '../queue/stream-info.js';
 import { seqOf } from '../writer/stream-ids.js';
 import type { Target } from './system-process.js';
 
@@ -17,13 +18,6 @@ export interface Backlog {
   events: number;
   /** Commands accepted but not yet through the engine and written back by the dispatcher. */
   undispatched: number;
-}
-
-/** Flat `[k, v, k, v…]` reply → object. */
-function pairs(flat: unknown[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
-  return out;
 }
 
 export class Probes {
@@ -56,7 +50,7 @@ export class Probes {
     } catch {
       return 0; // no stream yet
     }
-    const g = groups.map(pairs).find((x) => x.name === WRITER_GROUP);
+    const g = groups.map(xinfoPairs).find((x) => x.name === WRITER_GROUP);
     if (g === undefined) return await redis.xlen(stream);
     const pending = Number(g.pending ?? 0);
     if (typeof g.lag === 'number') return pending + g.lag;
@@ -87,7 +81,7 @@ export class Probes {
       // The writer trims the event stream below what it wrote, so an idle one can be empty; its
       // last id is still known (XINFO STREAM, cheap on an empty stream).
       try {
-        const info = pairs((await r.xinfo('STREAM', this.keys.events)) as unknown[]);
+        const info = xinfoPairs((await r.xinfo('STREAM', this.keys.events)) as unknown[]);
         dispatched = seqOf(String(info['last-generated-id']));
       } catch {
         dispatched = 0; // no event stream yet: nothing dispatched

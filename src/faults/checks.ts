@@ -4,8 +4,9 @@
 import type { Redis } from 'ioredis';
 import type { Sql } from '../db/client.js';
 import type { EngineClient, LiveOrder } from '../engine-service/client.js';
+import { parseDecimal } from '../engine/scale.js';
 import { Side } from '../engine/types.js';
-import { WRITER_GROUP } from '../queue/keys.js';
+import { lastGeneratedSeq, writerBacklog } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import type { OrderState } from '../queue/records.js';
 import type { FaultLoad, LoadUser } from './load.js';
@@ -31,28 +32,6 @@ export interface CheckResult {
   problems: string[];
 }
 
-/** `0-<n>` → n. */
-const seqOf = (id: string): number => Number(id.split('-')[1]);
-
-/** The stream's last id ever added (its entries may have been trimmed since). */
-export async function lastId(redis: Redis, stream: string): Promise<number> {
-  const info = (await redis.call('XINFO', 'STREAM', stream).catch(() => null)) as unknown[] | null;
-  if (info === null) return 0;
-  const at = info.indexOf('last-generated-id');
-  return at < 0 ? 0 : seqOf(String(info[at + 1]));
-}
-
-/** Entries the writer has not committed yet on a stream: pending plus never delivered. */
-async function writerBacklog(redis: Redis, stream: string): Promise<number> {
-  const groups = (await redis.xinfo('GROUPS', stream).catch(() => [])) as unknown[][];
-  for (const g of groups) {
-    const o: Record<string, unknown> = {};
-    for (let i = 0; i + 1 < g.length; i += 2) o[String(g[i])] = g[i + 1];
-    if (o.name === WRITER_GROUP) return Number(o.pending) + Number(o.lag ?? 0);
-  }
-  return 0;
-}
-
 /**
  * Waits until the pipeline is quiet: the engine has applied every queued command, the dispatcher
  * has written all its reports, and the writer has committed both streams.
@@ -67,7 +46,7 @@ export async function quiesce(
   for (;;) {
     const seq = Number((await redis.get(keys.seq)) ?? 0);
     const applied = await engine.lastApplied().catch(() => -1);
-    const written = await lastId(redis, keys.events);
+    const written = await lastGeneratedSeq(redis, keys.events);
     const backlog =
       (await writerBacklog(redis, keys.orders)) + (await writerBacklog(redis, keys.events));
     const state = `seq ${seq}, engine ${applied}, dispatched ${written}, writer backlog ${backlog}`;
@@ -110,9 +89,14 @@ interface PgTrade {
   maker_user_id: string;
 }
 
-/** A decimal string in one canonical form ("3.000" → "3", "0.50" → "0.5"). */
-function canonical(d: string): string {
-  return d.includes('.') ? d.replace(/0+$/, '').replace(/\.$/, '') : d;
+/** Places every decimal here is compared at (well past any instrument's tick or lot). */
+const PLACES = 12;
+
+/** A decimal string as an integer count of 10^-PLACES, exactly (engine/scale's parser). */
+function units(d: string): bigint {
+  const f = parseDecimal(d);
+  if (f === undefined || f.places > PLACES) throw new Error(`not a decimal the checks read: ${d}`);
+  return f.units * 10n ** BigInt(PLACES - f.places);
 }
 
 const OPEN = new Set(['NEW', 'PARTIALLY_FILLED']);
@@ -199,10 +183,6 @@ export async function checkCase(
   // 2. Each match exactly once: fills add up, trades are whole and consistent.
   let duplicated = 0;
   const fills = new Map<string, bigint>();
-  const scaled = (d: string): bigint => {
-    const [w, f = ''] = d.split('.');
-    return BigInt((w as string) + f.padEnd(8, '0').slice(0, 8));
-  };
   const seen = new Set<string>();
   for (const t of trades) {
     const triple = `${t.seq}/${t.trade_no}`;
@@ -226,28 +206,28 @@ export async function checkCase(
     if (taker.user_id !== t.taker_user_id || maker.user_id !== t.maker_user_id) {
       problem('trade', `${t.id} names the wrong users`);
     }
-    if (maker.price === null || canonical(maker.price) !== canonical(t.price)) {
+    if (maker.price === null || units(maker.price) !== units(t.price)) {
       problem('trade', `${t.id} at ${t.price} is not at its maker's price ${maker.price}`);
     }
     if (taker.price !== null) {
       const through =
         taker.side === 'BUY'
-          ? scaled(t.price) > scaled(taker.price)
-          : scaled(t.price) < scaled(taker.price);
+          ? units(t.price) > units(taker.price)
+          : units(t.price) < units(taker.price);
       if (through) problem('trade', `${t.id} at ${t.price} is through its taker's limit`);
     }
     for (const id of [t.taker_order_id, t.maker_order_id]) {
-      fills.set(id, (fills.get(id) ?? 0n) + scaled(t.quantity));
+      fills.set(id, (fills.get(id) ?? 0n) + units(t.quantity));
     }
   }
   for (const o of orders) {
-    const filled = scaled(o.filled_quantity);
+    const filled = units(o.filled_quantity);
     if ((fills.get(o.id) ?? 0n) !== filled) {
       duplicated += 1;
       problem('fills', `${o.id} filled ${o.filled_quantity}, its trades sum to another quantity`);
     }
-    if (filled > scaled(o.quantity)) problem('overfill', `${o.id}`);
-    const full = filled === scaled(o.quantity);
+    if (filled > units(o.quantity)) problem('overfill', `${o.id}`);
+    const full = filled === units(o.quantity);
     if (o.status === 'PENDING') problem('pending', `${o.id} is still PENDING in PostgreSQL`);
     if ((o.status === 'FILLED') !== full) {
       problem('status', `${o.id} is ${o.status} with ${o.filled_quantity} of ${o.quantity}`);
@@ -276,7 +256,7 @@ export async function checkCase(
       if (s !== row.status || cachedOrder.status !== row.status) {
         problem('cache', `${id}: cache ${s}, PostgreSQL ${row.status}`);
       }
-      if (canonical(cachedOrder.filled_quantity) !== canonical(row.filled_quantity)) {
+      if (units(cachedOrder.filled_quantity) !== units(row.filled_quantity)) {
         problem(
           'cache',
           `${id}: cache filled ${cachedOrder.filled_quantity}, PostgreSQL ${row.filled_quantity}`,

@@ -19,7 +19,8 @@ import type { LocalRedis } from '../infra/local-redis.js';
 import { ensureServerPackages } from '../infra/packages.js';
 import { shardKeys } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
-import { checkCase, lastId, quiesce } from './checks.js';
+import { lastGeneratedSeq } from '../queue/stream-info.js';
+import { checkCase, quiesce } from './checks.js';
 import type { CheckResult } from './checks.js';
 import { FaultLoad } from './load.js';
 import type { LoadSummary, LoadUser } from './load.js';
@@ -297,7 +298,7 @@ export class FaultSuite {
       let recovered: number | undefined;
       const recovery = (async () => {
         for (;;) {
-          const written = await persist(() => lastId(redis, keys.events));
+          const written = await persist(() => lastGeneratedSeq(redis, keys.events));
           const accepted = l.answers.some((a) => a.at > over && a.status === 201);
           if (written >= seqAtEnd && accepted) return (recovered = Date.now() - over);
           if (Date.now() - over > RECOVERY_LIMIT_MS) return undefined;

@@ -2,17 +2,7 @@
 // prom-client's default registry. Each process serves that registry: the gateway at /metrics, the
 // others through metrics-server.ts. Run in one process (tests, `startSystem` with everything), the
 // gateway's /metrics shows them all.
-import { Counter, Gauge, Histogram, register } from 'prom-client';
-import type { CounterConfiguration, GaugeConfiguration, HistogramConfiguration } from 'prom-client';
-
-/** One metric per name per process, however many components create it. */
-function once<T>(name: string, make: () => T): T {
-  return (register.getSingleMetric(name) as T | undefined) ?? make();
-}
-const counter = (c: CounterConfiguration<string>): Counter => once(c.name, () => new Counter(c));
-const gauge = (c: GaugeConfiguration<string>): Gauge => once(c.name, () => new Gauge(c));
-const histogram = (c: HistogramConfiguration<string>): Histogram =>
-  once(c.name, () => new Histogram(c));
+import { counter, gauge, histogram } from './registry.js';
 
 /** Seconds, from 10 µs to 2.5 s: engine batches are fast, Redis and PostgreSQL calls are not. */
 const SECONDS = [

@@ -1,6 +1,7 @@
 // Sync mode's wait: "has the dispatcher written the reports of sequence N yet?" The dispatcher
 // publishes each batch's last sequence; this subscribes once per gateway and wakes the requests
 // waiting at or below it. A slow poll of the event stream covers a message lost in a reconnect.
+import { streamInfo } from './stream-info.js';
 import type { Redis } from 'ioredis';
 import type { ShardKeys } from './keys.js';
 
@@ -84,11 +85,8 @@ export class AppliedWatcher {
   private async refresh(): Promise<void> {
     await Promise.all(
       this.shards.map(async (k, i) => {
-        const info = (await this.redis.call('XINFO', 'STREAM', k.events).catch(() => null)) as
-          unknown[] | null;
-        if (!Array.isArray(info)) return;
-        const at = info.indexOf('last-generated-id');
-        this.advance(i, Number(String(info[at + 1]).split('-')[1]));
+        const info = await streamInfo(this.redis, k.events);
+        if (info !== undefined) this.advance(i, info.lastSeq);
       }),
     );
   }

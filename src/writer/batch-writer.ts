@@ -8,11 +8,12 @@ import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
 import { componentErrors, writerMetrics } from '../metrics/pipeline.js';
 import { WRITER_GROUP } from '../queue/keys.js';
+import { lastGeneratedSeq, writerGroup } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { writeAll, writeIsolating } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
-import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
+import { compareIds, formatId, nextId, parseId } from './stream-ids.js';
 import type { StreamId } from './stream-ids.js';
 
 export interface BatchWriterOptions {
@@ -543,8 +544,7 @@ class ShardLoop {
    */
   private async writerFloor(stream: string): Promise<{ floor?: StreamId; backlog: number }> {
     const { redis } = this.w.options;
-    const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
-    const group = groups.map(pairs).find((g) => g.name === WRITER_GROUP);
+    const group = await writerGroup(redis, stream);
     if (group === undefined) return { backlog: 0 };
     const summary = (await redis.xpending(stream, WRITER_GROUP)) as [number, string | null];
     const pending = Number(summary[0]);
@@ -556,20 +556,6 @@ class ShardLoop {
     }
     return { floor, backlog: pending + lag };
   }
-}
-
-/** XINFO's flat [name, value, …] list as an object. */
-function pairs(flat: unknown[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
-  return out;
-}
-
-/** The sequence of a stream's last generated id (0 when the stream does not exist). */
-async function lastGeneratedSeq(redis: Redis, stream: string): Promise<number> {
-  const info = (await redis.call('XINFO', 'STREAM', stream).catch(() => null)) as unknown[] | null;
-  if (!Array.isArray(info)) return 0;
-  return seqOf(String(info[info.indexOf('last-generated-id') + 1]));
 }
 
 /** The first and last stream ids of held entries, or undefined when none are held. */

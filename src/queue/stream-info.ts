@@ -1,0 +1,49 @@
+// What Redis says about a stream and the writer's consumer group on it (XINFO), read the same way
+// by the writer (trimming), the gateway's metrics, the sync-mode watcher, the bench and the fault
+// suite.
+import type { Redis } from 'ioredis';
+import { WRITER_GROUP } from './keys.js';
+
+/** XINFO's flat [name, value, …] list as an object. */
+export function xinfoPairs(flat: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+}
+
+/** `0-<n>` → n. */
+const seqOfId = (id: string): number => Number(id.slice(id.indexOf('-') + 1));
+
+/**
+ * A stream's length and the sequence of its last generated id (kept when its entries are
+ * trimmed); undefined when the stream does not exist.
+ */
+export async function streamInfo(
+  redis: Redis,
+  stream: string,
+): Promise<{ length: number; lastSeq: number } | undefined> {
+  const info = (await redis.call('XINFO', 'STREAM', stream).catch(() => null)) as unknown[] | null;
+  if (!Array.isArray(info)) return undefined;
+  const o = xinfoPairs(info);
+  return { length: Number(o.length), lastSeq: seqOfId(String(o['last-generated-id'])) };
+}
+
+/** The sequence of a stream's last generated id (0 when the stream does not exist). */
+export async function lastGeneratedSeq(redis: Redis, stream: string): Promise<number> {
+  return (await streamInfo(redis, stream))?.lastSeq ?? 0;
+}
+
+/** The writer's group on a stream as XINFO GROUPS shows it, or undefined when it has none. */
+export async function writerGroup(
+  redis: Redis,
+  stream: string,
+): Promise<Record<string, unknown> | undefined> {
+  const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
+  return groups.map(xinfoPairs).find((g) => g.name === WRITER_GROUP);
+}
+
+/** Entries the writer has not committed on a stream: pending in its group plus never delivered. */
+export async function writerBacklog(redis: Redis, stream: string): Promise<number> {
+  const g = await writerGroup(redis, stream).catch(() => undefined);
+  return g === undefined ? 0 : Number(g.pending) + (typeof g.lag === 'number' ? g.lag : 0);
+}
