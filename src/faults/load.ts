@@ -52,8 +52,10 @@ export interface LoadSummary {
   settled: number;
   byStatus: Record<string, number>;
   cancels: Record<string, number>;
-  /** Requests (orders and cancels) sent per second over the run. */
+  /** Requests (orders and cancels) sent per second from the end of the ramp to the stop. */
   requestsPerSec: number;
+  /** HTTP answers (of any status) per second over the same time. */
+  answeredPerSec: number;
   /** 503 answers that carried Retry-After, and the longest time any answer took (ms). */
   retryAfter503: number;
   slowestMs: number;
@@ -66,6 +68,11 @@ export interface LoadOptions {
   users: LoadUser[];
   /** Orders and cancels per second, paced every 10 ms. */
   rate: number;
+  /**
+   * The rate rises from 0 to `rate` over this long first (ms), as a load test ramps: a system
+   * whose processes have just started compiles its hot code in these seconds.
+   */
+  rampMs: number;
   maxInFlight: number;
   seed: number;
   /** Prefix of the client_order_ids (unique per run). */
@@ -91,8 +98,9 @@ export class FaultLoad {
   private timer: NodeJS.Timeout | undefined;
   private startedAt = 0;
   private stoppedAt = 0;
-  /** Requests sent (orders and cancels). */
+  /** Requests sent (orders and cancels), and how many of them were sent during the ramp. */
   private requests = 0;
+  private rampRequests: number | undefined;
   private readonly pending = new Set<Promise<void>>();
 
   constructor(private readonly options: LoadOptions) {
@@ -114,9 +122,15 @@ export class FaultLoad {
    */
   start(): void {
     this.startedAt = Date.now();
+    const { rate, rampMs } = this.options;
+    // Requests due t ms after the start: the integral of a rate rising linearly over the ramp.
+    const dueAt = (t: number): number =>
+      t < rampMs ? (rate * t * t) / (2 * rampMs * 1000) : (rate * (t - rampMs / 2)) / 1000;
     let issued = 0;
     this.timer = setInterval(() => {
-      const due = Math.floor(((Date.now() - this.startedAt) * this.options.rate) / 1000);
+      const t = Date.now() - this.startedAt;
+      if (t >= rampMs && this.rampRequests === undefined) this.rampRequests = this.requests;
+      const due = Math.floor(dueAt(t));
       for (; issued < due; issued++) {
         if (this.inFlight >= this.options.maxInFlight) this.held += 1;
         else this.track(this.next());
@@ -176,6 +190,11 @@ export class FaultLoad {
   }
 
   summary(): LoadSummary {
+    const rampEnd = this.startedAt + this.options.rampMs;
+    const end = this.stoppedAt || Date.now();
+    const window = Math.max(1, end - rampEnd);
+    let answered = 0;
+    for (const a of this.answers) if (a.at >= rampEnd && a.at <= end) answered += 1;
     const byStatus: Record<string, number> = {};
     const count = { accepted: 0, refused: 0, unknown: 0, settled: 0 };
     for (const r of this.orders.values()) {
@@ -191,8 +210,9 @@ export class FaultLoad {
       cancels: { ...this.cancels },
       retryAfter503: this.retryAfter503,
       requestsPerSec: Math.round(
-        (this.requests * 1000) / Math.max(1, (this.stoppedAt || Date.now()) - this.startedAt),
+        ((this.requests - (this.rampRequests ?? this.requests)) * 1000) / window,
       ),
+      answeredPerSec: Math.round((answered * 1000) / window),
       slowestMs: this.slowestMs,
       held: this.held,
     };

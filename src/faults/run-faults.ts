@@ -54,11 +54,11 @@ export function faultTable(report: FaultReport): string {
   const rows = report.results.map((r) => {
     const c = r.check;
     const refused = r.load.refused;
-    return `| ${r.title} | ${n(r.load.requestsPerSec)} | ${n(r.load.sent)} | ${c === undefined ? '—' : n(c.accepted)} | ${c === undefined ? '—' : n(c.inPostgres)} | ${c?.lost ?? '—'} | ${c?.duplicated ?? '—'} | ${n(refused)} | ${r.load.settled}/${r.load.settled + (c?.unsettled ?? 0)} | ${r.recoverMs === undefined ? '—' : `${(r.recoverMs / 1000).toFixed(2)} s`} | ${r.ok ? 'pass' : '**FAIL**'} |`;
+    return `| ${r.title} | ${n(r.load.requestsPerSec)} | ${n(r.load.answeredPerSec)} | ${n(r.load.sent)} | ${c === undefined ? '—' : n(c.accepted)} | ${c === undefined ? '—' : n(c.inPostgres)} | ${c?.lost ?? '—'} | ${c?.duplicated ?? '—'} | ${n(refused)} | ${r.load.settled}/${r.load.settled + (c?.unsettled ?? 0)} | ${r.recoverMs === undefined ? '—' : `${(r.recoverMs / 1000).toFixed(2)} s`} | ${r.ok ? 'pass' : '**FAIL**'} |`;
   });
   return [
-    '| case | requests/s | orders sent | accepted | in PostgreSQL | lost | duplicated | refused | lost answers settled | recovered in | result |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| case | requests/s sent | answered/s | orders sent | accepted | in PostgreSQL | lost | duplicated | refused | lost answers settled | recovered in | result |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
     ...rows,
   ].join('\n');
 }
@@ -72,8 +72,12 @@ export function faultMarkdown(report: FaultReport): string {
     `# Fault suite — ${report.date}${report.short ? ' (short form)' : ''}`,
     '',
     `Load ${n(t.rate)} requests/s (55% LIMIT GTC, 5% LIMIT IOC, 20% MARKET, 20% cancel; 4 users, ` +
-      `3 symbols) for at least ${t.loadMs / 1000} s per case; fault after ${t.warmMs / 1000} s; ` +
-      `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s).`,
+      `3 symbols), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
+      `at least ${t.loadMs / 1000} s per case; fault ${t.warmMs / 1000} s after the ramp; ` +
+      `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s). The load is open ` +
+      'loop: requests are sent on time whatever the answers, queued at the client while up to 4,096 are ' +
+      'unanswered. Rates are from the end of the ramp to the end of the load; answered/s counts ' +
+      'HTTP answers of any status (a request to a killed gateway fails to connect instead).',
     '',
     faultTable(report),
     '',

@@ -29,7 +29,9 @@ import type { PartName } from './parts.js';
 import { TcpProxy } from './tcp-proxy.js';
 
 export interface Timing {
-  /** Load before the fault, and the whole load at least (ms). */
+  /** The load's ramp from 0 to `rate`, before the case's clock starts (ms). */
+  rampMs: number;
+  /** Load before the fault, and the whole load at least (ms), both after the ramp. */
   warmMs: number;
   loadMs: number;
   /** Load kept running after the fault is over (ms). */
@@ -42,6 +44,7 @@ export interface Timing {
 }
 
 export const FULL: Timing = {
+  rampMs: 5_000,
   warmMs: 5_000,
   loadMs: 20_000,
   tailMs: 5_000,
@@ -51,6 +54,7 @@ export const FULL: Timing = {
 };
 /** CI's form: the same cases and checks, fewer seconds. */
 export const SHORT: Timing = {
+  rampMs: 3_000,
   warmMs: 2_000,
   loadMs: 6_000,
   tailMs: 2_000,
@@ -257,7 +261,11 @@ export class FaultSuite {
         url: gatewayUrl,
         users,
         rate: timing.rate,
-        maxInFlight: 256,
+        rampMs: timing.rampMs,
+        // Open loop: a slow system gets the same requests/s, queued at the client, up to a bound
+        // past which requests are counted as held (a stall) rather than sent: the rate times the
+        // longest an answer may take by design (a submit whose reply was lost is settled for 2 s).
+        maxInFlight: 4_096,
         seed,
         tag: c.name,
       });
@@ -286,8 +294,9 @@ export class FaultSuite {
         note: (t) => notes.push(t),
         fail: (t) => failures.push(t),
       };
-      const started = Date.now();
       l.start();
+      await sleep(timing.rampMs);
+      const started = Date.now();
       await sleep(timing.warmMs);
       await c.inject(ctx);
       const over = Date.now();
@@ -364,6 +373,7 @@ function emptySummary(): LoadSummary {
     cancels: {},
     retryAfter503: 0,
     requestsPerSec: 0,
+    answeredPerSec: 0,
     slowestMs: 0,
     held: 0,
   };

@@ -1,5 +1,6 @@
 // Not a benchmark of record (that belongs in src/bench), but a guard that the writer stays
-// multi-row: it prints rows/s and fails only far below the target of 50,000 rows/s.
+// multi-row behind a backlog: it prints rows/s (no timing is asserted) and fails if a flush takes
+// less than the backlog it could take.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { EventBatch, OrderState } from '../../src/queue/records.js';
@@ -64,5 +65,7 @@ it(`writes ${ORDERS} placed orders, their states and trades in large batches`, a
     `# writer: ${rows} rows (${entries} entries) in ${seconds.toFixed(2)} s = ${rate} rows/s, ` +
       `${w.stats.flushes} flushes`,
   );
-  assert.ok(rate > 10_000, `${rate} rows/s`);
+  // Everything was waiting before the writer started: flushes take thousands of entries each
+  // (10,000 when nothing slows the reads; the bound leaves room for a slow machine).
+  assert.ok(w.stats.flushes <= Math.ceil(entries / 1_000), `${w.stats.flushes} flushes`);
 });
