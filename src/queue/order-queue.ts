@@ -3,6 +3,8 @@
 import type { Redis } from 'ioredis';
 import { shardKeys, shardOf } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
+import { RecentAccepts } from './recent-accepts.js';
+import type { RequeueReport, Resubmitted } from './recent-accepts.js';
 import { WriteCoalescer } from './write-coalescer.js';
 import type { ShardKeys } from './keys.js';
 import type { Fill, OrderState, TradeRecord } from './records.js';
@@ -13,6 +15,8 @@ const SETTLE = 'settle-submit-1.lua';
 /** How long a submit whose reply was lost keeps asking Redis what became of it. */
 const SETTLE_FOR_MS = 2_000;
 const SETTLE_EVERY_MS = 100;
+/** A re-queued order's deadline: as a request's, below the client's 1 s command timeout. */
+const REQUEUE_DEADLINE_MS = 750;
 
 type Reply = (string | number)[];
 interface ScriptedRedis {
@@ -46,6 +50,11 @@ export interface OrderQueueOptions {
   idempotencyTtlS: number;
   /** Recent orders kept per user for listing before PostgreSQL has them. */
   recentPerUser?: number;
+  /**
+   * Told what became of the orders accepted just before Redis restarted and queued again (see
+   * recent-accepts.ts). Without it nothing is kept and nothing is queued again.
+   */
+  onRequeue?: (report: RequeueReport) => void;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -61,6 +70,7 @@ export class OrderQueue {
   private readonly redis: Redis & ScriptedRedis;
   private readonly recentPerUser: number;
   private readonly writes: WriteCoalescer;
+  private readonly recentAccepts: RecentAccepts | undefined;
 
   constructor(
     redis: Redis,
@@ -82,6 +92,16 @@ export class OrderQueue {
     });
     this.redis = redis as Redis & ScriptedRedis;
     this.writes = new WriteCoalescer(redis);
+    const onRequeue = options.onRequeue;
+    this.recentAccepts =
+      onRequeue === undefined
+        ? undefined
+        : new RecentAccepts(redis, (order) => this.resubmit(order), onRequeue);
+  }
+
+  /** Resolves once orders being queued again after a Redis restart are all sent. */
+  async requeued(): Promise<void> {
+    await this.recentAccepts?.settled();
   }
 
   /** The index of the shard that owns `symbol`. */
@@ -107,13 +127,31 @@ export class OrderQueue {
       reply = await this.send(k, order, deadlineMs);
     } catch (err) {
       if (!replyLost(err)) throw err;
-      return this.settle(k, order.id, deadlineMs);
+      const settled = await this.settle(k, order.id, deadlineMs);
+      if (settled.kind === 'accepted') this.recentAccepts?.add(order);
+      return settled;
     }
     const code = Number(reply[0]);
-    if (code === 1) return { kind: 'accepted', seq: Number(reply[1]) };
+    if (code === 1) {
+      this.recentAccepts?.add(order);
+      return { kind: 'accepted', seq: Number(reply[1]) };
+    }
     if (code === 2) return { kind: 'duplicate', orderId: String(reply[1]) };
     if (code === 3) return { kind: 'overloaded', backlog: Number(reply[1]) };
     return { kind: 'expired' };
+  }
+
+  /** Sends an accepted order again after a Redis restart: queued only if Redis lost it. */
+  private async resubmit(order: OrderState): Promise<Resubmitted> {
+    const reply = await this.send(
+      this.shardFor(order.symbol),
+      order,
+      Date.now() + REQUEUE_DEADLINE_MS,
+    );
+    const code = Number(reply[0]);
+    if (code === 1) return reply[2] === undefined ? 'requeued' : 'present';
+    if (code === 2) return String(reply[1]) === order.id ? 'present' : 'superseded';
+    return 'retry';
   }
 
   private send(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {

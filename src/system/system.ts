@@ -97,6 +97,20 @@ export async function startSystem(
       shards: config.shards,
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
+      onRequeue: (r) => {
+        const fields = {
+          requeued: r.requeued.length,
+          present: r.present,
+          superseded: r.superseded,
+          failed: r.failed,
+          ...(r.requeued.length > 0 ? { order_ids: r.requeued } : {}),
+        };
+        if (r.failed.length > 0) {
+          logger.error(fields, 'Redis restarted; accepted orders could not be queued again');
+        } else if (r.requeued.length > 0 || r.superseded.length > 0) {
+          logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');
+        } else logger.info(fields, 'Redis restarted; every order accepted just before is there');
+      },
     });
     await queue.checkDurability();
     // The background components block on stream reads and must ride out a Redis restart: their

@@ -7,19 +7,7 @@ import { Redis } from 'ioredis';
 import { TcpProxy } from '../../src/faults/tcp-proxy.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import { freshRedis } from '../support/services.js';
-import { newOrder, user } from '../dispatcher/gateway-records.js';
-
-const AAA = { symbol: 'AAA', tick: '0.01', lot: '1' };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const order = (n: number) =>
-  newOrder(user(n), AAA, {
-    symbol: 'AAA',
-    side: 'BUY',
-    type: 'LIMIT',
-    quantity: String(n),
-    price: '1',
-    created_at: new Date().toISOString(),
-  });
+import { order, sleep } from './orders.js';
 
 describe('submit with a lost reply', () => {
   let direct: Redis;

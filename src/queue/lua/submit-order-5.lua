@@ -17,13 +17,15 @@
 -- ARGV[8] deadline, ms since the epoch: the gateway has answered 503 by then, so a script that
 --         only runs later (Redis was frozen, the request sat in a socket) must write nothing
 --
--- Returns {1, seq}: accepted (also when this very order was accepted before: a client library
--- that re-sends a script whose reply was lost must not queue the order twice); {2, order id}: client_order_id already used (by that order);
+-- Returns {1, seq}: accepted; {1, seq, 1}: this very order was accepted before, nothing written
+-- (a client library that re-sends a script whose reply was lost, or the gateway queueing again
+-- what a restarted Redis may have lost, must not queue the order twice); {2, order id}:
+-- client_order_id already used (by that order);
 -- {3, entries}: the stream is at its high-water mark, nothing written; {4, now}: past the
 -- deadline, nothing written.
 local accepted = redis.call('HGET', KEYS[3], 'q')
 if accepted then
-  return {1, tonumber(accepted)}
+  return {1, tonumber(accepted), 1}
 end
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then
