@@ -75,7 +75,7 @@ export function faultMarkdown(report: FaultReport): string {
       `3 symbols), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
       `at least ${t.loadMs / 1000} s per case; fault ${t.warmMs / 1000} s after the ramp; ` +
       `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s). The load is open ` +
-      'loop: requests are sent on time whatever the answers, queued at the client while up to 4,096 are ' +
+      'loop: requests are sent on time whatever the answers, queued at the client while up to 16,384 are ' +
       'unanswered. Rates are from the end of the ramp to the end of the load; answered/s counts ' +
       'HTTP answers of any status (a request to a killed gateway fails to connect instead).',
     '',

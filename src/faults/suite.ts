@@ -263,9 +263,9 @@ export class FaultSuite {
         rate: timing.rate,
         rampMs: timing.rampMs,
         // Open loop: a slow system gets the same requests/s, queued at the client, up to a bound
-        // past which requests are counted as held (a stall) rather than sent: the rate times the
-        // longest an answer may take by design (a submit whose reply was lost is settled for 2 s).
-        maxInFlight: 4_096,
+        // past which requests are counted as held (a stall) rather than sent: eight seconds of
+        // requests, twice the slowest answer seen by design (a cut connection, then 2 s of settling).
+        maxInFlight: 16_384,
         seed,
         tag: c.name,
       });

@@ -55,6 +55,8 @@ export interface OrderQueueOptions {
    * recent-accepts.ts). Without it nothing is kept and nothing is queued again.
    */
   onRequeue?: (report: RequeueReport) => void;
+  /** How far back from a broken connection accepted orders are sent again; default 3 s. */
+  requeueWindowMs?: number;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -96,10 +98,15 @@ export class OrderQueue {
     this.recentAccepts =
       onRequeue === undefined
         ? undefined
-        : new RecentAccepts(redis, (order) => this.resubmit(order), onRequeue);
+        : new RecentAccepts(
+            redis,
+            (order) => this.resubmit(order),
+            onRequeue,
+            options.requeueWindowMs,
+          );
   }
 
-  /** Resolves once orders being queued again after a Redis restart are all sent. */
+  /** Resolves once the check after the last reconnect, and any re-queue it started, is over. */
   async requeued(): Promise<void> {
     await this.recentAccepts?.settled();
   }

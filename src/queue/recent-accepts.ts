@@ -26,18 +26,25 @@ export type Resubmitted =
   | 'retry';
 
 export interface RequeueReport {
+  /** Queued again (or, after a lost reply to the re-send, perhaps found there). */
   requeued: string[];
   present: number;
   superseded: string[];
-  /** Orders that could not be queued again within a minute. */
+  /** Orders that could not be queued again within a minute, or when the client was closed. */
   failed: string[];
 }
+
+/** Milliseconds on a clock that never steps back. */
+const clock = (): number => performance.now();
 
 export class RecentAccepts {
   private orders: { order: OrderState; at: number }[] = [];
   private runId: string | undefined;
+  /** When the connection broke (clock()); 0 while connected and checked. */
   private closedAt = 0;
-  private replaying: Promise<void> | undefined;
+  private ended = false;
+  /** The checks and replays after each reconnect, one after another. */
+  private work: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly redis: Redis,
@@ -45,26 +52,34 @@ export class RecentAccepts {
     private readonly onReport: (report: RequeueReport) => void,
     private readonly windowMs = REQUEUE_WINDOW_MS,
   ) {
-    redis.on('ready', () => void this.connected());
+    redis.on('ready', () => this.queue(() => this.connected()));
     redis.on('close', () => {
-      if (this.closedAt === 0) this.closedAt = Date.now();
+      if (this.closedAt === 0) this.closedAt = clock();
     });
-    if (redis.status === 'ready') void this.connected();
+    // disconnect(): no reconnect will come; a replay in progress stops.
+    redis.on('end', () => (this.ended = true));
+    if (redis.status === 'ready') this.queue(() => this.connected());
   }
 
-  /** Records an order just accepted (201). */
+  /** Records an order just accepted (201), or just queued again. */
   add(order: OrderState): void {
-    const now = Date.now();
+    const now = clock();
     this.orders.push({ order, at: now });
-    // Oldest first: drop what fell out of the window (in chunks, not one shift per order).
-    if ((this.orders[0]?.at ?? now) < now - 2 * this.windowMs) {
+    // Oldest first: drop what fell out of the window (in chunks, not one shift per order). Not
+    // between a break and its check: replies to commands re-sent on the new connection arrive
+    // before the check, and the window is counted back from the break.
+    if (this.closedAt === 0 && (this.orders[0]?.at ?? now) < now - 2 * this.windowMs) {
       this.orders = this.orders.filter((e) => e.at >= now - this.windowMs);
     }
   }
 
-  /** Resolves when a replay in progress is over. */
+  /** Resolves when the checks and replays started so far are over. */
   async settled(): Promise<void> {
-    await this.replaying;
+    await this.work;
+  }
+
+  private queue(task: () => Promise<void>): void {
+    this.work = this.work.then(task).catch(() => undefined); // task() reports its own failures
   }
 
   private async connected(): Promise<void> {
@@ -79,29 +94,42 @@ export class RecentAccepts {
     const since = this.closedAt - this.windowMs;
     this.closedAt = 0;
     if (!restarted) return;
-    const due = this.orders.filter((e) => e.at >= since).map((e) => e.order);
-    if (due.length === 0) return;
-    const previous = this.replaying ?? Promise.resolve();
-    this.replaying = previous.then(() => this.replay(due));
+    // Once each (an order re-sent by its client, or re-queued before, is in the list twice).
+    const due = new Map<string, OrderState>();
+    for (const e of this.orders)
+      if (e.at >= since && !due.has(e.order.id)) due.set(e.order.id, e.order);
+    if (due.size > 0) await this.replay([...due.values()]);
   }
 
   private async replay(due: OrderState[]): Promise<void> {
     const report: RequeueReport = { requeued: [], present: 0, superseded: [], failed: [] };
-    const giveUp = Date.now() + GIVE_UP_MS;
+    const giveUp = clock() + GIVE_UP_MS;
     // In the order they were accepted, one at a time: the stream keeps their relative order.
     for (const order of due) {
+      let resent = false;
       for (;;) {
-        const r = await this.resubmit(order).catch((): Resubmitted => 'retry');
-        if (r === 'present') report.present += 1;
-        else if (r === 'requeued') report.requeued.push(order.id);
+        const r = await this.resubmit(order).catch((): Resubmitted => {
+          resent = true; // the script may have run: a later "present" may be this send's doing
+          return 'retry';
+        });
+        if (r === 'requeued' || (r === 'present' && resent)) {
+          report.requeued.push(order.id);
+          // Its new writes wait on the same fsync as any other: a second restart soon after
+          // must find it in the window again.
+          this.add(order);
+        } else if (r === 'present') report.present += 1;
         else if (r === 'superseded') report.superseded.push(order.id);
-        else if (Date.now() < giveUp) {
-          await new Promise((res) => setTimeout(res, RETRY_MS));
+        else if (clock() < giveUp && !this.ended) {
+          await new Promise((res) => setTimeout(res, RETRY_MS).unref());
           continue;
         } else report.failed.push(order.id);
         break;
       }
     }
-    this.onReport(report);
+    try {
+      this.onReport(report);
+    } catch {
+      // The report is the caller's to make; its failure must not stop the next replay.
+    }
   }
 }

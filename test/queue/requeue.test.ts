@@ -16,6 +16,7 @@ import type { RequeueReport } from '../../src/queue/recent-accepts.js';
 import type { OrderState } from '../../src/queue/records.js';
 import { order, sleep } from './orders.js';
 
+const WINDOW_MS = 2_000;
 let server: LocalRedis;
 let dir: string;
 let redis: Redis;
@@ -60,6 +61,7 @@ before(async () => {
     highWater: 1_000,
     idempotencyTtlS: 60,
     onRequeue: (r) => reports.push(r),
+    requeueWindowMs: WINDOW_MS,
   });
 });
 after(async () => {
@@ -91,7 +93,22 @@ it('a reconnect to the same Redis queues nothing again', async () => {
   assert.deepEqual(await streamIds(), before);
 });
 
+/** kill -9, the AOF cut back to `size` bytes (writes postponed behind a slow fsync), restart. */
+async function crashLosingTail(aof: string, size: number): Promise<void> {
+  server.kill('SIGKILL');
+  await server.exited();
+  truncateSync(aof, size);
+  await server.restart();
+  direct.disconnect();
+  direct = new Redis(server.url);
+  direct.on('error', () => undefined);
+}
+
 it('queues again, once each, the accepted orders a restarted Redis lost', async () => {
+  // Accepted longer than the window (2 s here) before the break: not sent again.
+  const old = [order(10), order(11)];
+  for (const o of old) assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
+  await sleep(WINDOW_MS + 1_000);
   const survived = [order(3), order(4), order(5)];
   for (const o of survived) {
     assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
@@ -104,35 +121,27 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   for (const o of lost) assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
   await sleep(50);
   assert.ok(statSync(aof).size > cut);
+  await sleep(1_000);
 
-  server.kill('SIGKILL');
-  await server.exited();
-  // The writes of the last four, postponed behind a slow fsync, never reached the file.
-  truncateSync(aof, cut);
-  await server.restart();
-  await direct.quit().catch(() => undefined);
-  direct = new Redis(server.url);
+  await crashLosingTail(aof, cut);
   const restarted = await streamIds();
   for (const o of lost) assert.ok(!restarted.includes(o.id), 'the cut AOF still holds an order');
-
   await until('the re-queue report', () => reports.length > 0);
   await queue.requeued();
+  const requeuedAt = Date.now();
   assert.equal(reports.length, 1);
-  const [report] = reports as [RequeueReport];
-  assert.deepEqual(
-    report.requeued,
-    lost.map((o) => o.id),
-  );
-  // The earlier orders (accepted within the window too) were found where they were.
-  assert.ok(report.present >= survived.length, `${report.present} found`);
-  assert.deepEqual(report.superseded, []);
-  assert.deepEqual(report.failed, []);
+  assert.deepEqual(reports[0], {
+    requeued: lost.map((o) => o.id),
+    present: survived.length,
+    superseded: [],
+    failed: [],
+  });
 
   const ids = await streamIds();
-  const queued = 2 + survived.length + lost.length;
+  const queued = 2 + old.length + survived.length + lost.length;
   assert.equal(ids.length, queued);
   assert.equal(new Set(ids).size, ids.length, 'an order is in the stream twice');
-  for (const o of [...survived, ...lost]) {
+  for (const o of [...old, ...survived, ...lost]) {
     assert.ok(ids.includes(o.id), `${o.id} is not queued`);
     assert.equal(await direct.hget(queue.shards[0]?.order(o.id) as string, 's'), 'PENDING');
   }
@@ -140,4 +149,20 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   const again = await queue.submit(lost[0] as OrderState, Date.now() + 750);
   assert.equal(again.kind, 'accepted');
   assert.equal((await streamIds()).length, queued);
+
+  // The new Redis loses the re-queued writes too, more than the window after their first
+  // accept: they are in the window again from when they were re-queued.
+  await sleep(Math.max(0, requeuedAt + 1_500 - Date.now()));
+  await crashLosingTail(aof, cut);
+  await until('the second report', () => reports.length > 1);
+  await queue.requeued();
+  assert.deepEqual(reports[1], {
+    requeued: lost.map((o) => o.id),
+    present: 0,
+    superseded: [],
+    failed: [],
+  });
+  const afterSecond = await streamIds();
+  assert.equal(new Set(afterSecond).size, afterSecond.length, 'an order is in the stream twice');
+  for (const o of lost) assert.ok(afterSecond.includes(o.id), `${o.id} is not queued`);
 });
