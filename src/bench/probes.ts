@@ -7,7 +7,7 @@ import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
 import { WRITER_GROUP, shardKeys, shardOf } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
-import { xinfoPairs } from '../queue/stream-info.js';
+import { streamInfo, undelivered, xinfoPairs } from '../queue/stream-info.js';
 import { seqOf } from '../writer/stream-ids.js';
 import type { Target } from './system-process.js';
 
@@ -53,7 +53,8 @@ export class Probes {
     const g = groups.map(xinfoPairs).find((x) => x.name === WRITER_GROUP);
     if (g === undefined) return await redis.xlen(stream);
     const pending = Number(g.pending ?? 0);
-    if (typeof g.lag === 'number') return pending + g.lag;
+    const left = undelivered(g, (await streamInfo(redis, stream))?.lastSeq ?? 0);
+    if (left === 0 || typeof g.lag === 'number') return pending + left;
     // Redis cannot always tell the lag (after deletions): count what follows the group's position.
     const after = (await redis.xrange(
       stream,

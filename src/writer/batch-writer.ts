@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
 import { componentErrors, writerMetrics } from '../metrics/pipeline.js';
 import { WRITER_GROUP } from '../queue/keys.js';
-import { lastGeneratedSeq, writerGroup } from '../queue/stream-info.js';
+import { lastGeneratedSeq, undelivered, writerGroup } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { writeAll, writeIsolating } from './statements.js';
@@ -548,7 +548,7 @@ class ShardLoop {
     if (group === undefined) return { backlog: 0 };
     const summary = (await redis.xpending(stream, WRITER_GROUP)) as [number, string | null];
     const pending = Number(summary[0]);
-    const lag = typeof group.lag === 'number' ? group.lag : 0;
+    const lag = undelivered(group, await lastGeneratedSeq(redis, stream));
     let floor = nextId(parseId(String(group['last-delivered-id'])));
     if (pending > 0 && summary[1] !== null) {
       const oldest = parseId(summary[1]);
