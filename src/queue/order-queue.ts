@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { shardKeys, shardOf } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { RecentAccepts } from './recent-accepts.js';
-import type { RequeueReport, Resubmitted } from './recent-accepts.js';
+import type { Accepted, RequeueReport, Resubmitted } from './recent-accepts.js';
 import { WriteCoalescer } from './write-coalescer.js';
 import type { ShardKeys } from './keys.js';
 import type { Fill, OrderState, TradeRecord } from './records.js';
@@ -100,7 +100,7 @@ export class OrderQueue {
         ? undefined
         : new RecentAccepts(
             redis,
-            (order) => this.resubmit(order),
+            (what) => this.resubmit(what),
             onRequeue,
             options.requeueWindowMs,
           );
@@ -135,12 +135,12 @@ export class OrderQueue {
     } catch (err) {
       if (!replyLost(err)) throw err;
       const settled = await this.settle(k, order.id, deadlineMs);
-      if (settled.kind === 'accepted') this.recentAccepts?.add(order);
+      if (settled.kind === 'accepted') this.recentAccepts?.add({ kind: 'order', order });
       return settled;
     }
     const code = Number(reply[0]);
     if (code === 1) {
-      this.recentAccepts?.add(order);
+      this.recentAccepts?.add({ kind: 'order', order });
       return { kind: 'accepted', seq: Number(reply[1]) };
     }
     if (code === 2) return { kind: 'duplicate', orderId: String(reply[1]) };
@@ -148,8 +148,16 @@ export class OrderQueue {
     return { kind: 'expired' };
   }
 
-  /** Sends an accepted order again after a Redis restart: queued only if Redis lost it. */
-  private async resubmit(order: OrderState): Promise<Resubmitted> {
+  /**
+   * Sends an accepted order again after a Redis restart (queued only if Redis lost it), or an
+   * accepted cancel (queued again if the order is still open: a second cancel changes nothing).
+   */
+  private async resubmit(what: Accepted): Promise<Resubmitted> {
+    if (what.kind === 'cancel') {
+      const c = await this.cancelOnce(what.orderId, what.userId, what.ownerNo, what.at);
+      return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
+    }
+    const order = what.order;
     const reply = await this.send(
       this.shardFor(order.symbol),
       order,
@@ -201,6 +209,19 @@ export class OrderQueue {
 
   /** Queues the cancel of an order if the caller owns it and it is not final. */
   async cancel(orderId: string, userId: string, ownerNo: number, now: Date): Promise<CancelResult> {
+    const result = await this.cancelOnce(orderId, userId, ownerNo, now);
+    if (result.kind === 'queued') {
+      this.recentAccepts?.add({ kind: 'cancel', orderId, userId, ownerNo, at: now });
+    }
+    return result;
+  }
+
+  private async cancelOnce(
+    orderId: string,
+    userId: string,
+    ownerNo: number,
+    now: Date,
+  ): Promise<CancelResult> {
     for (const k of this.shards) {
       const reply = await this.redis.mbCancelOrder(
         k.seq,

@@ -1,12 +1,21 @@
 // The orders this gateway answered 201 in the last few seconds, kept to queue them again if Redis
 // restarts without them. With `appendfsync everysec`, Redis answers a script before its AOF write
 // whenever a background fsync is still running (it postpones the write for up to 2 s), so a
-// kill -9 in that moment loses orders that were already accepted; a failover to a replica loses
-// what had not been replicated. Both come back as a Redis with a new run_id: the orders accepted
-// shortly before the connection broke are sent again through the submit script, which queues an
-// order only if Redis does not hold it, so those that survived are left alone.
+// kill -9 in that moment loses orders (and cancels) that were already accepted; so does a failover
+// to a replica that was behind by less than the window. Both come back as a Redis with a new
+// run_id: what was accepted shortly before the connection broke is sent again, in the order it was
+// accepted — orders through the submit script, which queues an order only if Redis does not hold
+// it, and cancels through the cancel script (a second cancel of an order changes nothing).
 import type { Redis } from 'ioredis';
 import type { OrderState } from './records.js';
+
+/** What was accepted: an order (201), or the cancel of one (202). */
+export type Accepted =
+  | { kind: 'order'; order: OrderState }
+  | { kind: 'cancel'; orderId: string; userId: string; ownerNo: number; at: Date };
+
+const keyOf = (a: Accepted): string => (a.kind === 'order' ? a.order.id : `cancel:${a.orderId}`);
+const idOf = (a: Accepted): string => (a.kind === 'order' ? a.order.id : a.orderId);
 
 /** Redis's everysec policy may leave up to 2 s unwritten; the margin covers the fsync interval. */
 export const REQUEUE_WINDOW_MS = 3_000;
@@ -18,19 +27,24 @@ const GIVE_UP_MS = 60_000;
 export type Resubmitted =
   /** Redis had it (it survived the restart): nothing written. */
   | 'present'
-  /** Redis had lost it: queued again. */
+  /** Redis had lost it: queued again (a cancel: queued, whether or not it had been lost). */
   | 'requeued'
   /** Its client_order_id now names another order (the client re-sent it after the restart). */
   | 'superseded'
+  /** A cancel whose order Redis does not hold: reported as failed. */
+  | 'missing'
   /** Not now (overloaded, past the deadline, unreachable): try again. */
   | 'retry';
 
 export interface RequeueReport {
   /** Queued again (or, after a lost reply to the re-send, perhaps found there). */
   requeued: string[];
+  /** Order ids whose cancel was sent again and queued (the order was still open). */
+  cancels: string[];
   present: number;
   superseded: string[];
-  /** Orders that could not be queued again within a minute, or when the client was closed. */
+  /** Orders (or cancels, by order id) that could not be queued again within a minute, when the
+   * client was closed, or whose order was gone. */
   failed: string[];
 }
 
@@ -38,7 +52,7 @@ export interface RequeueReport {
 const clock = (): number => performance.now();
 
 export class RecentAccepts {
-  private orders: { order: OrderState; at: number }[] = [];
+  private orders: { what: Accepted; at: number }[] = [];
   private runId: string | undefined;
   /** When the connection broke (clock()); 0 while connected and checked. */
   private closedAt = 0;
@@ -48,7 +62,7 @@ export class RecentAccepts {
 
   constructor(
     private readonly redis: Redis,
-    private readonly resubmit: (order: OrderState) => Promise<Resubmitted>,
+    private readonly resubmit: (what: Accepted) => Promise<Resubmitted>,
     private readonly onReport: (report: RequeueReport) => void,
     private readonly windowMs = REQUEUE_WINDOW_MS,
   ) {
@@ -61,10 +75,10 @@ export class RecentAccepts {
     if (redis.status === 'ready') this.queue(() => this.connected());
   }
 
-  /** Records an order just accepted (201), or just queued again. */
-  add(order: OrderState): void {
+  /** Records an order (201) or a cancel (202) just accepted, or just queued again. */
+  add(what: Accepted): void {
     const now = clock();
-    this.orders.push({ order, at: now });
+    this.orders.push({ what, at: now });
     // Oldest first: drop what fell out of the window (in chunks, not one shift per order). Not
     // between a break and its check: replies to commands re-sent on the new connection arrive
     // before the check, and the window is counted back from the break.
@@ -95,34 +109,43 @@ export class RecentAccepts {
     this.closedAt = 0;
     if (!restarted) return;
     // Once each (an order re-sent by its client, or re-queued before, is in the list twice).
-    const due = new Map<string, OrderState>();
-    for (const e of this.orders)
-      if (e.at >= since && !due.has(e.order.id)) due.set(e.order.id, e.order);
+    const due = new Map<string, Accepted>();
+    for (const e of this.orders) {
+      if (e.at >= since && !due.has(keyOf(e.what))) due.set(keyOf(e.what), e.what);
+    }
     if (due.size > 0) await this.replay([...due.values()]);
   }
 
-  private async replay(due: OrderState[]): Promise<void> {
-    const report: RequeueReport = { requeued: [], present: 0, superseded: [], failed: [] };
+  private async replay(due: Accepted[]): Promise<void> {
+    const report: RequeueReport = {
+      requeued: [],
+      cancels: [],
+      present: 0,
+      superseded: [],
+      failed: [],
+    };
     const giveUp = clock() + GIVE_UP_MS;
-    // In the order they were accepted, one at a time: the stream keeps their relative order.
-    for (const order of due) {
+    // In the order they were accepted, one at a time: the stream keeps their relative order (an
+    // order before its cancel).
+    for (const what of due) {
       let resent = false;
       for (;;) {
-        const r = await this.resubmit(order).catch((): Resubmitted => {
+        const r = await this.resubmit(what).catch((): Resubmitted => {
           resent = true; // the script may have run: a later "present" may be this send's doing
           return 'retry';
         });
         if (r === 'requeued' || (r === 'present' && resent)) {
-          report.requeued.push(order.id);
+          (what.kind === 'order' ? report.requeued : report.cancels).push(idOf(what));
           // Its new writes wait on the same fsync as any other: a second restart soon after
           // must find it in the window again.
-          this.add(order);
+          this.add(what);
         } else if (r === 'present') report.present += 1;
-        else if (r === 'superseded') report.superseded.push(order.id);
+        else if (r === 'superseded') report.superseded.push(idOf(what));
+        else if (r === 'missing') report.failed.push(idOf(what));
         else if (clock() < giveUp && !this.ended) {
           await new Promise((res) => setTimeout(res, RETRY_MS).unref());
           continue;
-        } else report.failed.push(order.id);
+        } else report.failed.push(idOf(what));
         break;
       }
     }

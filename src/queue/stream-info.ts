@@ -52,9 +52,10 @@ export function undelivered(group: Record<string, unknown>, lastSeq: number): nu
   const delivered = seqOfId(String(group['last-delivered-id']));
   if (delivered >= lastSeq) return 0;
   // Stream ids are 0-<seq>, so the distance in sequence bounds what is left (exactly, on the
-  // order stream); a stale lag is larger.
+  // order stream). A lag of 0 or less with entries after the group's position is wrong too.
   const distance = lastSeq - delivered;
-  return typeof group.lag === 'number' ? Math.min(group.lag, distance) : distance;
+  const lag = group.lag;
+  return typeof lag === 'number' && lag > 0 ? Math.min(lag, distance) : distance;
 }
 
 /** Entries the writer has not committed on a stream: pending in its group plus never delivered. */
@@ -63,5 +64,8 @@ export async function writerBacklog(redis: Redis, stream: string): Promise<numbe
     writerGroup(redis, stream).catch(() => undefined),
     streamInfo(redis, stream),
   ]);
-  return g === undefined ? 0 : Number(g.pending) + undelivered(g, s?.lastSeq ?? 0);
+  if (g === undefined) return 0;
+  // The group exists, so the stream does: without its info, fall back on Redis's lag.
+  if (s === undefined) return Number(g.pending) + (typeof g.lag === 'number' ? g.lag : 0);
+  return Number(g.pending) + undelivered(g, s.lastSeq);
 }

@@ -100,6 +100,7 @@ export async function startSystem(
       onRequeue: (r) => {
         const fields = {
           requeued: r.requeued.length,
+          cancels: r.cancels,
           present: r.present,
           superseded: r.superseded,
           failed: r.failed,
@@ -107,7 +108,7 @@ export async function startSystem(
         };
         if (r.failed.length > 0) {
           logger.error(fields, 'Redis restarted; accepted orders could not be queued again');
-        } else if (r.requeued.length > 0 || r.superseded.length > 0) {
+        } else if (r.requeued.length > 0 || r.cancels.length > 0 || r.superseded.length > 0) {
           logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');
         } else logger.info(fields, 'Redis restarted; every order accepted just before is there');
       },

@@ -4,6 +4,7 @@
 // connection broke: once each, and only what Redis lost. Real Redis, killed with SIGKILL; the lost
 // tail is made by cutting its AOF back to where it stood, as a postponed write leaves it.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,13 +72,22 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const streamIds = async (): Promise<string[]> => {
+/** The stream's commands: the ids of the orders placed, and of those canceled, in stream order. */
+const commands = async (): Promise<{ placed: string[]; canceled: string[] }> => {
   const entries = await direct.xrange(queue.shards[0]?.orders as string, '-', '+');
-  return entries.map(([, fields]) => {
-    const command = JSON.parse(fields[1] as string) as { order: OrderState };
-    return command.order.id;
-  });
+  const out = { placed: [] as string[], canceled: [] as string[] };
+  for (const [, fields] of entries) {
+    const c = JSON.parse(fields[1] as string) as {
+      k: string;
+      order?: OrderState;
+      order_id?: string;
+    };
+    if (c.k === 'place') out.placed.push((c.order as OrderState).id);
+    else if (c.k === 'cancel') out.canceled.push(c.order_id as string);
+  }
+  return out;
 };
+const streamIds = async (): Promise<string[]> => (await commands()).placed;
 
 it('a reconnect to the same Redis queues nothing again', async () => {
   const kept = [order(1), order(2)];
@@ -85,9 +95,10 @@ it('a reconnect to the same Redis queues nothing again', async () => {
   await direct.connect();
   const before = await streamIds();
   // The gateway's connection is closed under it; the client reconnects to the same server.
+  const reconnected = once(redis, 'ready');
   await direct.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
-  await until('the reconnect', () => redis.status === 'ready');
-  await sleep(200);
+  await reconnected;
+  await sleep(0); // the check's INFO is queued behind the 'ready' handlers
   await queue.requeued();
   assert.deepEqual(reports, []);
   assert.deepEqual(await streamIds(), before);
@@ -132,6 +143,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   assert.equal(reports.length, 1);
   assert.deepEqual(reports[0], {
     requeued: lost.map((o) => o.id),
+    cancels: [],
     present: survived.length,
     superseded: [],
     failed: [],
@@ -152,12 +164,13 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
 
   // The new Redis loses the re-queued writes too, more than the window after their first
   // accept: they are in the window again from when they were re-queued.
-  await sleep(Math.max(0, requeuedAt + 1_500 - Date.now()));
+  await sleep(Math.max(0, requeuedAt + 1_200 - Date.now()));
   await crashLosingTail(aof, cut);
   await until('the second report', () => reports.length > 1);
   await queue.requeued();
   assert.deepEqual(reports[1], {
     requeued: lost.map((o) => o.id),
+    cancels: [],
     present: 0,
     superseded: [],
     failed: [],
@@ -165,4 +178,41 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   const afterSecond = await streamIds();
   assert.equal(new Set(afterSecond).size, afterSecond.length, 'an order is in the stream twice');
   for (const o of lost) assert.ok(afterSecond.includes(o.id), `${o.id} is not queued`);
+});
+
+it('sends again the cancels Redis lost, after their orders', async () => {
+  const [a, b, c] = [order(21), order(22), order(23)];
+  for (const o of [a, b]) assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
+  await sleep(50);
+  const aof = incrementFile();
+  const cut = statSync(aof).size;
+  // Lost: the cancel of an order that survived, and an order placed and canceled.
+  const cancel = async (o: OrderState): Promise<void> => {
+    const r = await queue.cancel(o.id, o.user_id, o.owner_no, new Date());
+    assert.equal(r.kind, 'queued');
+  };
+  await cancel(a);
+  assert.equal((await queue.submit(c, Date.now() + 750)).kind, 'accepted');
+  await cancel(c);
+  await sleep(50);
+  const seen = reports.length;
+
+  await crashLosingTail(aof, cut);
+  assert.deepEqual((await commands()).canceled, [], 'the cut AOF still holds a cancel');
+  await until('the re-queue report', () => reports.length > seen);
+  await queue.requeued();
+  const report = reports[seen] as RequeueReport;
+  assert.deepEqual(report.requeued, [c.id]);
+  assert.deepEqual(report.cancels, [a.id, c.id]);
+  assert.deepEqual(report.failed, []);
+  const after = await commands();
+  assert.deepEqual(after.canceled, [a.id, c.id]);
+  // c's cancel follows c in the stream, as they were accepted.
+  const entries = await direct.xrange(queue.shards[0]?.orders as string, '-', '+');
+  const at = (k: string, id: string): number =>
+    entries.findIndex(([, f]) => {
+      const x = JSON.parse(f[1] as string) as { k: string; order?: OrderState; order_id?: string };
+      return x.k === k && (x.order?.id ?? x.order_id) === id;
+    });
+  assert.ok(at('place', c.id) < at('cancel', c.id));
 });
