@@ -5,9 +5,9 @@
 import { Redis } from 'ioredis';
 import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
-import { WRITER_GROUP, shardKeys, shardOf } from '../queue/keys.js';
+import { shardKeys, shardOf } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
-import { streamInfo, undelivered, xinfoPairs } from '../queue/stream-info.js';
+import { lastGeneratedSeq, streamInfo, undelivered, writerGroup } from '../queue/stream-info.js';
 import { seqOf } from '../writer/stream-ids.js';
 import type { Target } from './system-process.js';
 
@@ -44,13 +44,8 @@ export class Probes {
 
   /** Entries of `stream` the writer group has not acknowledged (pending + never delivered). */
   private async unacked(redis: Redis, stream: string): Promise<number> {
-    let groups: unknown[][];
-    try {
-      groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
-    } catch {
-      return 0; // no stream yet
-    }
-    const g = groups.map(xinfoPairs).find((x) => x.name === WRITER_GROUP);
+    const g = await writerGroup(redis, stream).catch(() => null);
+    if (g === null) return 0; // no stream yet
     if (g === undefined) return await redis.xlen(stream);
     const pending = Number(g.pending ?? 0);
     const left = undelivered(g, (await streamInfo(redis, stream))?.lastSeq ?? 0);
@@ -80,13 +75,8 @@ export class Probes {
     if (last.length > 0) dispatched = seqOf((last[0] as [string, string[]])[0]);
     else if (accepted > 0) {
       // The writer trims the event stream below what it wrote, so an idle one can be empty; its
-      // last id is still known (XINFO STREAM, cheap on an empty stream).
-      try {
-        const info = xinfoPairs((await r.xinfo('STREAM', this.keys.events)) as unknown[]);
-        dispatched = seqOf(String(info['last-generated-id']));
-      } catch {
-        dispatched = 0; // no event stream yet: nothing dispatched
-      }
+      // last id is still known (XINFO STREAM, cheap on an empty stream; 0 without a stream).
+      dispatched = await lastGeneratedSeq(r, this.keys.events);
     }
     return { orders, events, undispatched: Math.max(0, accepted - dispatched) };
   }

@@ -6,6 +6,7 @@
 // run_id: what was accepted shortly before the connection broke is sent again, in the order it was
 // accepted — orders through the submit script, which queues an order only if Redis does not hold
 // it, and cancels through the cancel script (a second cancel of an order changes nothing).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { OrderState } from './records.js';
 
@@ -143,7 +144,7 @@ export class RecentAccepts {
         else if (r === 'superseded') report.superseded.push(idOf(what));
         else if (r === 'missing') report.failed.push(idOf(what));
         else if (clock() < giveUp && !this.ended) {
-          await new Promise((res) => setTimeout(res, RETRY_MS).unref());
+          await sleep(RETRY_MS, undefined, { ref: false });
           continue;
         } else report.failed.push(idOf(what));
         break;

@@ -2,6 +2,7 @@
 // by the writer (trimming), the gateway's metrics, the sync-mode watcher, the bench and the fault
 // suite.
 import type { Redis } from 'ioredis';
+import { seqOf } from '../writer/stream-ids.js';
 import { WRITER_GROUP } from './keys.js';
 
 /** XINFO's flat [name, value, …] list as an object. */
@@ -10,9 +11,6 @@ export function xinfoPairs(flat: unknown[]): Record<string, unknown> {
   for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
   return out;
 }
-
-/** `0-<n>` → n. */
-const seqOfId = (id: string): number => Number(id.slice(id.indexOf('-') + 1));
 
 /**
  * A stream's length and the sequence of its last generated id (kept when its entries are
@@ -25,7 +23,7 @@ export async function streamInfo(
   const info = (await redis.call('XINFO', 'STREAM', stream).catch(() => null)) as unknown[] | null;
   if (!Array.isArray(info)) return undefined;
   const o = xinfoPairs(info);
-  return { length: Number(o.length), lastSeq: seqOfId(String(o['last-generated-id'])) };
+  return { length: Number(o.length), lastSeq: seqOf(String(o['last-generated-id'])) };
 }
 
 /** The sequence of a stream's last generated id (0 when the stream does not exist). */
@@ -49,7 +47,7 @@ export async function writerGroup(
  * and written (the fault suite waited for it in vain) — and it is null when Redis cannot tell.
  */
 export function undelivered(group: Record<string, unknown>, lastSeq: number): number {
-  const delivered = seqOfId(String(group['last-delivered-id']));
+  const delivered = seqOf(String(group['last-delivered-id']));
   if (delivered >= lastSeq) return 0;
   // Stream ids are 0-<seq>, so the distance in sequence bounds what is left (exactly, on the
   // order stream). A lag of 0 or less with entries after the group's position is wrong too.

@@ -40,8 +40,9 @@ function breaker(): <A extends unknown[], R>(
       if (failedAt > 0) probedAt = now;
       return new Promise((resolve, reject) => {
         const fail = (err: Error): void => {
-          // Any answer from PostgreSQL (an error reply too) shows it reachable.
-          if (isConnectionFailure(err) || err.message.startsWith('PostgreSQL did not answer')) {
+          // Any answer from PostgreSQL (an error reply too) shows it reachable; the deadline's
+          // error is ETIMEDOUT, a connection failure.
+          if (isConnectionFailure(err)) {
             failedAt = probedAt = Date.now();
           } else failedAt = 0;
           reject(Object.assign(err, { dependency: 'postgres' }));

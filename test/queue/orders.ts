@@ -4,7 +4,7 @@ import { newOrder, user } from '../dispatcher/gateway-records.js';
 
 const AAA = { symbol: 'AAA', tick: '0.01', lot: '1' };
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep } from '../engine-service/helpers.js';
 
 export const order = (n: number): OrderState =>
   newOrder(user(n), AAA, {

@@ -15,6 +15,7 @@ import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
 import type { OrderState } from '../../src/queue/records.js';
+import { waitFor } from '../engine-service/helpers.js';
 import { order, sleep } from './orders.js';
 
 const WINDOW_MS = 2_000;
@@ -31,14 +32,6 @@ function incrementFile(): string {
   const name = readdirSync(aofDir).find((f) => f.endsWith('.incr.aof'));
   assert.ok(name !== undefined, `no incremental AOF in ${aofDir}`);
   return join(aofDir, name);
-}
-
-async function until(what: string, ok: () => boolean | Promise<boolean>): Promise<void> {
-  const limit = Date.now() + 15_000;
-  while (!(await ok())) {
-    if (Date.now() > limit) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 before(async () => {
@@ -137,7 +130,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   await crashLosingTail(aof, cut);
   const restarted = await streamIds();
   for (const o of lost) assert.ok(!restarted.includes(o.id), 'the cut AOF still holds an order');
-  await until('the re-queue report', () => reports.length > 0);
+  await waitFor('the re-queue report', () => reports.length > 0, 15_000);
   await queue.requeued();
   const requeuedAt = Date.now();
   assert.equal(reports.length, 1);
@@ -166,7 +159,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   // accept: they are in the window again from when they were re-queued.
   await sleep(Math.max(0, requeuedAt + 1_200 - Date.now()));
   await crashLosingTail(aof, cut);
-  await until('the second report', () => reports.length > 1);
+  await waitFor('the second report', () => reports.length > 1, 15_000);
   await queue.requeued();
   assert.deepEqual(reports[1], {
     requeued: lost.map((o) => o.id),
@@ -199,7 +192,7 @@ it('sends again the cancels Redis lost, after their orders', async () => {
 
   await crashLosingTail(aof, cut);
   assert.deepEqual((await commands()).canceled, [], 'the cut AOF still holds a cancel');
-  await until('the re-queue report', () => reports.length > seen);
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
   await queue.requeued();
   const report = reports[seen] as RequeueReport;
   assert.deepEqual(report.requeued, [c.id]);
