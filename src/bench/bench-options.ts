@@ -32,6 +32,8 @@ export interface Sizes {
   e2eMs: number;
   writerClients: number;
   writerMs: number;
+  /** How long orders queue while the writer is stopped, before it drains them alone. */
+  writerHeldMs: number;
   /** WRITER_BATCH_SIZE of the second writer pass; 0: no second pass. */
   writerLargeBatch: number;
   engineResting: number;
@@ -65,6 +67,7 @@ const FULL: Sizes = {
   e2eMs: 60_000,
   writerClients: 64,
   writerMs: 15_000,
+  writerHeldMs: 10_000,
   writerLargeBatch: 5_000,
   engineResting: 1_000,
   engineWarmup: 100_000,
@@ -89,6 +92,7 @@ const QUICK: Sizes = {
   e2eMs: 1_500,
   writerClients: 16,
   writerMs: 1_000,
+  writerHeldMs: 1_000,
   writerLargeBatch: 0,
   engineResting: 100,
   engineWarmup: 2_000,

@@ -69,6 +69,12 @@ function roleOf(s: ProcStat): string {
   return part === 'dispatcher' || part === 'writer' ? part : 'node';
 }
 
+/** The pid of matchbox's child running `part` (`writer`, `dispatcher`, `engine`), or undefined. */
+export function partPid(rootPid: number | undefined, part: string): number | undefined {
+  if (rootPid === undefined) return undefined;
+  return allStats().find((s) => s.ppid === rootPid && roleOf(s) === part)?.pid;
+}
+
 /** CPU ticks by role: `gateway`, `dispatcher`, `writer`, `engine`, `redis`, `postgres`, `bench`. */
 function takeSnapshot(rootPid: number | undefined, pgPid: number | undefined): Map<string, number> {
   const by = new Map<string, number>();

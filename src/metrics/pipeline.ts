@@ -92,7 +92,10 @@ export const engineMetrics = {
 };
 
 export const writerMetrics = {
-  flushes: counter({ name: 'matchbox_writer_flushes_total', help: 'Transactions committed.' }),
+  flushes: counter({
+    name: 'matchbox_writer_flushes_total',
+    help: 'Flushes: entries written (one transaction) or found already written, then acknowledged.',
+  }),
   rows: counter({
     name: 'matchbox_writer_rows_total',
     help: 'Rows written to PostgreSQL (orders inserted, order states, trades).',

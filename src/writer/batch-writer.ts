@@ -13,7 +13,7 @@ import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { writeAll, writeIsolating } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
-import { compareIds, formatId, nextId, parseId } from './stream-ids.js';
+import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
 import type { StreamId } from './stream-ids.js';
 
 export interface BatchWriterOptions {
@@ -31,6 +31,12 @@ export interface BatchWriterOptions {
   trimIntervalMs?: number;
   /** How long stop() keeps retrying a failing flush before leaving the entries pending. */
   stopTimeoutMs?: number;
+  /**
+   * How long a PLACE whose outcome has not arrived is held back before it is written as PENDING
+   * (default 100 ms; the outcome normally follows within milliseconds, and the order is then
+   * written once, as its state). 0 writes every PLACE at the first flush.
+   */
+  deferMs?: number;
 }
 
 export interface WriterStats {
@@ -71,6 +77,9 @@ const READ_COUNT = 250;
  */
 const MAX_FLUSH_ENTRIES = 10_000;
 const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
+const DEFER_MS = 100;
+/** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
+const PLACE_PREFIX = '{"k":"place",';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -148,6 +157,13 @@ class ShardLoop {
   private readonly reader: Redis;
   private placed: HeldEntry[] = [];
   private events: HeldEntry[] = [];
+  /**
+   * PLACEs held back by earlier flushes because their outcome had not arrived, oldest first, each
+   * until when: a later flush skips them once it has (the usual case: the engine answers within
+   * milliseconds), and writes them as PENDING if it has not by then. So an order's row is written
+   * once, as its state, not inserted PENDING and rewritten a moment later.
+   */
+  private deferred: { entry: HeldEntry; until: number }[] = [];
   /** Entries that cannot be written at all (no payload field): set aside at the next flush. */
   private unreadable: Reject[] = [];
   /** Entries deleted from the stream while pending: nothing left to write, only to ack. */
@@ -155,6 +171,21 @@ class ShardLoop {
   private firstAt = 0;
   /** Bytes of the payloads held. */
   private heldBytes = 0;
+  /**
+   * The highest event-stream id held or committed. The dispatcher writes the outcome of commands
+   * in sequence, one entry per batch whose id is the batch's last sequence, and every PLACE has an
+   * outcome (the engine accepts or rejects it), so a PLACE at or below this has its state held or
+   * written already: writing the PLACE too would change nothing. Behind a backlog the event reads
+   * run far ahead of the order reads (an event entry carries a whole batch), and most PLACEs read
+   * are such.
+   */
+  private statesThrough = 0;
+  /**
+   * PLACEs at or below this are written even so: an event entry at or below it was not written
+   * (deleted while pending, unreadable, or refused by PostgreSQL), so its orders' states may be
+   * missing, and their PENDING rows are all that PostgreSQL will have of them.
+   */
+  private placesKeptThrough = 0;
 
   constructor(
     private readonly w: BatchWriter,
@@ -176,17 +207,30 @@ class ShardLoop {
   /** A read's reply may have been lost: its entries may be pending in the group, unreceived. */
   private lostDelivery = false;
 
+  /** Entries held, the deferred PLACEs included. */
   get held(): number {
+    return this.fresh + this.deferred.length;
+  }
+
+  /** Entries read since the last flush. */
+  private get fresh(): number {
     return this.placed.length + this.events.length + this.unreadable.length + this.gone.length;
   }
 
   async createGroups(): Promise<void> {
+    const { redis } = this.w.options;
     for (const stream of [this.keys.orders, this.keys.events]) {
       try {
-        await this.w.options.redis.xgroup('CREATE', stream, WRITER_GROUP, '0', 'MKSTREAM');
+        await redis.xgroup('CREATE', stream, WRITER_GROUP, '0', 'MKSTREAM');
       } catch (err) {
         if (!message(err).startsWith('BUSYGROUP')) throw err;
       }
+    }
+    // An earlier run may have set aside event entries up to where it read: this one cannot know
+    // which, so it writes every PLACE up to there.
+    const events = await writerGroup(redis, this.keys.events);
+    if (events !== undefined) {
+      this.placesKeptThrough = seqOf(String(events['last-delivered-id']));
     }
   }
 
@@ -206,7 +250,11 @@ class ShardLoop {
     while (!this.w.stopping) {
       if (this.lostDelivery) {
         // Write what is held first (acknowledging it), so that what is still pending in the
-        // group is exactly what never reached us; then take that before anything new.
+        // group is exactly what never reached us; then take that before anything new. Event
+        // entries read after the break may have passed some that never reached us (or a Redis
+        // that restarted without its last writes hands out their sequences again), so every
+        // PLACE up to the highest outcome seen is written rather than skipped.
+        this.placesKeptThrough = Math.max(this.placesKeptThrough, this.statesThrough);
         if (this.held > 0) await this.flush();
         this.lostDelivery = false;
         await this.readPending();
@@ -214,14 +262,16 @@ class ShardLoop {
       }
       const now = Date.now();
       const held = this.held;
-      const due = held >= batchSize || now >= this.firstAt + flushMs;
+      const due = this.fresh >= batchSize || now >= this.firstAt + flushMs;
       const gather =
         backlogged &&
         held < MAX_FLUSH_ENTRIES &&
         this.heldBytes < MAX_FLUSH_BYTES &&
         now < this.firstAt + flushMs;
       if (held > 0 && due && !gather) {
-        await this.flush();
+        // Behind a backlog nothing is held back: the outcomes are then far ahead of the PLACEs
+        // (the usual case), or far behind (the engine is), where a moment's wait changes nothing.
+        await this.flush((this.w.options.deferMs ?? DEFER_MS) > 0 && !backlogged);
         continue;
       }
       const block = gather
@@ -242,7 +292,7 @@ class ShardLoop {
         continue;
       }
       backlogged = got >= READ_COUNT;
-      if (got > 0 && !backlogged && this.held < batchSize) {
+      if (got > 0 && !backlogged && this.fresh < batchSize) {
         await sleep(Math.min(LINGER_MS, Math.max(0, this.firstAt + flushMs - Date.now())));
       }
     }
@@ -335,16 +385,26 @@ class ShardLoop {
 
   private take(stream: string, entries: Entries): void {
     if (entries.length === 0) return;
-    if (this.held === 0) this.firstAt = Date.now();
+    // Due flushMs after the first entry read, or sooner when a held-back PLACE is due first.
+    if (this.fresh === 0) {
+      const now = Date.now();
+      this.firstAt = this.deferred.length === 0 ? now : Math.min(this.firstAt, now);
+    }
     const isOrders = stream === this.keys.orders;
     const field = isOrders ? 'c' : 'b';
     const into = isOrders ? this.placed : this.events;
     for (const [id, fields] of entries) {
+      const written = fields !== null && fields[0] === field && typeof fields[1] === 'string';
+      if (!isOrders) {
+        const seq = seqOf(id);
+        if (written) this.statesThrough = Math.max(this.statesThrough, seq);
+        else this.placesKeptThrough = Math.max(this.placesKeptThrough, seq);
+      }
       if (fields === null) {
         this.gone.push({ stream, id });
-      } else if (fields[0] === field && typeof fields[1] === 'string') {
-        into.push({ id, raw: fields[1] });
-        this.heldBytes += fields[1].length;
+      } else if (written) {
+        into.push({ id, raw: fields[1] as string });
+        this.heldBytes += (fields[1] as string).length;
       } else {
         this.unreadable.push({
           stream,
@@ -357,14 +417,18 @@ class ShardLoop {
     }
   }
 
-  /** Writes what is held until it succeeds (or stop() runs out of patience). */
-  private async flush(): Promise<void> {
+  /**
+   * Writes what is held until it succeeds (or stop() runs out of patience). With `defer`, PLACEs
+   * whose outcome has not arrived may be held back for the next flush; without it (at stop, and
+   * before re-reading pending entries, which would deliver them again) everything is written.
+   */
+  private async flush(defer = false): Promise<void> {
     const { logger, stopTimeoutMs = 10_000 } = this.w.options;
     const since = Date.now();
     let delay = RETRY_FIRST_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.flushOnce();
+        await this.flushOnce(defer);
         if (attempt > 1) {
           logger.warn({ shard: this.keys.shard, attempts: attempt }, 'writer: flush recovered');
         }
@@ -403,23 +467,42 @@ class ShardLoop {
     }
   }
 
-  private async flushOnce(): Promise<void> {
+  private async flushOnce(defer: boolean): Promise<void> {
     const { sql, redis, logger } = this.w.options;
     const started = performance.now();
     const shard = this.keys.shard;
-    const placed = this.placed;
+    const placed = [...this.deferred.map((d) => d.entry), ...this.placed];
     const events = this.events;
     const rejects = [...this.unreadable];
-    let rows: WrittenRows;
+    // PLACEs whose outcome is held or written change nothing and are only acknowledged.
+    const write: HeldEntry[] = [];
+    let keep: { entry: HeldEntry; until: number }[] = [];
+    const now = Date.now();
+    for (const d of this.deferred) {
+      if (this.superseded(d.entry.id)) continue;
+      if (defer && now < d.until) keep.push(d);
+      else write.push(d.entry);
+    }
+    const until = now + (this.w.options.deferMs ?? DEFER_MS);
+    for (const entry of this.placed) {
+      if (this.superseded(entry.id)) continue;
+      // Only PLACEs are worth holding back (the submit script writes this prefix); a cancel is
+      // not written to PostgreSQL at all.
+      if (defer && entry.raw.startsWith(PLACE_PREFIX)) keep.push({ entry, until });
+      else write.push(entry);
+    }
+    let rows: WrittenRows = { placed: 0, states: 0, trades: 0 };
     try {
-      rows = await sql.begin((tx) =>
-        writeAll(
-          tx,
-          shard,
-          placed,
-          events.map((e) => e.raw),
-        ),
-      );
+      if (write.length > 0 || events.length > 0) {
+        rows = await sql.begin((tx) =>
+          writeAll(
+            tx,
+            shard,
+            write,
+            events.map((e) => e.raw),
+          ),
+        );
+      }
     } catch (err) {
       if (classify(err) !== 'data') throw err;
       logger.error(
@@ -433,9 +516,16 @@ class ShardLoop {
         'writer: PostgreSQL refused a batch; writing it record by record to set aside the bad ones',
       );
       const streams = { orders: this.keys.orders, events: this.keys.events };
+      // Every PLACE this time: a refused state leaves its order's PENDING row as its record.
+      keep = [];
       const result = await sql.begin((tx) => writeIsolating(tx, shard, streams, placed, events));
       rows = result.rows;
       rejects.push(...result.rejects);
+      for (const r of result.rejects) {
+        if (r.stream === this.keys.events) {
+          this.placesKeptThrough = Math.max(this.placesKeptThrough, seqOf(r.id));
+        }
+      }
     }
     // What fails from here on is Redis's: the rows are committed.
     try {
@@ -457,8 +547,9 @@ class ShardLoop {
           r.record,
         );
       }
+      const kept = new Set(keep.map((d) => d.entry));
       await this.ack(this.keys.orders, [
-        ...placed.map((e) => e.id),
+        ...placed.filter((e) => !kept.has(e)).map((e) => e.id),
         ...this.idsOf(this.keys.orders),
       ]);
       await this.ack(this.keys.events, [
@@ -470,22 +561,40 @@ class ShardLoop {
         dependency: 'redis',
       });
     }
+    const size = this.held - keep.length;
+    if (size > 0) this.count(size, rows, rejects.length, performance.now() - started);
+    this.clear();
+    const first = keep[0];
+    if (first !== undefined) {
+      this.deferred = keep;
+      for (const d of keep) this.heldBytes += d.entry.raw.length;
+      // The next flush is due when the oldest held back is, or sooner with a full batch.
+      this.firstAt = first.until - this.w.options.flushMs;
+    }
+  }
+
+  /** A committed and acknowledged flush, in the stats and the metrics. */
+  private count(size: number, rows: WrittenRows, rejected: number, ms: number): void {
     const stats = this.w.stats;
-    const size = this.held;
-    stats.rowsWritten += rows.placed + rows.states + rows.trades;
+    const rowCount = rows.placed + rows.states + rows.trades;
+    stats.rowsWritten += rowCount;
     stats.entriesWritten += size;
     stats.flushes++;
     stats.lastFlushSize = size;
-    stats.lastFlushMs = performance.now() - started;
-    stats.rejected += rejects.length;
-    const rowCount = rows.placed + rows.states + rows.trades;
+    stats.lastFlushMs = ms;
+    stats.rejected += rejected;
     writerMetrics.flushes.inc();
     writerMetrics.rows.inc(rowCount);
     writerMetrics.entries.inc(size);
     writerMetrics.flushSize.observe(size);
-    writerMetrics.flushSeconds.observe(stats.lastFlushMs / 1000);
-    if (rejects.length > 0) writerMetrics.rejected.inc(rejects.length);
-    this.clear();
+    writerMetrics.flushSeconds.observe(ms / 1000);
+    if (rejected > 0) writerMetrics.rejected.inc(rejected);
+  }
+
+  /** Whether the order-stream entry `id` is a command whose outcome is held or written. */
+  private superseded(id: string): boolean {
+    const seq = seqOf(id);
+    return seq <= this.statesThrough && seq > this.placesKeptThrough;
   }
 
   /** Ids of the unreadable and deleted entries of a stream. */
@@ -504,6 +613,7 @@ class ShardLoop {
 
   private clear(): void {
     this.heldBytes = 0;
+    this.deferred = [];
     this.placed = [];
     this.events = [];
     this.unreadable = [];

@@ -56,8 +56,9 @@ const TRADE_RECORD = `id uuid, seq bigint, trade_no integer, symbol text, price 
  * - PLACE commands: PENDING rows at version 0. The record's `order.seq` is 0 (the gateway does not
  *   know it); the true sequence is the stream id's. No conflict target: a clash on id (already
  *   written) or on (user_id, client_order_id) leaves the existing row alone rather than failing.
- *   A PLACE whose order has a state in the same flush is skipped: the state supersedes it, and
- *   writing both would insert the row and then rewrite it (every index twice).
+ *   The writer sends no PLACE whose outcome it holds or has written (see ShardLoop.superseded);
+ *   should one come with its state all the same, the state supersedes it here too, rather than
+ *   inserting the row and then rewriting it (every index twice).
  */
 const FLUSH = `
   WITH b AS MATERIALIZED (SELECT json_array_elements($3::text::json) AS b),

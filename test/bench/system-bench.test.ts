@@ -85,6 +85,13 @@ it(
       assert.ok(isNumber((e2e.fill_client as Json).p99_ms), 'client-side fill latency');
       const writer = s.writer?.default_batch as Json;
       assert.ok(isNumber(writer.rows_written) && writer.rows_written > 0, 'writer rows');
+      const held = writer.from_backlog as Json | null;
+      assert.ok(held !== null, 'the writer drained a backlog');
+      assert.ok(isNumber(held.orders) && held.orders > 0, 'orders queued behind a stopped writer');
+      assert.ok(
+        isNumber(held.rows) && held.rows >= held.orders,
+        'a row at least per order drained',
+      );
       const engine = s.engine as { grpc: Json[]; in_process_commands_per_sec: number };
       assert.ok(engine.grpc.length > 0 && engine.grpc.every((g) => isNumber(g.commands_per_sec)));
       assert.ok(isNumber(engine.in_process_commands_per_sec));

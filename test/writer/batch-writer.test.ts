@@ -4,7 +4,7 @@ import type { OrderState } from '../../src/queue/records.js';
 import { WRITER_GROUP } from '../../src/queue/keys.js';
 import { rejectsKey } from '../../src/writer/batch-writer.js';
 import { allTrades, filled, orderState, trade } from '../db/fixtures.js';
-import { harness, ordersById, rowVersions, waitFor } from './harness.js';
+import { harness, logOrderWrites, ordersById, rowVersions, waitFor } from './harness.js';
 import type { Harness } from './harness.js';
 
 describe('batch writer', () => {
@@ -73,6 +73,68 @@ describe('batch writer', () => {
     const [row] = await h.db.sql<{ shard: string }[]>`SELECT shard FROM orders`;
     assert.equal(row?.shard, 's0');
     await w.stop();
+  });
+
+  it('writes an order once, as its state, when its outcome follows its PLACE within the deferral', async () => {
+    const writes = await logOrderWrites(h.db.sql);
+    const w = h.writer({ batchSize: 1, flushMs: 20, deferMs: 60_000 });
+    await w.start();
+    const o = orderState(h.alice);
+    await h.place(1, o);
+    // Read alone (the outcome is not in the stream yet) and held back by the flush it was due in.
+    await waitFor(async () => (await h.pending(h.keys.orders)) === 1);
+    const v1 = { ...o, seq: 1, version: 1, status: 'NEW' as const };
+    await h.events({ first_seq: 1, last_seq: 1, orders: [v1], trades: [] });
+    await waitFor(() => w.stats.entriesWritten === 2);
+    assert.deepEqual(await writes(), ['INSERT NEW'], 'never inserted PENDING, then rewritten');
+    assert.deepEqual(await ordersById(h.db.sql), byId([v1]));
+    assert.equal(await h.pending(h.keys.orders), 0, 'the PLACE acknowledged');
+    await w.stop();
+  });
+
+  it('writes the PLACEs of a batch whose outcome was not written: refused or unreadable', async () => {
+    const w = h.writer({ flushMs: 20, deferMs: 10 });
+    await w.start();
+    const placedLater = async (seq: number, refused: () => Promise<unknown>) => {
+      // The outcome of `seq` cannot be written, and a later one can; the PLACE comes after both.
+      await refused();
+      await h.events({ first_seq: seq + 1, last_seq: seq + 1, orders: [], trades: [] });
+      const before = w.stats.entriesWritten;
+      await waitFor(() => w.stats.entriesWritten === before + 2);
+      const o = orderState(h.alice);
+      await h.place(seq, o);
+      await waitFor(() => w.stats.entriesWritten === before + 3);
+      return { ...o, seq };
+    };
+    const refused = await placedLater(1, () =>
+      h.redis.xadd(h.keys.events, '0-1', 'b', '{"orders": [ not json'),
+    );
+    const unreadable = await placedLater(3, () =>
+      h.redis.xadd(h.keys.events, '0-3', 'x', 'no payload'),
+    );
+    assert.equal(w.stats.rejected, 2);
+    // Their PENDING rows are all PostgreSQL has of those orders.
+    assert.deepEqual(await ordersById(h.db.sql), byId([refused, unreadable]));
+    await w.stop();
+  });
+
+  it('after a restart, writes the PLACEs up to where the last run read the outcomes', async () => {
+    const first = h.writer({ flushMs: 20 });
+    await first.start();
+    await h.redis.xadd(h.keys.events, '0-1', 'b', '{"orders": [ not json');
+    await h.events({ first_seq: 2, last_seq: 2, orders: [], trades: [] });
+    await waitFor(() => first.stats.entriesWritten === 2);
+    await first.stop();
+    // The next run does not know that the outcome of seq 1 was set aside.
+    const next = h.writer({ flushMs: 20, deferMs: 10 });
+    await next.start();
+    await h.events({ first_seq: 3, last_seq: 3, orders: [], trades: [] });
+    await waitFor(() => next.stats.entriesWritten === 1);
+    const o = orderState(h.alice);
+    await h.place(1, o);
+    await waitFor(() => next.stats.entriesWritten === 2);
+    assert.deepEqual(await ordersById(h.db.sql), byId([{ ...o, seq: 1 }]));
+    await next.stop();
   });
 
   it('changes nothing when entries are delivered again, or an older state arrives later', async () => {

@@ -115,3 +115,21 @@ export async function rowVersions(sql: Sql): Promise<string[]> {
     UNION ALL SELECT 't' || id || xmin::text FROM trades ORDER BY 1`;
   return rows.map((r) => r.v);
 }
+
+/**
+ * From now on, records every row PostgreSQL inserts into or updates in `orders` (operation and
+ * status, in order): what was written, not only what is there in the end.
+ */
+export async function logOrderWrites(sql: Sql): Promise<() => Promise<string[]>> {
+  await sql.unsafe(`
+    CREATE TABLE order_writes (n serial, id uuid, op text, status text);
+    CREATE FUNCTION log_order_write() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO order_writes (id, op, status) VALUES (NEW.id, TG_OP, NEW.status);
+      RETURN NULL; END $$;
+    CREATE TRIGGER log_order_write AFTER INSERT OR UPDATE ON orders
+      FOR EACH ROW EXECUTE FUNCTION log_order_write();`);
+  return async () =>
+    (await sql<{ w: string }[]>`SELECT op || ' ' || status AS w FROM order_writes ORDER BY n`).map(
+      (r) => r.w,
+    );
+}

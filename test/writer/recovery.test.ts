@@ -35,7 +35,7 @@ describe('batch writer: outages and trimming', () => {
       await h.place(2, o2);
       await h.place(3, o3);
       const v1 = { ...o1, seq: 1, version: 1, status: 'NEW' as const };
-      await h.events({ first_seq: 1, last_seq: 3, orders: [v1], trades: [] });
+      await h.events({ first_seq: 1, last_seq: 1, orders: [v1], trades: [] });
       await waitFor(() => w.stats.failedFlushes >= 2);
       assert.equal(w.stats.entriesWritten, 1);
       assert.equal(await h.pending(h.keys.orders), 2, 'delivered, not acknowledged');
