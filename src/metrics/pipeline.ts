@@ -104,6 +104,10 @@ export const writerMetrics = {
     name: 'matchbox_writer_entries_total',
     help: 'Stream entries committed and acknowledged.',
   }),
+  skipped: counter({
+    name: 'matchbox_writer_skipped_total',
+    help: 'Order-stream entries passed over unread: their outcomes were already written.',
+  }),
   flushSize: histogram({
     name: 'matchbox_writer_flush_entries',
     help: 'Stream entries per committed transaction.',

@@ -11,6 +11,7 @@ import { WRITER_GROUP } from '../queue/keys.js';
 import { lastGeneratedSeq, undelivered, writerGroup } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
+import { lua } from '../queue/lua-scripts.js';
 import { writeAll, writeIsolating } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
 import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
@@ -44,6 +45,8 @@ export interface WriterStats {
   rowsWritten: number;
   /** Stream entries committed and acknowledged. */
   entriesWritten: number;
+  /** Order-stream entries never read: their outcomes were already written (skip-written-1.lua). */
+  entriesSkipped: number;
   flushes: number;
   /** Entries in the last flush, and how long it took from BEGIN to the last XACK. */
   lastFlushSize: number;
@@ -78,6 +81,7 @@ const READ_COUNT = 250;
 const MAX_FLUSH_ENTRIES = 10_000;
 const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 const DEFER_MS = 100;
+const SKIP_SCRIPT = 'skip-written-1.lua';
 /** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
 const PLACE_PREFIX = '{"k":"place",';
 
@@ -90,6 +94,10 @@ export function rejectsKey(stream: string): string {
 }
 
 type Entries = [id: string, fields: string[] | null][];
+
+interface SkipScript {
+  mbSkipWritten(stream: string, group: string, kept: number, target: number): Promise<number>;
+}
 type ReadReply = [stream: string, entries: Entries][] | null;
 
 export class BatchWriter {
@@ -103,6 +111,7 @@ export class BatchWriter {
   readonly stats: WriterStats = {
     rowsWritten: 0,
     entriesWritten: 0,
+    entriesSkipped: 0,
     flushes: 0,
     lastFlushSize: 0,
     lastFlushMs: 0,
@@ -113,6 +122,9 @@ export class BatchWriter {
 
   constructor(readonly options: BatchWriterOptions) {
     this.consumer = options.consumer ?? 'writer-1';
+    if (!('mbSkipWritten' in options.redis)) {
+      options.redis.defineCommand('mbSkipWritten', { numberOfKeys: 1, lua: lua(SKIP_SCRIPT) });
+    }
     this.loops = options.keys.map((k) => new ShardLoop(this, k, this.consumer));
   }
 
@@ -186,6 +198,9 @@ class ShardLoop {
    * missing, and their PENDING rows are all that PostgreSQL will have of them.
    */
   private placesKeptThrough = 0;
+  /** The highest event-stream id committed; the highest order-stream id read or passed over. */
+  private statesWritten = 0;
+  private ordersThrough = 0;
 
   constructor(
     private readonly w: BatchWriter,
@@ -272,6 +287,7 @@ class ShardLoop {
         // Behind a backlog nothing is held back: the outcomes are then far ahead of the PLACEs
         // (the usual case), or far behind (the engine is), where a moment's wait changes nothing.
         await this.flush((this.w.options.deferMs ?? DEFER_MS) > 0 && !backlogged);
+        if (this.statesWritten >= this.ordersThrough + READ_COUNT) await this.skipWritten();
         continue;
       }
       const block = gather
@@ -395,7 +411,8 @@ class ShardLoop {
     const into = isOrders ? this.placed : this.events;
     for (const [id, fields] of entries) {
       const written = fields !== null && fields[0] === field && typeof fields[1] === 'string';
-      if (!isOrders) {
+      if (isOrders) this.ordersThrough = Math.max(this.ordersThrough, seqOf(id));
+      else {
         const seq = seqOf(id);
         if (written) this.statesThrough = Math.max(this.statesThrough, seq);
         else this.placesKeptThrough = Math.max(this.placesKeptThrough, seq);
@@ -563,6 +580,7 @@ class ShardLoop {
     }
     const size = this.held - keep.length;
     if (size > 0) this.count(size, rows, rejects.length, performance.now() - started);
+    for (const e of events) this.statesWritten = Math.max(this.statesWritten, seqOf(e.id));
     this.clear();
     const first = keep[0];
     if (first !== undefined) {
@@ -589,6 +607,35 @@ class ShardLoop {
     writerMetrics.flushSize.observe(size);
     writerMetrics.flushSeconds.observe(ms / 1000);
     if (rejected > 0) writerMetrics.rejected.inc(rejected);
+  }
+
+  /**
+   * Moves the group on the order stream past the entries whose outcomes are committed, when at
+   * least a read's worth lies ahead of where it stands: they need not be read at all.
+   */
+  private async skipWritten(): Promise<void> {
+    const { redis, logger } = this.w.options;
+    const target = this.statesWritten;
+    try {
+      const skipped = Number(
+        await (redis as Redis & SkipScript).mbSkipWritten(
+          this.keys.orders,
+          WRITER_GROUP,
+          this.placesKeptThrough,
+          target,
+        ),
+      );
+      // Even when nothing moved (the group is ahead, or must read from where it stands).
+      this.ordersThrough = Math.max(this.ordersThrough, target);
+      if (skipped > 0) {
+        this.w.stats.entriesSkipped += skipped;
+        writerMetrics.skipped.inc(skipped);
+      }
+    } catch (err) {
+      // Nothing moved: the entries are read as usual, and the next flush tries again.
+      componentErrors.inc({ dependency: 'redis', component: 'writer' });
+      logger.warn({ err: message(err), shard: this.keys.shard }, 'writer: skip script failed');
+    }
   }
 
   /** Whether the order-stream entry `id` is a command whose outcome is held or written. */

@@ -1,0 +1,70 @@
+// skip-written-1.lua against a real Redis: the writer's group on an order stream moves past
+// entries whose outcomes are written — only forward, never from below the kept bound — and the
+// lag Redis reports stays exact.
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import { WRITER_GROUP, shardKeys } from '../../src/queue/keys.js';
+import { lua } from '../../src/queue/lua-scripts.js';
+import { freshRedis } from '../support/services.js';
+
+type Skipping = Redis & {
+  skip(stream: string, group: string, kept: number, target: number): Promise<number>;
+};
+
+let r: Awaited<ReturnType<typeof freshRedis>>;
+let redis: Skipping;
+const stream = () => shardKeys(r.prefix, 0).orders;
+
+before(async () => {
+  r = await freshRedis();
+  redis = r.redis as Skipping;
+  redis.defineCommand('skip', { numberOfKeys: 1, lua: lua('skip-written-1.lua') });
+});
+after(async () => {
+  await r.cleanup();
+});
+
+async function group(): Promise<{ delivered: string; lag: unknown; pending: number }> {
+  const groups = (await redis.xinfo('GROUPS', stream())) as unknown[][];
+  const g = groups.find((x) => x[1] === WRITER_GROUP) as unknown[];
+  const field = (k: string) => g[g.indexOf(k) + 1];
+  return {
+    delivered: String(field('last-delivered-id')),
+    lag: field('lag'),
+    pending: Number(field('pending')),
+  };
+}
+
+it('moves the group forward only, from at or past the kept bound, with an exact lag', async () => {
+  const pipeline = redis.pipeline();
+  for (let seq = 1; seq <= 600; seq++) pipeline.xadd(stream(), `0-${seq}`, 'c', `{"n":${seq}}`);
+  await pipeline.exec();
+  await redis.xgroup('CREATE', stream(), WRITER_GROUP, '0');
+
+  // PLACEs at or below 1 must be read: nothing moves while the group stands below.
+  assert.equal(await redis.skip(stream(), WRITER_GROUP, 1, 500), 0);
+  assert.deepEqual(await group(), { delivered: '0-0', lag: 600, pending: 0 });
+
+  // Read up to 0-1, then pass over 2..500 unread.
+  await redis.xreadgroup('GROUP', WRITER_GROUP, 'w', 'COUNT', 1, 'STREAMS', stream(), '>');
+  assert.equal(await redis.skip(stream(), WRITER_GROUP, 1, 500), 499);
+  assert.deepEqual(await group(), { delivered: '0-500', lag: 100, pending: 1 });
+
+  // Never backwards, never past the end.
+  assert.equal(await redis.skip(stream(), WRITER_GROUP, 0, 300), 0);
+  assert.equal(await redis.skip(stream(), WRITER_GROUP, 0, 10_000), 100);
+  assert.deepEqual(await group(), { delivered: '0-600', lag: 0, pending: 1 });
+
+  // What comes next is delivered as usual.
+  await redis.xadd(stream(), '0-601', 'c', '{"n":601}');
+  assert.equal((await group()).lag, 1);
+  const next = (await redis.xreadgroup('GROUP', WRITER_GROUP, 'w', 'STREAMS', stream(), '>')) as [
+    string,
+    [string, string[]][],
+  ][];
+  assert.deepEqual(
+    next[0]?.[1].map(([id]) => id),
+    ['0-601'],
+  );
+});
