@@ -291,6 +291,9 @@ const PARTS: Record<string, Components> = {
 };
 
 async function part(config: Config, components: Components, name: string): Promise<void> {
+  // Armed before anything starts: a part whose start waits (on an engine, say) must not outlive
+  // a matchbox that died meanwhile. Before the handlers below, SIGTERM simply ends it.
+  watchParent(() => process.kill(process.pid, 'SIGTERM'));
   const log = logger(config, name);
   // The gateway serves /metrics itself; the others have an endpoint of their own.
   const metrics = components.gateway
@@ -302,7 +305,6 @@ async function part(config: Config, components: Components, name: string): Promi
     await system.stop();
     await metrics?.close();
   });
-  watchParent(() => process.kill(process.pid, 'SIGTERM'));
 }
 
 async function main(argv: string[]): Promise<void> {

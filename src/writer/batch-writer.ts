@@ -45,7 +45,7 @@ export interface WriterStats {
   rowsWritten: number;
   /** Stream entries committed and acknowledged. */
   entriesWritten: number;
-  /** Order-stream entries never read: their outcomes were already written (skip-written-1.lua). */
+  /** Order-stream entries never read: their outcomes were already written (skip-written-2.lua). */
   entriesSkipped: number;
   flushes: number;
   /** Entries in the last flush, and how long it took from BEGIN to the last XACK. */
@@ -81,7 +81,7 @@ const READ_COUNT = 250;
 const MAX_FLUSH_ENTRIES = 10_000;
 const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 const DEFER_MS = 100;
-const SKIP_SCRIPT = 'skip-written-1.lua';
+const SKIP_SCRIPT = 'skip-written-2.lua';
 /** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
 const PLACE_PREFIX = '{"k":"place",';
 
@@ -96,7 +96,13 @@ export function rejectsKey(stream: string): string {
 type Entries = [id: string, fields: string[] | null][];
 
 interface SkipScript {
-  mbSkipWritten(stream: string, group: string, kept: number, target: number): Promise<number>;
+  mbSkipWritten(
+    orders: string,
+    events: string,
+    group: string,
+    kept: number,
+    target: number,
+  ): Promise<number>;
 }
 type ReadReply = [stream: string, entries: Entries][] | null;
 
@@ -123,7 +129,7 @@ export class BatchWriter {
   constructor(readonly options: BatchWriterOptions) {
     this.consumer = options.consumer ?? 'writer-1';
     if (!('mbSkipWritten' in options.redis)) {
-      options.redis.defineCommand('mbSkipWritten', { numberOfKeys: 1, lua: lua(SKIP_SCRIPT) });
+      options.redis.defineCommand('mbSkipWritten', { numberOfKeys: 2, lua: lua(SKIP_SCRIPT) });
     }
     this.loops = options.keys.map((k) => new ShardLoop(this, k, this.consumer));
   }
@@ -287,7 +293,9 @@ class ShardLoop {
         // Behind a backlog nothing is held back: the outcomes are then far ahead of the PLACEs
         // (the usual case), or far behind (the engine is), where a moment's wait changes nothing.
         await this.flush((this.w.options.deferMs ?? DEFER_MS) > 0 && !backlogged);
-        if (this.statesWritten >= this.ordersThrough + READ_COUNT) await this.skipWritten();
+        // Not with a delivery lost: what was read since may not be what the group was given.
+        const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
+        if (ahead && !this.lostDelivery) await this.skipWritten();
         continue;
       }
       const block = gather
@@ -461,7 +469,7 @@ class ShardLoop {
           shard: this.keys.shard,
           entries: this.held,
           // The stream ids held: an order stream id is 0-<seq>, the order's engine id.
-          orders: span(this.placed),
+          orders: span([...this.deferred.map((d) => d.entry), ...this.placed]),
           events: span(this.events),
           attempt,
           code: errorCode(err),
@@ -620,6 +628,7 @@ class ShardLoop {
       const skipped = Number(
         await (redis as Redis & SkipScript).mbSkipWritten(
           this.keys.orders,
+          this.keys.events,
           WRITER_GROUP,
           this.placesKeptThrough,
           target,

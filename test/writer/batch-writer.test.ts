@@ -118,6 +118,43 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('behind a backlog, never passes over the PLACEs of a refused outcome unread', async () => {
+    // Outcomes first: 1–5,000 written, 5,001–11,000 refused (set aside), 11,001–12,000 later.
+    const placed: OrderState[] = [];
+    for (let seq = 1; seq <= 12_000; seq++) placed.push({ ...orderState(h.alice), seq });
+    const states = (from: number, to: number) =>
+      placed.slice(from - 1, to).map((o) => ({ ...o, version: o.seq, status: 'NEW' as const }));
+    await h.events({ first_seq: 1, last_seq: 5_000, orders: states(1, 5_000), trades: [] });
+    await h.redis.xadd(h.keys.events, '0-11000', 'b', '{"orders": [ not json');
+    const w = h.writer({ flushMs: 1_000 });
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 2);
+    // Then the PLACEs, far behind the outcomes, and the last batch's outcome.
+    const pipeline = h.redis.pipeline();
+    for (const o of placed) {
+      pipeline.xadd(
+        h.keys.orders,
+        `0-${o.seq}`,
+        'c',
+        JSON.stringify({ k: 'place', order: { ...o, seq: 0 } }),
+      );
+    }
+    await pipeline.exec();
+    await h.events({
+      first_seq: 5_001,
+      last_seq: 12_000,
+      orders: states(11_001, 12_000),
+      trades: [],
+    });
+    await waitFor(() => w.stats.entriesWritten + w.stats.entriesSkipped === 12_003, 30_000);
+    const [rows] = await h.db.sql<{ pending: number; open: number }[]>`
+      SELECT count(*) FILTER (WHERE status = 'PENDING' AND seq BETWEEN 5001 AND 11000)::int AS pending,
+        count(*) FILTER (WHERE status = 'NEW')::int AS open
+      FROM orders`;
+    assert.deepEqual({ ...rows }, { pending: 6_000, open: 6_000 }, 'a row for every order');
+    await w.stop();
+  });
+
   it('after a restart, writes the PLACEs up to where the last run read the outcomes', async () => {
     const first = h.writer({ flushMs: 20 });
     await first.start();

@@ -1,6 +1,6 @@
-// skip-written-1.lua against a real Redis: the writer's group on an order stream moves past
-// entries whose outcomes are written — only forward, never from below the kept bound — and the
-// lag Redis reports stays exact.
+// skip-written-2.lua against a real Redis: the writer's group on an order stream moves past
+// entries whose outcomes are written — only forward, never from below the kept bound, never past
+// what the group was delivered of the event stream — and the lag Redis reports stays exact.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { Redis } from 'ioredis';
@@ -9,17 +9,27 @@ import { lua } from '../../src/queue/lua-scripts.js';
 import { freshRedis } from '../support/services.js';
 
 type Skipping = Redis & {
-  skip(stream: string, group: string, kept: number, target: number): Promise<number>;
+  skip(
+    orders: string,
+    events: string,
+    group: string,
+    kept: number,
+    target: number,
+  ): Promise<number>;
 };
 
 let r: Awaited<ReturnType<typeof freshRedis>>;
 let redis: Skipping;
 const stream = () => shardKeys(r.prefix, 0).orders;
+const events = () => shardKeys(r.prefix, 0).events;
+const skip = (kept: number, target: number) =>
+  redis.skip(stream(), events(), WRITER_GROUP, kept, target);
+const eventsDelivered = (seq: number) => redis.xgroup('SETID', events(), WRITER_GROUP, `0-${seq}`);
 
 before(async () => {
   r = await freshRedis();
   redis = r.redis as Skipping;
-  redis.defineCommand('skip', { numberOfKeys: 1, lua: lua('skip-written-1.lua') });
+  redis.defineCommand('skip', { numberOfKeys: 2, lua: lua('skip-written-2.lua') });
 });
 after(async () => {
   await r.cleanup();
@@ -41,19 +51,22 @@ it('moves the group forward only, from at or past the kept bound, with an exact 
   for (let seq = 1; seq <= 600; seq++) pipeline.xadd(stream(), `0-${seq}`, 'c', `{"n":${seq}}`);
   await pipeline.exec();
   await redis.xgroup('CREATE', stream(), WRITER_GROUP, '0');
+  await redis.xgroup('CREATE', events(), WRITER_GROUP, '0', 'MKSTREAM');
+  await eventsDelivered(400);
 
   // PLACEs at or below 1 must be read: nothing moves while the group stands below.
-  assert.equal(await redis.skip(stream(), WRITER_GROUP, 1, 500), 0);
+  assert.equal(await skip(1, 500), 0);
   assert.deepEqual(await group(), { delivered: '0-0', lag: 600, pending: 0 });
 
-  // Read up to 0-1, then pass over 2..500 unread.
+  // Read up to 0-1, then pass over 2..400 unread: not to 500, past the outcomes delivered here.
   await redis.xreadgroup('GROUP', WRITER_GROUP, 'w', 'COUNT', 1, 'STREAMS', stream(), '>');
-  assert.equal(await redis.skip(stream(), WRITER_GROUP, 1, 500), 499);
-  assert.deepEqual(await group(), { delivered: '0-500', lag: 100, pending: 1 });
+  assert.equal(await skip(1, 500), 399);
+  assert.deepEqual(await group(), { delivered: '0-400', lag: 200, pending: 1 });
 
   // Never backwards, never past the end.
-  assert.equal(await redis.skip(stream(), WRITER_GROUP, 0, 300), 0);
-  assert.equal(await redis.skip(stream(), WRITER_GROUP, 0, 10_000), 100);
+  await eventsDelivered(700);
+  assert.equal(await skip(0, 300), 0);
+  assert.equal(await skip(0, 10_000), 200);
   assert.deepEqual(await group(), { delivered: '0-600', lag: 0, pending: 1 });
 
   // What comes next is delivered as usual.

@@ -5,29 +5,37 @@
 -- acknowledge them took a fifth of a drain.
 --
 -- KEYS[1]  the order stream
--- ARGV[1]  the writer's group
+-- KEYS[2]  the event stream (same slot)
+-- ARGV[1]  the writer's group (on both)
 -- ARGV[2]  only from a position at or past 0-<this>: PLACEs at or below it must be read
 -- ARGV[3]  the target sequence
 --
--- Only ever forward. Every sequence is one entry (`0-<seq>`, contiguous), so the group's
+-- Only ever forward, and never past what the group has been delivered of the event stream here: a
+-- Redis that restarted without its last writes hands out their sequences again, and the writer's
+-- target may come from outcomes it no longer holds. Every sequence is one entry (`0-<seq>`, contiguous), so the group's
 -- entries-read is set to what keeps Redis's lag exact: the entries after the target are
 -- last - target. Returns the number of entries passed over (0: nothing to do).
 local function seq(id)
   return tonumber(string.match(id, '-(%d+)$'))
 end
 
-local delivered
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local name, last
-  for i = 1, #g, 2 do
-    if g[i] == 'name' then name = g[i + 1] end
-    if g[i] == 'last-delivered-id' then last = g[i + 1] end
+-- The group's last-delivered id on a stream, or nil.
+local function delivered(stream)
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] end
+      if g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == ARGV[1] then return last end
   end
-  if name == ARGV[1] then delivered = last end
+  return nil
 end
-if delivered == nil then return 0 end
 
-local from, kept, target = seq(delivered), tonumber(ARGV[2]), tonumber(ARGV[3])
+local orders, events = delivered(KEYS[1]), delivered(KEYS[2])
+if orders == nil or events == nil then return 0 end
+local from, kept, target = seq(orders), tonumber(ARGV[2]), tonumber(ARGV[3])
+if target > seq(events) then target = seq(events) end
 if from < kept or from >= target then return 0 end
 
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
