@@ -95,7 +95,8 @@ export function rejectsKey(stream: string): string {
 
 type Entries = [id: string, fields: string[] | null][];
 
-interface SkipScript {
+/** skip-written-2.lua on a connection: see the script for what it does and returns. */
+export interface SkipScript {
   mbSkipWritten(
     orders: string,
     events: string,
@@ -103,6 +104,14 @@ interface SkipScript {
     kept: number,
     target: number,
   ): Promise<number>;
+}
+
+/** The connection, with the skip script defined on it (once). */
+export function withSkipScript(redis: Redis): Redis & SkipScript {
+  if (!('mbSkipWritten' in redis)) {
+    redis.defineCommand('mbSkipWritten', { numberOfKeys: 2, lua: lua(SKIP_SCRIPT) });
+  }
+  return redis as Redis & SkipScript;
 }
 type ReadReply = [stream: string, entries: Entries][] | null;
 
@@ -128,9 +137,7 @@ export class BatchWriter {
 
   constructor(readonly options: BatchWriterOptions) {
     this.consumer = options.consumer ?? 'writer-1';
-    if (!('mbSkipWritten' in options.redis)) {
-      options.redis.defineCommand('mbSkipWritten', { numberOfKeys: 2, lua: lua(SKIP_SCRIPT) });
-    }
+    withSkipScript(options.redis);
     this.loops = options.keys.map((k) => new ShardLoop(this, k, this.consumer));
   }
 
@@ -626,7 +633,7 @@ class ShardLoop {
     const target = this.statesWritten;
     try {
       const skipped = Number(
-        await (redis as Redis & SkipScript).mbSkipWritten(
+        await withSkipScript(redis).mbSkipWritten(
           this.keys.orders,
           this.keys.events,
           WRITER_GROUP,

@@ -5,31 +5,21 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { WRITER_GROUP, shardKeys } from '../../src/queue/keys.js';
-import { lua } from '../../src/queue/lua-scripts.js';
+import { withSkipScript } from '../../src/writer/batch-writer.js';
+import type { SkipScript } from '../../src/writer/batch-writer.js';
 import { freshRedis } from '../support/services.js';
 
-type Skipping = Redis & {
-  skip(
-    orders: string,
-    events: string,
-    group: string,
-    kept: number,
-    target: number,
-  ): Promise<number>;
-};
-
 let r: Awaited<ReturnType<typeof freshRedis>>;
-let redis: Skipping;
+let redis: Redis & SkipScript;
 const stream = () => shardKeys(r.prefix, 0).orders;
 const events = () => shardKeys(r.prefix, 0).events;
 const skip = (kept: number, target: number) =>
-  redis.skip(stream(), events(), WRITER_GROUP, kept, target);
+  redis.mbSkipWritten(stream(), events(), WRITER_GROUP, kept, target);
 const eventsDelivered = (seq: number) => redis.xgroup('SETID', events(), WRITER_GROUP, `0-${seq}`);
 
 before(async () => {
   r = await freshRedis();
-  redis = r.redis as Skipping;
-  redis.defineCommand('skip', { numberOfKeys: 2, lua: lua('skip-written-2.lua') });
+  redis = withSkipScript(r.redis);
 });
 after(async () => {
   await r.cleanup();
