@@ -51,7 +51,7 @@ export interface WriterStats {
   /** Entries in the last flush, and how long it took from BEGIN to the last XACK. */
   lastFlushSize: number;
   lastFlushMs: number;
-  /** Stream entries not yet acknowledged: held, pending in the group, or not yet read. */
+  /** Stream entries not yet acknowledged: pending in the group (those held among them), or unread. */
   backlog: number;
   /** Records PostgreSQL refused as data errors, set aside in `<stream>:rejects`. */
   rejected: number;
@@ -173,7 +173,8 @@ export class BatchWriter {
         this.options.logger.warn({ err: message(err), shard: loop.keys.shard }, 'trim failed');
       }
     }
-    this.stats.backlog = backlog + this.loops.reduce((n, l) => n + l.held, 0);
+    // What the loops hold is pending in the group, so already counted.
+    this.stats.backlog = backlog;
   }
 }
 

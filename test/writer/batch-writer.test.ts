@@ -83,6 +83,8 @@ describe('batch writer', () => {
     await h.place(1, o);
     // Read alone (the outcome is not in the stream yet) and held back by the flush it was due in.
     await waitFor(async () => (await h.pending(h.keys.orders)) === 1);
+    await w.trimAll();
+    assert.equal(w.stats.backlog, 1, 'held and pending: one entry, counted once');
     const v1 = { ...o, seq: 1, version: 1, status: 'NEW' as const };
     await h.events({ first_seq: 1, last_seq: 1, orders: [v1], trades: [] });
     await waitFor(() => w.stats.entriesWritten === 2);
