@@ -11,7 +11,7 @@ import { WRITER_GROUP } from '../queue/keys.js';
 import { lastGeneratedSeq, undelivered, writerGroup } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
-import { lua } from '../queue/lua-scripts.js';
+import { keyCount, lua } from '../queue/lua-scripts.js';
 import { writeAll, writeIsolating } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
 import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
@@ -109,7 +109,10 @@ export interface SkipScript {
 /** The connection, with the skip script defined on it (once). */
 export function withSkipScript(redis: Redis): Redis & SkipScript {
   if (!('mbSkipWritten' in redis)) {
-    redis.defineCommand('mbSkipWritten', { numberOfKeys: 2, lua: lua(SKIP_SCRIPT) });
+    redis.defineCommand('mbSkipWritten', {
+      numberOfKeys: keyCount(SKIP_SCRIPT),
+      lua: lua(SKIP_SCRIPT),
+    });
   }
   return redis as Redis & SkipScript;
 }
@@ -117,6 +120,7 @@ type ReadReply = [stream: string, entries: Entries][] | null;
 
 export class BatchWriter {
   private readonly consumer: string;
+  readonly skipScript: Redis & SkipScript;
   private readonly loops: ShardLoop[];
   private running: Promise<void>[] = [];
   private trimTimer: NodeJS.Timeout | undefined;
@@ -137,7 +141,7 @@ export class BatchWriter {
 
   constructor(readonly options: BatchWriterOptions) {
     this.consumer = options.consumer ?? 'writer-1';
-    withSkipScript(options.redis);
+    this.skipScript = withSkipScript(options.redis);
     this.loops = options.keys.map((k) => new ShardLoop(this, k, this.consumer));
   }
 
@@ -425,19 +429,21 @@ class ShardLoop {
     const isOrders = stream === this.keys.orders;
     const field = isOrders ? 'c' : 'b';
     const into = isOrders ? this.placed : this.events;
+    // Replies come in id order.
+    const last = entries[entries.length - 1] as Entries[number];
+    if (isOrders) this.ordersThrough = Math.max(this.ordersThrough, seqOf(last[0]));
     for (const [id, fields] of entries) {
-      const written = fields !== null && fields[0] === field && typeof fields[1] === 'string';
-      if (isOrders) this.ordersThrough = Math.max(this.ordersThrough, seqOf(id));
-      else {
+      const raw = fields?.[0] === field ? fields[1] : undefined;
+      if (!isOrders) {
         const seq = seqOf(id);
-        if (written) this.statesThrough = Math.max(this.statesThrough, seq);
+        if (raw !== undefined) this.statesThrough = Math.max(this.statesThrough, seq);
         else this.placesKeptThrough = Math.max(this.placesKeptThrough, seq);
       }
       if (fields === null) {
         this.gone.push({ stream, id });
-      } else if (written) {
-        into.push({ id, raw: fields[1] as string });
-        this.heldBytes += (fields[1] as string).length;
+      } else if (raw !== undefined) {
+        into.push({ id, raw });
+        this.heldBytes += raw.length;
       } else {
         this.unreadable.push({
           stream,
@@ -519,8 +525,8 @@ class ShardLoop {
     const until = now + (this.w.options.deferMs ?? DEFER_MS);
     for (const entry of this.placed) {
       if (this.superseded(entry.id)) continue;
-      // Only PLACEs are worth holding back (the submit script writes this prefix); a cancel is
-      // not written to PostgreSQL at all.
+      // Only PLACEs are worth holding back (the submit script writes this prefix). Anything else
+      // goes to PostgreSQL, which drops a cancel and refuses (and so sets aside) a corrupt entry.
       if (defer && entry.raw.startsWith(PLACE_PREFIX)) keep.push({ entry, until });
       else write.push(entry);
     }
@@ -596,7 +602,8 @@ class ShardLoop {
     }
     const size = this.held - keep.length;
     if (size > 0) this.count(size, rows, rejects.length, performance.now() - started);
-    for (const e of events) this.statesWritten = Math.max(this.statesWritten, seqOf(e.id));
+    // Every outcome held is committed now.
+    this.statesWritten = this.statesThrough;
     this.clear();
     const first = keep[0];
     if (first !== undefined) {
@@ -630,11 +637,11 @@ class ShardLoop {
    * least a read's worth lies ahead of where it stands: they need not be read at all.
    */
   private async skipWritten(): Promise<void> {
-    const { redis, logger } = this.w.options;
+    const { logger } = this.w.options;
     const target = this.statesWritten;
     try {
       const skipped = Number(
-        await withSkipScript(redis).mbSkipWritten(
+        await this.w.skipScript.mbSkipWritten(
           this.keys.orders,
           this.keys.events,
           WRITER_GROUP,

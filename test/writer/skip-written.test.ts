@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { WRITER_GROUP, shardKeys } from '../../src/queue/keys.js';
+import { writerGroup } from '../../src/queue/stream-info.js';
 import { withSkipScript } from '../../src/writer/batch-writer.js';
 import type { SkipScript } from '../../src/writer/batch-writer.js';
 import { freshRedis } from '../support/services.js';
@@ -26,14 +27,8 @@ after(async () => {
 });
 
 async function group(): Promise<{ delivered: string; lag: unknown; pending: number }> {
-  const groups = (await redis.xinfo('GROUPS', stream())) as unknown[][];
-  const g = groups.find((x) => x[1] === WRITER_GROUP) as unknown[];
-  const field = (k: string) => g[g.indexOf(k) + 1];
-  return {
-    delivered: String(field('last-delivered-id')),
-    lag: field('lag'),
-    pending: Number(field('pending')),
-  };
+  const g = (await writerGroup(redis, stream())) as Record<string, unknown>;
+  return { delivered: String(g['last-delivered-id']), lag: g.lag, pending: Number(g.pending) };
 }
 
 it('moves the group forward only, from at or past the kept bound, with an exact lag', async () => {

@@ -5,6 +5,7 @@
 // is the offered load's, not the writer's most: so then the writer process is stopped (SIGSTOP)
 // while orders queue behind it, and let go once they are all matched, to drain them with nothing
 // else running: rows/s and orders/s from that backlog are what the writer sustains.
+import { signal } from '../../infra/processes.js';
 import { closedLoop } from '../http-load.js';
 import { createUser } from '../market-maker.js';
 import type { BenchUser } from '../market-maker.js';
@@ -138,15 +139,9 @@ async function drainFromBacklog(ctx: PassContext, user: BenchUser): Promise<From
   await prepare(ctx, Math.ceil((ctx.sizes.writerHeldMs / 1000) * 20_000));
   ctx.progress.update('writer stopped while orders queue');
   // Let go however the bench ends (Ctrl-C exits from its signal handler, past any finally).
-  const resume = (): void => {
-    try {
-      process.kill(writer, 'SIGCONT');
-    } catch {
-      // already gone
-    }
-  };
+  const resume = (): void => signal(writer, 'SIGCONT');
   process.once('exit', resume);
-  process.kill(writer, 'SIGSTOP');
+  signal(writer, 'SIGSTOP');
   let orders: number;
   let before: { rows: number; entries: number };
   try {
