@@ -108,15 +108,26 @@ export class Probes {
       await new Promise((r) => setTimeout(r, 1500));
       return false;
     }
+    return this.until((b) => b.orders === 0 && b.events === 0 && b.undispatched === 0, timeoutMs);
+  }
+
+  /** Polls the backlog until `done` holds (true) or `timeoutMs` passes (false). */
+  async until(done: (b: Backlog) => boolean, timeoutMs: number): Promise<boolean> {
+    if (this.redis === undefined) return false;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const b = await this.backlog();
-      if (b !== undefined && b.orders === 0 && b.events === 0 && b.undispatched === 0) return true;
+      if (b !== undefined && done(b)) return true;
       if (Date.now() > deadline) {
         this.lastStuck = b;
         return false;
       }
       await new Promise((r) => setTimeout(r, 50));
     }
+  }
+
+  /** PostgreSQL publishes a backend's counters about once a second: waits for the last ones. */
+  async statsSettled(): Promise<void> {
+    await new Promise((r) => setTimeout(r, 1_500));
   }
 }

@@ -91,8 +91,7 @@ export async function runWriter(ctx: PassContext, batchSize: number): Promise<Wr
     ctx.progress.update('load done; waiting for the writer to drain');
     const drained = await ctx.probes.quiesce(120_000);
     if (drained) drainedAfter = Date.now() - loadEnd;
-    // PostgreSQL publishes a backend's counters about once a second: let the last ones land.
-    await new Promise((r) => setTimeout(r, 1_500));
+    await ctx.probes.statsSettled();
     clearInterval(timer);
     await sampling;
     await sample();
@@ -148,15 +147,8 @@ async function drainFromBacklog(ctx: PassContext, user: BenchUser): Promise<From
     const m = await buyFor(ctx, user, ctx.sizes.writerHeldMs);
     orders = m.result.ok;
     // Everything matched, so that only the writer works while it drains.
-    const until = Date.now() + ctx.sizes.quiesceMs;
-    for (;;) {
-      const b = await ctx.probes.backlog();
-      if (b === undefined || b.undispatched === 0) break;
-      if (Date.now() > until) return null;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    // PostgreSQL publishes a backend's counters about once a second: let the last ones land.
-    await new Promise((r) => setTimeout(r, 1_500));
+    if (!(await ctx.probes.until((b) => b.undispatched === 0, ctx.sizes.quiesceMs))) return null;
+    await ctx.probes.statsSettled();
     const b = await ctx.probes.backlog();
     before = {
       rows: (await ctx.probes.rowsWritten()) ?? 0,
@@ -172,7 +164,7 @@ async function drainFromBacklog(ctx: PassContext, user: BenchUser): Promise<From
   if (!(await ctx.probes.quiesce(ctx.sizes.quiesceMs))) return null;
   const drainMs = performance.now() - t0;
   const cpu = meter.end();
-  await new Promise((r) => setTimeout(r, 1_500));
+  await ctx.probes.statsSettled();
   const rows = ((await ctx.probes.rowsWritten()) ?? 0) - before.rows;
   return {
     orders,
