@@ -156,11 +156,11 @@ export const SETTINGS = {
   ),
   statusTtlS: setting(
     'STATUS_TTL_S',
-    3_600,
+    60,
     // A gateway that lost a submit's reply reads the order's status hash for up to ~3 s after.
     int(60),
     'seconds ≥ 60',
-    'How long a final order stays in the Redis status cache (reads then go to PostgreSQL).',
+    'How long a final order stays in the Redis status cache once PostgreSQL has it (reads then go to PostgreSQL).',
   ),
   idempotencyTtlS: setting(
     'IDEMPOTENCY_TTL_S',

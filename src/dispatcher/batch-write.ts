@@ -1,6 +1,7 @@
 // One batch's outputs into Redis in one atomic script call (src/queue/lua/write-batch.lua): status
 // cache, open set, fills, recent trades, the event-stream entry `0-<last seq>` (which is what W is
-// read from, so it moves atomically with the rest) and the `applied` notice. One command per
+// read from, so it moves atomically with the rest, and which names the orders it closes, for the
+// writer to expire once PostgreSQL has them) and the `applied` notice. One command per
 // batch, not several per order: each command costs the dispatcher an object and a socket write
 // and Redis a dispatch, and a batch under load carries hundreds of orders.
 import type { Redis } from 'ioredis';
@@ -35,7 +36,6 @@ export async function writeBatch(
   redis: Redis,
   keys: ShardKeys,
   batch: ProjectedBatch,
-  statusTtlS: number,
 ): Promise<void> {
   const orderKeys: string[] = [];
   const orderArgs: string[] = [];
@@ -50,21 +50,14 @@ export async function writeBatch(
     orderArgs.push(json, o.status, o.id, action);
   }
 
-  // Fills lists: those with new fills, and those of orders now final (their fills expire too).
+  // Fills lists with new fills. Those of final orders expire with their status hashes, once the
+  // writer has committed them (see the script).
   const fillKeys: string[] = [];
   const fillArgs: string[] = [];
-  const expiring = new Set<string>();
-  for (const o of batch.orders.values()) {
-    if (isFinal(o.status) && o.filled_lots > 0) expiring.add(o.id);
-  }
   for (const [orderId, fills] of batch.fills) {
     fillKeys.push(keys.fills(orderId));
-    fillArgs.push(String(fills.length), expiring.delete(orderId) ? '1' : '0');
+    fillArgs.push(String(fills.length));
     for (const f of fills) fillArgs.push(JSON.stringify(f));
-  }
-  for (const orderId of expiring) {
-    fillKeys.push(keys.fills(orderId));
-    fillArgs.push('0', '1');
   }
 
   const trades = batch.trades.map((t) => JSON.stringify(t));
@@ -93,7 +86,7 @@ export async function writeBatch(
     orderKeys,
     fillKeys,
     tradeKeys,
-    [orderKeys.length, fillKeys.length, tradeKeys.length, statusTtlS, TRADES_KEPT],
+    [orderKeys.length, fillKeys.length, tradeKeys.length, TRADES_KEPT],
     [`0-${batch.lastSeq}`, event, keys.applied, String(batch.lastSeq)],
     orderArgs,
     fillArgs,

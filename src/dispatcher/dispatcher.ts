@@ -31,7 +31,6 @@ export interface DispatcherOptions {
   engine: EngineClient;
   /** Most commands per batch (DISPATCH_BATCH). */
   batchSize: number;
-  statusTtlS: number;
   /** How long one XREAD waits for new orders when the stream is idle; default 1000 ms. */
   blockMs?: number;
   /** After a short read, how long to wait for more before dispatching; default 0. */
@@ -242,7 +241,7 @@ export class Dispatcher {
       scales: (s) => this.instruments.get(s),
     });
     const writeAt = performance.now();
-    await writeBatch(this.options.redis, this.keys, batch, this.options.statusTtlS);
+    await writeBatch(this.options.redis, this.keys, batch);
     const writeMs = performance.now() - writeAt;
     this.counters.writeMs += writeMs;
     commit(this.open, batch);

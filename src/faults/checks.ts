@@ -248,7 +248,7 @@ export async function checkCase(
       const [j, s] = (replies[n]?.[1] as (string | null)[] | undefined) ?? [null, null];
       const row = byId.get(id) as PgOrder;
       if (j === null || j === undefined) {
-        // Only final orders leave the cache (after STATUS_TTL_S).
+        // Only final orders leave the cache (STATUS_TTL_S after the writer committed them).
         if (OPEN.has(row.status)) problem('cache', `${id} (${row.status}) is not in the cache`);
         return;
       }

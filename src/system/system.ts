@@ -160,7 +160,6 @@ export async function startSystem(
           batchSize: config.dispatchBatch,
           // Sync mode is the latency-bound baseline: waiting for company would only slow it.
           lingerMs: config.orderPath === 'sync' ? 0 : config.dispatchLingerMs,
-          statusTtlS: config.statusTtlS,
           logger: logger.child({ component: 'dispatcher', shard: n }),
         });
         d.start();
@@ -178,6 +177,7 @@ export async function startSystem(
         keys: queue.shards,
         flushMs: config.writerFlushMs,
         batchSize: config.writerBatchSize,
+        statusTtlS: config.statusTtlS,
         logger: logger.child({ component: 'writer' }),
       });
       await writer.start();

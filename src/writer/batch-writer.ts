@@ -38,6 +38,11 @@ export interface BatchWriterOptions {
    * written once, as its state). 0 writes every PLACE at the first flush.
    */
   deferMs?: number;
+  /**
+   * Seconds a final order's status hash and fills list stay in Redis once its final state is
+   * committed (STATUS_TTL_S); until then they do not expire (src/queue/lua/write-batch.lua).
+   */
+  statusTtlS: number;
 }
 
 export interface WriterStats {
@@ -68,6 +73,8 @@ const RETRY_MAX_MS = 5_000;
 /** A failure that lasts this long is logged at error, not warn: it will not cure itself soon. */
 const ALARM_AFTER_MS = 30_000;
 const ACK_CHUNK = 5_000;
+/** Orders given their TTL per script call (two keys each): a short call, as every Redis call. */
+const EXPIRE_CHUNK = 250;
 /**
  * Entries per stream and read. Redis builds a reply while every other client waits, and an event
  * entry carries a whole dispatched batch: reads of 1,000 took up to 48 ms behind a backlog and
@@ -82,6 +89,7 @@ const MAX_FLUSH_ENTRIES = 10_000;
 const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 const DEFER_MS = 100;
 const SKIP_SCRIPT = 'skip-written-2.lua';
+const EXPIRE_SCRIPT = 'expire-keys.lua';
 /** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
 const PLACE_PREFIX = '{"k":"place",';
 
@@ -106,21 +114,28 @@ export interface SkipScript {
   ): Promise<number>;
 }
 
-/** The connection, with the skip script defined on it (once). */
-export function withSkipScript(redis: Redis): Redis & SkipScript {
+/** expire-keys.lua: ioredis flattens the array (the key count, the keys, then the TTL). */
+export interface ExpireScript {
+  mbExpireKeys(args: (string | number)[]): Promise<number>;
+}
+
+/** The connection, with the skip and expire scripts defined on it (once). */
+export function withWriterScripts(redis: Redis): Redis & SkipScript & ExpireScript {
   if (!('mbSkipWritten' in redis)) {
     redis.defineCommand('mbSkipWritten', {
       numberOfKeys: keyCount(SKIP_SCRIPT),
       lua: lua(SKIP_SCRIPT),
     });
+    // No numberOfKeys: the count varies per call and goes first.
+    redis.defineCommand('mbExpireKeys', { lua: lua(EXPIRE_SCRIPT) });
   }
-  return redis as Redis & SkipScript;
+  return redis as Redis & SkipScript & ExpireScript;
 }
 type ReadReply = [stream: string, entries: Entries][] | null;
 
 export class BatchWriter {
   private readonly consumer: string;
-  readonly skipScript: Redis & SkipScript;
+  readonly scripts: Redis & SkipScript & ExpireScript;
   private readonly loops: ShardLoop[];
   private running: Promise<void>[] = [];
   private trimTimer: NodeJS.Timeout | undefined;
@@ -141,7 +156,7 @@ export class BatchWriter {
 
   constructor(readonly options: BatchWriterOptions) {
     this.consumer = options.consumer ?? 'writer-1';
-    this.skipScript = withSkipScript(options.redis);
+    this.scripts = withWriterScripts(options.redis);
     this.loops = options.keys.map((k) => new ShardLoop(this, k, this.consumer));
   }
 
@@ -442,7 +457,9 @@ class ShardLoop {
       if (fields === null) {
         this.gone.push({ stream, id });
       } else if (raw !== undefined) {
-        into.push({ id, raw });
+        // write-batch.lua writes field b, then x when the batch closed orders.
+        const closed = isOrders || fields[2] !== 'x' ? undefined : fields[3];
+        into.push(closed === undefined ? { id, raw } : { id, raw, closed });
         this.heldBytes += raw.length;
       } else {
         this.unreadable.push({
@@ -586,6 +603,12 @@ class ShardLoop {
           r.record,
         );
       }
+      // Before the acknowledgement: a writer that dies between the two re-reads, re-commits
+      // (changing nothing) and expires again, so no final order is left in Redis for good.
+      const refused = new Set(
+        rejects.filter((r) => r.stream === this.keys.events).map((r) => r.id),
+      );
+      await this.expireClosed(events.filter((e) => !refused.has(e.id)));
       const kept = new Set(keep.map((d) => d.entry));
       await this.ack(this.keys.orders, [
         ...placed.filter((e) => !kept.has(e)).map((e) => e.id),
@@ -641,7 +664,7 @@ class ShardLoop {
     const target = this.statesWritten;
     try {
       const skipped = Number(
-        await this.w.skipScript.mbSkipWritten(
+        await this.w.scripts.mbSkipWritten(
           this.keys.orders,
           this.keys.events,
           WRITER_GROUP,
@@ -674,6 +697,24 @@ class ShardLoop {
     for (const r of this.unreadable) if (r.stream === stream) ids.push(r.id);
     for (const g of this.gone) if (g.stream === stream) ids.push(g.id);
     return ids;
+  }
+
+  /**
+   * Gives the status hash and fills list of every order the committed event entries made final
+   * their TTL: PostgreSQL has their final state now, and reads fall back to it. An event batch
+   * PostgreSQL refused keeps its orders in Redis, the only place their state is readable.
+   */
+  private async expireClosed(committed: readonly HeldEntry[]): Promise<void> {
+    const ttl = this.w.options.statusTtlS;
+    const ids: string[] = [];
+    for (const e of committed) if (e.closed !== undefined) ids.push(...e.closed.split(' '));
+    for (let i = 0; i < ids.length; i += EXPIRE_CHUNK) {
+      const chunk = ids.slice(i, i + EXPIRE_CHUNK);
+      const keys = chunk
+        .map((id) => this.keys.order(id))
+        .concat(chunk.map((id) => this.keys.fills(id)));
+      await this.w.scripts.mbExpireKeys([keys.length, ...keys, ttl]);
+    }
   }
 
   private async ack(stream: string, ids: string[]): Promise<void> {

@@ -12,6 +12,8 @@ type Tx = TransactionSql;
 export interface HeldEntry {
   id: string;
   raw: string;
+  /** An event entry's field x: the ids of the orders its batch made final, space-separated. */
+  closed?: string;
 }
 
 /** A record set aside because PostgreSQL refuses it (a data error): kept, never dropped. */

@@ -57,7 +57,6 @@ describe('dispatcher through crashes', () => {
       sql: db.sql,
       engine,
       batchSize,
-      statusTtlS: 600,
       blockMs: 100,
       logger: quietLogger(),
     });

@@ -20,7 +20,7 @@ describe('batch writer', () => {
    * Three orders placed (seq 1–3) and two event batches: the second order trades against the
    * first, then the first trades again against the third; the third order's PLACE has no event.
    */
-  async function scenario() {
+  async function scenario(closing: string[] | undefined = undefined) {
     const sell = orderState(h.alice, { side: 'SELL', price: '187.25', client_order_id: 'a-1' });
     const buy = orderState(h.bob, { side: 'BUY', price: '187.3', quantity: '4', quantity_lots: 4 });
     const buy2 = orderState(h.bob, { side: 'BUY', price: '187.25', type: 'LIMIT' });
@@ -31,16 +31,17 @@ describe('batch writer', () => {
     const buyFilled = filled({ ...buy, seq: 2 }, 4, 18725, 2);
     const sellPartial = filled(sell1, 4, 18725, 2);
     const t1 = trade(buyFilled, sellPartial, 2, 0, { quantity: '4', price: '187.25' });
-    await h.events({
-      first_seq: 1,
-      last_seq: 2,
-      orders: [sell1, buyFilled, sellPartial],
-      trades: [t1],
-    });
+    await h.events(
+      { first_seq: 1, last_seq: 2, orders: [sell1, buyFilled, sellPartial], trades: [t1] },
+      closing === undefined ? [] : [buyFilled.id],
+    );
     const sellDone = filled(sellPartial, 6, 18725, 3);
     const buy2Partial = filled({ ...buy2, seq: 3 }, 6, 18725, 3);
     const t2 = trade(buy2Partial, sellDone, 3, 0, { quantity: '6', price: '187.25' });
-    await h.events({ first_seq: 3, last_seq: 3, orders: [sellDone, buy2Partial], trades: [t2] });
+    await h.events(
+      { first_seq: 3, last_seq: 3, orders: [sellDone, buy2Partial], trades: [t2] },
+      closing === undefined ? [] : [sellDone.id, ...closing],
+    );
     return {
       expected: [sellDone, buyFilled, buy2Partial],
       trades: [t1, t2],
@@ -174,6 +175,43 @@ describe('batch writer', () => {
     await waitFor(() => next.stats.entriesWritten === 2);
     assert.deepEqual(await ordersById(h.db.sql), byId([{ ...o, seq: 1 }]));
     await next.stop();
+  });
+
+  it('expires the cached status and fills of orders made final once PostgreSQL has them, not before', async () => {
+    // The dispatcher's writes, by hand: event entries naming the orders they close, and status
+    // hashes and fills lists without a TTL.
+    // The second entry also names 300 more orders, past one script call's 250.
+    const more = Array.from({ length: 300 }, () => orderState(h.alice));
+    for (const o of more) await h.redis.hset(h.keys.order(o.id), 's', 'FILLED');
+    const { expected } = await scenario(more.map((o) => o.id));
+    const [sellDone, buyFilled, buy2Partial] = expected as [OrderState, OrderState, OrderState];
+    const lost = { ...orderState(h.bob), seq: 4, version: 2, status: 'CANCELED' as const };
+    for (const o of [...expected, lost]) {
+      await h.redis.hset(h.keys.order(o.id), 'j', JSON.stringify(o), 's', o.status);
+      await h.redis.rpush(h.keys.fills(o.id), '{}');
+    }
+    // Refused by PostgreSQL (not JSON): its order's state is readable nowhere else.
+    await h.redis.xadd(h.keys.events, '0-4', 'b', '{"orders": [ not json', 'x', lost.id);
+    const ttls = async (o: OrderState) => [
+      await h.redis.ttl(h.keys.order(o.id)),
+      await h.redis.ttl(h.keys.fills(o.id)),
+    ];
+    for (const o of [...expected, lost]) assert.deepEqual(await ttls(o), [-1, -1]);
+
+    const w = h.writer({ statusTtlS: 600 });
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 6);
+    assert.deepEqual(await ordersById(h.db.sql), byId(expected));
+    for (const o of [sellDone, buyFilled]) {
+      for (const ttl of await ttls(o)) assert.ok(ttl > 0 && ttl <= 600, `ttl ${ttl} of ${o.seq}`);
+    }
+    for (const o of more) {
+      const ttl = await h.redis.ttl(h.keys.order(o.id));
+      assert.ok(ttl > 0 && ttl <= 600, 'every order named is given its ttl');
+    }
+    assert.deepEqual(await ttls(buy2Partial), [-1, -1], 'an open order stays');
+    assert.deepEqual(await ttls(lost), [-1, -1], 'a state PostgreSQL refused stays');
+    await w.stop();
   });
 
   it('changes nothing when entries are delivered again, or an older state arrives later', async () => {

@@ -30,8 +30,8 @@ export interface Harness {
   writer(options?: Partial<BatchWriterOptions>): BatchWriter;
   /** XADD a PLACE command at `0-<seq>`; its `order.seq` is 0 as the gateway writes it. */
   place(seq: number, order: OrderState): Promise<void>;
-  /** XADD an event batch at `0-<last_seq>`. */
-  events(batch: EventBatch): Promise<void>;
+  /** XADD an event batch at `0-<last_seq>`, naming the orders it closes as the dispatcher does. */
+  events(batch: EventBatch, closed?: string[]): Promise<void>;
   /** Entries delivered to the writer group and not acknowledged. */
   pending(stream: string): Promise<number>;
   close(): Promise<void>;
@@ -66,6 +66,7 @@ export async function harness(): Promise<Harness> {
         keys: [keys],
         flushMs: 20,
         batchSize: 1000,
+        statusTtlS: 600,
         logger,
         ...options,
       });
@@ -76,8 +77,11 @@ export async function harness(): Promise<Harness> {
       const record: CommandRecord = { k: 'place', order: { ...order, seq: 0 } };
       await r.redis.xadd(keys.orders, `0-${seq}`, 'c', JSON.stringify(record));
     },
-    async events(batch) {
-      await r.redis.xadd(keys.events, `0-${batch.last_seq}`, 'b', JSON.stringify(batch));
+    async events(batch, closed = []) {
+      const id = `0-${batch.last_seq}`;
+      const b = JSON.stringify(batch);
+      if (closed.length === 0) await r.redis.xadd(keys.events, id, 'b', b);
+      else await r.redis.xadd(keys.events, id, 'b', b, 'x', closed.join(' '));
     },
     async pending(stream) {
       const [count] = (await r.redis.xpending(stream, WRITER_GROUP)) as [number];

@@ -6,7 +6,7 @@ import { after, before, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { WRITER_GROUP, shardKeys } from '../../src/queue/keys.js';
 import { writerGroup } from '../../src/queue/stream-info.js';
-import { withSkipScript } from '../../src/writer/batch-writer.js';
+import { withWriterScripts } from '../../src/writer/batch-writer.js';
 import type { SkipScript } from '../../src/writer/batch-writer.js';
 import { freshRedis } from '../support/services.js';
 
@@ -20,7 +20,7 @@ const eventsDelivered = (seq: number) => redis.xgroup('SETID', events(), WRITER_
 
 before(async () => {
   r = await freshRedis();
-  redis = withSkipScript(r.redis);
+  redis = withWriterScripts(r.redis);
 });
 after(async () => {
   await r.cleanup();

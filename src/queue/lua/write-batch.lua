@@ -9,17 +9,20 @@
 -- KEYS[3+n .. 2+n+f]         f fills lists (orders with new fills or whose fills now expire)
 -- KEYS[3+n+f .. 2+n+f+t]     t recent-trades lists, one per symbol that traded
 -- ARGV[1] n   ARGV[2] f   ARGV[3] t
--- ARGV[4] status TTL in seconds (final orders and their fills expire after it)
--- ARGV[5] recent trades kept per symbol
--- ARGV[6] the event entry's id, 0-<last seq>
--- ARGV[7] the event batch JSON (field b)
--- ARGV[8] the applied channel
--- ARGV[9] the last seq (the applied message)
+-- ARGV[4] recent trades kept per symbol
+-- ARGV[5] the event entry's id, 0-<last seq>
+-- ARGV[6] the event batch JSON (field b)
+-- ARGV[7] the applied channel
+-- ARGV[8] the last seq (the applied message)
 -- then, per order, 4 values: its JSON, its status, its id, and `close` (final: leaves the open
---   set, expires), `open` (placed in this batch and still open: joins the open set) or `-`
--- then, per fills list: the count c of new fills, `1` if the list expires now else `0`, then c
---   fill JSONs, oldest first
+--   set), `open` (placed in this batch and still open: joins the open set) or `-`
+-- then, per fills list: the count c of new fills, then c fill JSONs, oldest first
 -- then, per trades list: the count c, then c trade JSONs, oldest first (the list is newest first)
+--
+-- Nothing here expires: a final order's status hash and fills list are kept until PostgreSQL has
+-- its final state. The event entry names the orders it closes (field x, ids separated by spaces)
+-- and the batch writer, once it has committed the entry, gives those keys their TTL. Expiring
+-- here, at close, would lose an order from reads while PostgreSQL is down for longer than the TTL.
 --
 -- Returns the number of orders written; 0 when the event stream is already at the batch's last
 -- seq (a re-sent call: nothing is written twice).
@@ -29,7 +32,7 @@ local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
 if type(info) == 'table' and info.err == nil then
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then
-      if tonumber(string.match(info[i + 1], '-(%d+)$')) >= tonumber(ARGV[9]) then
+      if tonumber(string.match(info[i + 1], '-(%d+)$')) >= tonumber(ARGV[8]) then
         return 0
       end
     end
@@ -37,9 +40,8 @@ if type(info) == 'table' and info.err == nil then
 end
 
 local n, f, t = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local ttl = ARGV[4]
 local CHUNK = 200
-local a = 10
+local a = 9
 
 -- Pushes argv[from .. from+count-1] onto a list in chunks (unpack is bounded by Lua's C stack).
 local function push(cmd, key, from, count)
@@ -58,7 +60,6 @@ for i = 1, n do
   local action = ARGV[a + 3]
   if action == 'close' then
     closed[#closed + 1] = ARGV[a + 2]
-    redis.call('EXPIRE', key, ttl)
   elseif action == 'open' then
     opened[#opened + 1] = ARGV[a + 2]
   end
@@ -74,22 +75,22 @@ end
 for i = 1, f do
   local key = KEYS[2 + n + i]
   local count = tonumber(ARGV[a])
-  push('RPUSH', key, a + 2, count)
-  -- After the RPUSH, which may have just created the list.
-  if ARGV[a + 1] == '1' then
-    redis.call('EXPIRE', key, ttl)
-  end
-  a = a + 2 + count
+  push('RPUSH', key, a + 1, count)
+  a = a + 1 + count
 end
 
 for i = 1, t do
   local key = KEYS[2 + n + f + i]
   local count = tonumber(ARGV[a])
   push('LPUSH', key, a + 1, count)
-  redis.call('LTRIM', key, 0, tonumber(ARGV[5]) - 1)
+  redis.call('LTRIM', key, 0, tonumber(ARGV[4]) - 1)
   a = a + 1 + count
 end
 
-redis.call('XADD', KEYS[1], ARGV[6], 'b', ARGV[7])
-redis.call('PUBLISH', ARGV[8], ARGV[9])
+if #closed > 0 then
+  redis.call('XADD', KEYS[1], ARGV[5], 'b', ARGV[6], 'x', table.concat(closed, ' '))
+else
+  redis.call('XADD', KEYS[1], ARGV[5], 'b', ARGV[6])
+end
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 return n
