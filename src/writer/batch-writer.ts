@@ -708,13 +708,16 @@ class ShardLoop {
     const ttl = this.w.options.statusTtlS;
     const ids: string[] = [];
     for (const e of committed) if (e.closed !== undefined) ids.push(...e.closed.split(' '));
+    const calls: Promise<number>[] = [];
     for (let i = 0; i < ids.length; i += EXPIRE_CHUNK) {
       const chunk = ids.slice(i, i + EXPIRE_CHUNK);
       const keys = chunk
         .map((id) => this.keys.order(id))
         .concat(chunk.map((id) => this.keys.fills(id)));
-      await this.w.scripts.mbExpireKeys([keys.length, ...keys, ttl]);
+      // Sent one after another on the connection, without waiting for each reply.
+      calls.push(this.w.scripts.mbExpireKeys([keys.length, ...keys, ttl]));
     }
+    await Promise.all(calls);
   }
 
   private async ack(stream: string, ids: string[]): Promise<void> {
