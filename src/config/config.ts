@@ -156,10 +156,10 @@ export const SETTINGS = {
   ),
   statusTtlS: setting(
     'STATUS_TTL_S',
-    3_600,
+    60,
     // A gateway that lost a submit's reply reads the order's status hash for up to ~3 s after.
-    // And after a Redis restart it queues again the orders of its last 3 s that Redis does not
-    // hold: a final order expired during a longer outage would be queued twice (see README).
+    // (After a Redis restart, its re-queue asks PostgreSQL which orders the engine has taken:
+    // one that expired during the outage is not queued twice; see recent-accepts.ts.)
     int(60),
     'seconds ≥ 60',
     'How long a final order stays in the Redis status cache once PostgreSQL has it (reads then go to PostgreSQL).',

@@ -131,6 +131,18 @@ export async function listOrders(sql: Sql, q: ListOrdersQuery): Promise<OrderSta
   return rows.map(toState);
 }
 
+/**
+ * Of these order ids, those PostgreSQL holds a state of from the engine (version > 0): orders the
+ * engine has taken, which must never be queued again.
+ */
+export async function matchedOrders(sql: Sql, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  // One array parameter, not one parameter per id (a statement takes at most 65,535).
+  const rows = await sql<{ id: string }[]>`
+    SELECT id::text AS id FROM orders WHERE id = ANY(${sql.array([...ids])}::uuid[]) AND version > 0`;
+  return new Set(rows.map((r) => r.id));
+}
+
 /** The user's order with this client_order_id, if any. */
 export async function findByClientOrderId(
   sql: Sql,

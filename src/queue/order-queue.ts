@@ -57,6 +57,12 @@ export interface OrderQueueOptions {
   onRequeue?: (report: RequeueReport) => void;
   /** How far back from a broken connection accepted orders are sent again; default 3 s. */
   requeueWindowMs?: number;
+  /**
+   * Of the orders about to be queued again, those the engine has already taken (PostgreSQL holds
+   * a state of them): a final order leaves Redis STATUS_TTL_S after PostgreSQL has it, so a Redis
+   * that was down for longer no longer holds it, and the submit script alone would queue it again.
+   */
+  matched?: (orderIds: string[]) => Promise<Set<string>>;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -103,6 +109,7 @@ export class OrderQueue {
             (what) => this.resubmit(what),
             onRequeue,
             options.requeueWindowMs,
+            options.matched,
           );
   }
 

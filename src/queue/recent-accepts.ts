@@ -5,7 +5,10 @@
 // to a replica that was behind by less than the window. Both come back as a Redis with a new
 // run_id: what was accepted shortly before the connection broke is sent again, in the order it was
 // accepted — orders through the submit script, which queues an order only if Redis does not hold
-// it, and cancels through the cancel script (a second cancel of an order changes nothing).
+// it, and cancels through the cancel script (a second cancel of an order changes nothing). An
+// order PostgreSQL holds a state of was taken by the engine and is not sent again: a final order
+// leaves Redis STATUS_TTL_S after the writer committed it, so a Redis down for longer has lost it
+// without losing anything.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { OrderState } from './records.js';
@@ -23,6 +26,8 @@ export const REQUEUE_WINDOW_MS = 3_000;
 const RETRY_MS = 100;
 /** Past this, an order that could not be queued again is reported as failed, never dropped quietly. */
 const GIVE_UP_MS = 60_000;
+/** How long the replay waits for PostgreSQL to say which orders the engine has taken. */
+const ASK_PG_FOR_MS = 5_000;
 
 /** What sending an order again came to. */
 export type Resubmitted =
@@ -66,6 +71,7 @@ export class RecentAccepts {
     private readonly resubmit: (what: Accepted) => Promise<Resubmitted>,
     private readonly onReport: (report: RequeueReport) => void,
     private readonly windowMs = REQUEUE_WINDOW_MS,
+    private readonly matched?: (orderIds: string[]) => Promise<Set<string>>,
   ) {
     redis.on('ready', () => this.queue(() => this.connected()));
     redis.on('close', () => {
@@ -117,6 +123,26 @@ export class RecentAccepts {
     if (due.size > 0) await this.replay([...due.values()]);
   }
 
+  /**
+   * The orders among `due` the engine has already taken, as PostgreSQL says; an empty set when
+   * there is no one to ask, or when PostgreSQL has not answered within ASK_PG_FOR_MS. Then Redis
+   * alone decides, as it did before a final order could expire from it STATUS_TTL_S after its
+   * commit: such an order is queued again only if Redis was down for longer than that too.
+   */
+  private async takenByEngine(due: Accepted[]): Promise<Set<string>> {
+    const ids = due.flatMap((w) => (w.kind === 'order' ? [w.order.id] : []));
+    if (this.matched === undefined || ids.length === 0) return new Set();
+    const until = clock() + ASK_PG_FOR_MS;
+    for (;;) {
+      try {
+        return await this.matched(ids);
+      } catch {
+        if (clock() >= until || this.ended) return new Set();
+        await sleep(RETRY_MS, undefined, { ref: false });
+      }
+    }
+  }
+
   private async replay(due: Accepted[]): Promise<void> {
     const report: RequeueReport = {
       requeued: [],
@@ -126,9 +152,14 @@ export class RecentAccepts {
       failed: [],
     };
     const giveUp = clock() + GIVE_UP_MS;
+    const taken = await this.takenByEngine(due);
     // In the order they were accepted, one at a time: the stream keeps their relative order (an
     // order before its cancel).
     for (const what of due) {
+      if (what.kind === 'order' && taken.has(what.order.id)) {
+        report.present += 1;
+        continue;
+      }
       let resent = false;
       for (;;) {
         const r = await this.resubmit(what).catch((): Resubmitted => {

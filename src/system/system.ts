@@ -7,6 +7,7 @@ import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
 import { seedDefaultInstruments } from '../db/instruments.js';
 import { migrate } from '../db/migrate.js';
+import { matchedOrders } from '../db/orders.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { shardAddress } from '../engine-service/address.js';
 import { EngineClient } from '../engine-service/client.js';
@@ -97,6 +98,7 @@ export async function startSystem(
       shards: config.shards,
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
+      matched: (ids) => matchedOrders(sql, ids),
       onRequeue: (r) => {
         const fields = {
           requeued: r.requeued.length,

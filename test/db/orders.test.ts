@@ -5,6 +5,7 @@ import {
   getOrder,
   insertPendingOrder,
   listOrders,
+  matchedOrders,
 } from '../../src/db/orders.js';
 import { upsertInstrument } from '../../src/db/instruments.js';
 import type { NewUser } from '../../src/db/users.js';
@@ -84,6 +85,21 @@ describe('orders', () => {
     assert.deepEqual(await findByClientOrderId(db.sql, alice.id, 'find-me'), o);
     assert.equal(await findByClientOrderId(db.sql, bob.id, 'find-me'), undefined);
     assert.equal(await findByClientOrderId(db.sql, alice.id, 'nope'), undefined);
+  });
+
+  it('names, of any number of ids, the orders the engine has taken (a state above version 0)', async () => {
+    const pending = orderState(alice);
+    assert.equal(await insertPendingOrder(db.sql, pending, 's0'), true);
+    const taken = { ...orderState(bob), seq: 7, version: 1, status: 'NEW' as const };
+    await putOrder(db.sql, taken);
+    // More ids than one statement has parameters.
+    const unknown = Array.from(
+      { length: 70_000 },
+      (_, i) => `00000000-0000-7000-8000-${i.toString(16).padStart(12, '0')}`,
+    );
+    const found = await matchedOrders(db.sql, [pending.id, ...unknown, taken.id]);
+    assert.deepEqual([...found], [taken.id]);
+    assert.deepEqual([...(await matchedOrders(db.sql, []))], []);
   });
 
   it('has no order for an unknown or malformed id', async () => {

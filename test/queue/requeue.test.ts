@@ -10,11 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { matchedOrders } from '../../src/db/orders.js';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
 import type { OrderState } from '../../src/queue/records.js';
+import { arrange, orderState, putOrder } from '../db/fixtures.js';
+import { freshDatabase } from '../support/services.js';
+import type { TestDatabase } from '../support/services.js';
 import { waitFor } from '../engine-service/helpers.js';
 import { order, sleep } from './orders.js';
 
@@ -24,6 +28,7 @@ let dir: string;
 let redis: Redis;
 let direct: Redis;
 let queue: OrderQueue;
+let db: TestDatabase;
 const reports: RequeueReport[] = [];
 
 /** The AOF file Redis appends to (Redis 7 keeps a base file and an increment). */
@@ -49,6 +54,7 @@ before(async () => {
   await redis.connect();
   direct = new Redis(server.url, { lazyConnect: true });
   direct.on('error', () => undefined);
+  db = await freshDatabase();
   queue = new OrderQueue(redis, {
     prefix: 'mb',
     shards: 1,
@@ -56,11 +62,13 @@ before(async () => {
     idempotencyTtlS: 60,
     onRequeue: (r) => reports.push(r),
     requeueWindowMs: WINDOW_MS,
+    matched: (ids) => matchedOrders(db.sql, ids),
   });
 });
 after(async () => {
   redis.disconnect();
   direct.disconnect();
+  await db.drop();
   await server.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -208,4 +216,40 @@ it('sends again the cancels Redis lost, after their orders', async () => {
       return x.k === k && (x.order?.id ?? x.order_id) === id;
     });
   assert.ok(at('place', c.id) < at('cancel', c.id));
+});
+
+it('never queues again an order the engine has taken, though Redis no longer holds it', async () => {
+  await sleep(WINDOW_MS + 500); // the earlier tests' orders out of the window
+  const { alice } = await arrange(db.sql);
+  const [taken, waiting] = [orderState(alice), orderState(alice)];
+  for (const o of [taken, waiting]) {
+    assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
+  }
+  // Matched, final and written: PostgreSQL holds its state, and its status hash has expired (as
+  // STATUS_TTL_S after the writer's commit does while Redis is down for longer).
+  await putOrder(db.sql, {
+    ...taken,
+    seq: 1,
+    version: 2,
+    status: 'CANCELED',
+    reject_reason: 'IOC_REMAINDER',
+  });
+  await direct.del(queue.shards[0]?.order(taken.id) as string);
+  await sleep(50);
+  const aof = incrementFile();
+  const seen = reports.length;
+
+  await crashLosingTail(aof, statSync(aof).size);
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  await queue.requeued();
+  assert.deepEqual(reports[seen], {
+    requeued: [],
+    cancels: [],
+    present: 2,
+    superseded: [],
+    failed: [],
+  });
+  const placed = await streamIds();
+  assert.equal(placed.filter((id) => id === taken.id).length, 1, 'the taken order queued twice');
+  assert.equal(placed.filter((id) => id === waiting.id).length, 1);
 });
