@@ -132,14 +132,15 @@ export async function listOrders(sql: Sql, q: ListOrdersQuery): Promise<OrderSta
 }
 
 /**
- * Of these order ids, those PostgreSQL holds a state of from the engine (version > 0): orders the
- * engine has taken, which must never be queued again.
+ * Of these order ids, those PostgreSQL holds in a final state (FILLED, CANCELED, REJECTED): the
+ * engine is done with them, and Redis lets them expire once they are here.
  */
-export async function matchedOrders(sql: Sql, ids: readonly string[]): Promise<Set<string>> {
+export async function finishedOrders(sql: Sql, ids: readonly string[]): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
   // One array parameter, not one parameter per id (a statement takes at most 65,535).
   const rows = await sql<{ id: string }[]>`
-    SELECT id::text AS id FROM orders WHERE id = ANY(${sql.array([...ids])}::uuid[]) AND version > 0`;
+    SELECT id::text AS id FROM orders
+    WHERE id = ANY(${sql.array([...ids])}::uuid[]) AND status IN ('FILLED', 'CANCELED', 'REJECTED')`;
   return new Set(rows.map((r) => r.id));
 }
 

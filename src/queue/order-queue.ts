@@ -58,11 +58,13 @@ export interface OrderQueueOptions {
   /** How far back from a broken connection accepted orders are sent again; default 3 s. */
   requeueWindowMs?: number;
   /**
-   * Of the orders about to be queued again, those the engine has already taken (PostgreSQL holds
-   * a state of them): a final order leaves Redis STATUS_TTL_S after PostgreSQL has it, so a Redis
-   * that was down for longer no longer holds it, and the submit script alone would queue it again.
+   * Of the orders about to be queued again, those PostgreSQL holds in a final state. A final
+   * order leaves Redis `statusTtlS` after PostgreSQL has it, so a Redis that was down for about
+   * that long no longer holds it, and the submit script alone would queue it again.
    */
-  matched?: (orderIds: string[]) => Promise<Set<string>>;
+  finished?: (orderIds: string[]) => Promise<Set<string>>;
+  /** STATUS_TTL_S: below an outage this long, no order of the window can have expired. */
+  statusTtlS?: number;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -109,7 +111,9 @@ export class OrderQueue {
             (what) => this.resubmit(what),
             onRequeue,
             options.requeueWindowMs,
-            options.matched,
+            options.finished === undefined || options.statusTtlS === undefined
+              ? undefined
+              : { orders: options.finished, expireAfterMs: options.statusTtlS * 1000 },
           );
   }
 

@@ -5,10 +5,9 @@
 // to a replica that was behind by less than the window. Both come back as a Redis with a new
 // run_id: what was accepted shortly before the connection broke is sent again, in the order it was
 // accepted — orders through the submit script, which queues an order only if Redis does not hold
-// it, and cancels through the cancel script (a second cancel of an order changes nothing). An
-// order PostgreSQL holds a state of was taken by the engine and is not sent again: a final order
-// leaves Redis STATUS_TTL_S after the writer committed it, so a Redis down for longer has lost it
-// without losing anything.
+// it, and cancels through the cancel script (a second cancel of an order changes nothing). A final
+// order leaves Redis STATUS_TTL_S after the writer committed it, so after an outage about that
+// long PostgreSQL is asked first: an order it holds final is done, and not sent again.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { OrderState } from './records.js';
@@ -26,8 +25,16 @@ export const REQUEUE_WINDOW_MS = 3_000;
 const RETRY_MS = 100;
 /** Past this, an order that could not be queued again is reported as failed, never dropped quietly. */
 const GIVE_UP_MS = 60_000;
-/** How long the replay waits for PostgreSQL to say which orders the engine has taken. */
+/** How long the replay waits for PostgreSQL to say which orders are finished. */
 const ASK_PG_FOR_MS = 5_000;
+/** Room for Redis's clock (TTLs) against this process's, in deciding whether to ask. */
+const CLOCK_MARGIN_MS = 5_000;
+
+/** Where to ask which orders are final, and how long after that Redis lets them expire. */
+export interface FinishedOrders {
+  orders: (orderIds: string[]) => Promise<Set<string>>;
+  expireAfterMs: number;
+}
 
 /** What sending an order again came to. */
 export type Resubmitted =
@@ -48,6 +55,13 @@ export interface RequeueReport {
   /** Order ids whose cancel was sent again and queued (the order was still open). */
   cancels: string[];
   present: number;
+  /** Orders not in Redis but final in PostgreSQL (expired during the outage): not sent again. */
+  finished: string[];
+  /**
+   * Orders sent again with Redis alone deciding, because the outage was long enough for some to
+   * have expired and PostgreSQL did not answer within ASK_PG_FOR_MS.
+   */
+  unchecked: number;
   superseded: string[];
   /** Orders (or cancels, by order id) that could not be queued again within a minute, when the
    * client was closed, or whose order was gone. */
@@ -71,7 +85,7 @@ export class RecentAccepts {
     private readonly resubmit: (what: Accepted) => Promise<Resubmitted>,
     private readonly onReport: (report: RequeueReport) => void,
     private readonly windowMs = REQUEUE_WINDOW_MS,
-    private readonly matched?: (orderIds: string[]) => Promise<Set<string>>,
+    private readonly finished?: FinishedOrders,
   ) {
     redis.on('ready', () => this.queue(() => this.connected()));
     redis.on('close', () => {
@@ -113,6 +127,7 @@ export class RecentAccepts {
     const restarted = this.runId !== undefined && runId !== undefined && runId !== this.runId;
     if (runId !== undefined) this.runId = runId;
     const since = this.closedAt - this.windowMs;
+    const downMs = this.closedAt === 0 ? 0 : clock() - this.closedAt;
     this.closedAt = 0;
     if (!restarted) return;
     // Once each (an order re-sent by its client, or re-queued before, is in the list twice).
@@ -120,44 +135,56 @@ export class RecentAccepts {
     for (const e of this.orders) {
       if (e.at >= since && !due.has(keyOf(e.what))) due.set(keyOf(e.what), e.what);
     }
-    if (due.size > 0) await this.replay([...due.values()]);
+    if (due.size > 0) await this.replay([...due.values()], downMs);
   }
 
   /**
-   * The orders among `due` the engine has already taken, as PostgreSQL says; an empty set when
-   * there is no one to ask, or when PostgreSQL has not answered within ASK_PG_FOR_MS. Then Redis
-   * alone decides, as it did before a final order could expire from it STATUS_TTL_S after its
-   * commit: such an order is queued again only if Redis was down for longer than that too.
+   * The orders among `due` (and those of its cancels) that PostgreSQL holds final, asked for up
+   * to ASK_PG_FOR_MS; undefined when it did not answer in that time.
    */
-  private async takenByEngine(due: Accepted[]): Promise<Set<string>> {
-    const ids = due.flatMap((w) => (w.kind === 'order' ? [w.order.id] : []));
-    if (this.matched === undefined || ids.length === 0) return new Set();
+  private async finishedOf(due: Accepted[], ask: FinishedOrders): Promise<Set<string> | undefined> {
+    const ids = [...new Set(due.map(idOf))];
     const until = clock() + ASK_PG_FOR_MS;
     for (;;) {
+      const left = until - clock();
+      if (left <= 0 || this.ended) return undefined;
       try {
-        return await this.matched(ids);
+        // A PostgreSQL that takes the query and never answers must not hold the replay.
+        return await Promise.race([
+          ask.orders(ids),
+          sleep(left, undefined, { ref: false }).then(() => undefined),
+        ]);
       } catch {
-        if (clock() >= until || this.ended) return new Set();
         await sleep(RETRY_MS, undefined, { ref: false });
       }
     }
   }
 
-  private async replay(due: Accepted[]): Promise<void> {
+  private async replay(due: Accepted[], downMs: number): Promise<void> {
     const report: RequeueReport = {
       requeued: [],
       cancels: [],
       present: 0,
+      finished: [],
+      unchecked: 0,
       superseded: [],
       failed: [],
     };
+    // An order of the window was accepted at most windowMs before the break and committed after
+    // that: below this outage, none can have expired, and Redis alone is exact.
+    const ask = this.finished;
+    let finished = new Set<string>();
+    if (ask !== undefined && downMs >= ask.expireAfterMs - this.windowMs - CLOCK_MARGIN_MS) {
+      const answer = await this.finishedOf(due, ask);
+      if (answer === undefined) report.unchecked = due.filter((w) => w.kind === 'order').length;
+      else finished = answer;
+    }
     const giveUp = clock() + GIVE_UP_MS;
-    const taken = await this.takenByEngine(due);
     // In the order they were accepted, one at a time: the stream keeps their relative order (an
     // order before its cancel).
     for (const what of due) {
-      if (what.kind === 'order' && taken.has(what.order.id)) {
-        report.present += 1;
+      if (what.kind === 'order' && finished.has(what.order.id)) {
+        report.finished.push(what.order.id);
         continue;
       }
       let resent = false;
@@ -173,6 +200,8 @@ export class RecentAccepts {
           this.add(what);
         } else if (r === 'present') report.present += 1;
         else if (r === 'superseded') report.superseded.push(idOf(what));
+        // The cancel of an order that has since become final (and expired from Redis).
+        else if (r === 'missing' && finished.has(idOf(what))) report.present += 1;
         else if (r === 'missing') report.failed.push(idOf(what));
         else if (clock() < giveUp && !this.ended) {
           await sleep(RETRY_MS, undefined, { ref: false });

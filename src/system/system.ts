@@ -7,7 +7,7 @@ import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
 import { seedDefaultInstruments } from '../db/instruments.js';
 import { migrate } from '../db/migrate.js';
-import { matchedOrders } from '../db/orders.js';
+import { finishedOrders } from '../db/orders.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { shardAddress } from '../engine-service/address.js';
 import { EngineClient } from '../engine-service/client.js';
@@ -98,18 +98,26 @@ export async function startSystem(
       shards: config.shards,
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
-      matched: (ids) => matchedOrders(sql, ids),
+      finished: (ids) => finishedOrders(sql, ids),
+      statusTtlS: config.statusTtlS,
       onRequeue: (r) => {
         const fields = {
           requeued: r.requeued.length,
           cancels: r.cancels,
           present: r.present,
+          finished: r.finished.length,
+          unchecked: r.unchecked,
           superseded: r.superseded,
           failed: r.failed,
           ...(r.requeued.length > 0 ? { order_ids: r.requeued } : {}),
         };
         if (r.failed.length > 0) {
           logger.error(fields, 'Redis restarted; accepted orders could not be queued again');
+        } else if (r.unchecked > 0) {
+          logger.warn(
+            fields,
+            'Redis restarted after a long outage and PostgreSQL did not say which orders are finished; Redis alone decided what to queue again',
+          );
         } else if (r.requeued.length > 0 || r.cancels.length > 0 || r.superseded.length > 0) {
           logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');
         } else logger.info(fields, 'Redis restarted; every order accepted just before is there');

@@ -5,7 +5,7 @@ import {
   getOrder,
   insertPendingOrder,
   listOrders,
-  matchedOrders,
+  finishedOrders,
 } from '../../src/db/orders.js';
 import { upsertInstrument } from '../../src/db/instruments.js';
 import type { NewUser } from '../../src/db/users.js';
@@ -87,19 +87,20 @@ describe('orders', () => {
     assert.equal(await findByClientOrderId(db.sql, alice.id, 'nope'), undefined);
   });
 
-  it('names, of any number of ids, the orders the engine has taken (a state above version 0)', async () => {
+  it('names, of any number of ids, the orders PostgreSQL holds final', async () => {
     const pending = orderState(alice);
     assert.equal(await insertPendingOrder(db.sql, pending, 's0'), true);
-    const taken = { ...orderState(bob), seq: 7, version: 1, status: 'NEW' as const };
-    await putOrder(db.sql, taken);
+    const open = { ...orderState(bob), seq: 7, version: 1, status: 'NEW' as const };
+    const done = { ...orderState(bob), seq: 8, version: 2, status: 'REJECTED' as const };
+    for (const o of [open, done]) await putOrder(db.sql, o);
     // More ids than one statement has parameters.
     const unknown = Array.from(
       { length: 70_000 },
       (_, i) => `00000000-0000-7000-8000-${i.toString(16).padStart(12, '0')}`,
     );
-    const found = await matchedOrders(db.sql, [pending.id, ...unknown, taken.id]);
-    assert.deepEqual([...found], [taken.id]);
-    assert.deepEqual([...(await matchedOrders(db.sql, []))], []);
+    const found = await finishedOrders(db.sql, [pending.id, open.id, ...unknown, done.id]);
+    assert.deepEqual([...found], [done.id]);
+    assert.deepEqual([...(await finishedOrders(db.sql, []))], []);
   });
 
   it('has no order for an unknown or malformed id', async () => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { matchedOrders } from '../../src/db/orders.js';
+import { finishedOrders } from '../../src/db/orders.js';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
@@ -62,7 +62,9 @@ before(async () => {
     idempotencyTtlS: 60,
     onRequeue: (r) => reports.push(r),
     requeueWindowMs: WINDOW_MS,
-    matched: (ids) => matchedOrders(db.sql, ids),
+    // So short that every restart here counts as a long outage: PostgreSQL is always asked.
+    finished: (ids) => finishedOrders(db.sql, ids),
+    statusTtlS: 1,
   });
 });
 after(async () => {
@@ -146,6 +148,8 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     requeued: lost.map((o) => o.id),
     cancels: [],
     present: survived.length,
+    finished: [],
+    unchecked: 0,
     superseded: [],
     failed: [],
   });
@@ -173,6 +177,8 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     requeued: lost.map((o) => o.id),
     cancels: [],
     present: 0,
+    finished: [],
+    unchecked: 0,
     superseded: [],
     failed: [],
   });
@@ -218,23 +224,25 @@ it('sends again the cancels Redis lost, after their orders', async () => {
   assert.ok(at('place', c.id) < at('cancel', c.id));
 });
 
-it('never queues again an order the engine has taken, though Redis no longer holds it', async () => {
+it('after a long outage, does not queue again an order final in PostgreSQL that expired from Redis', async () => {
   await sleep(WINDOW_MS + 500); // the earlier tests' orders out of the window
   const { alice } = await arrange(db.sql);
-  const [taken, waiting] = [orderState(alice), orderState(alice)];
-  for (const o of [taken, waiting]) {
+  const [done, open, waiting] = [orderState(alice), orderState(alice), orderState(alice)];
+  for (const o of [done, open, waiting]) {
     assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
   }
-  // Matched, final and written: PostgreSQL holds its state, and its status hash has expired (as
-  // STATUS_TTL_S after the writer's commit does while Redis is down for longer).
+  // `done`: matched, final and written; its status hash expired (STATUS_TTL_S after the writer's
+  // commit, while Redis was down). `open`: written resting, and then lost by Redis (which keeps
+  // an open order's hash for good): it must be queued again.
   await putOrder(db.sql, {
-    ...taken,
+    ...done,
     seq: 1,
     version: 2,
     status: 'CANCELED',
     reject_reason: 'IOC_REMAINDER',
   });
-  await direct.del(queue.shards[0]?.order(taken.id) as string);
+  await putOrder(db.sql, { ...open, seq: 2, version: 1, status: 'NEW' });
+  for (const o of [done, open]) await direct.del(queue.shards[0]?.order(o.id) as string);
   await sleep(50);
   const aof = incrementFile();
   const seen = reports.length;
@@ -243,13 +251,16 @@ it('never queues again an order the engine has taken, though Redis no longer hol
   await waitFor('the re-queue report', () => reports.length > seen, 15_000);
   await queue.requeued();
   assert.deepEqual(reports[seen], {
-    requeued: [],
+    requeued: [open.id],
     cancels: [],
-    present: 2,
+    present: 1,
+    finished: [done.id],
+    unchecked: 0,
     superseded: [],
     failed: [],
   });
   const placed = await streamIds();
-  assert.equal(placed.filter((id) => id === taken.id).length, 1, 'the taken order queued twice');
+  assert.equal(placed.filter((id) => id === done.id).length, 1, 'a finished order queued twice');
+  assert.equal(placed.filter((id) => id === open.id).length, 2, 'the lost open order, again');
   assert.equal(placed.filter((id) => id === waiting.id).length, 1);
 });
