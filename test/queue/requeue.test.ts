@@ -29,6 +29,8 @@ let redis: Redis;
 let direct: Redis;
 let queue: OrderQueue;
 let db: TestDatabase;
+/** PostgreSQL takes the question and never answers. */
+let hang = false;
 const reports: RequeueReport[] = [];
 
 /** The AOF file Redis appends to (Redis 7 keeps a base file and an increment). */
@@ -63,7 +65,8 @@ before(async () => {
     onRequeue: (r) => reports.push(r),
     requeueWindowMs: WINDOW_MS,
     // So short that every restart here counts as a long outage: PostgreSQL is always asked.
-    finished: (ids) => finishedOrders(db.sql, ids),
+    finished: (ids) =>
+      hang ? new Promise<Set<string>>(() => undefined) : finishedOrders(db.sql, ids),
     statusTtlS: 1,
   });
 });
@@ -263,4 +266,30 @@ it('after a long outage, does not queue again an order final in PostgreSQL that 
   assert.equal(placed.filter((id) => id === done.id).length, 1, 'a finished order queued twice');
   assert.equal(placed.filter((id) => id === open.id).length, 2, 'the lost open order, again');
   assert.equal(placed.filter((id) => id === waiting.id).length, 1);
+});
+
+it('when PostgreSQL takes the question and never answers, lets Redis decide after 5 s', async () => {
+  await sleep(WINDOW_MS + 500);
+  const o = order(40);
+  assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
+  await sleep(50);
+  const aof = incrementFile();
+  const seen = reports.length;
+  hang = true;
+  try {
+    await crashLosingTail(aof, statSync(aof).size);
+    await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+    await queue.requeued();
+  } finally {
+    hang = false;
+  }
+  assert.deepEqual(reports[seen], {
+    requeued: [],
+    cancels: [],
+    present: 1,
+    finished: [],
+    unchecked: 1,
+    superseded: [],
+    failed: [],
+  });
 });

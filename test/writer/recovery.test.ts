@@ -60,6 +60,40 @@ describe('batch writer: outages and trimming', () => {
     }
   });
 
+  it('keeps a final order in the cache without a TTL while PostgreSQL is down, then expires it', async () => {
+    const w = h.writer({ flushMs: 20, statusTtlS: 600 });
+    await w.start();
+    const name = new URL(h.db.url).pathname.slice(1);
+    const admin = connect(databaseUrl(), { max: 1 });
+    try {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+      const o = orderState(h.alice);
+      const done = {
+        ...o,
+        seq: 1,
+        version: 1,
+        status: 'CANCELED' as const,
+        reject_reason: 'IOC_REMAINDER',
+      };
+      await h.redis.hset(h.keys.order(o.id), 'j', JSON.stringify(done), 's', done.status);
+      await h.place(1, o);
+      await h.events({ first_seq: 1, last_seq: 1, orders: [done], trades: [] }, [o.id]);
+      await waitFor(() => w.stats.failedFlushes >= 2);
+      assert.equal(await h.redis.ttl(h.keys.order(o.id)), -1, 'no TTL before the commit');
+
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await waitFor(() => w.stats.entriesWritten === 2, 15_000);
+      assert.deepEqual((await ordersById(h.db.sql)).get(o.id), done);
+      const ttl = await h.redis.ttl(h.keys.order(o.id));
+      assert.ok(ttl > 0 && ttl <= 600, `ttl ${ttl} once committed`);
+    } finally {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await w.stop();
+    }
+  });
+
   it('stop() gives up on an unreachable database after its timeout, leaving entries pending', async () => {
     const name = new URL(h.db.url).pathname.slice(1);
     const admin = connect(databaseUrl(), { max: 1 });
