@@ -140,7 +140,7 @@ export async function finishedOrders(sql: Sql, ids: readonly string[]): Promise<
   // One array parameter, not one parameter per id (a statement takes at most 65,535).
   const rows = await sql<{ id: string }[]>`
     SELECT id::text AS id FROM orders
-    WHERE id = ANY(${sql.array([...ids])}::uuid[]) AND status IN ('FILLED', 'CANCELED', 'REJECTED')`;
+    WHERE id = ANY(${ids as string[]}::uuid[]) AND status IN ${sql(CLOSED_STATUSES)}`;
   return new Set(rows.map((r) => r.id));
 }
 

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { shardKeys, shardOf } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { RecentAccepts } from './recent-accepts.js';
-import type { Accepted, RequeueReport, Resubmitted } from './recent-accepts.js';
+import type { Accepted, FinishedOrders, RequeueReport, Resubmitted } from './recent-accepts.js';
 import { WriteCoalescer } from './write-coalescer.js';
 import type { ShardKeys } from './keys.js';
 import type { Fill, OrderState, TradeRecord } from './records.js';
@@ -58,13 +58,11 @@ export interface OrderQueueOptions {
   /** How far back from a broken connection accepted orders are sent again; default 3 s. */
   requeueWindowMs?: number;
   /**
-   * Of the orders about to be queued again, those PostgreSQL holds in a final state. A final
-   * order leaves Redis `statusTtlS` after PostgreSQL has it, so a Redis that was down for about
-   * that long no longer holds it, and the submit script alone would queue it again.
+   * Where the re-queue asks which orders are final, and after how long Redis lets them expire
+   * (STATUS_TTL_S after PostgreSQL has them): after an outage about that long, Redis no longer
+   * holds them, and the submit script alone would queue them again.
    */
-  finished?: (orderIds: string[]) => Promise<Set<string>>;
-  /** STATUS_TTL_S: below an outage this long, no order of the window can have expired. */
-  statusTtlS?: number;
+  finished?: FinishedOrders;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -111,9 +109,7 @@ export class OrderQueue {
             (what) => this.resubmit(what),
             onRequeue,
             options.requeueWindowMs,
-            options.finished === undefined || options.statusTtlS === undefined
-              ? undefined
-              : { orders: options.finished, expireAfterMs: options.statusTtlS * 1000 },
+            options.finished,
           );
   }
 

@@ -10,6 +10,7 @@
 // long PostgreSQL is asked first: an order it holds final is done, and not sent again.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { probeValue } from '../infra/probe-value.js';
 import type { OrderState } from './records.js';
 
 /** What was accepted: an order (201), or the cancel of one (202). */
@@ -146,17 +147,10 @@ export class RecentAccepts {
     const ids = [...new Set(due.map(idOf))];
     const until = clock() + ASK_PG_FOR_MS;
     for (;;) {
-      const left = until - clock();
-      if (left <= 0 || this.ended) return undefined;
-      try {
-        // A PostgreSQL that takes the query and never answers must not hold the replay.
-        return await Promise.race([
-          ask.orders(ids),
-          sleep(left, undefined, { ref: false }).then(() => undefined),
-        ]);
-      } catch {
-        await sleep(RETRY_MS, undefined, { ref: false });
-      }
+      // A PostgreSQL that takes the query and never answers must not hold the replay.
+      const answer = await probeValue(() => ask.orders(ids), until - clock());
+      if (answer !== undefined || clock() >= until || this.ended) return answer;
+      await sleep(RETRY_MS, undefined, { ref: false });
     }
   }
 

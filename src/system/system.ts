@@ -98,8 +98,10 @@ export async function startSystem(
       shards: config.shards,
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
-      finished: (ids) => finishedOrders(sql, ids),
-      statusTtlS: config.statusTtlS,
+      finished: {
+        orders: (ids) => finishedOrders(sql, ids),
+        expireAfterMs: config.statusTtlS * 1000,
+      },
       onRequeue: (r) => {
         const fields = {
           requeued: r.requeued.length,

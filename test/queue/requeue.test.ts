@@ -65,9 +65,11 @@ before(async () => {
     onRequeue: (r) => reports.push(r),
     requeueWindowMs: WINDOW_MS,
     // So short that every restart here counts as a long outage: PostgreSQL is always asked.
-    finished: (ids) =>
-      hang ? new Promise<Set<string>>(() => undefined) : finishedOrders(db.sql, ids),
-    statusTtlS: 1,
+    finished: {
+      orders: (ids) =>
+        hang ? new Promise<Set<string>>(() => undefined) : finishedOrders(db.sql, ids),
+      expireAfterMs: 1_000,
+    },
   });
 });
 after(async () => {

@@ -1,22 +1,8 @@
 // Health and metrics.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { GatewayContext } from '../app.js';
+import { probeValue } from '../../infra/probe-value.js';
 import { Health, Ready } from '../schemas.js';
-
-/** The value of `get` if it answers within `ms`, else undefined. */
-async function probeValue<T>(get: () => Promise<T>, ms = 1000): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  try {
-    return await Promise.race([get(), timeout]);
-  } catch {
-    return undefined;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** 'ok' when `check` succeeds within `ms`, else 'down'. */
 async function probe(check: () => Promise<unknown>, ms = 1000): Promise<'ok' | 'down'> {

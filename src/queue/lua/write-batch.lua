@@ -6,7 +6,7 @@
 -- KEYS[1]                    the shard's event stream        ({sN}:events)
 -- KEYS[2]                    the shard's open-order set      ({sN}:open)
 -- KEYS[3 .. 2+n]             the status hashes of the n changed orders
--- KEYS[3+n .. 2+n+f]         f fills lists (orders with new fills or whose fills now expire)
+-- KEYS[3+n .. 2+n+f]         f fills lists (orders with new fills)
 -- KEYS[3+n+f .. 2+n+f+t]     t recent-trades lists, one per symbol that traded
 -- ARGV[1] n   ARGV[2] f   ARGV[3] t
 -- ARGV[4] recent trades kept per symbol
