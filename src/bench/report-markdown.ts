@@ -272,11 +272,7 @@ export function renderMarkdown(r: BenchReport, charts: string[]): string {
             n(x.backlog_max),
             ms(x.drained_after_ms),
             n(x.from_backlog?.rows_per_sec),
-            status(
-              x.from_backlog === null || x.from_backlog === undefined
-                ? undefined
-                : x.from_backlog.rows_per_sec >= 50_000,
-            ),
+            status(x.from_backlog ? x.from_backlog.rows_per_sec >= 50_000 : undefined),
           ]),
       ),
       '',

@@ -115,7 +115,7 @@ export interface SkipScript {
 }
 
 /** expire-keys.lua: ioredis flattens the array (the key count, the keys, then the TTL). */
-export interface ExpireScript {
+interface ExpireScript {
   mbExpireKeys(args: (string | number)[]): Promise<number>;
 }
 
@@ -234,12 +234,14 @@ class ShardLoop {
   /** The highest event-stream id committed; the highest order-stream id read or passed over. */
   private statesWritten = 0;
   private ordersThrough = 0;
+  private readonly deferMs: number;
 
   constructor(
     private readonly w: BatchWriter,
     readonly keys: ShardKeys,
     private readonly consumer: string,
   ) {
+    this.deferMs = w.options.deferMs ?? DEFER_MS;
     this.reader = w.options.redis.duplicate();
     // Connection errors surface as failed commands (retried); the event only needs a home.
     this.reader.on('error', (err: Error) =>
@@ -319,7 +321,7 @@ class ShardLoop {
       if (held > 0 && due && !gather) {
         // Behind a backlog nothing is held back: the outcomes are then far ahead of the PLACEs
         // (the usual case), or far behind (the engine is), where a moment's wait changes nothing.
-        await this.flush((this.w.options.deferMs ?? DEFER_MS) > 0 && !backlogged);
+        await this.flush(this.deferMs > 0 && !backlogged);
         // Not with a delivery lost: what was read since may not be what the group was given.
         const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
         if (ahead && !this.lostDelivery) await this.skipWritten();
@@ -500,7 +502,7 @@ class ShardLoop {
           shard: this.keys.shard,
           entries: this.held,
           // The stream ids held: an order stream id is 0-<seq>, the order's engine id.
-          orders: span([...this.deferred.map((d) => d.entry), ...this.placed]),
+          orders: span(this.placedHeld()),
           events: span(this.events),
           attempt,
           code: errorCode(err),
@@ -527,7 +529,7 @@ class ShardLoop {
     const { sql, redis, logger } = this.w.options;
     const started = performance.now();
     const shard = this.keys.shard;
-    const placed = [...this.deferred.map((d) => d.entry), ...this.placed];
+    const placed = this.placedHeld();
     const events = this.events;
     const rejects = [...this.unreadable];
     // PLACEs whose outcome is held or written change nothing and are only acknowledged.
@@ -539,7 +541,7 @@ class ShardLoop {
       if (defer && now < d.until) keep.push(d);
       else write.push(d.entry);
     }
-    const until = now + (this.w.options.deferMs ?? DEFER_MS);
+    const until = now + this.deferMs;
     for (const entry of this.placed) {
       if (this.superseded(entry.id)) continue;
       // Only PLACEs are worth holding back (the submit script writes this prefix). Anything else
@@ -548,6 +550,8 @@ class ShardLoop {
       else write.push(entry);
     }
     let rows: WrittenRows = { placed: 0, states: 0, trades: 0 };
+    // The event entries whose states are all in PostgreSQL after the commit.
+    let committed = events;
     try {
       if (write.length > 0 || events.length > 0) {
         rows = await sql.begin((tx) =>
@@ -577,11 +581,14 @@ class ShardLoop {
       const result = await sql.begin((tx) => writeIsolating(tx, shard, streams, placed, events));
       rows = result.rows;
       rejects.push(...result.rejects);
+      const refused = new Set<string>();
       for (const r of result.rejects) {
         if (r.stream === this.keys.events) {
           this.placesKeptThrough = Math.max(this.placesKeptThrough, seqOf(r.id));
+          refused.add(r.id);
         }
       }
+      committed = events.filter((e) => !refused.has(e.id));
     }
     // What fails from here on is Redis's: the rows are committed.
     try {
@@ -605,10 +612,7 @@ class ShardLoop {
       }
       // Before the acknowledgement: a writer that dies between the two re-reads, re-commits
       // (changing nothing) and expires again, so no final order is left in Redis for good.
-      const refused = new Set(
-        rejects.filter((r) => r.stream === this.keys.events).map((r) => r.id),
-      );
-      await this.expireClosed(events.filter((e) => !refused.has(e.id)));
+      await this.expireClosed(committed);
       const kept = new Set(keep.map((d) => d.entry));
       await this.ack(this.keys.orders, [
         ...placed.filter((e) => !kept.has(e)).map((e) => e.id),
@@ -683,6 +687,11 @@ class ShardLoop {
       componentErrors.inc({ dependency: 'redis', component: 'writer' });
       logger.warn({ err: message(err), shard: this.keys.shard }, 'writer: skip script failed');
     }
+  }
+
+  /** The order-stream entries held: those held back by earlier flushes, then those read since. */
+  private placedHeld(): HeldEntry[] {
+    return [...this.deferred.map((d) => d.entry), ...this.placed];
   }
 
   /** Whether the order-stream entry `id` is a command whose outcome is held or written. */

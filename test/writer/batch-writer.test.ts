@@ -20,7 +20,7 @@ describe('batch writer', () => {
    * Three orders placed (seq 1–3) and two event batches: the second order trades against the
    * first, then the first trades again against the third; the third order's PLACE has no event.
    */
-  async function scenario(closing: string[] | undefined = undefined) {
+  async function scenario(closing?: string[]) {
     const sell = orderState(h.alice, { side: 'SELL', price: '187.25', client_order_id: 'a-1' });
     const buy = orderState(h.bob, { side: 'BUY', price: '187.3', quantity: '4', quantity_lots: 4 });
     const buy2 = orderState(h.bob, { side: 'BUY', price: '187.25', type: 'LIMIT' });

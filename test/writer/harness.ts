@@ -80,8 +80,8 @@ export async function harness(): Promise<Harness> {
     async events(batch, closed = []) {
       const id = `0-${batch.last_seq}`;
       const b = JSON.stringify(batch);
-      if (closed.length === 0) await r.redis.xadd(keys.events, id, 'b', b);
-      else await r.redis.xadd(keys.events, id, 'b', b, 'x', closed.join(' '));
+      const x = closed.length === 0 ? [] : ['x', closed.join(' ')];
+      await r.redis.xadd(keys.events, id, 'b', b, ...x);
     },
     async pending(stream) {
       const [count] = (await r.redis.xpending(stream, WRITER_GROUP)) as [number];

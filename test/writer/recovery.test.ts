@@ -7,6 +7,30 @@ import { databaseUrl } from '../support/services.js';
 import { harness, ordersById, waitFor } from './harness.js';
 import type { Harness } from './harness.js';
 
+/**
+ * Switches the harness's database off and on: it refuses new connections and every open one is
+ * cut (a server that is down, as far as the writer can tell), then takes them again. `end()`
+ * switches it on and closes the admin connection.
+ */
+function databaseSwitch(h: Harness) {
+  const name = new URL(h.db.url).pathname.slice(1);
+  const admin = connect(databaseUrl(), { max: 1 });
+  const up = async () => {
+    await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+  };
+  return {
+    async down() {
+      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+    },
+    up,
+    async end() {
+      await up();
+      await admin.end();
+    },
+  };
+}
+
 describe('batch writer: outages and trimming', () => {
   let h: Harness;
   beforeEach(async () => {
@@ -23,13 +47,10 @@ describe('batch writer: outages and trimming', () => {
     await h.place(1, o1);
     await waitFor(() => w.stats.entriesWritten === 1);
 
-    // The database refuses new connections and every open one is cut: a server that is down,
-    // as far as the writer can tell, and one that comes back without a race.
-    const name = new URL(h.db.url).pathname.slice(1);
-    const admin = connect(databaseUrl(), { max: 1 });
+    // Down as far as the writer can tell, and back without a race.
+    const db = databaseSwitch(h);
     try {
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
-      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+      await db.down();
       const o2 = orderState(h.bob);
       const o3 = orderState(h.bob);
       await h.place(2, o2);
@@ -45,7 +66,7 @@ describe('batch writer: outages and trimming', () => {
         'warned with the count',
       );
 
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await db.up();
       await waitFor(() => w.stats.entriesWritten === 4, 15_000);
       assert.equal(await h.pending(h.keys.orders), 0);
       assert.equal(await h.pending(h.keys.events), 0);
@@ -54,8 +75,7 @@ describe('batch writer: outages and trimming', () => {
       assert.deepEqual(rows.get(o2.id), { ...o2, seq: 2 });
       assert.deepEqual(rows.get(o3.id), { ...o3, seq: 3 });
     } finally {
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
-      await admin.end();
+      await db.end();
       await w.stop();
     }
   });
@@ -63,11 +83,9 @@ describe('batch writer: outages and trimming', () => {
   it('keeps a final order in the cache without a TTL while PostgreSQL is down, then expires it', async () => {
     const w = h.writer({ flushMs: 20, statusTtlS: 600 });
     await w.start();
-    const name = new URL(h.db.url).pathname.slice(1);
-    const admin = connect(databaseUrl(), { max: 1 });
+    const db = databaseSwitch(h);
     try {
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
-      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+      await db.down();
       const o = orderState(h.alice);
       const done = {
         ...o,
@@ -82,34 +100,30 @@ describe('batch writer: outages and trimming', () => {
       await waitFor(() => w.stats.failedFlushes >= 2);
       assert.equal(await h.redis.ttl(h.keys.order(o.id)), -1, 'no TTL before the commit');
 
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await db.up();
       await waitFor(() => w.stats.entriesWritten === 2, 15_000);
       assert.deepEqual((await ordersById(h.db.sql)).get(o.id), done);
       const ttl = await h.redis.ttl(h.keys.order(o.id));
       assert.ok(ttl > 0 && ttl <= 600, `ttl ${ttl} once committed`);
     } finally {
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
-      await admin.end();
+      await db.end();
       await w.stop();
     }
   });
 
   it('stop() gives up on an unreachable database after its timeout, leaving entries pending', async () => {
-    const name = new URL(h.db.url).pathname.slice(1);
-    const admin = connect(databaseUrl(), { max: 1 });
+    const db = databaseSwitch(h);
     const w = h.writer({ flushMs: 20, stopTimeoutMs: 300 });
     try {
       await w.start();
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
-      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+      await db.down();
       await h.place(1, orderState(h.alice));
       await waitFor(() => w.stats.failedFlushes >= 1);
       await w.stop();
       assert.equal(w.stats.entriesWritten, 0);
       assert.equal(await h.pending(h.keys.orders), 1);
     } finally {
-      await admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
-      await admin.end();
+      await db.end();
     }
     // The next start writes it.
     const next = h.writer();
