@@ -1,8 +1,17 @@
-// The writer's SQL. Stream entries go to PostgreSQL as the JSON text they arrived in, joined into
-// one JSON array per stream: PostgreSQL maps them onto typed rows (json_to_record; keys that are
-// not columns are ignored), so the writer's process never parses or re-serialises a record on the
-// fast path — it only concatenates strings. The JSON goes as `$n::text::json`: a parameter typed
-// json would be JSON-encoded again by postgres.js.
+// The writer's SQL: a whole flush in one statement, one round trip.
+//
+// Event batches, where nearly all of a flush's rows are, go as one array per column
+// (`unnest($n::text::uuid[], …)`): the writer parses each batch once (JSON.parse), keeps each
+// order's newest state, checks every value's type, and sends each column as an array literal.
+// PostgreSQL then only runs each type's input function. Mapping the batches' JSON onto rows in
+// PostgreSQL instead (json_to_recordset, parsing each object into a hash of its fields) cost more
+// than a third of the flush's time there; measured on 10,000 states and 5,000 trades, PostgreSQL's
+// CPU fell from ~330 to ~230 ms a flush, for ~43 ms of the writer's.
+//
+// PLACE commands, few in a flush (see ShardLoop.superseded), still go as the JSON text they
+// arrived in, one JSON array, mapped in PostgreSQL (json_to_record; keys that are not columns are
+// ignored). JSON and array literals go as `$n::text::…`: a parameter typed json or uuid[] would be
+// encoded again by postgres.js.
 import type { TransactionSql } from 'postgres';
 import { classify, errorCode } from '../db/pg-errors.js';
 
@@ -34,27 +43,77 @@ export interface WrittenRows {
   trades: number;
 }
 
-const ORDER_COLUMNS = `id, client_order_id, user_id, symbol, side, type, time_in_force, quantity,
-  price, stop_price, post_only, self_trade_prevention, filled_quantity, average_fill_price, status,
-  reject_reason, shard, seq, version, notional, created_at, updated_at`;
+/**
+ * A record the writer refuses before PostgreSQL sees it (not JSON, not the shape of an event
+ * batch, a value of the wrong type). Its code is the one PostgreSQL gives malformed input, so
+ * that it is handled as PostgreSQL's own data errors are: set aside, never retried.
+ */
+export class RecordError extends Error {
+  readonly code = '22P02';
+}
 
-/** The JSON keys of an OrderState that are columns, typed (json_to_record needs the list). */
-const ORDER_RECORD = `id uuid, client_order_id text, user_id uuid, symbol text, side text,
-  type text, time_in_force text, quantity numeric, price numeric, stop_price numeric,
-  post_only boolean, self_trade_prevention text, filled_quantity numeric,
-  average_fill_price numeric, status text, reject_reason text, seq bigint, version bigint,
-  notional numeric, created_at timestamptz, updated_at timestamptz`;
+type Kind = 'uuid' | 'text' | 'numeric' | 'bigint' | 'integer' | 'boolean' | 'timestamptz';
+type Scalar = string | number | boolean | null;
+type Columns = readonly (readonly [name: string, kind: Kind])[];
 
-const TRADE_RECORD = `id uuid, seq bigint, trade_no integer, symbol text, price numeric,
-  quantity numeric, taker_side text, taker_order_id uuid, maker_order_id uuid,
-  taker_user_id uuid, maker_user_id uuid, executed_at timestamptz`;
+/** The fields of an OrderState that are columns of `orders` (all but `shard`), typed. */
+const STATE_COLUMNS: Columns = [
+  ['id', 'uuid'],
+  ['client_order_id', 'text'],
+  ['user_id', 'uuid'],
+  ['symbol', 'text'],
+  ['side', 'text'],
+  ['type', 'text'],
+  ['time_in_force', 'text'],
+  ['quantity', 'numeric'],
+  ['price', 'numeric'],
+  ['stop_price', 'numeric'],
+  ['post_only', 'boolean'],
+  ['self_trade_prevention', 'text'],
+  ['filled_quantity', 'numeric'],
+  ['average_fill_price', 'numeric'],
+  ['status', 'text'],
+  ['reject_reason', 'text'],
+  ['seq', 'bigint'],
+  ['version', 'bigint'],
+  ['notional', 'numeric'],
+  ['created_at', 'timestamptz'],
+  ['updated_at', 'timestamptz'],
+];
+
+/** The fields of a TradeRecord that are columns of `trades` (all but `shard`), typed. */
+const TRADE_COLUMNS: Columns = [
+  ['id', 'uuid'],
+  ['seq', 'bigint'],
+  ['trade_no', 'integer'],
+  ['symbol', 'text'],
+  ['price', 'numeric'],
+  ['quantity', 'numeric'],
+  ['taker_side', 'text'],
+  ['taker_order_id', 'uuid'],
+  ['maker_order_id', 'uuid'],
+  ['taker_user_id', 'uuid'],
+  ['maker_user_id', 'uuid'],
+  ['executed_at', 'timestamptz'],
+];
+
+const names = (cols: Columns) => cols.map(([name]) => name).join(', ');
+/** `unnest($first::text::uuid[], …) AS alias(id, …)`: one array parameter per column. */
+const unnestOf = (cols: Columns, first: number, alias: string) =>
+  `unnest(${cols.map(([, kind], i) => `$${first + i}::text::${kind}[]`).join(', ')})
+    AS ${alias}(${names(cols)})`;
+
+const ORDER_COLUMNS = `${names(STATE_COLUMNS)}, shard`;
+
+/** The JSON keys of a PLACE's order that are columns, typed (json_to_record needs the list). */
+const ORDER_RECORD = STATE_COLUMNS.map(([name, kind]) => `${name} ${kind}`).join(', ');
 
 /**
- * One flush in one statement, so each JSON text is parsed once and the whole flush is one round
- * trip:
- * - event batches: order states deduplicated by id keeping the highest version (one upsert may not
- *   touch a row twice), upserted so that only a newer version replaces a row — a re-delivered or
- *   older state changes nothing; trades inserted once;
+ * One flush, one statement. $1 is the shard, $2 the PLACEs' JSON, then one array per column of
+ * the order states and of the trades:
+ * - order states, one per order (its newest, chosen by the writer: one upsert may not touch a row
+ *   twice), upserted so that only a newer version replaces a row — a re-delivered or older state
+ *   changes nothing; trades inserted once;
  * - PLACE commands: PENDING rows at version 0. The record's `order.seq` is 0 (the gateway does not
  *   know it); the true sequence is the stream id's. No conflict target: a clash on id (already
  *   written) or on (user_id, client_order_id) leaves the existing row alone rather than failing.
@@ -63,39 +122,20 @@ const TRADE_RECORD = `id uuid, seq bigint, trade_no integer, symbol text, price 
  *   inserting the row and then rewriting it (every index twice).
  */
 const FLUSH = `
-  WITH b AS MATERIALIZED (SELECT json_array_elements($3::text::json) AS b),
-  s AS MATERIALIZED (
-    SELECT DISTINCT ON (o.id) o.*
-    FROM b, json_to_recordset(b.b->'orders') AS o(${ORDER_RECORD})
-    ORDER BY o.id, o.version DESC
-  ),
+  WITH s AS MATERIALIZED (SELECT * FROM ${unnestOf(STATE_COLUMNS, 3, 's')}),
   t AS (
-    INSERT INTO trades (id, shard, seq, trade_no, symbol, price, quantity, taker_side,
-      taker_order_id, maker_order_id, taker_user_id, maker_user_id, executed_at)
-    SELECT t.id, $1, t.seq, t.trade_no, t.symbol, t.price, t.quantity, t.taker_side,
-      t.taker_order_id, t.maker_order_id, t.taker_user_id, t.maker_user_id, t.executed_at
-    FROM b, json_to_recordset(b.b->'trades') AS t(${TRADE_RECORD})
+    INSERT INTO trades (${names(TRADE_COLUMNS)}, shard)
+    SELECT t.*, $1 FROM ${unnestOf(TRADE_COLUMNS, 3 + STATE_COLUMNS.length, 't')}
     ON CONFLICT DO NOTHING
     RETURNING 1
   ),
   u AS (
     INSERT INTO orders (${ORDER_COLUMNS})
-    SELECT s.id, s.client_order_id, s.user_id, s.symbol, s.side, s.type, s.time_in_force,
-      s.quantity, s.price, s.stop_price, s.post_only, s.self_trade_prevention,
-      s.filled_quantity, s.average_fill_price, s.status, s.reject_reason, $1, s.seq, s.version,
-      s.notional, s.created_at, s.updated_at
-    FROM s
+    SELECT s.*, $1 FROM s
     ON CONFLICT (id) DO UPDATE SET
-      client_order_id = EXCLUDED.client_order_id, user_id = EXCLUDED.user_id,
-      symbol = EXCLUDED.symbol, side = EXCLUDED.side, type = EXCLUDED.type,
-      time_in_force = EXCLUDED.time_in_force, quantity = EXCLUDED.quantity,
-      price = EXCLUDED.price, stop_price = EXCLUDED.stop_price, post_only = EXCLUDED.post_only,
-      self_trade_prevention = EXCLUDED.self_trade_prevention,
-      filled_quantity = EXCLUDED.filled_quantity,
-      average_fill_price = EXCLUDED.average_fill_price, status = EXCLUDED.status,
-      reject_reason = EXCLUDED.reject_reason, shard = EXCLUDED.shard, seq = EXCLUDED.seq,
-      version = EXCLUDED.version, notional = EXCLUDED.notional,
-      created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+      ${STATE_COLUMNS.slice(1)
+        .map(([name]) => `${name} = EXCLUDED.${name}`)
+        .join(', ')}, shard = EXCLUDED.shard
     WHERE orders.version < EXCLUDED.version
     RETURNING 1
   ),
@@ -103,8 +143,8 @@ const FLUSH = `
     INSERT INTO orders (${ORDER_COLUMNS})
     SELECT o.id, o.client_order_id, o.user_id, o.symbol, o.side, o.type, o.time_in_force,
       o.quantity, o.price, o.stop_price, o.post_only, o.self_trade_prevention,
-      o.filled_quantity, o.average_fill_price, 'PENDING', o.reject_reason, $1,
-      (e->>0)::bigint, 0, o.notional, o.created_at, o.updated_at
+      o.filled_quantity, o.average_fill_price, 'PENDING', o.reject_reason,
+      (e->>0)::bigint, 0, o.notional, o.created_at, o.updated_at, $1
     FROM json_array_elements($2::text::json) AS e,
       json_to_record(e->1->'order') AS o(${ORDER_RECORD})
     WHERE e->1->>'k' = 'place' AND o.id NOT IN (SELECT s.id FROM s)
@@ -113,6 +153,88 @@ const FLUSH = `
   )
   SELECT (SELECT count(*) FROM p) AS placed, (SELECT count(*) FROM u) AS states,
     (SELECT count(*) FROM t) AS trades`;
+
+/** Whether a value may go to a column of each kind (null: PostgreSQL checks NOT NULL). */
+const FITS: Record<Kind, (v: unknown) => boolean> = {
+  uuid: (v) => v === null || typeof v === 'string',
+  text: (v) => v === null || typeof v === 'string',
+  // A quantity or price is a decimal string: a JSON number would have passed through a float.
+  numeric: (v) => v === null || typeof v === 'string',
+  bigint: (v) => v === null || Number.isSafeInteger(v) || typeof v === 'string',
+  integer: (v) => v === null || Number.isSafeInteger(v) || typeof v === 'string',
+  boolean: (v) => v === null || typeof v === 'boolean',
+  timestamptz: (v) => v === null || typeof v === 'string',
+};
+
+/** The array literal of each column of `rows`, each value checked against its column's kind. */
+function columnsOf(rows: readonly Record<string, unknown>[], cols: Columns, what: string) {
+  return cols.map(([name, kind]) => {
+    const fits = FITS[kind];
+    const values = new Array<Scalar>(rows.length);
+    for (let j = 0; j < rows.length; j++) {
+      const v = (rows[j] as Record<string, unknown>)[name] ?? null;
+      if (!fits(v)) {
+        throw new RecordError(`${what} field ${name}: ${JSON.stringify(v)} is not a ${kind}`);
+      }
+      values[j] = v as Scalar;
+    }
+    return arrayLiteral(values);
+  });
+}
+
+/**
+ * A PostgreSQL array literal of `values`. JSON.stringify makes it, `[…]` to `{…}` (JSON's null is
+ * the literal's NULL), unless a string needed an escape: JSON's (`\n`, `\u0001`, …) are not an
+ * array literal's, so then each element is quoted here, escaping only `"` and `\`.
+ */
+export function arrayLiteral(values: readonly Scalar[]): string {
+  const json = JSON.stringify(values);
+  if (!json.includes('\\')) return `{${json.slice(1, -1)}}`;
+  let literal = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as Scalar;
+    if (i > 0) literal += ',';
+    if (v === null) literal += 'NULL';
+    else if (typeof v === 'string') literal += `"${v.replace(/["\\]/g, '\\$&')}"`;
+    else literal += String(v);
+  }
+  return `${literal}}`;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The order states (the newest of each order) and trades of event-batch payloads, as arrays. */
+function eventColumns(batches: readonly string[]): string[] {
+  const newest = new Map<unknown, Record<string, unknown>>();
+  const trades: Record<string, unknown>[] = [];
+  for (const raw of batches) {
+    let batch: unknown;
+    try {
+      batch = JSON.parse(raw);
+    } catch (err) {
+      throw new RecordError(`event batch is not JSON: ${(err as Error).message}`);
+    }
+    const orders = isObject(batch) ? batch.orders : undefined;
+    const made = isObject(batch) ? batch.trades : undefined;
+    if (!Array.isArray(orders) || !Array.isArray(made)) {
+      throw new RecordError('event batch without its orders and trades arrays');
+    }
+    for (const o of orders) {
+      if (!isObject(o)) throw new RecordError(`order state ${JSON.stringify(o)} is not an object`);
+      const held = newest.get(o.id);
+      if (held === undefined || Number(held.version) < Number(o.version)) newest.set(o.id, o);
+    }
+    for (const t of made) {
+      if (!isObject(t)) throw new RecordError(`trade ${JSON.stringify(t)} is not an object`);
+      trades.push(t);
+    }
+  }
+  return [
+    ...columnsOf([...newest.values()], STATE_COLUMNS, 'order state'),
+    ...columnsOf(trades, TRADE_COLUMNS, 'trade'),
+  ];
+}
 
 /** `[[seq, command], …]` from order-stream entries `0-<seq>`, by concatenation only. */
 function placesJson(entries: readonly HeldEntry[]): string {
@@ -134,7 +256,7 @@ export async function writeAll(
   if (placed.length === 0 && batches.length === 0) return { placed: 0, states: 0, trades: 0 };
   const [row] = await tx.unsafe<{ placed: string; states: string; trades: string }[]>(
     FLUSH,
-    [shard, placesJson(placed), `[${batches.join(',')}]`],
+    [shard, placesJson(placed), ...eventColumns(batches)],
     { prepare: true },
   );
   return {

@@ -317,6 +317,76 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('writes text exactly, whatever characters it holds', async () => {
+    // Order states reach PostgreSQL as array literals: quotes, backslashes, the literal's own
+    // punctuation, NULL spelled out, control characters and non-ASCII text must all survive.
+    const texts = [
+      'a"b',
+      'back\\slash\\',
+      'c,d{e}',
+      'NULL',
+      ' spaced ',
+      'line\nbreak\ttab',
+      'é€😀',
+      '',
+    ];
+    const states = texts.map((text, i) => ({
+      ...orderState(h.alice, { client_order_id: text }),
+      seq: i + 1,
+      version: i + 1,
+      status: 'NEW' as const,
+    }));
+    await h.events({ first_seq: 1, last_seq: texts.length, orders: states, trades: [] });
+    // Without an escape in the batch, the literal is JSON's own: a null and a plain text.
+    const plain = [null, 'plain'].map((text, i) => ({
+      ...orderState(h.bob, { client_order_id: text }),
+      seq: 20 + i,
+      version: 20 + i,
+      status: 'NEW' as const,
+    }));
+    await h.events({ first_seq: 20, last_seq: 21, orders: plain, trades: [] });
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 2);
+    assert.deepEqual(await ordersById(h.db.sql), byId([...states, ...plain]));
+    assert.equal(w.stats.rejected, 0);
+    await w.stop();
+  });
+
+  it('sets aside a money value that is not a decimal string, and a value of the wrong type', async () => {
+    // A JSON number would reach NUMERIC through a binary float: the writer refuses it.
+    const good = { ...orderState(h.alice), seq: 1, version: 1, status: 'NEW' as const };
+    const floated = { ...orderState(h.alice), seq: 2, version: 2, status: 'NEW' as const };
+    const floatedJson = JSON.stringify(floated).replace('"quantity":"10"', '"quantity":10');
+    const raw = `{"first_seq":1,"last_seq":2,"orders":[${JSON.stringify(good)},${floatedJson}],"trades":[]}`;
+    await h.redis.xadd(h.keys.events, '0-2', 'b', raw);
+    const other = { ...orderState(h.bob), seq: 3, version: 3, status: 'NEW' as const };
+    const wrong = { ...other, post_only: 'no' };
+    await h.redis.xadd(
+      h.keys.events,
+      '0-3',
+      'b',
+      JSON.stringify({ first_seq: 3, last_seq: 3, orders: [wrong], trades: [] }),
+    );
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 2);
+    assert.deepEqual(await ordersById(h.db.sql), byId([good]));
+    const setAside = (
+      (await h.redis.xrange(rejectsKey(h.keys.events), '-', '+')) as [string, string[]][]
+    ).map(([, f]) => ({ id: f[1], code: f[3], record: f[7], message: f[5] }));
+    assert.deepEqual(
+      setAside.map(({ id, code, record }) => ({ id, code, record })),
+      [
+        { id: '0-2', code: '22P02', record: floatedJson },
+        { id: '0-3', code: '22P02', record: JSON.stringify(wrong) },
+      ],
+    );
+    assert.match(setAside[0]?.message ?? '', /quantity: 10 is not a numeric/);
+    assert.match(setAside[1]?.message ?? '', /post_only: "no" is not a boolean/);
+    await w.stop();
+  });
+
   it('sets aside only the records PostgreSQL refuses, writes the rest, and says so', async () => {
     const good = orderState(h.alice);
     const stranger = orderState(h.alice, { user_id: '01890000-0000-7000-8000-000000000000' });
