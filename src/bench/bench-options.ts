@@ -115,6 +115,7 @@ Usage: npm run bench [-- options]   or   matchbox bench [options]
   --url URL           measure a running gateway (127.0.0.1 only) instead of starting systems;
                       admin token from --admin-token or MATCHBOX_ADMIN_TOKEN
   --admin-token T     admin token of --url's system
+  --rate N            the end-to-end scenario's offered orders/s (default 5000; --quick 300)
   --out DIR           results folder (default bench/results)
   -h, --help          this help`;
 
@@ -128,6 +129,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       json: { type: 'boolean' },
       url: { type: 'string' },
       'admin-token': { type: 'string' },
+      rate: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -142,6 +144,11 @@ export function parseOptions(argv: string[]): Options | 'help' {
     throw new Error('--url needs the admin token: --admin-token or MATCHBOX_ADMIN_TOKEN');
   }
   const quick = values.quick === true;
+  const sizes = quick ? QUICK : FULL;
+  const rate = values.rate === undefined ? sizes.e2eRate : Number(values.rate);
+  if (!Number.isInteger(rate) || rate < 1 || rate > 1_000_000) {
+    throw new Error(`--rate must be an integer 1–1000000, not ${values.rate}`);
+  }
   return {
     quick,
     json: values.json === true,
@@ -149,6 +156,6 @@ export function parseOptions(argv: string[]): Options | 'help' {
     url: values.url,
     adminToken,
     out: values.out ?? 'bench/results',
-    sizes: quick ? QUICK : FULL,
+    sizes: { ...sizes, e2eRate: rate },
   };
 }

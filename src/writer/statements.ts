@@ -4,9 +4,9 @@
 // (`unnest($n::text::uuid[], …)`): the writer parses each batch once (JSON.parse), keeps each
 // order's newest state, checks every value's type, and sends each column as an array literal.
 // PostgreSQL then only runs each type's input function. Mapping the batches' JSON onto rows in
-// PostgreSQL instead (json_to_recordset, parsing each object into a hash of its fields) cost more
-// than a third of the flush's time there; measured on 10,000 states and 5,000 trades, PostgreSQL's
-// CPU fell from ~330 to ~230 ms a flush, for ~43 ms of the writer's.
+// PostgreSQL instead (json_to_recordset, parsing each object into a hash of its fields) took
+// about a third of PostgreSQL's time on a flush, more than JSON.parse and the arrays cost here
+// (the README has the measurements); and PostgreSQL is the part a deployment cannot add more of.
 //
 // PLACE commands, few in a flush (see ShardLoop.superseded), still go as the JSON text they
 // arrived in, one JSON array, mapped in PostgreSQL (json_to_record; keys that are not columns are
@@ -187,7 +187,7 @@ function columnsOf(rows: readonly Record<string, unknown>[], cols: Columns, what
  * the literal's NULL), unless a string needed an escape: JSON's (`\n`, `\u0001`, …) are not an
  * array literal's, so then each element is quoted here, escaping only `"` and `\`.
  */
-export function arrayLiteral(values: readonly Scalar[]): string {
+function arrayLiteral(values: readonly Scalar[]): string {
   const json = JSON.stringify(values);
   if (!json.includes('\\')) return `{${json.slice(1, -1)}}`;
   let literal = '{';
