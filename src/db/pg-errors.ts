@@ -1,6 +1,7 @@
-// Which PostgreSQL failures a retry can cure. A data error (SQLSTATE class 22, data exception, or
-// 23, integrity constraint violation) fails again however often it is retried: the writer sets
-// the offending record aside instead of wedging. Everything else — the server down or restarting,
+// Which PostgreSQL failures a retry can cure. A data error (SQLSTATE class 21, cardinality
+// violation — one upsert given the same row twice —, 22, data exception, or 23, integrity
+// constraint violation) fails again however often it is retried: the writer sets the offending
+// record aside instead of wedging. Everything else — the server down or restarting,
 // a dropped connection, a timeout, a serialization failure — is retried with backoff.
 import type { Logger } from 'pino';
 
@@ -14,7 +15,7 @@ export function errorCode(err: unknown): string | undefined {
 
 export function classify(err: unknown): PgFailure {
   const code = errorCode(err);
-  return code !== undefined && /^2[23][0-9A-Z]{3}$/.test(code) ? 'data' : 'retry';
+  return code !== undefined && /^2[1-3][0-9A-Z]{3}$/.test(code) ? 'data' : 'retry';
 }
 
 /** Failures that mean "the server is not reachable now", as opposed to a query it refused. */

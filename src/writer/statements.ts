@@ -178,16 +178,20 @@ function columnsOf(rows: readonly Record<string, unknown>[], cols: Columns, what
       }
       values[j] = v as Scalar;
     }
-    return arrayLiteral(values);
+    return arrayLiteral(values, `${what} field ${name}`);
   });
 }
+
+const LONE_SURROGATE = /\p{Cs}/u;
 
 /**
  * A PostgreSQL array literal of `values`. JSON.stringify makes it, `[…]` to `{…}` (JSON's null is
  * the literal's NULL), unless a string needed an escape: JSON's (`\n`, `\u0001`, …) are not an
- * array literal's, so then each element is quoted here, escaping only `"` and `\`.
+ * array literal's, so then each element is quoted here, escaping only `"` and `\`. A lone
+ * surrogate (JSON escapes it too) has no UTF-8 form: sent, it would arrive as U+FFFD, so it is
+ * refused, as PostgreSQL refused it in JSON.
  */
-function arrayLiteral(values: readonly Scalar[]): string {
+function arrayLiteral(values: readonly Scalar[], what: string): string {
   const json = JSON.stringify(values);
   if (!json.includes('\\')) return `{${json.slice(1, -1)}}`;
   let literal = '{';
@@ -195,8 +199,11 @@ function arrayLiteral(values: readonly Scalar[]): string {
     const v = values[i] as Scalar;
     if (i > 0) literal += ',';
     if (v === null) literal += 'NULL';
-    else if (typeof v === 'string') literal += `"${v.replace(/["\\]/g, '\\$&')}"`;
-    else literal += String(v);
+    else if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v))
+        throw new RecordError(`${what}: ${JSON.stringify(v)} is not Unicode`);
+      literal += `"${v.replace(/["\\]/g, '\\$&')}"`;
+    } else literal += String(v);
   }
   return `${literal}}`;
 }
@@ -318,14 +325,14 @@ export async function writeIsolating(
     // The entry was refused as a whole (and recorded so); if it parses, retry it record by record
     // and keep only the records that are refused on their own.
     const refused = rejects.pop() as Reject;
-    let batch: { orders?: unknown[]; trades?: unknown[] };
+    let batch: unknown;
     try {
-      batch = JSON.parse(e.raw) as typeof batch;
+      batch = JSON.parse(e.raw);
     } catch {
       rejects.push(refused);
       continue;
     }
-    if (!Array.isArray(batch.orders) || !Array.isArray(batch.trades)) {
+    if (!isObject(batch) || !Array.isArray(batch.orders) || !Array.isArray(batch.trades)) {
       rejects.push(refused);
       continue;
     }

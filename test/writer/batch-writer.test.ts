@@ -318,38 +318,70 @@ describe('batch writer', () => {
   });
 
   it('writes text exactly, whatever characters it holds', async () => {
-    // Order states reach PostgreSQL as array literals: quotes, backslashes, the literal's own
-    // punctuation, NULL spelled out, control characters and non-ASCII text must all survive.
-    const texts = [
-      'a"b',
-      'back\\slash\\',
-      'c,d{e}',
-      'NULL',
-      ' spaced ',
-      'line\nbreak\ttab',
-      'é€😀',
-      '',
-    ];
-    const states = texts.map((text, i) => ({
+    // Order states reach PostgreSQL as array literals, one per column and flush. A column with no
+    // string JSON must escape is JSON's own text: the literal's punctuation, NULL spelled out,
+    // spaces, non-ASCII and the empty string must survive it.
+    const texts = ['c,d{e}', '{}', 'NULL', 'null', ' spaced ', 'é€😀', '', null];
+    const fast = texts.map((text, i) => ({
       ...orderState(h.alice, { client_order_id: text }),
       seq: i + 1,
       version: i + 1,
       status: 'NEW' as const,
     }));
-    await h.events({ first_seq: 1, last_seq: texts.length, orders: states, trades: [] });
-    // Without an escape in the batch, the literal is JSON's own: a null and a plain text.
-    const plain = [null, 'plain'].map((text, i) => ({
+    await h.events({ first_seq: 1, last_seq: texts.length, orders: fast, trades: [] });
+    const w = h.writer();
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 1);
+    // Then a flush whose column holds strings that JSON escapes: quotes, backslashes, control
+    // characters. The literal is built element by element, a null among them.
+    const escaped = ['a"b', 'back\\slash\\', 'line\nbreak\ttab', '\u0001', 'c,d{e}', null];
+    const slow = escaped.map((text, i) => ({
       ...orderState(h.bob, { client_order_id: text }),
       seq: 20 + i,
       version: 20 + i,
       status: 'NEW' as const,
     }));
-    await h.events({ first_seq: 20, last_seq: 21, orders: plain, trades: [] });
+    await h.events({ first_seq: 20, last_seq: 19 + escaped.length, orders: slow, trades: [] });
+    await waitFor(() => w.stats.entriesWritten === 2);
+    assert.deepEqual(await ordersById(h.db.sql), byId([...fast, ...slow]));
+    assert.equal(w.stats.rejected, 0);
+    await w.stop();
+  });
+
+  it('sets aside what PostgreSQL could not take as it is, and never wedges on it', async () => {
+    const good = { ...orderState(h.alice), seq: 1, version: 1, status: 'NEW' as const };
+    await h.events({ first_seq: 1, last_seq: 1, orders: [good], trades: [] });
+    // Valid JSON, but not an event batch.
+    await h.redis.xadd(h.keys.events, '0-2', 'b', 'null');
+    // A lone surrogate has no UTF-8 form: it would have been stored as U+FFFD.
+    const lone = { ...orderState(h.alice), seq: 3, version: 3, status: 'NEW' as const };
+    await h.events({
+      first_seq: 3,
+      last_seq: 3,
+      orders: [{ ...lone, client_order_id: 'x\ud800' }],
+      trades: [],
+    });
+    // Two states of one order whose ids differ in case only: one upsert cannot take both
+    // (SQLSTATE 21000); written one by one, the newer wins.
+    const order = { ...orderState(h.bob), seq: 4, version: 4, status: 'NEW' as const };
+    const newer = { ...order, version: 5, status: 'CANCELED' as const, reject_reason: 'USER' };
+    await h.events({
+      first_seq: 4,
+      last_seq: 5,
+      orders: [order, { ...newer, id: newer.id.toUpperCase() }],
+      trades: [],
+    });
     const w = h.writer();
     await w.start();
-    await waitFor(() => w.stats.entriesWritten === 2);
-    assert.deepEqual(await ordersById(h.db.sql), byId([...states, ...plain]));
-    assert.equal(w.stats.rejected, 0);
+    await waitFor(() => w.stats.entriesWritten === 4);
+    assert.deepEqual(await ordersById(h.db.sql), byId([good, newer]));
+    const setAside = (
+      (await h.redis.xrange(rejectsKey(h.keys.events), '-', '+')) as [string, string[]][]
+    ).map(([, f]) => ({ id: f[1], code: f[3] }));
+    assert.deepEqual(setAside, [
+      { id: '0-2', code: '22P02' },
+      { id: '0-3', code: '22P02' },
+    ]);
     await w.stop();
   });
 
