@@ -154,16 +154,21 @@ const FLUSH = `
   SELECT (SELECT count(*) FROM p) AS placed, (SELECT count(*) FROM u) AS states,
     (SELECT count(*) FROM t) AS trades`;
 
-/** Whether a value may go to a column of each kind (null: PostgreSQL checks NOT NULL). */
+const orString = (v: unknown) => v === null || typeof v === 'string';
+const orInteger = (v: unknown) => v === null || Number.isSafeInteger(v) || typeof v === 'string';
+
+/**
+ * Whether a value may go to a column of each kind (null: PostgreSQL checks NOT NULL). A quantity
+ * or price is a decimal string: a JSON number would have passed through a float.
+ */
 const FITS: Record<Kind, (v: unknown) => boolean> = {
-  uuid: (v) => v === null || typeof v === 'string',
-  text: (v) => v === null || typeof v === 'string',
-  // A quantity or price is a decimal string: a JSON number would have passed through a float.
-  numeric: (v) => v === null || typeof v === 'string',
-  bigint: (v) => v === null || Number.isSafeInteger(v) || typeof v === 'string',
-  integer: (v) => v === null || Number.isSafeInteger(v) || typeof v === 'string',
+  uuid: orString,
+  text: orString,
+  numeric: orString,
+  timestamptz: orString,
+  bigint: orInteger,
+  integer: orInteger,
   boolean: (v) => v === null || typeof v === 'boolean',
-  timestamptz: (v) => v === null || typeof v === 'string',
 };
 
 /** The array literal of each column of `rows`, each value checked against its column's kind. */
@@ -211,28 +216,32 @@ function arrayLiteral(values: readonly Scalar[], what: string): string {
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** An event-batch payload's orders and trades; a RecordError if it is not one. */
+function eventBatch(raw: string): { orders: unknown[]; trades: unknown[] } {
+  let batch: unknown;
+  try {
+    batch = JSON.parse(raw);
+  } catch (err) {
+    throw new RecordError(`event batch is not JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(batch) || !Array.isArray(batch.orders) || !Array.isArray(batch.trades)) {
+    throw new RecordError('event batch without its orders and trades arrays');
+  }
+  return { orders: batch.orders, trades: batch.trades };
+}
+
 /** The order states (the newest of each order) and trades of event-batch payloads, as arrays. */
 function eventColumns(batches: readonly string[]): string[] {
   const newest = new Map<unknown, Record<string, unknown>>();
   const trades: Record<string, unknown>[] = [];
   for (const raw of batches) {
-    let batch: unknown;
-    try {
-      batch = JSON.parse(raw);
-    } catch (err) {
-      throw new RecordError(`event batch is not JSON: ${(err as Error).message}`);
-    }
-    const orders = isObject(batch) ? batch.orders : undefined;
-    const made = isObject(batch) ? batch.trades : undefined;
-    if (!Array.isArray(orders) || !Array.isArray(made)) {
-      throw new RecordError('event batch without its orders and trades arrays');
-    }
-    for (const o of orders) {
+    const batch = eventBatch(raw);
+    for (const o of batch.orders) {
       if (!isObject(o)) throw new RecordError(`order state ${JSON.stringify(o)} is not an object`);
       const held = newest.get(o.id);
       if (held === undefined || Number(held.version) < Number(o.version)) newest.set(o.id, o);
     }
-    for (const t of made) {
+    for (const t of batch.trades) {
       if (!isObject(t)) throw new RecordError(`trade ${JSON.stringify(t)} is not an object`);
       trades.push(t);
     }
@@ -325,14 +334,10 @@ export async function writeIsolating(
     // The entry was refused as a whole (and recorded so); if it parses, retry it record by record
     // and keep only the records that are refused on their own.
     const refused = rejects.pop() as Reject;
-    let batch: unknown;
+    let batch: { orders: unknown[]; trades: unknown[] };
     try {
-      batch = JSON.parse(e.raw);
+      batch = eventBatch(e.raw);
     } catch {
-      rejects.push(refused);
-      continue;
-    }
-    if (!isObject(batch) || !Array.isArray(batch.orders) || !Array.isArray(batch.trades)) {
       rejects.push(refused);
       continue;
     }
