@@ -112,6 +112,19 @@ it('a reconnect to the same Redis queues nothing again', async () => {
   assert.deepEqual(await streamIds(), before);
 });
 
+/**
+ * Until Redis has written out its AOF buffer. With `appendfsync everysec` it answers first and
+ * postpones the write, up to 2 s, while a background fsync runs: on a slow disk a fixed pause
+ * read the file's size before orders already answered were in it.
+ */
+async function aofWritten(): Promise<void> {
+  await waitFor(
+    'the AOF buffer written',
+    async () => /^aof_buffer_length:0\r?$/m.test(await direct.info('persistence')),
+    5_000,
+  );
+}
+
 /** kill -9, the AOF cut back to `size` bytes (writes postponed behind a slow fsync), restart. */
 async function crashLosingTail(aof: string, size: number): Promise<void> {
   server.kill('SIGKILL');
@@ -132,13 +145,13 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   for (const o of survived) {
     assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
   }
-  // Where the AOF stood: Redis wrote it before answering (no fsync was in progress here).
-  await sleep(50);
+  // Where the AOF stands once Redis has written out what it answered.
+  await aofWritten();
   const aof = incrementFile();
   const cut = statSync(aof).size;
   const lost = [order(6), order(7), order(8), order(9)];
   for (const o of lost) assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
-  await sleep(50);
+  await aofWritten();
   assert.ok(statSync(aof).size > cut);
   await sleep(1_000);
 
@@ -195,7 +208,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
 it('sends again the cancels Redis lost, after their orders', async () => {
   const [a, b, c] = [order(21), order(22), order(23)];
   for (const o of [a, b]) assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
-  await sleep(50);
+  await aofWritten();
   const aof = incrementFile();
   const cut = statSync(aof).size;
   // Lost: the cancel of an order that survived, and an order placed and canceled.
@@ -206,7 +219,7 @@ it('sends again the cancels Redis lost, after their orders', async () => {
   await cancel(a);
   assert.equal((await queue.submit(c, Date.now() + 750)).kind, 'accepted');
   await cancel(c);
-  await sleep(50);
+  await aofWritten();
   const seen = reports.length;
 
   await crashLosingTail(aof, cut);
@@ -248,7 +261,7 @@ it('after a long outage, does not queue again an order final in PostgreSQL that 
   });
   await putOrder(db.sql, { ...open, seq: 2, version: 1, status: 'NEW' });
   for (const o of [done, open]) await direct.del(queue.shards[0]?.order(o.id) as string);
-  await sleep(50);
+  await aofWritten();
   const aof = incrementFile();
   const seen = reports.length;
 
@@ -274,7 +287,7 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
   await sleep(WINDOW_MS + 500);
   const o = order(40);
   assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
-  await sleep(50);
+  await aofWritten();
   const aof = incrementFile();
   const seen = reports.length;
   hang = true;
