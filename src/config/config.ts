@@ -158,8 +158,9 @@ export const SETTINGS = {
     'STATUS_TTL_S',
     60,
     // A gateway that lost a submit's reply reads the order's status hash for up to ~3 s after.
-    // (After a Redis restart, its re-queue asks PostgreSQL which orders the engine has taken:
-    // one that expired during the outage is not queued twice; see recent-accepts.ts.)
+    // (After a Redis restart that followed a long outage, its re-queue asks PostgreSQL which
+    // orders it holds final: one that expired during the outage is not queued twice; see
+    // recent-accepts.ts.)
     int(60),
     'seconds ≥ 60',
     'How long a final order stays in the Redis status cache once PostgreSQL has it (reads then go to PostgreSQL).',

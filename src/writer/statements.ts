@@ -48,7 +48,7 @@ export interface WrittenRows {
  * batch, a value of the wrong type). Its code is the one PostgreSQL gives malformed input, so
  * that it is handled as PostgreSQL's own data errors are: set aside, never retried.
  */
-export class RecordError extends Error {
+class RecordError extends Error {
   readonly code = '22P02';
 }
 
