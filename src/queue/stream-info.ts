@@ -67,3 +67,25 @@ export async function writerBacklog(redis: Redis, stream: string): Promise<numbe
   if (s === undefined) return Number(g.pending) + (typeof g.lag === 'number' ? g.lag : 0);
   return Number(g.pending) + undelivered(g, s.lastSeq);
 }
+
+/**
+ * Most entries one trim call removes. Redis frees them while every other client waits: one exact
+ * XTRIM of 25,000 order entries held it for 2.2 ms on this machine's kind, ~20 ms on a slow one
+ * under load, and the writer trims every 5 s whatever has piled up since.
+ */
+export const TRIM_STEP = 250;
+
+/**
+ * Removes every entry of `stream` below `minId`, exactly, in short calls: whole nodes at most
+ * TRIM_STEP entries a call (`MINID ~ … LIMIT`, which leaves the node `minId` falls in), then one
+ * exact XTRIM for what is left of that node (at most a node's entries). Returns how many went.
+ */
+export async function trimBelow(redis: Redis, stream: string, minId: string): Promise<number> {
+  let removed = 0;
+  for (;;) {
+    const n = await redis.xtrim(stream, 'MINID', '~', minId, 'LIMIT', TRIM_STEP);
+    removed += n;
+    if (n === 0) break;
+  }
+  return removed + (await redis.xtrim(stream, 'MINID', minId));
+}

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
 import { componentErrors, writerMetrics } from '../metrics/pipeline.js';
 import { WRITER_GROUP } from '../queue/keys.js';
-import { lastGeneratedSeq, undelivered, writerGroup } from '../queue/stream-info.js';
+import { lastGeneratedSeq, trimBelow, undelivered, writerGroup } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { keyCount, lua } from '../queue/lua-scripts.js';
@@ -755,7 +755,7 @@ class ShardLoop {
     const { redis, sql } = this.w.options;
     const events = await this.writerFloor(this.keys.events);
     if (events.floor !== undefined) {
-      await redis.xtrim(this.keys.events, 'MINID', formatId(events.floor));
+      await trimBelow(redis, this.keys.events, formatId(events.floor));
     }
     const orders = await this.writerFloor(this.keys.orders);
     const written = await lastGeneratedSeq(redis, this.keys.events);
@@ -766,7 +766,7 @@ class ShardLoop {
       // The engine restored from snapshot S replays from S + 1: keep that entry and later ones.
       const replayFrom: StreamId = { ms: 0n, seq: BigInt(snap.seq) + 1n };
       const floor = compareIds(replayFrom, orders.floor) < 0 ? replayFrom : orders.floor;
-      await redis.xtrim(this.keys.orders, 'MINID', formatId(floor));
+      await trimBelow(redis, this.keys.orders, formatId(floor));
     }
     return events.backlog + orders.backlog;
   }
