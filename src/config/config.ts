@@ -131,7 +131,7 @@ export const SETTINGS = {
     2,
     int(0, 1000),
     'milliseconds 0–1000',
-    'After a short read the dispatcher waits this long for more commands, so batches stay large under load (queue mode only; sync mode never waits).',
+    'After a busy read (8 commands or more, short of a full batch) the dispatcher waits this long for more, so batches stay large under load; a quieter read is dispatched at once (queue mode only; sync mode never waits).',
   ),
   writerFlushMs: setting(
     'WRITER_FLUSH_MS',

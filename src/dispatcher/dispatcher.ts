@@ -33,7 +33,10 @@ export interface DispatcherOptions {
   batchSize: number;
   /** How long one XREAD waits for new orders when the stream is idle; default 1000 ms. */
   blockMs?: number;
-  /** After a short read, how long to wait for more before dispatching; default 0. */
+  /**
+   * After a busy read (LINGER_FROM commands or more, fewer than a batch), how long to wait for more
+   * before dispatching; default 0.
+   */
   lingerMs?: number;
   logger: Logger;
 }
@@ -54,6 +57,18 @@ export interface DispatcherStats {
 }
 
 type XReadReply = [string, [string, string[]][]][] | null;
+
+/**
+ * A read of fewer commands than this is dispatched at once, whatever the linger: they are what
+ * arrived while the last batch was dispatched, so the engine and Redis keep up, and waiting for
+ * company would only delay their fills. A read of more means arrivals are dense: then the linger
+ * makes batches larger, which is what saves CPU under load (each batch costs a gRPC round trip
+ * and a script call whatever its size). Measured with the 2 ms linger: at 1,500 orders/s reads
+ * came a few commands each, and no linger made fills sooner (server timestamps, two interleaved
+ * pairs: p50 3 and 5 ms against 4 and 7); lingering after every read kept batches twice as large
+ * at 64 clients (CPU per order, without it: dispatcher +6–29%, engine +28–69%, Redis +5–22%).
+ */
+export const LINGER_FROM = 8;
 
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
@@ -175,9 +190,12 @@ export class Dispatcher {
       );
       const entries = reply?.[0]?.[1];
       if (entries === undefined || entries.length === 0) continue;
-      if (entries.length < this.options.batchSize && this.lingerMs > 0) {
-        // A short read under load: wait a moment for more, so that a batch carries many commands
-        // (each batch costs a gRPC round trip and a script call whatever its size).
+      if (
+        this.lingerMs > 0 &&
+        entries.length >= LINGER_FROM &&
+        entries.length < this.options.batchSize
+      ) {
+        // A busy read, not a full batch: wait a moment for more (see LINGER_FROM).
         await this.sleep(this.lingerMs);
         const last = entries[entries.length - 1] as [string, string[]];
         const more: XReadReply = await reader.xread(

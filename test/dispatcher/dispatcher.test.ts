@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { Dispatcher } from '../../src/dispatcher/dispatcher.js';
+import { Dispatcher, LINGER_FROM } from '../../src/dispatcher/dispatcher.js';
 import { EngineClient } from '../../src/engine-service/client.js';
 import { startEngineService } from '../../src/engine-service/server.js';
 import type { EngineService } from '../../src/engine-service/server.js';
@@ -249,5 +249,54 @@ describe('dispatcher with the engine service', () => {
     // And the in-process reference agrees with all of it.
     const records = await readOrderStream(redis, keys);
     await assertMatchesReference(redis, keys, referenceOutcome(records, [AAPL, XYZ]));
+  });
+
+  it('dispatches a quiet read at once, and lingers for company only after a busy one', async () => {
+    const lingering = () =>
+      new Dispatcher({
+        shard: 0,
+        redis,
+        prefix: keys.orders.split(':{')[0] as string,
+        sql: db.sql,
+        engine,
+        batchSize: 100,
+        blockMs: 100,
+        lingerMs: 60_000,
+        logger: quietLogger(),
+      });
+    const carol = user(3);
+    const place = () =>
+      enqueuePlace(
+        redis,
+        keys,
+        newOrder(carol, AAPL, {
+          symbol: 'AAPL',
+          side: 'SELL',
+          quantity: '1',
+          price: '200.00',
+          created_at: at(100),
+        }),
+      );
+
+    // A lone command: dispatched without waiting the minute for more.
+    const quiet = lingering();
+    quiet.start();
+    const lone = await place();
+    await waitFor('the lone command dispatched', () => quiet.stats().lastSeq === lone);
+    await quiet.stop();
+
+    // LINGER_FROM commands waiting when the next dispatcher starts: read at once, then held.
+    let last = 0;
+    for (let i = 0; i < LINGER_FROM; i++) last = await place();
+    const busy = lingering();
+    busy.start();
+    await waitFor('the session', () => busy.stats().reconnects === 0);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(busy.stats().batches, 0, 'lingering after a busy read');
+    // Stopping ends the wait; the batch in hand is dispatched whole.
+    await busy.stop();
+    assert.equal(busy.stats().lastSeq, last);
+    assert.equal(busy.stats().batches, 1);
+    assert.equal(busy.stats().lastBatchSize, LINGER_FROM);
   });
 });
