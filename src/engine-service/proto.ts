@@ -39,8 +39,8 @@ let service: grpc.ServiceClientConstructor | undefined;
  * two objects per field, 13 fields a report, on the dispatcher's path to every fill (its young
  * collections were ~5 a second, up to tens of ms on a slow machine). Without Long it reads the
  * number directly: the same values (both convert with the same precision; the engine's numbers
- * are safe integers), half the decoding time per report. A setting of this process's protobufjs,
- * which only this module uses.
+ * are safe integers), half the decoding time per report. It is a setting of the process's one
+ * protobufjs (proto-loader's), which in matchbox only this wire format uses.
  */
 function numbersForLongs(): void {
   protobuf.util.Long = null as unknown as typeof protobuf.util.Long;
