@@ -51,6 +51,8 @@ export interface DispatcherStats {
   /** Sessions opened after the first (engine restarts, broken streams, Redis failures). */
   reconnects: number;
   lastBatchSize: number;
+  /** Busy reads after which the dispatcher waited for more (see LINGER_FROM). */
+  lingers: number;
   /** Milliseconds spent, in total, waiting for the engine and writing to Redis. */
   engineMs: number;
   writeMs: number;
@@ -92,6 +94,7 @@ export class Dispatcher {
     lastSeq: 0,
     reconnects: -1,
     lastBatchSize: 0,
+    lingers: 0,
     engineMs: 0,
     writeMs: 0,
   };
@@ -196,6 +199,7 @@ export class Dispatcher {
         entries.length < this.options.batchSize
       ) {
         // A busy read, not a full batch: wait a moment for more (see LINGER_FROM).
+        this.counters.lingers++;
         await this.sleep(this.lingerMs);
         const last = entries[entries.length - 1] as [string, string[]];
         const more: XReadReply = await reader.xread(
@@ -274,7 +278,9 @@ export class Dispatcher {
     return lastSeq;
   }
 
+  /** Resolves after `ms`, or at once when stop() comes first (even before the sleep began). */
   private sleep(ms: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done(): void {

@@ -78,7 +78,9 @@ export const TRIM_STEP = 250;
 /**
  * Removes every entry of `stream` below `minId`, exactly, in short calls: whole nodes at most
  * TRIM_STEP entries a call (`MINID ~ … LIMIT`, which leaves the node `minId` falls in), then one
- * exact XTRIM for what is left of that node (at most a node's entries). Returns how many went.
+ * exact XTRIM for what is left of that node: at most a node's entries (stream-node-max-entries,
+ * 100 by default). Where nodes hold more than a step, the stepped calls remove nothing and the
+ * exact one does it all, as one call did before. Returns how many went.
  */
 export async function trimBelow(redis: Redis, stream: string, minId: string): Promise<number> {
   let removed = 0;

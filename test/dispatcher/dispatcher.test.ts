@@ -284,15 +284,15 @@ describe('dispatcher with the engine service', () => {
     const lone = await place();
     await waitFor('the lone command dispatched', () => quiet.stats().lastSeq === lone);
     await quiet.stop();
+    assert.equal(quiet.stats().lingers, 0);
 
     // LINGER_FROM commands waiting when the next dispatcher starts: read at once, then held.
     let last = 0;
     for (let i = 0; i < LINGER_FROM; i++) last = await place();
     const busy = lingering();
     busy.start();
-    await waitFor('the session', () => busy.stats().reconnects === 0);
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(busy.stats().batches, 0, 'lingering after a busy read');
+    await waitFor('the busy read', () => busy.stats().lingers === 1);
+    assert.equal(busy.stats().batches, 0, 'held, lingering after a busy read');
     // Stopping ends the wait; the batch in hand is dispatched whole.
     await busy.stop();
     assert.equal(busy.stats().lastSeq, last);
