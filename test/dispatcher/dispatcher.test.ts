@@ -48,6 +48,20 @@ describe('dispatcher with the engine service', () => {
     });
     engine = new EngineClient(`127.0.0.1:${service.port}`, 0);
   });
+  /** A dispatcher of shard 0 against this suite's Redis, database and engine. */
+  const dispatcherOf = (batchSize: number, lingerMs?: number): Dispatcher =>
+    new Dispatcher({
+      shard: 0,
+      redis,
+      prefix: keys.orders.split(':{')[0] as string,
+      sql: db.sql,
+      engine,
+      batchSize,
+      blockMs: 100,
+      ...(lingerMs === undefined ? {} : { lingerMs }),
+      logger: quietLogger(),
+    });
+
   after(async () => {
     engine.close();
     await service.stop();
@@ -95,16 +109,7 @@ describe('dispatcher with the engine service', () => {
     await sub.subscribe(keys.applied);
     sub.on('message', (_channel: string, seq: string) => published.push(seq));
 
-    const dispatcher = new Dispatcher({
-      shard: 0,
-      redis,
-      prefix: keys.orders.split(':{')[0] as string,
-      sql: db.sql,
-      engine,
-      batchSize: 3,
-      blockMs: 100,
-      logger: quietLogger(),
-    });
+    const dispatcher = dispatcherOf(3);
     dispatcher.start();
     await waitFor('seq 11 written', () => dispatcher.stats().lastSeq === 11);
     await dispatcher.stop();
@@ -252,18 +257,7 @@ describe('dispatcher with the engine service', () => {
   });
 
   it('dispatches a quiet read at once, and lingers for company only after a busy one', async () => {
-    const lingering = () =>
-      new Dispatcher({
-        shard: 0,
-        redis,
-        prefix: keys.orders.split(':{')[0] as string,
-        sql: db.sql,
-        engine,
-        batchSize: 100,
-        blockMs: 100,
-        lingerMs: 60_000,
-        logger: quietLogger(),
-      });
+    const lingering = () => dispatcherOf(100, 60_000);
     const carol = user(3);
     const place = () =>
       enqueuePlace(
