@@ -76,11 +76,17 @@ const ACK_CHUNK = 5_000;
 /** Orders given their TTL per script call (two keys each): a short call, as every Redis call. */
 const EXPIRE_CHUNK = 250;
 /**
- * Entries per stream and read. Redis builds a reply while every other client waits, and an event
- * entry carries a whole dispatched batch: reads of 1,000 took up to 48 ms behind a backlog and
- * stalled the gateway's submissions with them. Behind a backlog, reads follow each other.
+ * Most entries per stream and read. Redis builds a reply while every other client waits, and an
+ * event entry carries a whole dispatched batch: reads of 1,000 took up to 48 ms behind a backlog
+ * and stalled the gateway's submissions with them. Behind a backlog, reads follow each other.
  */
 const READ_COUNT = 250;
+/**
+ * About as many bytes of event payloads as a read brings: fewer entries per read when they are
+ * big (a dispatched batch of 250 orders is ~250 kB, and 250 of them a 60 MB reply), so that no
+ * reply holds Redis for long.
+ */
+const READ_BYTES = 1024 * 1024;
 /**
  * Most one flush gathers from a backlog: entries, and bytes of their payloads (an event entry
  * carries a whole dispatched batch, and a flush's JSON is one string).
@@ -217,6 +223,11 @@ class ShardLoop {
   /** Bytes of the payloads held. */
   private heldBytes = 0;
   /**
+   * The mean length of the event payloads lately read; before the first, a guess of a busy
+   * batch's (a writer that starts behind a backlog does not learn it from a reply of 60 MB).
+   */
+  private eventBytes = 256 * 1024;
+  /**
    * The highest event-stream id held or committed. The dispatcher writes the outcome of commands
    * in sequence, one entry per batch whose id is the batch's last sequence, and every PLACE has an
    * outcome (the engine accepts or rejects it), so a PLACE at or below this has its state held or
@@ -333,8 +344,9 @@ class ShardLoop {
           ? Math.max(1, Math.min(IDLE_BLOCK_MS, this.firstAt + flushMs - now))
           : IDLE_BLOCK_MS;
       let got: number;
+      const count = this.readCount();
       try {
-        got = await this.read('>', '>', block);
+        got = await this.read(count, block);
         redisDelay = RETRY_FIRST_MS;
       } catch (err) {
         componentErrors.inc({ dependency: 'redis', component: 'writer' });
@@ -344,7 +356,7 @@ class ShardLoop {
         redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
         continue;
       }
-      backlogged = got >= READ_COUNT;
+      backlogged = got >= count;
       if (got > 0 && !backlogged && this.fresh < batchSize) {
         await sleep(Math.min(LINGER_MS, Math.max(0, this.firstAt + flushMs - Date.now())));
       }
@@ -396,7 +408,7 @@ class ShardLoop {
       WRITER_GROUP,
       this.consumer,
       'COUNT',
-      READ_COUNT,
+      this.readCount(),
       'STREAMS',
       stream,
       from,
@@ -411,21 +423,21 @@ class ShardLoop {
     return entries.length;
   }
 
-  /** Reads new entries of both streams, blocking up to `block` ms if given; returns how many. */
-  private async read(fromOrders: string, fromEvents: string, block?: number): Promise<number> {
+  /** Reads up to `count` new entries of each stream, blocking up to `block` ms if given. */
+  private async read(count: number, block?: number): Promise<number> {
     const reply = (await this.reader.call(
       'XREADGROUP',
       'GROUP',
       WRITER_GROUP,
       this.consumer,
       'COUNT',
-      READ_COUNT,
+      count,
       ...(block === undefined ? [] : ['BLOCK', block]),
       'STREAMS',
       this.keys.orders,
       this.keys.events,
-      fromOrders,
-      fromEvents,
+      '>',
+      '>',
     )) as ReadReply;
     if (reply === null) return 0;
     let n = 0;
@@ -449,6 +461,7 @@ class ShardLoop {
     // Replies come in id order.
     const last = entries[entries.length - 1] as Entries[number];
     if (isOrders) this.ordersThrough = Math.max(this.ordersThrough, seqOf(last[0]));
+    let bytes = 0;
     for (const [id, fields] of entries) {
       const raw = fields?.[0] === field ? fields[1] : undefined;
       if (!isOrders) {
@@ -462,7 +475,7 @@ class ShardLoop {
         // write-batch.lua writes field b, then x when the batch closed orders.
         const closed = isOrders || fields[2] !== 'x' ? undefined : fields[3];
         into.push(closed === undefined ? { id, raw } : { id, raw, closed });
-        this.heldBytes += raw.length;
+        bytes += raw.length;
       } else {
         this.unreadable.push({
           stream,
@@ -473,6 +486,17 @@ class ShardLoop {
         });
       }
     }
+    this.heldBytes += bytes;
+    if (!isOrders) {
+      // A moving mean: dispatched batches grow and shrink with the load.
+      const mean = bytes / entries.length;
+      this.eventBytes = (this.eventBytes + mean) / 2;
+    }
+  }
+
+  /** Entries per stream for the next read: READ_COUNT, or about READ_BYTES of event entries. */
+  private readCount(): number {
+    return Math.max(1, Math.min(READ_COUNT, Math.floor(READ_BYTES / this.eventBytes)));
   }
 
   /**

@@ -256,6 +256,43 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('reads a backlog of big event entries about a megabyte at a time, not 250 entries', async () => {
+    // 40 dispatched batches of 250 orders each, ~100 kB apiece, waiting before the writer starts.
+    const pipeline = h.redis.pipeline();
+    let bytes = 0;
+    for (let b = 0; b < 40; b++) {
+      const orders = Array.from({ length: 250 }, (_, i) => {
+        const seq = b * 250 + i + 1;
+        return { ...orderState(h.alice), seq, version: seq, status: 'NEW' as const };
+      });
+      const batch = JSON.stringify({
+        first_seq: b * 250 + 1,
+        last_seq: (b + 1) * 250,
+        orders,
+        trades: [],
+      });
+      bytes += batch.length;
+      pipeline.xadd(h.keys.events, `0-${(b + 1) * 250}`, 'b', batch);
+    }
+    await pipeline.exec();
+    const reads = async () => {
+      const stats = await h.redis.info('commandstats');
+      return Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    const before = await reads();
+    // One flush of everything as soon as it is read: no read waits for the interval.
+    const w = h.writer({ batchSize: 40, flushMs: 60_000 });
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 40, 30_000);
+    const made = (await reads()) - before;
+    // Two reads of the pending entries (none), then the backlog: a reply of 250 entries would
+    // have taken all 40 (~4 MB) at once, and held every other client of Redis while it was built.
+    assert.ok(bytes > 3.5 * 1024 * 1024, `${bytes} bytes`);
+    assert.ok(made >= 2 + 4, `${made} reads`);
+    assert.equal((await ordersById(h.db.sql)).size, 10_000);
+    await w.stop();
+  });
+
   it('commits as soon as the batch size is reached, without waiting for the interval', async () => {
     const w = h.writer({ batchSize: 5, flushMs: 60_000 });
     await w.start();
