@@ -33,13 +33,15 @@ function order(seq: number, status: OrderState['status'], filledLots: number): O
 describe('write-batch.lua', () => {
   let redis: Redis;
   let keys: ShardKeys;
+  let prefix: string;
   let cleanup: () => Promise<void>;
 
   before(async () => {
     const r = await freshRedis();
     redis = r.redis;
     cleanup = () => r.cleanup();
-    keys = shardKeys(r.prefix, 0);
+    prefix = r.prefix;
+    keys = shardKeys(prefix, 0);
   });
   after(() => cleanup());
 
@@ -142,5 +144,53 @@ describe('write-batch.lua', () => {
     assert.equal(await redis.llen(keys.fills(taker.id)), 450);
     assert.equal(await redis.llen(keys.trades('AAPL')), 450);
     assert.equal(await redis.xlen(keys.events), 1);
+  });
+
+  it('writes a batch sent again nothing twice, also once the writer has trimmed its entry away', async () => {
+    const k = shardKeys(prefix, 1);
+    // One order placed and filled per batch, with its fill: the fills list counts the writes.
+    const batchOf = (seq: number): ProjectedBatch => {
+      const o = order(seq, 'FILLED', 10);
+      const f: Fill = {
+        trade_id: `t-${seq}`,
+        price: '100.00',
+        quantity: '10',
+        liquidity: 'TAKER',
+        executed_at: AT,
+      };
+      return {
+        firstSeq: seq,
+        lastSeq: seq,
+        orders: new Map([[seq, o]]),
+        trades: [],
+        fills: new Map([[o.id, [f]]]),
+      };
+    };
+    const fillsOf = async (b: ProjectedBatch) => {
+      const [o] = [...b.orders.values()] as [OrderState];
+      return redis.llen(k.fills(o.id));
+    };
+    const first = batchOf(1);
+    const second = batchOf(2);
+    await writeBatch(redis, k, first);
+    await writeBatch(redis, k, second);
+    // The first again, with a later entry in the stream.
+    await writeBatch(redis, k, first);
+    assert.equal(await fillsOf(first), 1);
+    // Both entries written and trimmed: the stream is empty, its last id still 0-2.
+    await redis.xtrim(k.events, 'MINID', '0-3');
+    assert.equal(await redis.xlen(k.events), 0);
+    await writeBatch(redis, k, second);
+    await writeBatch(redis, k, first);
+    assert.deepEqual([await fillsOf(first), await fillsOf(second)], [1, 1]);
+    assert.equal(await redis.xlen(k.events), 0, 'no entry added again');
+    // A new batch after the trim is written.
+    const third = batchOf(3);
+    await writeBatch(redis, k, third);
+    assert.equal(await fillsOf(third), 1);
+    assert.deepEqual(
+      (await redis.xrange(k.events, '-', '+')).map(([id]) => id),
+      ['0-3'],
+    );
   });
 });
