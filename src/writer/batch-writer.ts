@@ -343,10 +343,15 @@ class ShardLoop {
         : held > 0
           ? Math.max(1, Math.min(IDLE_BLOCK_MS, this.firstAt + flushMs - now))
           : IDLE_BLOCK_MS;
-      let got: number;
+      let got: { orders: number; events: number };
       const count = this.readCount();
       try {
         got = await this.read(count, block);
+        // COUNT is one for both streams, sized for the event entries; order entries are small,
+        // so a full read of them is topped up to READ_COUNT rather than left for the next read.
+        if (got.orders >= count && count < READ_COUNT) {
+          got.orders += (await this.readOne(this.keys.orders, '>', READ_COUNT - count)).length;
+        }
         redisDelay = RETRY_FIRST_MS;
       } catch (err) {
         componentErrors.inc({ dependency: 'redis', component: 'writer' });
@@ -356,8 +361,8 @@ class ShardLoop {
         redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
         continue;
       }
-      backlogged = got >= count;
-      if (got > 0 && !backlogged && this.fresh < batchSize) {
+      backlogged = got.events >= count || got.orders >= READ_COUNT;
+      if (got.orders + got.events > 0 && !backlogged && this.fresh < batchSize) {
         await sleep(Math.min(LINGER_MS, Math.max(0, this.firstAt + flushMs - Date.now())));
       }
     }
@@ -373,18 +378,20 @@ class ShardLoop {
     for (const which of ['orders', 'events'] as const) {
       for (;;) {
         if (this.w.stopping) return;
-        let got: number;
+        let got: Entries;
         try {
           got =
             which === 'orders'
-              ? await this.readOne(this.keys.orders, cursor.orders, cursor)
-              : await this.readOne(this.keys.events, cursor.events, cursor);
+              ? await this.readOne(this.keys.orders, cursor.orders, READ_COUNT)
+              : await this.readOne(this.keys.events, cursor.events, this.readCount());
         } catch (err) {
           this.w.options.logger.warn({ err: message(err) }, 'writer: pending read failed');
           await sleep(RETRY_FIRST_MS * 10);
           continue;
         }
-        if (got === 0) break;
+        const last = got[got.length - 1];
+        if (last === undefined) break;
+        cursor[which] = last[0];
         if (this.held >= this.w.options.batchSize) await this.flush();
       }
     }
@@ -396,35 +403,32 @@ class ShardLoop {
     }
   }
 
-  /** Reads pending history of one stream from `from`; advances the cursor; returns the count. */
-  private async readOne(
-    stream: string,
-    from: string,
-    cursor: { orders: string; events: string },
-  ): Promise<number> {
+  /**
+   * Reads up to `count` entries of one stream without blocking: new ones (`from` is `>`), or this
+   * consumer's pending ones after the id `from`. Returns them, taken.
+   */
+  private async readOne(stream: string, from: string, count: number): Promise<Entries> {
     const reply = (await this.reader.call(
       'XREADGROUP',
       'GROUP',
       WRITER_GROUP,
       this.consumer,
       'COUNT',
-      this.readCount(),
+      count,
       'STREAMS',
       stream,
       from,
     )) as ReadReply;
     const entries = reply?.[0]?.[1] ?? [];
-    const last = entries[entries.length - 1];
-    if (last !== undefined) {
-      if (stream === this.keys.orders) cursor.orders = last[0];
-      else cursor.events = last[0];
-    }
     this.take(stream, entries);
-    return entries.length;
+    return entries;
   }
 
-  /** Reads up to `count` new entries of each stream, blocking up to `block` ms if given. */
-  private async read(count: number, block?: number): Promise<number> {
+  /**
+   * Reads up to `count` new entries of each stream, blocking up to `block` ms if given; returns
+   * how many of each.
+   */
+  private async read(count: number, block?: number): Promise<{ orders: number; events: number }> {
     const reply = (await this.reader.call(
       'XREADGROUP',
       'GROUP',
@@ -439,13 +443,12 @@ class ShardLoop {
       '>',
       '>',
     )) as ReadReply;
-    if (reply === null) return 0;
-    let n = 0;
-    for (const [stream, entries] of reply) {
+    const got = { orders: 0, events: 0 };
+    for (const [stream, entries] of reply ?? []) {
       this.take(stream, entries);
-      n += entries.length;
+      got[stream === this.keys.orders ? 'orders' : 'events'] += entries.length;
     }
-    return n;
+    return got;
   }
 
   private take(stream: string, entries: Entries): void {

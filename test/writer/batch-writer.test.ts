@@ -293,6 +293,26 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('reads a busy order stream 250 entries at a time, though event entries set a small count', async () => {
+    // Before any event entry the writer sizes its reads for big ones (a few per read); order
+    // entries are small, and COUNT is one for both streams: a full read of them is topped up.
+    for (let seq = 1; seq <= 1_000; seq++) await h.place(seq, orderState(h.alice));
+    const reads = async () => {
+      const stats = await h.redis.info('commandstats');
+      return Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    const before = await reads();
+    const w = h.writer({ batchSize: 1_000, flushMs: 60_000, deferMs: 0 });
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 1_000, 30_000);
+    const made = (await reads()) - before;
+    // Two pending reads, then per 250 entries a read and its top-up: a count of a few entries
+    // would have taken hundreds of reads.
+    assert.ok(made <= 20, `${made} reads`);
+    assert.equal((await ordersById(h.db.sql)).size, 1_000);
+    await w.stop();
+  });
+
   it('commits as soon as the batch size is reached, without waiting for the interval', async () => {
     const w = h.writer({ batchSize: 5, flushMs: 60_000 });
     await w.start();
