@@ -12,6 +12,7 @@ import { lastGeneratedSeq, trimBelow, undelivered, writerGroup } from '../queue/
 import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { keyCount, lua } from '../queue/lua-scripts.js';
+import { READ_COUNT, ReadSize } from './read-size.js';
 import { writeAll, writeIsolating } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
 import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
@@ -75,18 +76,6 @@ const ALARM_AFTER_MS = 30_000;
 const ACK_CHUNK = 5_000;
 /** Orders given their TTL per script call (two keys each): a short call, as every Redis call. */
 const EXPIRE_CHUNK = 250;
-/**
- * Most entries per stream and read. Redis builds a reply while every other client waits, and an
- * event entry carries a whole dispatched batch: reads of 1,000 took up to 48 ms behind a backlog
- * and stalled the gateway's submissions with them. Behind a backlog, reads follow each other.
- */
-const READ_COUNT = 250;
-/**
- * About as many bytes of event payloads as a read brings: fewer entries per read when they are
- * big (a dispatched batch of 250 orders is ~250 kB, and 250 of them a 60 MB reply), so that no
- * reply holds Redis for long.
- */
-const READ_BYTES = 1024 * 1024;
 /**
  * Most one flush gathers from a backlog: entries, and bytes of their payloads (an event entry
  * carries a whole dispatched batch, and a flush's JSON is one string).
@@ -222,11 +211,8 @@ class ShardLoop {
   private firstAt = 0;
   /** Bytes of the payloads held. */
   private heldBytes = 0;
-  /**
-   * The mean length of the event payloads lately read; before the first, a guess of a busy
-   * batch's (a writer that starts behind a backlog does not learn it from a reply of 60 MB).
-   */
-  private eventBytes = 256 * 1024;
+  /** How many entries the next read asks for. */
+  private readonly readSize = new ReadSize();
   /**
    * The highest event-stream id held or committed. The dispatcher writes the outcome of commands
    * in sequence, one entry per batch whose id is the batch's last sequence, and every PLACE has an
@@ -344,7 +330,7 @@ class ShardLoop {
           ? Math.max(1, Math.min(IDLE_BLOCK_MS, this.firstAt + flushMs - now))
           : IDLE_BLOCK_MS;
       let got: { orders: number; events: number };
-      const count = this.readCount();
+      const count = this.readSize.count;
       try {
         got = await this.read(count, block);
         // COUNT is one for both streams, sized for the event entries; order entries are small,
@@ -383,7 +369,8 @@ class ShardLoop {
           got =
             which === 'orders'
               ? await this.readOne(this.keys.orders, cursor.orders, READ_COUNT)
-              : await this.readOne(this.keys.events, cursor.events, this.readCount());
+              : await this.readOne(this.keys.events, cursor.events, this.readSize.count);
+          if (which === 'events') this.readSize.read(got.length);
         } catch (err) {
           this.w.options.logger.warn({ err: message(err) }, 'writer: pending read failed');
           await sleep(RETRY_FIRST_MS * 10);
@@ -448,6 +435,7 @@ class ShardLoop {
       this.take(stream, entries);
       got[stream === this.keys.orders ? 'orders' : 'events'] += entries.length;
     }
+    this.readSize.read(got.events);
     return got;
   }
 
@@ -465,8 +453,10 @@ class ShardLoop {
     const last = entries[entries.length - 1] as Entries[number];
     if (isOrders) this.ordersThrough = Math.max(this.ordersThrough, seqOf(last[0]));
     let bytes = 0;
+    let sized = 0;
     for (const [id, fields] of entries) {
       const raw = fields?.[0] === field ? fields[1] : undefined;
+      if (raw !== undefined) sized++;
       if (!isOrders) {
         const seq = seqOf(id);
         if (raw !== undefined) this.statesThrough = Math.max(this.statesThrough, seq);
@@ -490,16 +480,7 @@ class ShardLoop {
       }
     }
     this.heldBytes += bytes;
-    if (!isOrders) {
-      // A moving mean: dispatched batches grow and shrink with the load.
-      const mean = bytes / entries.length;
-      this.eventBytes = (this.eventBytes + mean) / 2;
-    }
-  }
-
-  /** Entries per stream for the next read: READ_COUNT, or about READ_BYTES of event entries. */
-  private readCount(): number {
-    return Math.max(1, Math.min(READ_COUNT, Math.floor(READ_BYTES / this.eventBytes)));
+    if (!isOrders) this.readSize.payloads(sized, bytes);
   }
 
   /**
