@@ -148,49 +148,67 @@ describe('write-batch.lua', () => {
 
   it('writes a batch sent again nothing twice, also once the writer has trimmed its entry away', async () => {
     const k = shardKeys(prefix, 1);
-    // One order placed and filled per batch, with its fill: the fills list counts the writes.
-    const batchOf = (seq: number): ProjectedBatch => {
-      const o = order(seq, 'FILLED', 10);
-      const f: Fill = {
-        trade_id: `t-${seq}`,
-        price: '100.00',
-        quantity: '10',
-        liquidity: 'TAKER',
-        executed_at: AT,
-      };
-      return {
-        firstSeq: seq,
-        lastSeq: seq,
-        orders: new Map([[seq, o]]),
-        trades: [],
-        fills: new Map([[o.id, [f]]]),
-      };
-    };
-    const fillsOf = async (b: ProjectedBatch) => {
-      const [o] = [...b.orders.values()] as [OrderState];
-      return redis.llen(k.fills(o.id));
-    };
-    const first = batchOf(1);
-    const second = batchOf(2);
+    const first = filledBatch(1);
+    const second = filledBatch(2);
     await writeBatch(redis, k, first);
     await writeBatch(redis, k, second);
     // The first again, with a later entry in the stream.
     await writeBatch(redis, k, first);
-    assert.equal(await fillsOf(first), 1);
+    assert.equal(await fillsOf(k, first), 1);
     // Both entries written and trimmed: the stream is empty, its last id still 0-2.
     await redis.xtrim(k.events, 'MINID', '0-3');
     assert.equal(await redis.xlen(k.events), 0);
     await writeBatch(redis, k, second);
     await writeBatch(redis, k, first);
-    assert.deepEqual([await fillsOf(first), await fillsOf(second)], [1, 1]);
+    assert.deepEqual([await fillsOf(k, first), await fillsOf(k, second)], [1, 1]);
     assert.equal(await redis.xlen(k.events), 0, 'no entry added again');
     // A new batch after the trim is written.
-    const third = batchOf(3);
+    const third = filledBatch(3);
     await writeBatch(redis, k, third);
-    assert.equal(await fillsOf(third), 1);
+    assert.equal(await fillsOf(k, third), 1);
     assert.deepEqual(
       (await redis.xrange(k.events, '-', '+')).map(([id]) => id),
       ['0-3'],
     );
   });
+
+  it('writes a batch sent again nothing twice when its own entry was deleted and older ones kept', async () => {
+    const k = shardKeys(prefix, 2);
+    const first = filledBatch(1);
+    const second = filledBatch(2);
+    await writeBatch(redis, k, first);
+    await writeBatch(redis, k, second);
+    await redis.xdel(k.events, '0-2');
+    await writeBatch(redis, k, second);
+    assert.deepEqual([await fillsOf(k, first), await fillsOf(k, second)], [1, 1]);
+    assert.deepEqual(
+      (await redis.xrange(k.events, '-', '+')).map(([id]) => id),
+      ['0-1'],
+    );
+  });
+
+  /** A batch of one order, placed and filled by seq `seq`, with its one fill. */
+  function filledBatch(seq: number): ProjectedBatch {
+    const o = order(seq, 'FILLED', 10);
+    const f: Fill = {
+      trade_id: `t-${seq}`,
+      price: '100.00',
+      quantity: '10',
+      liquidity: 'TAKER',
+      executed_at: AT,
+    };
+    return {
+      firstSeq: seq,
+      lastSeq: seq,
+      orders: new Map([[seq, o]]),
+      trades: [],
+      fills: new Map([[o.id, [f]]]),
+    };
+  }
+
+  /** The length of the fills list of a batch's one order: how often its fill was written. */
+  async function fillsOf(k: ShardKeys, b: ProjectedBatch): Promise<number> {
+    const [o] = [...b.orders.values()] as [OrderState];
+    return redis.llen(k.fills(o.id));
+  }
 });
