@@ -456,7 +456,6 @@ class ShardLoop {
     let sized = 0;
     for (const [id, fields] of entries) {
       const raw = fields?.[0] === field ? fields[1] : undefined;
-      if (raw !== undefined) sized++;
       if (!isOrders) {
         const seq = seqOf(id);
         if (raw !== undefined) this.statesThrough = Math.max(this.statesThrough, seq);
@@ -469,6 +468,7 @@ class ShardLoop {
         const closed = isOrders || fields[2] !== 'x' ? undefined : fields[3];
         into.push(closed === undefined ? { id, raw } : { id, raw, closed });
         bytes += raw.length;
+        sized++;
       } else {
         this.unreadable.push({
           stream,

@@ -7,6 +7,12 @@ import { allTrades, filled, orderState, trade } from '../db/fixtures.js';
 import { harness, logOrderWrites, ordersById, rowVersions, waitFor } from './harness.js';
 import type { Harness } from './harness.js';
 
+/** XREADGROUP calls Redis has run so far (its command statistics). */
+async function xreadgroupCalls(h: Harness): Promise<number> {
+  const stats = await h.redis.info('commandstats');
+  return Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+}
+
 describe('batch writer', () => {
   let h: Harness;
   beforeEach(async () => {
@@ -275,16 +281,12 @@ describe('batch writer', () => {
       pipeline.xadd(h.keys.events, `0-${(b + 1) * 250}`, 'b', batch);
     }
     await pipeline.exec();
-    const reads = async () => {
-      const stats = await h.redis.info('commandstats');
-      return Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(stats)?.[1] ?? 0);
-    };
-    const before = await reads();
+    const before = await xreadgroupCalls(h);
     // One flush of everything as soon as it is read: no read waits for the interval.
     const w = h.writer({ batchSize: 40, flushMs: 60_000 });
     await w.start();
     await waitFor(() => w.stats.entriesWritten === 40, 30_000);
-    const made = (await reads()) - before;
+    const made = (await xreadgroupCalls(h)) - before;
     // Two reads of the pending entries (none), then the backlog: a reply of 250 entries would
     // have taken all 40 (~4 MB) at once, and held every other client of Redis while it was built.
     assert.ok(bytes > 3.5 * 1024 * 1024, `${bytes} bytes`);
@@ -297,15 +299,11 @@ describe('batch writer', () => {
     // Before any event entry the writer sizes its reads for big ones (a few per read); order
     // entries are small, and COUNT is one for both streams: a full read of them is topped up.
     for (let seq = 1; seq <= 1_000; seq++) await h.place(seq, orderState(h.alice));
-    const reads = async () => {
-      const stats = await h.redis.info('commandstats');
-      return Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(stats)?.[1] ?? 0);
-    };
-    const before = await reads();
+    const before = await xreadgroupCalls(h);
     const w = h.writer({ batchSize: 1_000, flushMs: 60_000, deferMs: 0 });
     await w.start();
     await waitFor(() => w.stats.entriesWritten === 1_000, 30_000);
-    const made = (await reads()) - before;
+    const made = (await xreadgroupCalls(h)) - before;
     // Two pending reads, then per 250 entries a read and its top-up: a count of a few entries
     // would have taken hundreds of reads.
     assert.ok(made <= 20, `${made} reads`);
