@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { TRADES_KEPT, writeBatch } from '../../src/dispatcher/batch-write.js';
+import { TRADES_KEPT, encoded, writeBatch } from '../../src/dispatcher/batch-write.js';
 import type { ProjectedBatch } from '../../src/dispatcher/projector.js';
 import { shardKeys } from '../../src/queue/keys.js';
 import type { ShardKeys } from '../../src/queue/keys.js';
@@ -185,6 +185,42 @@ describe('write-batch.lua', () => {
       (await redis.xrange(k.events, '-', '+')).map(([id]) => id),
       ['0-1'],
     );
+  });
+
+  it('writes text beyond ASCII as UTF-8, from a small batch sent as strings and a large one encoded', async () => {
+    const k = shardKeys(prefix, 3);
+    const named = (seq: number): OrderState => ({
+      ...order(seq, 'NEW', 0),
+      client_order_id: `ordre-${seq}-é-中-😀`,
+    });
+    const small = [named(1)];
+    const large = Array.from({ length: 300 }, (_, i) => named(2 + i));
+    const batchOf = (orders: OrderState[]): ProjectedBatch => ({
+      firstSeq: (orders[0] as OrderState).seq,
+      lastSeq: (orders[orders.length - 1] as OrderState).seq,
+      orders: new Map(orders.map((o) => [o.seq, o])),
+      trades: [],
+      fills: new Map(),
+    });
+    // The large batch's JSON goes as buffers, the small one's as strings.
+    const kinds = (args: (string | number | Buffer)[]) =>
+      new Set(args.filter((a) => typeof a !== 'number' && a.length > 500).map((a) => typeof a));
+    const jsonArgs = (orders: OrderState[]) =>
+      encoded(['0-1', ...orders.map((o) => JSON.stringify(o)), JSON.stringify(orders)]);
+    assert.deepEqual(kinds(jsonArgs(small)), new Set(['string']));
+    assert.deepEqual(kinds(jsonArgs(large)), new Set(['object']));
+
+    for (const orders of [small, large]) {
+      await writeBatch(redis, k, batchOf(orders));
+      for (const o of orders) {
+        const j = (await redis.hgetBuffer(k.order(o.id), 'j')) as Buffer;
+        assert.deepEqual(j, Buffer.from(JSON.stringify(o)), `state of ${o.seq}, byte for byte`);
+      }
+      const [[, fields]] = (await redis.xrevrange(k.events, '+', '-', 'COUNT', 1)) as [
+        [string, string[]],
+      ];
+      assert.deepEqual((JSON.parse(fields[1] as string) as { orders: unknown }).orders, orders);
+    }
   });
 
   /** A batch of one order, placed and filled by seq `seq`, with its one fill. */
