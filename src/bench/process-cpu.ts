@@ -65,7 +65,9 @@ function roleOf(s: ProcStat): string {
     // gone
   }
   if (cmdline.includes('engine-service')) return 'engine';
-  const part = cmdline.split('\0')[2];
+  // node, its flags (the writer's), the CLI, then the part.
+  const args = cmdline.split('\0');
+  const part = args[args.findIndex((a) => a.endsWith('main.js')) + 1];
   return part === 'dispatcher' || part === 'writer' ? part : 'node';
 }
 
