@@ -100,8 +100,8 @@ export async function writeBatch(
  * joins a call given as strings into one string, and past 128 kB V8 allocates that in its
  * large-object space, fresh pages on every call, then the socket write copies it again into a
  * zero-filled buffer three times its length. Measured with batches of the bench's orders, CPU
- * per call: 50 orders (116k characters) 1.25 ms either way; 60 orders (139k) 2.1 ms as strings,
- * 1.35 ms encoded; 250 orders (580k) 7.2–7.5 ms against 5.5–6.6. Below, strings cost less.
+ * per call: 40 and 50 orders (93k and 116k characters) the same either way; 60 orders (139k)
+ * 2.3 ms as strings, 1.5–1.6 encoded; 250 orders (580k) 7.1–8.2 ms against 5.7–6.0.
  */
 const ENCODE_FROM = 120_000;
 
