@@ -99,8 +99,8 @@ const CLI_MAIN = fileURLToPath(import.meta.url);
  * holds between its reads and its flush (the entries' text, each batch parsed, the column arrays)
  * outlived the default's scavenges, was copied into the old generation and collected there: a
  * fifth of the writer's busy time in the bench's writer scenario. With 64 MB its CPU per row
- * written fell from a median of 19 µs to 14 (that scenario's drain, runs interleaved, 2026-12-06). It
- * costs up to 96 MB more memory, and longer scavenges, which only delay a flush.
+ * written fell from a median of 19 µs to 14 (that scenario's drain, runs interleaved,
+ * 2026-12-06). It costs up to 96 MB more memory, and longer scavenges, which only delay a flush.
  */
 const WRITER_NODE_FLAGS = ['--max-semi-space-size=64'];
 

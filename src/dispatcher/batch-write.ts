@@ -95,6 +95,9 @@ export async function writeBatch(
   await scripted(redis).mbWriteBatch(encoded(args));
 }
 
+/** A string this short goes as it is: a view of its own would cost more than it saves. */
+const LONG = 64;
+
 /**
  * From this many characters of long strings, a call's arguments are encoded (see encoded): ioredis
  * joins a call given as strings into one string, and past 128 kB V8 allocates that in its
@@ -114,10 +117,10 @@ const ENCODE_FROM = 120_000;
  * A fresh buffer per call, never reused: ioredis keeps the arguments of a command it may send
  * again (one whose reply a dropped connection lost), and they must still hold this batch.
  */
-export function encoded(args: readonly (string | number)[]): (string | number | Buffer)[] {
+function encoded(args: (string | number)[]): (string | number | Buffer)[] {
   let chars = 0;
   for (const a of args) if (typeof a === 'string' && a.length > LONG) chars += a.length;
-  if (chars < ENCODE_FROM) return args.slice();
+  if (chars < ENCODE_FROM) return args;
   const buffer = Buffer.allocUnsafeSlow(chars * 3);
   let at = 0;
   return args.map((a) => {
@@ -128,6 +131,3 @@ export function encoded(args: readonly (string | number)[]): (string | number | 
     return view;
   });
 }
-
-/** A string this short goes as it is: a view of its own would cost more than it saves. */
-const LONG = 64;
