@@ -13,7 +13,7 @@ import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { keyCount, lua } from '../queue/lua-scripts.js';
 import { READ_COUNT, ReadSize } from './read-size.js';
-import { writeAll, writeIsolating } from './statements.js';
+import { flushParameters, writeIsolating, writeParameters } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
 import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
 import type { StreamId } from './stream-ids.js';
@@ -127,6 +127,32 @@ export function withWriterScripts(redis: Redis): Redis & SkipScript & ExpireScri
   return redis as Redis & SkipScript & ExpireScript;
 }
 type ReadReply = [stream: string, entries: Entries][] | null;
+
+/** What one flush writes: everything held when it began, taken from the loop at once. */
+interface Held {
+  /** PLACEs held back by earlier flushes, each until when. */
+  deferred: { entry: HeldEntry; until: number }[];
+  placed: HeldEntry[];
+  events: HeldEntry[];
+  unreadable: Reject[];
+  gone: { stream: string; id: string }[];
+  /** The highest event-stream id held then: its outcomes are all in this flush or written. */
+  statesThrough: number;
+}
+
+/** A flush taken from the loop: what it holds, what it holds back, its statement's parameters. */
+interface Prepared {
+  held: Held;
+  keep: { entry: HeldEntry; until: number }[];
+  /** flushParameters' result, or the RecordError it threw (the flush then sets records aside). */
+  parameters: string[] | undefined | Error;
+  /** placesKeptThrough when it was prepared. */
+  keptThrough: number;
+}
+
+/** How many entries a flush holds. */
+const sizeOf = (h: Held): number =>
+  h.deferred.length + h.placed.length + h.events.length + h.unreadable.length + h.gone.length;
 
 export class BatchWriter {
   private readonly consumer: string;
@@ -254,6 +280,9 @@ class ShardLoop {
   /** A read's reply may have been lost: its entries may be pending in the group, unreceived. */
   private lostDelivery = false;
 
+  /** The flush committing while the loop reads on (behind a backlog), if any. */
+  private flushing: Promise<void> | undefined;
+
   /** Entries held, the deferred PLACEs included. */
   get held(): number {
     return this.fresh + this.deferred.length;
@@ -296,6 +325,7 @@ class ShardLoop {
     let backlogged = false;
     while (!this.w.stopping) {
       if (this.lostDelivery) {
+        await this.settle();
         // Write what is held first (acknowledging it), so that what is still pending in the
         // group is exactly what never reached us; then take that before anything new. Event
         // entries read after the break may have passed some that never reached us (or a Redis
@@ -318,10 +348,25 @@ class ShardLoop {
       if (held > 0 && due && !gather) {
         // Behind a backlog nothing is held back: the outcomes are then far ahead of the PLACEs
         // (the usual case), or far behind (the engine is), where a moment's wait changes nothing.
-        await this.flush(this.deferMs > 0 && !backlogged);
-        // Not with a delivery lost: what was read since may not be what the group was given.
-        const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
-        if (ahead && !this.lostDelivery) await this.skipWritten();
+        const defer = this.deferMs > 0 && !backlogged;
+        let next = this.take(defer);
+        // Flushes commit one at a time, in order. Behind a backlog the loop goes on reading while
+        // this one commits, and prepares the next while PostgreSQL writes this one.
+        await this.settle();
+        // The flush before set aside an event entry: PLACEs of its batch are written after all.
+        if (next.keptThrough !== this.placesKeptThrough) next = this.prepare(next.held, defer);
+        const flushing = this.commit(next).then(async () => {
+          // Not with a delivery lost: what was read since may not be what the group was given.
+          const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
+          if (ahead && !this.lostDelivery) await this.skipWritten();
+        });
+        if (!backlogged) {
+          await flushing;
+          continue;
+        }
+        // Awaited by the next settle(); handled here so that it is never an unhandled rejection.
+        flushing.catch(() => undefined);
+        this.flushing = flushing;
         continue;
       }
       const block = gather
@@ -352,7 +397,21 @@ class ShardLoop {
         await sleep(Math.min(LINGER_MS, Math.max(0, this.firstAt + flushMs - Date.now())));
       }
     }
+    await this.settle();
     if (this.held > 0) await this.flush();
+  }
+
+  /** Waits for the flush under way, if any: its commit, acknowledgements and skip. */
+  private async settle(): Promise<void> {
+    const flushing = this.flushing;
+    this.flushing = undefined;
+    await flushing;
+  }
+
+  /** Writes everything held now, after the flush under way. */
+  private async flush(): Promise<void> {
+    await this.settle();
+    await this.commit(this.take(false));
   }
 
   /**
@@ -407,7 +466,7 @@ class ShardLoop {
       from,
     )) as ReadReply;
     const entries = reply?.[0]?.[1] ?? [];
-    this.take(stream, entries);
+    this.hold(stream, entries);
     return entries;
   }
 
@@ -432,14 +491,14 @@ class ShardLoop {
     )) as ReadReply;
     const got = { orders: 0, events: 0 };
     for (const [stream, entries] of reply ?? []) {
-      this.take(stream, entries);
+      this.hold(stream, entries);
       got[stream === this.keys.orders ? 'orders' : 'events'] += entries.length;
     }
     this.readSize.read(got.events);
     return got;
   }
 
-  private take(stream: string, entries: Entries): void {
+  private hold(stream: string, entries: Entries): void {
     if (entries.length === 0) return;
     // Due flushMs after the first entry read, or sooner when a held-back PLACE is due first.
     if (this.fresh === 0) {
@@ -484,17 +543,66 @@ class ShardLoop {
   }
 
   /**
-   * Writes what is held until it succeeds (or stop() runs out of patience). With `defer`, PLACEs
+   * Takes everything held into a flush, prepared: what it writes, what it holds back and its
+   * statement's parameters, all worked out here (the flush's share of the writer's CPU), so that
+   * behind a backlog this runs while PostgreSQL commits the flush before. With `defer`, PLACEs
    * whose outcome has not arrived may be held back for the next flush; without it (at stop, and
    * before re-reading pending entries, which would deliver them again) everything is written.
    */
-  private async flush(defer = false): Promise<void> {
+  private take(defer: boolean): Prepared {
+    const held: Held = {
+      deferred: this.deferred,
+      placed: this.placed,
+      events: this.events,
+      unreadable: this.unreadable,
+      gone: this.gone,
+      statesThrough: this.statesThrough,
+    };
+    this.clear();
+    return this.prepare(held, defer);
+  }
+
+  /** What a flush writes and holds back, and its statement's parameters (see take). */
+  private prepare(held: Held, defer: boolean): Prepared {
+    // PLACEs whose outcome is held or written change nothing and are only acknowledged.
+    const write: HeldEntry[] = [];
+    const keep: { entry: HeldEntry; until: number }[] = [];
+    const now = Date.now();
+    for (const d of held.deferred) {
+      if (this.superseded(d.entry.id, held)) continue;
+      if (defer && now < d.until) keep.push(d);
+      else write.push(d.entry);
+    }
+    const until = now + this.deferMs;
+    for (const entry of held.placed) {
+      if (this.superseded(entry.id, held)) continue;
+      // Only PLACEs are worth holding back (the submit script writes this prefix). Anything else
+      // goes to PostgreSQL, which drops a cancel and refuses (and so sets aside) a corrupt entry.
+      if (defer && entry.raw.startsWith(PLACE_PREFIX)) keep.push({ entry, until });
+      else write.push(entry);
+    }
+    let parameters: string[] | undefined | Error;
+    try {
+      parameters = flushParameters(
+        this.keys.shard,
+        write,
+        held.events.map((e) => e.raw),
+      );
+    } catch (err) {
+      // A record that cannot be written: the flush sets it aside (see flushOnce).
+      parameters = err instanceof Error ? err : new Error(String(err));
+    }
+    return { held, keep, parameters, keptThrough: this.placesKeptThrough };
+  }
+
+  /** Commits a flush until it succeeds (or stop() runs out of patience). */
+  private async commit(flush: Prepared): Promise<void> {
     const { logger, stopTimeoutMs = 10_000 } = this.w.options;
     const since = Date.now();
     let delay = RETRY_FIRST_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.flushOnce(defer);
+        await this.flushOnce(flush);
         if (attempt > 1) {
           logger.warn({ shard: this.keys.shard, attempts: attempt }, 'writer: flush recovered');
         }
@@ -508,10 +616,10 @@ class ShardLoop {
         });
         const fields = {
           shard: this.keys.shard,
-          entries: this.held,
+          entries: sizeOf(flush.held),
           // The stream ids held: an order stream id is 0-<seq>, the order's engine id.
-          orders: span(this.placedHeld()),
-          events: span(this.events),
+          orders: span(placedOf(flush.held)),
+          events: span(flush.held.events),
           attempt,
           code: errorCode(err),
           err: message(err),
@@ -524,7 +632,6 @@ class ShardLoop {
         if (this.w.stopping && Date.now() - this.w.stopAt > stopTimeoutMs) {
           // Never acknowledged, so they stay pending and the next start writes them.
           logger.error(fields, 'writer: stopping with entries unwritten; they stay pending');
-          this.clear();
           return;
         }
         await sleep(delay);
@@ -533,46 +640,25 @@ class ShardLoop {
     }
   }
 
-  private async flushOnce(defer: boolean): Promise<void> {
+  private async flushOnce(flush: Prepared): Promise<void> {
     const { sql, redis, logger } = this.w.options;
     const started = performance.now();
     const shard = this.keys.shard;
-    const placed = this.placedHeld();
-    const events = this.events;
-    const rejects = [...this.unreadable];
-    // PLACEs whose outcome is held or written change nothing and are only acknowledged.
-    const write: HeldEntry[] = [];
-    let keep: { entry: HeldEntry; until: number }[] = [];
-    const now = Date.now();
-    for (const d of this.deferred) {
-      if (this.superseded(d.entry.id)) continue;
-      if (defer && now < d.until) keep.push(d);
-      else write.push(d.entry);
-    }
-    const until = now + this.deferMs;
-    for (const entry of this.placed) {
-      if (this.superseded(entry.id)) continue;
-      // Only PLACEs are worth holding back (the submit script writes this prefix). Anything else
-      // goes to PostgreSQL, which drops a cancel and refuses (and so sets aside) a corrupt entry.
-      if (defer && entry.raw.startsWith(PLACE_PREFIX)) keep.push({ entry, until });
-      else write.push(entry);
-    }
+    const { held, parameters } = flush;
+    let keep = flush.keep;
+    const events = held.events;
+    const rejects = [...held.unreadable];
     let rows: WrittenRows = { placed: 0, states: 0, trades: 0 };
     // The event entries whose states are all in PostgreSQL after the commit.
     let committed = events;
     try {
-      if (write.length > 0 || events.length > 0) {
-        rows = await sql.begin((tx) =>
-          writeAll(
-            tx,
-            shard,
-            write,
-            events.map((e) => e.raw),
-          ),
-        );
+      if (parameters instanceof Error) throw parameters;
+      if (parameters !== undefined) {
+        rows = await sql.begin((tx) => writeParameters(tx, parameters));
       }
     } catch (err) {
       if (classify(err) !== 'data') throw err;
+      const placed = placedOf(held);
       logger.error(
         {
           shard,
@@ -623,29 +709,33 @@ class ShardLoop {
       await this.expireClosed(committed);
       const kept = new Set(keep.map((d) => d.entry));
       await this.ack(this.keys.orders, [
-        ...placed.filter((e) => !kept.has(e)).map((e) => e.id),
-        ...this.idsOf(this.keys.orders),
+        ...placedOf(held)
+          .filter((e) => !kept.has(e))
+          .map((e) => e.id),
+        ...idsOf(held, this.keys.orders),
       ]);
       await this.ack(this.keys.events, [
         ...events.map((e) => e.id),
-        ...this.idsOf(this.keys.events),
+        ...idsOf(held, this.keys.events),
       ]);
     } catch (err) {
       throw Object.assign(err instanceof Error ? err : new Error(String(err)), {
         dependency: 'redis',
       });
     }
-    const size = this.held - keep.length;
+    const size = sizeOf(held) - keep.length;
     if (size > 0) this.count(size, rows, rejects.length, performance.now() - started);
-    // Every outcome held is committed now.
-    this.statesWritten = this.statesThrough;
-    this.clear();
+    // Every outcome this flush held is committed now (not those read since it began).
+    this.statesWritten = Math.max(this.statesWritten, held.statesThrough);
     const first = keep[0];
     if (first !== undefined) {
-      this.deferred = keep;
+      // Held back before anything read since (only a flush awaited at once holds back, so that
+      // is nothing), oldest first.
+      this.deferred = [...keep, ...this.deferred];
       for (const d of keep) this.heldBytes += d.entry.raw.length;
       // The next flush is due when the oldest held back is, or sooner with a full batch.
-      this.firstAt = first.until - this.w.options.flushMs;
+      const due = first.until - this.w.options.flushMs;
+      this.firstAt = this.fresh > 0 ? Math.min(this.firstAt, due) : due;
     }
   }
 
@@ -697,23 +787,13 @@ class ShardLoop {
     }
   }
 
-  /** The order-stream entries held: those held back by earlier flushes, then those read since. */
-  private placedHeld(): HeldEntry[] {
-    return [...this.deferred.map((d) => d.entry), ...this.placed];
-  }
-
-  /** Whether the order-stream entry `id` is a command whose outcome is held or written. */
-  private superseded(id: string): boolean {
+  /**
+   * Whether the order-stream entry `id` is a command whose outcome the flush `held` holds or an
+   * earlier one wrote (not one read since: that is written after the flush is acknowledged).
+   */
+  private superseded(id: string, held: Held): boolean {
     const seq = seqOf(id);
-    return seq <= this.statesThrough && seq > this.placesKeptThrough;
-  }
-
-  /** Ids of the unreadable and deleted entries of a stream. */
-  private idsOf(stream: string): string[] {
-    const ids: string[] = [];
-    for (const r of this.unreadable) if (r.stream === stream) ids.push(r.id);
-    for (const g of this.gone) if (g.stream === stream) ids.push(g.id);
-    return ids;
+    return seq <= held.statesThrough && seq > this.placesKeptThrough;
   }
 
   /**
@@ -798,6 +878,19 @@ class ShardLoop {
     }
     return { floor, backlog: pending + lag };
   }
+}
+
+/** The order-stream entries a flush holds: those held back by earlier flushes, then the rest. */
+function placedOf(held: Held): HeldEntry[] {
+  return [...held.deferred.map((d) => d.entry), ...held.placed];
+}
+
+/** Ids of a flush's unreadable and deleted entries of a stream. */
+function idsOf(held: Held, stream: string): string[] {
+  const ids: string[] = [];
+  for (const r of held.unreadable) if (r.stream === stream) ids.push(r.id);
+  for (const g of held.gone) if (g.stream === stream) ids.push(g.id);
+  return ids;
 }
 
 /** The first and last stream ids of held entries, or undefined when none are held. */

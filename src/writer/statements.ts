@@ -262,17 +262,30 @@ function placesJson(entries: readonly HeldEntry[]): string {
   return `${json}]`;
 }
 
-/** Writes order-stream entries (`placed`) and event-stream payloads (`batches`) in one statement. */
-export async function writeAll(
-  tx: Tx,
+/**
+ * The parameters of one flush's statement: order-stream entries (`placed`) and event-stream
+ * payloads (`batches`) parsed, checked and made into arrays. Undefined when there is nothing to
+ * write. The work of a flush that is not PostgreSQL's, so that the writer can do it while
+ * PostgreSQL commits the flush before; a RecordError for a record that cannot be written.
+ */
+export function flushParameters(
   shard: string,
   placed: readonly HeldEntry[],
   batches: readonly string[],
+): string[] | undefined {
+  if (placed.length === 0 && batches.length === 0) return undefined;
+  return [shard, placesJson(placed), ...eventColumns(batches)];
+}
+
+/** Runs one flush's statement with parameters from flushParameters. */
+export async function writeParameters(
+  tx: Tx,
+  parameters: string[] | undefined,
 ): Promise<WrittenRows> {
-  if (placed.length === 0 && batches.length === 0) return { placed: 0, states: 0, trades: 0 };
+  if (parameters === undefined) return { placed: 0, states: 0, trades: 0 };
   const [row] = await tx.unsafe<{ placed: string; states: string; trades: string }[]>(
     FLUSH,
-    [shard, placesJson(placed), ...eventColumns(batches)],
+    parameters,
     { prepare: true },
   );
   return {
@@ -280,6 +293,16 @@ export async function writeAll(
     states: Number(row?.states ?? 0),
     trades: Number(row?.trades ?? 0),
   };
+}
+
+/** Writes order-stream entries (`placed`) and event-stream payloads (`batches`) in one statement. */
+export async function writeAll(
+  tx: Tx,
+  shard: string,
+  placed: readonly HeldEntry[],
+  batches: readonly string[],
+): Promise<WrittenRows> {
+  return writeParameters(tx, flushParameters(shard, placed, batches));
 }
 
 /**

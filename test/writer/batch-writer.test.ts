@@ -164,6 +164,60 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('writes the PLACEs of an outcome set aside while the next flush was already prepared', async () => {
+    // All waiting before the writer starts: 12,000 PLACEs, and outcomes 1–5,000 (written),
+    // 5,001–11,000 (refused, set aside) and 11,001–12,000 (written). The first flush takes the
+    // outcomes and 9,997 PLACEs (a flush's most entries); it waits on a lock while the writer reads
+    // the other PLACEs and prepares the next flush, in which those up to 11,000 look superseded.
+    const placed: OrderState[] = [];
+    const pipeline = h.redis.pipeline();
+    for (let seq = 1; seq <= 12_000; seq++) {
+      const o = { ...orderState(h.alice), seq };
+      placed.push(o);
+      pipeline.xadd(
+        h.keys.orders,
+        `0-${seq}`,
+        'c',
+        JSON.stringify({ k: 'place', order: { ...o, seq: 0 } }),
+      );
+    }
+    await pipeline.exec();
+    const states = (from: number, to: number) =>
+      placed.slice(from - 1, to).map((o) => ({ ...o, version: o.seq, status: 'NEW' as const }));
+    await h.events({ first_seq: 1, last_seq: 5_000, orders: states(1, 5_000), trades: [] });
+    await h.redis.xadd(h.keys.events, '0-11000', 'b', '{"orders": [ not json');
+    await h.events({
+      first_seq: 11_001,
+      last_seq: 12_000,
+      orders: states(11_001, 12_000),
+      trades: [],
+    });
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked = (): void => undefined;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holding = h.db.sql.begin(async (tx) => {
+      await tx`LOCK TABLE orders IN EXCLUSIVE MODE`;
+      locked();
+      await released;
+    });
+    await isLocked;
+    const w = h.writer({ flushMs: 1_000 });
+    await w.start();
+    // Every entry delivered, none committed: the next flush is taken as soon as the reads run dry.
+    await waitFor(async () => (await h.pending(h.keys.orders)) === 12_000, 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    release();
+    await holding;
+    await waitFor(() => w.stats.entriesWritten + w.stats.entriesSkipped === 12_003, 30_000);
+    const [rows] = await h.db.sql<{ pending: number; open: number }[]>`
+      SELECT count(*) FILTER (WHERE status = 'PENDING' AND seq BETWEEN 5001 AND 11000)::int AS pending,
+        count(*) FILTER (WHERE status = 'NEW')::int AS open
+      FROM orders`;
+    assert.deepEqual({ ...rows }, { pending: 6_000, open: 6_000 }, 'a row for every order');
+    await w.stop();
+  });
+
   it('after a restart, writes the PLACEs up to where the last run read the outcomes', async () => {
     const first = h.writer({ flushMs: 20 });
     await first.start();

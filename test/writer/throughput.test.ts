@@ -9,7 +9,7 @@ import { filled, orderState, trade } from '../db/fixtures.js';
 import { harness, waitFor } from './harness.js';
 import type { Harness } from './harness.js';
 
-const ORDERS = Number(process.env.WRITER_TEST_ORDERS ?? 20_000);
+const ORDERS = Number(process.env.WRITER_TEST_ORDERS ?? 40_000);
 const PER_BATCH = 100;
 
 let h: Harness;
