@@ -127,6 +127,18 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  /**
+   * With outcomes 1–5,000 and 11,001–12,000 written and 5,001–11,000 refused: those 6,000 orders
+   * have their PENDING rows, the others their state.
+   */
+  async function aRowForEveryOrder() {
+    const [rows] = await h.db.sql<{ pending: number; open: number }[]>`
+      SELECT count(*) FILTER (WHERE status = 'PENDING' AND seq BETWEEN 5001 AND 11000)::int AS pending,
+        count(*) FILTER (WHERE status = 'NEW')::int AS open
+      FROM orders`;
+    assert.deepEqual({ ...rows }, { pending: 6_000, open: 6_000 }, 'a row for every order');
+  }
+
   it('behind a backlog, never passes over the PLACEs of a refused outcome unread', async () => {
     // Outcomes first: 1–5,000 written, 5,001–11,000 refused (set aside), 11,001–12,000 later.
     const placed: OrderState[] = [];
@@ -156,11 +168,7 @@ describe('batch writer', () => {
       trades: [],
     });
     await waitFor(() => w.stats.entriesWritten + w.stats.entriesSkipped === 12_003, 30_000);
-    const [rows] = await h.db.sql<{ pending: number; open: number }[]>`
-      SELECT count(*) FILTER (WHERE status = 'PENDING' AND seq BETWEEN 5001 AND 11000)::int AS pending,
-        count(*) FILTER (WHERE status = 'NEW')::int AS open
-      FROM orders`;
-    assert.deepEqual({ ...rows }, { pending: 6_000, open: 6_000 }, 'a row for every order');
+    await aRowForEveryOrder();
     await w.stop();
   });
 
@@ -210,11 +218,7 @@ describe('batch writer', () => {
     release();
     await holding;
     await waitFor(() => w.stats.entriesWritten + w.stats.entriesSkipped === 12_003, 30_000);
-    const [rows] = await h.db.sql<{ pending: number; open: number }[]>`
-      SELECT count(*) FILTER (WHERE status = 'PENDING' AND seq BETWEEN 5001 AND 11000)::int AS pending,
-        count(*) FILTER (WHERE status = 'NEW')::int AS open
-      FROM orders`;
-    assert.deepEqual({ ...rows }, { pending: 6_000, open: 6_000 }, 'a row for every order');
+    await aRowForEveryOrder();
     await w.stop();
   });
 
