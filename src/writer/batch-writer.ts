@@ -136,7 +136,10 @@ interface Held {
   events: HeldEntry[];
   unreadable: Reject[];
   gone: { stream: string; id: string }[];
-  /** The highest event-stream id held then: its outcomes are all in this flush or written. */
+  /**
+   * The highest event-stream id read then: its outcomes are all in this flush, in the flush still
+   * committing before it (which commits first, or stops every flush after it), or written.
+   */
   statesThrough: number;
 }
 
@@ -240,10 +243,11 @@ class ShardLoop {
   /** How many entries the next read asks for. */
   private readonly readSize = new ReadSize();
   /**
-   * The highest event-stream id held or committed. The dispatcher writes the outcome of commands
-   * in sequence, one entry per batch whose id is the batch's last sequence, and every PLACE has an
-   * outcome (the engine accepts or rejects it), so a PLACE at or below this has its state held or
-   * written already: writing the PLACE too would change nothing. Behind a backlog the event reads
+   * The highest event-stream id read: held, in the flush committing, or committed. The dispatcher
+   * writes the outcome of commands in sequence, one entry per batch whose id is the batch's last
+   * sequence, and every PLACE has an outcome (the engine accepts or rejects it), so a PLACE at or
+   * below this has its state held, being committed or written already: writing the PLACE too
+   * would change nothing (flushes commit in order, and none after one that was given up). Behind a backlog the event reads
    * run far ahead of the order reads (an event entry carries a whole batch), and most PLACEs read
    * are such.
    */
@@ -282,6 +286,11 @@ class ShardLoop {
 
   /** The flush committing while the loop reads on (behind a backlog), if any. */
   private flushing: Promise<void> | undefined;
+  /**
+   * A flush was given up at stop. No later one commits: it may pass over PLACEs whose outcomes
+   * only that one held. Everything stays pending for the next start, as then.
+   */
+  private abandoned = false;
 
   /** Entries held, the deferred PLACEs included. */
   get held(): number {
@@ -358,7 +367,7 @@ class ShardLoop {
         const flushing = this.commit(next).then(async () => {
           // Not with a delivery lost: what was read since may not be what the group was given.
           const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
-          if (ahead && !this.lostDelivery) await this.skipWritten();
+          if (ahead && !this.lostDelivery && !this.abandoned) await this.skipWritten();
         });
         if (!backlogged) {
           await flushing;
@@ -597,6 +606,7 @@ class ShardLoop {
 
   /** Commits a flush until it succeeds (or stop() runs out of patience). */
   private async commit(flush: Prepared): Promise<void> {
+    if (this.abandoned) return;
     const { logger, stopTimeoutMs = 10_000 } = this.w.options;
     const since = Date.now();
     let delay = RETRY_FIRST_MS;
@@ -632,6 +642,7 @@ class ShardLoop {
         if (this.w.stopping && Date.now() - this.w.stopAt > stopTimeoutMs) {
           // Never acknowledged, so they stay pending and the next start writes them.
           logger.error(fields, 'writer: stopping with entries unwritten; they stay pending');
+          this.abandoned = true;
           return;
         }
         await sleep(delay);
@@ -789,7 +800,7 @@ class ShardLoop {
 
   /**
    * Whether the order-stream entry `id` is a command whose outcome the flush `held` holds or an
-   * earlier one wrote (not one read since: that is written after the flush is acknowledged).
+   * earlier one holds (committing first) or wrote; not one read since, which a later flush holds.
    */
   private superseded(id: string, held: Held): boolean {
     const seq = seqOf(id);

@@ -175,8 +175,9 @@ describe('batch writer', () => {
   it('writes the PLACEs of an outcome set aside while the next flush was already prepared', async () => {
     // All waiting before the writer starts: 12,000 PLACEs, and outcomes 1–5,000 (written),
     // 5,001–11,000 (refused, set aside) and 11,001–12,000 (written). The first flush takes the
-    // outcomes and 9,997 PLACEs (a flush's most entries); it waits on a lock while the writer reads
-    // the other PLACEs and prepares the next flush, in which those up to 11,000 look superseded.
+    // outcomes and 10,000 PLACEs (reads of 250 until it holds a flush's most entries); it waits on
+    // a lock while the writer reads the other PLACEs and prepares the next flush, in which those up
+    // to 11,000 look superseded until the first sets their outcome aside.
     const placed: OrderState[] = [];
     const pipeline = h.redis.pipeline();
     for (let seq = 1; seq <= 12_000; seq++) {

@@ -132,6 +132,56 @@ describe('batch writer: outages and trimming', () => {
     await next.stop();
   });
 
+  it('behind a backlog, commits no flush after one that stop() gave up on', async () => {
+    // 12,000 PLACEs and the one outcome of them all: the first flush holds the outcome and
+    // 10,000 PLACEs, the next the other 2,000, passed over as superseded by that outcome.
+    const pipeline = h.redis.pipeline();
+    const states = [];
+    for (let seq = 1; seq <= 12_000; seq++) {
+      const o = { ...orderState(h.alice), seq };
+      states.push({ ...o, version: seq, status: 'NEW' as const });
+      pipeline.xadd(
+        h.keys.orders,
+        `0-${seq}`,
+        'c',
+        JSON.stringify({ k: 'place', order: { ...o, seq: 0 } }),
+      );
+    }
+    await pipeline.exec();
+    await h.events({ first_seq: 1, last_seq: 12_000, orders: states, trades: [] });
+    // PostgreSQL refuses every transaction until the first flush is given up, then takes them.
+    const givenUp = () =>
+      h.logs.some((l) => l.msg.startsWith('writer: stopping with entries unwritten'));
+    const sql = new Proxy(h.db.sql, {
+      get(target, key, receiver) {
+        if (key !== 'begin') return Reflect.get(target, key, receiver) as unknown;
+        return (...args: unknown[]) => {
+          if (!givenUp()) {
+            return Promise.reject(
+              Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' }),
+            );
+          }
+          return (target.begin as (...a: unknown[]) => Promise<unknown>)(...args);
+        };
+      },
+    });
+    const w = h.writer({ sql, flushMs: 1_000, stopTimeoutMs: 300 });
+    await w.start();
+    // Everything read: the first flush retrying, the next one taken behind it.
+    await waitFor(
+      async () => (await h.pending(h.keys.orders)) === 12_000 && w.stats.failedFlushes > 0,
+      30_000,
+    );
+    await w.stop();
+    assert.ok(givenUp());
+    // Nothing acknowledged: the outcome was never written, so neither is any PLACE passed over.
+    assert.equal(w.stats.entriesWritten, 0);
+    assert.equal(await h.pending(h.keys.orders), 12_000);
+    assert.equal(await h.pending(h.keys.events), 1);
+    const [rows] = await h.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM orders`;
+    assert.equal(rows?.n, 0);
+  });
+
   it('trims events below what is acked, and orders also below the snapshot the engine would use', async () => {
     for (let seq = 1; seq <= 10; seq++) await h.place(seq, orderState(h.alice));
     await h.events({ first_seq: 1, last_seq: 5, orders: [], trades: [] });
