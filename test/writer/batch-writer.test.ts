@@ -178,19 +178,7 @@ describe('batch writer', () => {
     // outcomes and 10,000 PLACEs (reads of 250 until it holds a flush's most entries); it waits on
     // a lock while the writer reads the other PLACEs and prepares the next flush, in which those up
     // to 11,000 look superseded until the first sets their outcome aside.
-    const placed: OrderState[] = [];
-    const pipeline = h.redis.pipeline();
-    for (let seq = 1; seq <= 12_000; seq++) {
-      const o = { ...orderState(h.alice), seq };
-      placed.push(o);
-      pipeline.xadd(
-        h.keys.orders,
-        `0-${seq}`,
-        'c',
-        JSON.stringify({ k: 'place', order: { ...o, seq: 0 } }),
-      );
-    }
-    await pipeline.exec();
+    const placed = await h.placeMany(12_000);
     const states = (from: number, to: number) =>
       placed.slice(from - 1, to).map((o) => ({ ...o, version: o.seq, status: 'NEW' as const }));
     await h.events({ first_seq: 1, last_seq: 5_000, orders: states(1, 5_000), trades: [] });

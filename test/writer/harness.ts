@@ -10,7 +10,7 @@ import type { ShardKeys } from '../../src/queue/keys.js';
 import type { CommandRecord, EventBatch, OrderState } from '../../src/queue/records.js';
 import { BatchWriter } from '../../src/writer/batch-writer.js';
 import type { BatchWriterOptions } from '../../src/writer/batch-writer.js';
-import { arrange } from '../db/fixtures.js';
+import { arrange, orderState } from '../db/fixtures.js';
 import { freshDatabase, freshRedis } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 
@@ -30,6 +30,8 @@ export interface Harness {
   writer(options?: Partial<BatchWriterOptions>): BatchWriter;
   /** XADD a PLACE command at `0-<seq>`; its `order.seq` is 0 as the gateway writes it. */
   place(seq: number, order: OrderState): Promise<void>;
+  /** PLACEs of `count` new orders of alice at `0-1` to `0-<count>`, in one pipeline: the orders. */
+  placeMany(count: number): Promise<OrderState[]>;
   /** XADD an event batch at `0-<last_seq>`, naming the orders it closes as the dispatcher does. */
   events(batch: EventBatch, closed?: string[]): Promise<void>;
   /** Entries delivered to the writer group and not acknowledged. */
@@ -76,6 +78,18 @@ export async function harness(): Promise<Harness> {
     async place(seq, order) {
       const record: CommandRecord = { k: 'place', order: { ...order, seq: 0 } };
       await r.redis.xadd(keys.orders, `0-${seq}`, 'c', JSON.stringify(record));
+    },
+    async placeMany(count) {
+      const pipeline = r.redis.pipeline();
+      const orders: OrderState[] = [];
+      for (let seq = 1; seq <= count; seq++) {
+        const o = { ...orderState(alice), seq };
+        orders.push(o);
+        const record: CommandRecord = { k: 'place', order: { ...o, seq: 0 } };
+        pipeline.xadd(keys.orders, `0-${seq}`, 'c', JSON.stringify(record));
+      }
+      await pipeline.exec();
+      return orders;
     },
     async events(batch, closed = []) {
       const id = `0-${batch.last_seq}`;

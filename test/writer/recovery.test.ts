@@ -135,19 +135,11 @@ describe('batch writer: outages and trimming', () => {
   it('behind a backlog, commits no flush after one that stop() gave up on', async () => {
     // 12,000 PLACEs and the one outcome of them all: the first flush holds the outcome and
     // 10,000 PLACEs, the next the other 2,000, passed over as superseded by that outcome.
-    const pipeline = h.redis.pipeline();
-    const states = [];
-    for (let seq = 1; seq <= 12_000; seq++) {
-      const o = { ...orderState(h.alice), seq };
-      states.push({ ...o, version: seq, status: 'NEW' as const });
-      pipeline.xadd(
-        h.keys.orders,
-        `0-${seq}`,
-        'c',
-        JSON.stringify({ k: 'place', order: { ...o, seq: 0 } }),
-      );
-    }
-    await pipeline.exec();
+    const states = (await h.placeMany(12_000)).map((o) => ({
+      ...o,
+      version: o.seq,
+      status: 'NEW' as const,
+    }));
     await h.events({ first_seq: 1, last_seq: 12_000, orders: states, trades: [] });
     // PostgreSQL refuses every transaction until the first flush is given up, then takes them.
     const givenUp = () =>
