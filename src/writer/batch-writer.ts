@@ -247,9 +247,9 @@ class ShardLoop {
    * writes the outcome of commands in sequence, one entry per batch whose id is the batch's last
    * sequence, and every PLACE has an outcome (the engine accepts or rejects it), so a PLACE at or
    * below this has its state held, being committed or written already: writing the PLACE too
-   * would change nothing (flushes commit in order, and none after one that was given up). Behind a backlog the event reads
-   * run far ahead of the order reads (an event entry carries a whole batch), and most PLACEs read
-   * are such.
+   * would change nothing (flushes commit in order, and none after one that was given up). Behind
+   * a backlog the event reads run far ahead of the order reads (an event entry carries a whole
+   * batch), and most PLACEs read are such.
    */
   private statesThrough = 0;
   /**
