@@ -128,10 +128,16 @@ export function withWriterScripts(redis: Redis): Redis & SkipScript & ExpireScri
 }
 type ReadReply = [stream: string, entries: Entries][] | null;
 
+/** A PLACE held back for its outcome, and until when. */
+interface Deferred {
+  entry: HeldEntry;
+  until: number;
+}
+
 /** What one flush writes: everything held when it began, taken from the loop at once. */
 interface Held {
-  /** PLACEs held back by earlier flushes, each until when. */
-  deferred: { entry: HeldEntry; until: number }[];
+  /** PLACEs held back by earlier flushes. */
+  deferred: Deferred[];
   placed: HeldEntry[];
   events: HeldEntry[];
   unreadable: Reject[];
@@ -146,7 +152,7 @@ interface Held {
 /** A flush taken from the loop: what it holds, what it holds back, its statement's parameters. */
 interface Prepared {
   held: Held;
-  keep: { entry: HeldEntry; until: number }[];
+  keep: Deferred[];
   /** flushParameters' result, or the RecordError it threw (the flush then sets records aside). */
   parameters: string[] | undefined | Error;
   /** placesKeptThrough when it was prepared. */
@@ -232,7 +238,7 @@ class ShardLoop {
    * milliseconds), and writes them as PENDING if it has not by then. So an order's row is written
    * once, as its state, not inserted PENDING and rewritten a moment later.
    */
-  private deferred: { entry: HeldEntry; until: number }[] = [];
+  private deferred: Deferred[] = [];
   /** Entries that cannot be written at all (no payload field): set aside at the next flush. */
   private unreadable: Reject[] = [];
   /** Entries deleted from the stream while pending: nothing left to write, only to ack. */
@@ -369,13 +375,11 @@ class ShardLoop {
           const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
           if (ahead && !this.lostDelivery && !this.abandoned) await this.skipWritten();
         });
-        if (!backlogged) {
-          await flushing;
-          continue;
-        }
-        // Awaited by the next settle(); handled here so that it is never an unhandled rejection.
+        // Awaited by settle(); handled here so that it is never an unhandled rejection.
         flushing.catch(() => undefined);
         this.flushing = flushing;
+        // Caught up: nothing is read until it is committed, as before.
+        if (!backlogged) await this.settle();
         continue;
       }
       const block = gather
@@ -575,7 +579,7 @@ class ShardLoop {
   private prepare(held: Held, defer: boolean): Prepared {
     // PLACEs whose outcome is held or written change nothing and are only acknowledged.
     const write: HeldEntry[] = [];
-    const keep: { entry: HeldEntry; until: number }[] = [];
+    const keep: Deferred[] = [];
     const now = Date.now();
     for (const d of held.deferred) {
       if (this.superseded(d.entry.id, held)) continue;
