@@ -5,6 +5,7 @@ import {
   getOrder,
   insertPendingOrder,
   listOrders,
+  listOrdersQuery,
   finishedOrders,
 } from '../../src/db/orders.js';
 import { upsertInstrument } from '../../src/db/instruments.js';
@@ -143,5 +144,37 @@ describe('orders', () => {
     assert.deepEqual(ids(await list('OPEN', 'MSFT')), ids([open]));
     assert.deepEqual(ids(await list('ALL', undefined, 2)), ids([canceled, done]));
     assert.deepEqual(await list('ALL', 'TSLA'), []);
+  });
+
+  it('lists open orders from the index of open orders, even under a generic plan', async () => {
+    // A market maker's history: thousands of closed orders, a few open. PostgreSQL may settle on
+    // a generic plan for a prepared statement; the partial index serves it only if the query's
+    // text implies its predicate (the statuses as literals, not parameters).
+    const { alice: maker } = await arrange(db.sql);
+    await db.sql`
+      INSERT INTO orders (id, user_id, symbol, side, type, time_in_force, quantity, price, status,
+        shard, seq, version, created_at, updated_at)
+      SELECT gen_random_uuid(), ${maker.id}, 'AAPL', 'SELL', 'LIMIT', 'GTC', 10, 187.25,
+        CASE WHEN g % 200 = 0 THEN 'NEW' WHEN g % 7 = 0 THEN 'CANCELED' ELSE 'FILLED' END,
+        's0', g, 1, now() - g * interval '1 ms', now()
+      FROM generate_series(1, 20000) AS g`;
+    await db.sql`ANALYZE orders`;
+    const query = { userId: maker.id, status: 'OPEN', limit: 50 } as const;
+    const c = await db.sql.reserve();
+    try {
+      await c`SET plan_cache_mode = force_generic_plan`;
+      const { string } = await listOrdersQuery(c, query).describe();
+      await c.unsafe(`PREPARE listing AS ${string}`);
+      const plan = (await c.unsafe(`EXPLAIN EXECUTE listing('${maker.id}', 50)`))
+        .map((row) => String(row['QUERY PLAN']))
+        .join('\n');
+      assert.match(plan, /Index Scan using orders_user_open_created on orders/, plan);
+      assert.doesNotMatch(plan, /Sort/, plan);
+      const open = await listOrders(c, query);
+      assert.equal(open.length, 50);
+      assert.ok(open.every((o) => o.status === 'NEW'));
+    } finally {
+      c.release();
+    }
   });
 });
