@@ -7,7 +7,8 @@
 -- MARKET or IOC order filled or canceled on arrival), is now in no status index: one index insert
 -- fewer per order for the batch writer. Closed and all orders are listed through
 -- orders_user_created. The listing names the statuses as literals, so that a generic plan proves
--- this index's predicate too (src/db/orders.ts).
+-- this index's predicate too (src/db/orders.ts). It is built inside the migration's transaction,
+-- before `matchbox start` starts the parts: on a large table, one scan of it delays the start.
 DROP INDEX IF EXISTS orders_user_status_created;
 CREATE INDEX orders_user_open_created ON orders (user_id, created_at DESC, id DESC)
   WHERE status IN ('PENDING', 'NEW', 'PARTIALLY_FILLED');
