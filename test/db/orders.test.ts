@@ -161,10 +161,12 @@ describe('orders', () => {
     await db.sql`ANALYZE orders`;
     const query = { userId: maker.id, status: 'OPEN', limit: 50 } as const;
     const c = await db.sql.reserve();
+    let prepared = false;
     try {
       await c`SET plan_cache_mode = force_generic_plan`;
       const { string } = await listOrdersQuery(c, query).describe();
       await c.unsafe(`PREPARE listing AS ${string}`);
+      prepared = true;
       const plan = (await c.unsafe(`EXPLAIN EXECUTE listing('${maker.id}', 50)`))
         .map((row) => String(row['QUERY PLAN']))
         .join('\n');
@@ -174,6 +176,9 @@ describe('orders', () => {
       assert.equal(open.length, 50);
       assert.ok(open.every((o) => o.status === 'NEW'));
     } finally {
+      // The connection goes back to the pool: as it came.
+      if (prepared) await c.unsafe('DEALLOCATE listing');
+      await c`RESET plan_cache_mode`;
       c.release();
     }
   });
