@@ -123,8 +123,11 @@ export interface ListOrdersQuery {
  * settle on one after five runs) can use it only when the query's own text implies its predicate.
  * The statuses are this module's constants, never input.
  */
-const statusIn = (sql: Sql, statuses: readonly StatusName[]) =>
-  sql.unsafe(`IN (${statuses.map((s) => `'${s}'`).join(', ')})`);
+function statusIn(sql: Sql, statuses: readonly StatusName[]) {
+  if (!statuses.every((s) => /^[A-Z_]+$/.test(s)))
+    throw new Error(`bad statuses ${statuses.join(', ')}`);
+  return sql.unsafe(`IN (${statuses.map((s) => `'${s}'`).join(', ')})`);
+}
 
 /** The listing's statement, not yet run (the tests read its plan). */
 export function listOrdersQuery(sql: Sql, q: ListOrdersQuery) {

@@ -164,7 +164,12 @@ describe('orders', () => {
     let prepared = false;
     try {
       await c`SET plan_cache_mode = force_generic_plan`;
-      const { string } = await listOrdersQuery(c, query).describe();
+      const { string, types } = await listOrdersQuery(c, query).describe();
+      assert.equal(
+        types.length,
+        2,
+        'the statuses are in the statement as literals, not parameters',
+      );
       await c.unsafe(`PREPARE listing AS ${string}`);
       prepared = true;
       const plan = (await c.unsafe(`EXPLAIN EXECUTE listing('${maker.id}', 50)`))
@@ -176,10 +181,13 @@ describe('orders', () => {
       assert.equal(open.length, 50);
       assert.ok(open.every((o) => o.status === 'NEW'));
     } finally {
-      // The connection goes back to the pool: as it came.
-      if (prepared) await c.unsafe('DEALLOCATE listing');
-      await c`RESET plan_cache_mode`;
-      c.release();
+      // The connection goes back to the pool as it came.
+      try {
+        if (prepared) await c.unsafe('DEALLOCATE listing');
+        await c`RESET plan_cache_mode`;
+      } finally {
+        c.release();
+      }
     }
   });
 });
