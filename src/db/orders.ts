@@ -121,22 +121,26 @@ export interface ListOrdersQuery {
  * `IN (…)` of statuses written as literals, not parameters: the index of open orders is partial
  * (migration 003), and a generic plan (postgres.js prepares every statement, and PostgreSQL may
  * settle on one after five runs) can use it only when the query's own text implies its predicate.
- * The statuses are this module's constants, never input.
+ * Made once, of this module's constants, never of input.
  */
-function statusIn(sql: Sql, statuses: readonly StatusName[]) {
+function statusIn(statuses: readonly StatusName[]): string {
   if (!statuses.every((s) => /^[A-Z_]+$/.test(s)))
     throw new Error(`bad statuses ${statuses.join(', ')}`);
-  return sql.unsafe(`IN (${statuses.map((s) => `'${s}'`).join(', ')})`);
+  return `IN (${statuses.map((s) => `'${s}'`).join(', ')})`;
 }
+const LISTED: Record<OrderListStatus, string | undefined> = {
+  OPEN: statusIn(OPEN_STATUSES),
+  CLOSED: statusIn(CLOSED_STATUSES),
+  ALL: undefined,
+};
 
 /** The listing's statement, not yet run (the tests read its plan). */
 export function listOrdersQuery(sql: Sql, q: ListOrdersQuery) {
-  const statuses =
-    q.status === 'OPEN' ? OPEN_STATUSES : q.status === 'CLOSED' ? CLOSED_STATUSES : undefined;
+  const inStatuses = LISTED[q.status];
   return sql<OrderRow[]>`
     ${selectOrders(sql)}
     WHERE o.user_id = ${q.userId}
-    ${statuses === undefined ? sql`` : sql`AND o.status ${statusIn(sql, statuses)}`}
+    ${inStatuses === undefined ? sql`` : sql`AND o.status ${sql.unsafe(inStatuses)}`}
     ${q.symbol === undefined ? sql`` : sql`AND o.symbol = ${q.symbol}`}
     ORDER BY o.created_at DESC, o.id DESC
     LIMIT ${q.limit}`;
