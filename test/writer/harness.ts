@@ -39,6 +39,12 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** A PLACE entry's payload as the submit script writes it: the order's seq is 0. */
+function placeRecord(order: OrderState): string {
+  const record: CommandRecord = { k: 'place', order: { ...order, seq: 0 } };
+  return JSON.stringify(record);
+}
+
 export async function harness(): Promise<Harness> {
   const db = await freshDatabase();
   const r = await freshRedis();
@@ -76,8 +82,7 @@ export async function harness(): Promise<Harness> {
       return w;
     },
     async place(seq, order) {
-      const record: CommandRecord = { k: 'place', order: { ...order, seq: 0 } };
-      await r.redis.xadd(keys.orders, `0-${seq}`, 'c', JSON.stringify(record));
+      await r.redis.xadd(keys.orders, `0-${seq}`, 'c', placeRecord(order));
     },
     async placeMany(count) {
       const pipeline = r.redis.pipeline();
@@ -85,8 +90,7 @@ export async function harness(): Promise<Harness> {
       for (let seq = 1; seq <= count; seq++) {
         const o = { ...orderState(alice), seq };
         orders.push(o);
-        const record: CommandRecord = { k: 'place', order: { ...o, seq: 0 } };
-        pipeline.xadd(keys.orders, `0-${seq}`, 'c', JSON.stringify(record));
+        pipeline.xadd(keys.orders, `0-${seq}`, 'c', placeRecord(o));
       }
       await pipeline.exec();
       return orders;
