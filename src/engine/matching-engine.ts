@@ -4,7 +4,8 @@ import type { Order } from './order.js';
 import { OrderBook } from './order-book.js';
 import { OrderIndex } from './order-index.js';
 import type { PriceLevel } from './price-level.js';
-import { decodeSnapshot, encodeSnapshot } from './snapshot.js';
+import { captureSnapshot, decodeSnapshot, encodeSnapshot } from './snapshot.js';
+import type { SnapshotCapture } from './snapshot.js';
 import { StopBook } from './stop-book.js';
 import { CommandType, EventKind, OrderType, Reason, Side, Stp, TimeInForce } from './types.js';
 import type { Command, Depth, OrderView } from './types.js';
@@ -126,6 +127,11 @@ export class MatchingEngine {
   /** The whole state as compact bytes; `MatchingEngine.restore` continues from it exactly. */
   snapshot(): Uint8Array {
     return encodeSnapshot(this.seqNo, this.books);
+  }
+
+  /** The whole state copied flat, for `encodeInSteps` to make the same bytes from later. */
+  capture(): SnapshotCapture {
+    return captureSnapshot(this.seqNo, this.books);
   }
 
   /** An engine in the state a snapshot was taken in. */

@@ -5,14 +5,26 @@
 
 import type { Order } from './order.js';
 import { OrderBook } from './order-book.js';
-import type { PriceLevel } from './price-level.js';
 
 const MAGIC = 0x4d42_5831; // "MBX1"
 const VERSION = 1;
 
+const FNV_OFFSET = 0x811c9dc5;
+
+function fnv1a(buf: Uint8Array, from: number, to: number, h = FNV_OFFSET): number {
+  for (let i = from; i < to; i++) {
+    h ^= buf[i] as number;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
 class Writer {
   private buf = new Uint8Array(1 << 16);
   private pos = 0;
+  /** FNV-1a of buf[0, hashed). */
+  private hash = FNV_OFFSET;
+  private hashed = 0;
 
   private room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
@@ -48,8 +60,15 @@ class Writer {
     this.pos += 4;
   }
 
+  /** Brings the checksum up to what is written so far (so that no step hashes it all). */
+  hashSoFar(): void {
+    this.hash = fnv1a(this.buf, this.hashed, this.pos, this.hash);
+    this.hashed = this.pos;
+  }
+
   finish(): Uint8Array {
-    this.u32(fnv1a(this.buf, 0, this.pos));
+    this.hashSoFar();
+    this.u32(this.hash);
     return this.buf.slice(0, this.pos);
   }
 }
@@ -100,29 +119,24 @@ class Reader {
   }
 }
 
-function fnv1a(buf: Uint8Array, from: number, to: number): number {
-  let h = 0x811c9dc5;
-  for (let i = from; i < to; i++) {
-    h ^= buf[i] as number;
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}
+/** The fields of an order a snapshot holds, in their order. */
+const ORDER_FIELDS = 13;
 
-function writeOrder(w: Writer, o: Order): void {
-  w.uint(o.id);
-  w.uint(o.owner);
-  w.uint(o.side);
-  w.uint(o.type);
-  w.uint(o.tif);
-  w.uint(o.stp);
-  w.uint(o.postOnly ? 1 : 0);
-  w.uint(o.price);
-  w.uint(o.stopPrice);
-  w.uint(o.quantity);
-  w.uint(o.leaves);
-  w.uint(o.filled);
-  w.uint(o.priority);
+function copyOrder(values: Float64Array, at: number, o: Order): number {
+  values[at] = o.id;
+  values[at + 1] = o.owner;
+  values[at + 2] = o.side;
+  values[at + 3] = o.type;
+  values[at + 4] = o.tif;
+  values[at + 5] = o.stp;
+  values[at + 6] = o.postOnly ? 1 : 0;
+  values[at + 7] = o.price;
+  values[at + 8] = o.stopPrice;
+  values[at + 9] = o.quantity;
+  values[at + 10] = o.leaves;
+  values[at + 11] = o.filled;
+  values[at + 12] = o.priority;
+  return at + ORDER_FIELDS;
 }
 
 function readOrder(r: Reader, o: Order, book: OrderBook): Order {
@@ -146,31 +160,100 @@ function readOrder(r: Reader, o: Order, book: OrderBook): Order {
   return o;
 }
 
-function writeQueues(w: Writer, levels: readonly PriceLevel[]): void {
-  let count = 0;
-  for (const level of levels) count += level.count;
-  w.uint(count);
-  for (const level of levels) for (let o = level.head; o !== null; o = o.next) writeOrder(w, o);
+/**
+ * The engine's state copied flat at one point between commands: per book its symbol and every
+ * integer the snapshot holds for it, in the snapshot's order (104 bytes a resting order, for as
+ * long as the encoding takes). The copy is the walk over every order, and stays synchronous: it
+ * is what makes the snapshot one consistent point. The varints and the checksum, as long again,
+ * then run from the copy in steps (`encodeInSteps`) while the engine goes on matching.
+ */
+export interface SnapshotCapture {
+  seq: number;
+  books: { symbol: string; values: Float64Array }[];
+}
+
+/** Copies the state (every integer is a safe integer: exact in a Float64Array). */
+export function captureSnapshot(
+  seq: number,
+  books: ReadonlyMap<string, OrderBook>,
+): SnapshotCapture {
+  const captured: SnapshotCapture['books'] = [];
+  for (const book of books.values()) {
+    const sides = [book.bids.levels, book.asks.levels];
+    const stops = [book.stops.buys, book.stops.sells];
+    let orders = book.stops.size;
+    for (const levels of sides) for (const level of levels) orders += level.count;
+    // lastTradePrice, then a count before each of the four lists.
+    const values = new Float64Array(5 + orders * ORDER_FIELDS);
+    let at = 0;
+    values[at++] = book.lastTradePrice;
+    for (const levels of sides) {
+      let count = 0;
+      for (const level of levels) count += level.count;
+      values[at++] = count;
+      for (const level of levels) {
+        for (let o = level.head; o !== null; o = o.next) at = copyOrder(values, at, o);
+      }
+    }
+    for (const list of stops) {
+      values[at++] = list.length;
+      for (const o of list) at = copyOrder(values, at, o);
+    }
+    captured.push({ symbol: book.symbol, values });
+  }
+  return { seq, books: captured };
+}
+
+/** Integers encoded between two yields to the event loop (~2 ms of work here). */
+const STEP_VALUES = 1 << 16;
+
+/**
+ * The snapshot's bytes from a capture, yielding (with the checksum so far) after every
+ * `STEP_VALUES` integers; the generator's return value is the finished snapshot.
+ */
+function* encodeSteps(capture: SnapshotCapture): Generator<void, Uint8Array> {
+  const w = new Writer();
+  w.u32(MAGIC);
+  w.uint(VERSION);
+  w.uint(capture.seq);
+  w.uint(capture.books.length);
+  let untilYield = STEP_VALUES;
+  for (const { symbol, values } of capture.books) {
+    w.text(symbol);
+    for (let i = 0; i < values.length; i++) {
+      w.uint(values[i] as number);
+      if (--untilYield === 0) {
+        w.hashSoFar();
+        yield;
+        untilYield = STEP_VALUES;
+      }
+    }
+  }
+  return w.finish();
+}
+
+/** Encodes a capture at once. */
+export function encodeCapture(capture: SnapshotCapture): Uint8Array {
+  const steps = encodeSteps(capture);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/** Encodes a capture in steps of a few ms, letting the event loop run between them. */
+export async function encodeInSteps(capture: SnapshotCapture): Promise<Uint8Array> {
+  const steps = encodeSteps(capture);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    await new Promise<void>((resume) => setImmediate(resume));
+  }
 }
 
 /** Serialises the engine's state. */
 export function encodeSnapshot(seq: number, books: ReadonlyMap<string, OrderBook>): Uint8Array {
-  const w = new Writer();
-  w.u32(MAGIC);
-  w.uint(VERSION);
-  w.uint(seq);
-  w.uint(books.size);
-  for (const book of books.values()) {
-    w.text(book.symbol);
-    w.uint(book.lastTradePrice);
-    writeQueues(w, book.bids.levels);
-    writeQueues(w, book.asks.levels);
-    for (const stops of [book.stops.buys, book.stops.sells]) {
-      w.uint(stops.length);
-      for (const o of stops) writeOrder(w, o);
-    }
-  }
-  return w.finish();
+  return encodeCapture(captureSnapshot(seq, books));
 }
 
 /** Rebuilds books from a snapshot; `take` supplies the Order objects. Throws on a damaged one. */

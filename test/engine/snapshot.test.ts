@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MatchingEngine } from '../../src/engine/matching-engine.js';
+import { encodeInSteps } from '../../src/engine/snapshot.js';
 import { OrderType, Side, TimeInForce } from '../../src/engine/types.js';
 import { cancel, place } from './commands.js';
 import { Harness, checkConsistency } from './engine-helpers.js';
@@ -38,6 +39,54 @@ describe('snapshot', () => {
     const a = new Harness([], restored);
     assert.deepEqual(a.run(...next), h.run(...next));
     assert.deepEqual(a.last, h.last);
+  });
+
+  it('keeps format 1: the bytes of a given state are those earlier versions stored and read', () => {
+    // busyBook's snapshot as written before the state was captured and encoded in steps.
+    const format1 =
+      '4d42583101080203414141650104010000000001630005050004020102010000000065000302010102030100' +
+      '000000650002020002010501000301000000660101000501060101020000005a5f0101000603424242000001' +
+      '070101000000000700090900070000f9711d13';
+    const h = busyBook();
+    assert.equal(Buffer.from(h.engine.snapshot()).toString('hex'), format1);
+    const restored = MatchingEngine.restore(Buffer.from(format1, 'hex'));
+    assert.deepEqual(restored.depth('AAA', 50), h.engine.depth('AAA', 50));
+  });
+
+  it('encodes a capture in steps, as the state stood when captured, while the engine runs on', async () => {
+    const h = new Harness(['AAA', 'BBB']);
+    // 12,000 resting orders: about 156,000 integers, so more than two steps.
+    for (let i = 1; i <= 12_000; i++) {
+      const side = i % 2 === 0 ? Side.BUY : Side.SELL;
+      const price = side === Side.BUY ? 100 + (i % 300) : 1000 + (i % 300);
+      h.engine.apply(place(i, { symbol: i % 3 === 0 ? 'BBB' : 'AAA', side, price }), h.out);
+    }
+    h.engine.apply(
+      place(12_001, { orderType: OrderType.STOP_LIMIT, price: 90, stopPrice: 2000 }),
+      h.out,
+    );
+    const atCapture = h.engine.snapshot();
+    const capture = h.engine.capture();
+    // Between steps the engine matches, cancels and rests orders the capture must not show.
+    let batchesBetweenSteps = 0;
+    let seq = 12_002;
+    const matchOn = (): void => {
+      h.engine.apply(place(seq++, { side: Side.BUY, price: 1299, quantity: 5 }), h.out);
+      h.engine.apply(cancel(seq++, 2), h.out);
+      h.engine.apply(place(seq++, { symbol: 'BBB', price: 150, quantity: 2 }), h.out);
+      batchesBetweenSteps++;
+      if (!done) setImmediate(matchOn);
+    };
+    let done = false;
+    setImmediate(matchOn);
+    const bytes = await encodeInSteps(capture);
+    done = true;
+    assert.ok(batchesBetweenSteps >= 2, `the engine ran between steps (${batchesBetweenSteps})`);
+    assert.notDeepEqual(h.engine.snapshot(), atCapture, 'the engine moved on meanwhile');
+    assert.deepEqual(bytes, atCapture);
+    const restored = MatchingEngine.restore(bytes);
+    checkConsistency(restored);
+    assert.equal(restored.lastSeq, 12_001);
   });
 
   it('is compact: a resting order takes a few dozen bytes', () => {
