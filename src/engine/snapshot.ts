@@ -136,6 +136,14 @@ function copyOrder(values: Float64Array, at: number, o: Order): number {
   values[at + 10] = o.leaves;
   values[at + 11] = o.filled;
   values[at + 12] = o.priority;
+  // Checked here, as the copy is made, so that an order no snapshot can hold fails the snapshot
+  // at once, on the engine's thread, rather than later in an encoding step.
+  for (let i = at; i < at + ORDER_FIELDS; i++) {
+    const v = values[i] as number;
+    if (!Number.isSafeInteger(v) || v < 0) {
+      throw new RangeError(`order ${o.id}: cannot encode ${v}`);
+    }
+  }
   return at + ORDER_FIELDS;
 }
 
@@ -186,6 +194,9 @@ export function captureSnapshot(
     // lastTradePrice, then a count before each of the four lists.
     const values = new Float64Array(5 + orders * ORDER_FIELDS);
     let at = 0;
+    if (!Number.isSafeInteger(book.lastTradePrice) || book.lastTradePrice < 0) {
+      throw new RangeError(`book ${book.symbol}: cannot encode ${book.lastTradePrice}`);
+    }
     values[at++] = book.lastTradePrice;
     for (const levels of sides) {
       let count = 0;
@@ -198,6 +209,11 @@ export function captureSnapshot(
     for (const list of stops) {
       values[at++] = list.length;
       for (const o of list) at = copyOrder(values, at, o);
+    }
+    if (at !== values.length) {
+      throw new Error(
+        `book ${book.symbol}: its counts say ${values.length} values, its lists ${at}`,
+      );
     }
     captured.push({ symbol: book.symbol, values });
   }

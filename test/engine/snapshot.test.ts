@@ -89,6 +89,13 @@ describe('snapshot', () => {
     assert.equal(restored.lastSeq, 12_001);
   });
 
+  it('refuses to capture a state it could not encode, at once', () => {
+    const h = new Harness();
+    h.engine.apply(place(1, { ownerId: 2 ** 60 }), h.out);
+    assert.throws(() => h.engine.capture(), /order 1: cannot encode/);
+    assert.throws(() => h.engine.snapshot(), /order 1: cannot encode/);
+  });
+
   it('is compact: a resting order takes a few dozen bytes', () => {
     const h = new Harness();
     for (let i = 1; i <= 1000; i++) {
