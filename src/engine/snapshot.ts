@@ -189,8 +189,8 @@ export function captureSnapshot(
   for (const book of books.values()) {
     const sides = [book.bids.levels, book.asks.levels];
     const stops = [book.stops.buys, book.stops.sells];
-    let orders = book.stops.size;
-    for (const levels of sides) for (const level of levels) orders += level.count;
+    const resting = sides.map((levels) => levels.reduce((n, level) => n + level.count, 0));
+    const orders = book.stops.size + resting.reduce((a, b) => a + b, 0);
     // lastTradePrice, then a count before each of the four lists.
     const values = new Float64Array(5 + orders * ORDER_FIELDS);
     let at = 0;
@@ -198,10 +198,8 @@ export function captureSnapshot(
       throw new RangeError(`book ${book.symbol}: cannot encode ${book.lastTradePrice}`);
     }
     values[at++] = book.lastTradePrice;
-    for (const levels of sides) {
-      let count = 0;
-      for (const level of levels) count += level.count;
-      values[at++] = count;
+    for (const [side, levels] of sides.entries()) {
+      values[at++] = resting[side] as number;
       for (const level of levels) {
         for (let o = level.head; o !== null; o = o.next) at = copyOrder(values, at, o);
       }
@@ -249,7 +247,7 @@ function* encodeSteps(capture: SnapshotCapture): Generator<void, Uint8Array> {
 }
 
 /** Encodes a capture at once. */
-export function encodeCapture(capture: SnapshotCapture): Uint8Array {
+function encodeCapture(capture: SnapshotCapture): Uint8Array {
   const steps = encodeSteps(capture);
   for (;;) {
     const r = steps.next();
