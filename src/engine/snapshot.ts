@@ -246,15 +246,6 @@ function* encodeSteps(capture: SnapshotCapture): Generator<void, Uint8Array> {
   return w.finish();
 }
 
-/** Encodes a capture at once. */
-function encodeCapture(capture: SnapshotCapture): Uint8Array {
-  const steps = encodeSteps(capture);
-  for (;;) {
-    const r = steps.next();
-    if (r.done === true) return r.value;
-  }
-}
-
 /** Encodes a capture in steps of a few ms, letting the event loop run between them. */
 export async function encodeInSteps(capture: SnapshotCapture): Promise<Uint8Array> {
   const steps = encodeSteps(capture);
@@ -265,9 +256,13 @@ export async function encodeInSteps(capture: SnapshotCapture): Promise<Uint8Arra
   }
 }
 
-/** Serialises the engine's state. */
+/** Serialises the engine's state at once: the same steps, none of them waited for. */
 export function encodeSnapshot(seq: number, books: ReadonlyMap<string, OrderBook>): Uint8Array {
-  return encodeCapture(captureSnapshot(seq, books));
+  const steps = encodeSteps(captureSnapshot(seq, books));
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
 }
 
 /** Rebuilds books from a snapshot; `take` supplies the Order objects. Throws on a damaged one. */
