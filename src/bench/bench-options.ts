@@ -44,6 +44,8 @@ export interface Sizes {
   alwaysPass: boolean;
   /** Longest wait for the pipeline to drain between scenarios. */
   quiesceMs: number;
+  /** BUY LIMIT orders rested far below the market before the scenarios: a deep book. */
+  resting: number;
 }
 
 export interface Options {
@@ -79,6 +81,7 @@ const FULL: Sizes = {
   generatorMs: 3_000,
   alwaysPass: true,
   quiesceMs: 120_000,
+  resting: 0,
 };
 
 const QUICK: Sizes = {
@@ -103,6 +106,7 @@ const QUICK: Sizes = {
   generatorMs: 500,
   alwaysPass: false,
   quiesceMs: 30_000,
+  resting: 0,
 };
 
 export const USAGE = `matchbox bench — the whole system under load (see bench/README.md)
@@ -116,6 +120,8 @@ Usage: npm run bench [-- options]   or   matchbox bench [options]
                       admin token from --admin-token or MATCHBOX_ADMIN_TOKEN
   --admin-token T     admin token of --url's system
   --rate N            the end-to-end scenario's offered orders/s (default 5000; --quick 300)
+  --resting N         first rest N BUY LIMIT orders far below the market (default 0): a deep
+                      book, as a venue's is, that the engine holds and snapshots throughout
   --out DIR           results folder (default bench/results)
   -h, --help          this help`;
 
@@ -130,6 +136,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       url: { type: 'string' },
       'admin-token': { type: 'string' },
       rate: { type: 'string' },
+      resting: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -149,6 +156,10 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (!Number.isInteger(rate) || rate < 1 || rate > 1_000_000) {
     throw new Error(`--rate must be an integer 1–1000000, not ${values.rate}`);
   }
+  const resting = values.resting === undefined ? 0 : Number(values.resting);
+  if (!/^\d+$/.test(values.resting ?? '0') || resting > 10_000_000) {
+    throw new Error(`--resting must be an integer 0–10000000, not ${values.resting}`);
+  }
   return {
     quick,
     json: values.json === true,
@@ -156,6 +167,6 @@ export function parseOptions(argv: string[]): Options | 'help' {
     url: values.url,
     adminToken,
     out: values.out ?? 'bench/results',
-    sizes: { ...sizes, e2eRate: rate },
+    sizes: { ...sizes, e2eRate: rate, resting },
   };
 }

@@ -56,6 +56,37 @@ export async function askDepth(target: Target, key: string): Promise<number> {
   return asks.reduce((sum, level) => sum + Number(level.quantity), 0);
 }
 
+/** Price levels of a resting book (`--resting`): 50.00–50.99, far below every ask. */
+const RESTING_LEVELS = 100;
+
+/**
+ * Rests `orders` BUY LIMIT orders of one lot that nothing in the bench trades with: a deep book,
+ * as a venue's is, for the engine to hold, match beside and snapshot.
+ */
+export async function restBook(target: Target, orders: number): Promise<void> {
+  const user = await createUser(target, 'bench-resting-book');
+  for (let level = 0; level < RESTING_LEVELS; level++) {
+    const count = Math.floor(orders / RESTING_LEVELS) + (level < orders % RESTING_LEVELS ? 1 : 0);
+    if (count === 0) continue;
+    const body = JSON.stringify({
+      symbol: SYMBOL,
+      side: 'BUY',
+      type: 'LIMIT',
+      quantity: '1',
+      price: (50 + level / 100).toFixed(2),
+    });
+    const r = await closedLoop(
+      { url: target.url, path: '/v1/orders', apiKey: user.key, body },
+      { clients: Math.min(16, count), count, durationMs: 600_000 },
+    );
+    if (r.result.ok !== count) {
+      throw new Error(
+        `the resting book got ${r.result.ok} of ${count} orders: ${r.result.error_samples.join('; ')}`,
+      );
+    }
+  }
+}
+
 export class MarketMaker {
   private placed = 0;
 

@@ -123,7 +123,7 @@ export function renderMarkdown(r: BenchReport, charts: string[]): string {
     '- Order Type: MARKET BUY 1 AAPL against a market maker’s resting SELL LIMIT orders (every order fills)',
     '- Redis Queue Enabled: Yes (queue mode) and No (sync mode: PostgreSQL and the engine before the answer), same run',
     '- Batch Writer: running asynchronously (every 1 s or 50 records; a second writer run with a large batch)',
-    `- Systems: ${r.systems.map((x) => `${x.name} (${x.mode}, appendfsync ${x.appendfsync})`).join('; ')}`,
+    `- Systems: ${r.systems.map((x) => `${x.name} (${x.mode}, appendfsync ${x.appendfsync}${x.resting_book > 0 ? `, ${x.resting_book} orders resting in the book` : ''})`).join('; ')}`,
     '',
   );
   if (s.seed !== undefined) {

@@ -40,6 +40,8 @@ export interface SystemInfo {
   settings: Record<string, string>;
   /** Did the pipeline drain between scenarios every time? */
   always_drained: boolean;
+  /** BUY LIMIT orders rested far below the market before the scenarios (`--resting`). */
+  resting_book: number;
 }
 
 export interface BenchReport {

@@ -5,7 +5,7 @@
 // bench/results/<timestamp>/. Scenarios and their figures: bench/README.md.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { MarketMaker, SYMBOL, createUser } from './market-maker.js';
+import { MarketMaker, SYMBOL, createUser, restBook } from './market-maker.js';
 import { SCENARIOS, USAGE, parseOptions } from './bench-options.js';
 import type { Options, ScenarioName } from './bench-options.js';
 import { buildCharts } from './charts.js';
@@ -165,6 +165,7 @@ class Bench {
         Object.entries(target.env).filter(([k]) => !/TOKEN|URL/.test(k)),
       ),
       always_drained: true,
+      resting_book: this.o.sizes.resting,
     };
     this.report.systems.push(info);
     try {
@@ -178,6 +179,10 @@ class Bench {
         samples: this.samples,
       };
       if (detect) info.mode = target.mode = await detectMode(ctx);
+      if (this.o.sizes.resting > 0) {
+        this.progress.phase(`[${target.name}] resting book: ${this.o.sizes.resting} orders`);
+        await restBook(target, this.o.sizes.resting);
+      }
       // Warm-up: the JIT, the connection pools and the caches, on both modes alike.
       this.progress.phase(`[${target.name}] warm-up: ${this.o.sizes.warmup} orders`);
       // Half of it one request at a time, half from 8 clients: the JIT optimises the code each

@@ -13,7 +13,8 @@ import type { EngineService } from './server.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = pino({ level: config.logLevel, name: 'engine' });
-  if (config.databaseUrl === undefined) {
+  const databaseUrl = config.databaseUrl;
+  if (databaseUrl === undefined) {
     logger.fatal('DATABASE_URL must be set: the engine keeps its snapshots in PostgreSQL');
     process.exit(2);
   }
@@ -28,7 +29,7 @@ async function main(): Promise<void> {
     'engine',
     logger,
   );
-  const sql = connect(config.databaseUrl, { max: 2 });
+  const sql = connect(databaseUrl, { max: 2 });
   // Its state is in PostgreSQL: started while that is down, it waits for it.
   let service: EngineService | undefined;
   await untilReachable('PostgreSQL', logger, async () => {
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
       shard,
       address: shardAddress(config.engineAddress, shard),
       sql,
+      databaseUrl,
       snapshotEvery: config.snapshotEvery,
       snapshotIntervalMs: config.snapshotIntervalMs,
       logger,

@@ -10,14 +10,16 @@ import type { DepthReply, DepthRequest, LastAppliedReply, LastAppliedRequest } f
 import type { LiveOrdersReply, LiveOrdersRequest } from './proto.js';
 import type { SessionReply, SessionRequest, WireLevel } from './proto.js';
 import { ShardEngine } from './shard-engine.js';
+import { SnapshotReplica } from './snapshot-replica.js';
 import { SnapshotStore } from './snapshot-store.js';
-import { Snapshotter } from './snapshotter.js';
 
 export interface EngineServiceOptions {
   shard: number;
   /** `host:port`; port 0 picks a free one (see the returned `port`). */
   address: string;
   sql: Sql;
+  /** The same database as `sql`'s: the snapshot replica's thread opens its own connection. */
+  databaseUrl: string;
   snapshotEvery: number;
   snapshotIntervalMs: number;
   logger: Logger;
@@ -38,13 +40,18 @@ export async function startEngineService(options: EngineServiceOptions): Promise
   const store = new SnapshotStore(options.sql, shard);
   const loaded = await store.newest();
   const engine = new ShardEngine(loaded?.data);
-  const snapshots = new Snapshotter(
-    store,
-    () => engine.core,
-    { every: options.snapshotEvery, intervalMs: options.snapshotIntervalMs },
-    logger,
+  const snapshots = new SnapshotReplica(
+    {
+      databaseUrl: options.databaseUrl,
+      shard,
+      policy: { every: options.snapshotEvery, intervalMs: options.snapshotIntervalMs },
+      engine: () => engine.core,
+      store,
+      logger,
+    },
+    loaded?.data,
+    engine.lastSeq,
   );
-  snapshots.reset(engine.lastSeq);
   logger.info({ shard, seq: engine.lastSeq, snapshot: loaded !== undefined }, 'engine loaded');
   const labels = { shard };
   engineMetrics.lastSeq.set(labels, engine.lastSeq);
@@ -80,7 +87,7 @@ export async function startEngineService(options: EngineServiceOptions): Promise
         const snapshot = await store.newest(written);
         if (call !== current) return;
         engine.reset(snapshot?.data);
-        snapshots.reset(engine.lastSeq);
+        snapshots.reset(snapshot?.data, engine.lastSeq);
         engineMetrics.rollbacks.inc(labels);
         engineMetrics.lastSeq.set(labels, engine.lastSeq);
         logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');
@@ -93,7 +100,7 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       engineMetrics.commands.inc(labels, batch.applied);
       engineMetrics.lastSeq.set(labels, batch.lastSeq);
       call.write({ reports: { last_seq: batch.lastSeq, reports: batch.reports } });
-      snapshots.applied(batch.applied);
+      if (batch.applied > 0) snapshots.applied(req.batch.commands, batch.lastSeq);
     } else {
       fail(call, grpc.status.INVALID_ARGUMENT, 'expected a hello or a batch');
     }

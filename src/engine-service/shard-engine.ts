@@ -37,8 +37,11 @@ export class ShardEngine {
     this.listed = new Set(this.engine.symbols());
   }
 
-  /** Applies the commands in order and returns every report they produced. */
-  apply(commands: WireCommand[]): AppliedBatch {
+  /**
+   * Applies the commands in order and returns every report they produced; a replica, which
+   * needs the state and not the reports, passes `reporting` false.
+   */
+  apply(commands: WireCommand[], reporting = true): AppliedBatch {
     const reports: WireReport[] = [];
     let applied = 0;
     for (const w of commands) {
@@ -56,6 +59,7 @@ export class ShardEngine {
       this.out.clear();
       if (!this.engine.apply(cmd, this.out)) continue;
       applied++;
+      if (!reporting) continue;
       for (let i = 0; i < this.out.length; i++) reports.push(toWireReport(this.out.at(i)));
     }
     this.out.clear();

@@ -1,9 +1,8 @@
-// When the engine snapshots: after `every` commands or `intervalMs` with anything applied. The
+// When an engine snapshots: after `every` commands or `intervalMs` with anything applied. The
 // state is copied synchronously between batches (so it is one consistent point), then encoded in
 // steps and written asynchronously; one write at a time, and a failed write only means the next
-// trigger tries again.
-import { componentErrors, engineMetrics } from '../metrics/pipeline.js';
-import type { Logger } from 'pino';
+// trigger tries again. It runs on the engine's replica (replica-worker.ts), off the matching
+// thread, and on the matching thread only for a final snapshot the replica could not take.
 import type { MatchingEngine } from '../engine/matching-engine.js';
 import { encodeInSteps } from '../engine/snapshot.js';
 import type { SnapshotCapture } from '../engine/snapshot.js';
@@ -12,6 +11,12 @@ import type { SnapshotStore } from './snapshot-store.js';
 export interface SnapshotPolicy {
   every: number;
   intervalMs: number;
+}
+
+/** What becomes of each snapshot: logged and counted by whoever runs the snapshotter. */
+export interface SnapshotEvents {
+  stored(seq: number, bytes: number, ms: number): void;
+  failed(err: unknown, seq: number): void;
 }
 
 export class Snapshotter {
@@ -25,12 +30,17 @@ export class Snapshotter {
     private readonly store: SnapshotStore,
     private readonly engine: () => MatchingEngine,
     private readonly policy: SnapshotPolicy,
-    private readonly logger: Logger,
+    private readonly events: SnapshotEvents,
   ) {
     this.timer = setInterval(() => {
       if (this.sinceLast > 0) this.take();
     }, policy.intervalMs);
     this.timer.unref();
+  }
+
+  /** Seq of the newest snapshot stored or loaded. */
+  get stored(): number {
+    return this.savedSeq;
   }
 
   /** The engine now stands at a stored snapshot (loaded or rolled back to). */
@@ -65,7 +75,8 @@ export class Snapshotter {
     }
     // The state is copied at this point between batches; its encoding then runs in steps of a
     // few ms, so that a large book holds the next batch up for the copy alone (264,000 resting
-    // orders: 45–115 ms for the copy, against 130–190 for copy and encoding at once).
+    // orders: 45–115 ms for the copy, against 130–190 for copy and encoding at once) and the
+    // replica keeps up with the engine while it encodes.
     const capture = engine.capture();
     const counted = this.sinceLast;
     this.sinceLast = 0;
@@ -73,14 +84,12 @@ export class Snapshotter {
     this.writing = this.write(seq, capture).then(
       (bytes) => {
         this.savedSeq = Math.max(this.savedSeq, seq);
-        engineMetrics.snapshots.inc({ shard: this.store.shard });
-        this.logger.info({ seq, bytes, ms: Date.now() - started }, 'snapshot stored');
+        this.events.stored(seq, bytes, Date.now() - started);
       },
       (err: unknown) => {
         // Put the count back so the next batch or tick retries; the engine runs on regardless.
         this.sinceLast += counted;
-        componentErrors.inc({ dependency: 'postgres', component: 'engine' });
-        this.logger.error({ err, seq }, 'snapshot write failed; will retry');
+        this.events.failed(err, seq);
       },
     );
     void this.writing.finally(() => {

@@ -67,6 +67,11 @@ export const engineMetrics = {
     help: 'Last command sequence the engine applied.',
     labelNames: ['shard'],
   }),
+  replicaSeq: gauge({
+    name: 'matchbox_engine_replica_seq',
+    help: "Last command sequence the engine's snapshot replica applied (it follows matchbox_engine_last_seq).",
+    labelNames: ['shard'],
+  }),
   resting: gauge({
     name: 'matchbox_engine_resting_orders',
     help: 'Orders resting in the book, per symbol.',

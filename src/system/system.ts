@@ -145,6 +145,7 @@ export async function startSystem(
           shard: n,
           address: addresses[n] as string,
           sql,
+          databaseUrl: config.databaseUrl,
           snapshotEvery: config.snapshotEvery,
           snapshotIntervalMs: config.snapshotIntervalMs,
           logger: logger.child({ component: 'engine', shard: n }),

@@ -19,3 +19,12 @@ it('refuses a rate that is not a positive integer', () => {
     assert.throws(() => parseOptions([`--rate=${bad}`]), /--rate must be an integer/);
   }
 });
+
+it('--resting asks for a deep book first; none by default, and a count it can place', () => {
+  assert.equal(parse([]).sizes.resting, 0);
+  assert.equal(parse(['--resting', '250000']).sizes.resting, 250_000);
+  assert.deepEqual({ ...parse(['--resting', '9']).sizes, resting: 0 }, parse([]).sizes);
+  for (const bad of ['-1', '1.5', 'deep', '', '10000001']) {
+    assert.throws(() => parseOptions([`--resting=${bad}`]), /--resting must be an integer/);
+  }
+});

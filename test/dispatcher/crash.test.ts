@@ -110,6 +110,7 @@ describe('dispatcher through crashes', () => {
       shard: 0,
       address: '127.0.0.1:0',
       sql: db.sql,
+      databaseUrl: db.url,
       snapshotEvery: 50,
       snapshotIntervalMs: 60_000,
       logger: quietLogger(),

@@ -42,6 +42,7 @@ describe('dispatcher with the engine service', () => {
       shard: 0,
       address: '127.0.0.1:0',
       sql: db.sql,
+      databaseUrl: db.url,
       snapshotEvery: 1000,
       snapshotIntervalMs: 60_000,
       logger: quietLogger(),

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { EngineClient, EngineUnavailableError } from '../../src/engine-service/client.js';
+import { toWireCommand } from '../../src/engine-service/proto.js';
 import { startEngineService } from '../../src/engine-service/server.js';
+import { ShardEngine } from '../../src/engine-service/shard-engine.js';
+import { SnapshotReplica } from '../../src/engine-service/snapshot-replica.js';
 import { SnapshotStore } from '../../src/engine-service/snapshot-store.js';
 import type { EngineService } from '../../src/engine-service/server.js';
 import { EventBuffer } from '../../src/engine/event-buffer.js';
 import { MatchingEngine } from '../../src/engine/matching-engine.js';
 import { OrderType, Side, TimeInForce } from '../../src/engine/types.js';
+import { componentErrors, engineMetrics } from '../../src/metrics/pipeline.js';
 import type { Command, ExecutionReport } from '../../src/engine/types.js';
 import { freshDatabase } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
@@ -59,6 +63,7 @@ describe('engine service', () => {
       shard: 0,
       address: '127.0.0.1:0',
       sql: db.sql,
+      databaseUrl: db.url,
       snapshotEvery,
       snapshotIntervalMs: 60_000,
       logger: quietLogger(),
@@ -256,5 +261,84 @@ describe('engine service', () => {
       client.close();
       child.kill('SIGKILL');
     }
+  });
+
+  describe('snapshot replica', () => {
+    const shard = 's7';
+    /** The replica's snapshots of this shard, newest last. */
+    const stored = async (): Promise<{ seq: number; data: Uint8Array }[]> => {
+      const rows = await db.sql<{ seq: string; data: Buffer }[]>`
+        SELECT seq, data FROM engine_snapshots WHERE shard = ${shard} ORDER BY seq`;
+      return rows.map((r) => ({ seq: Number(r.seq), data: new Uint8Array(r.data) }));
+    };
+    const gauge = async (metric: typeof engineMetrics.replicaSeq): Promise<number | undefined> =>
+      (await metric.get()).values.find((v) => v.labels.shard === shard)?.value;
+    const replicaErrors = async (): Promise<number> =>
+      (await componentErrors.get()).values.find((v) => v.labels.dependency === 'replica')?.value ??
+      0;
+
+    /** An engine with a replica that snapshots every `every` commands. */
+    const follow = (every: number): { engine: ShardEngine; replica: SnapshotReplica } => {
+      const engine = new ShardEngine();
+      const replica = new SnapshotReplica(
+        {
+          databaseUrl: db.url,
+          shard,
+          policy: { every, intervalMs: 60_000 },
+          engine: () => engine.core,
+          store: new SnapshotStore(db.sql, shard),
+          logger: quietLogger(),
+        },
+        undefined,
+        0,
+      );
+      return { engine, replica };
+    };
+
+    it("stores the engine's own state, byte for byte, and is started again from it after diverging", async () => {
+      await db.sql`DELETE FROM engine_snapshots WHERE shard = ${shard}`;
+      const { engine, replica } = follow(10);
+      const wire = script(40).map(toWireCommand);
+      const send = (from: number, to: number, lastSeq?: number): void => {
+        const batch = wire.slice(from, to);
+        const applied = engine.apply(batch);
+        replica.applied(batch, lastSeq ?? applied.lastSeq);
+      };
+      try {
+        send(0, 20);
+        const at20 = engine.core.snapshot();
+        await waitFor('a snapshot at 20', async () => (await stored()).length === 1);
+        assert.deepEqual(await stored(), [{ seq: 20, data: at20 }]);
+
+        // Told the engine stands elsewhere than it does, the replica exits; another starts from
+        // a copy of the engine at 30 (the batch it failed on is in that copy).
+        const errors = await replicaErrors();
+        send(20, 30, 999);
+        await waitFor('the replica to fail', async () => (await replicaErrors()) > errors);
+        await waitFor(
+          'a replica at 30',
+          async () => (await gauge(engineMetrics.replicaSeq)) === 30,
+        );
+        send(30, 40);
+        const at40 = engine.core.snapshot();
+        await waitFor('a snapshot at 40', async () => (await stored()).length === 2);
+        assert.deepEqual((await stored())[1], { seq: 40, data: at40 });
+      } finally {
+        await replica.final();
+      }
+      assert.equal((await stored()).length, 2, 'nothing newer to store at the end');
+    });
+
+    it('leaves the final snapshot to the engine when the replica is gone', async () => {
+      await db.sql`DELETE FROM engine_snapshots WHERE shard = ${shard}`;
+      const { engine, replica } = follow(1_000);
+      const wire = script(25).map(toWireCommand);
+      const errors = await replicaErrors();
+      engine.apply(wire);
+      replica.applied(wire, 1);
+      await waitFor('the replica to fail', async () => (await replicaErrors()) > errors);
+      await replica.final();
+      assert.deepEqual(await stored(), [{ seq: 25, data: engine.core.snapshot() }]);
+    });
   });
 });
