@@ -182,6 +182,12 @@ class Bench {
       if (this.o.sizes.resting > 0) {
         this.progress.phase(`[${target.name}] resting book: ${this.o.sizes.resting} orders`);
         await restBook(target, this.o.sizes.resting);
+        // Accepted is not yet in the book: the engine and the writer get through them first (at
+        // a thousand a second at the least).
+        const drainMs = this.o.sizes.quiesceMs + this.o.sizes.resting;
+        if (!(await probes.quiesce(drainMs)) && probes.redis !== undefined) {
+          throw new Error(`the resting book's orders did not drain in ${drainMs / 1000} s`);
+        }
       }
       // Warm-up: the JIT, the connection pools and the caches, on both modes alike.
       this.progress.phase(`[${target.name}] warm-up: ${this.o.sizes.warmup} orders`);

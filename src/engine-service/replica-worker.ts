@@ -29,7 +29,8 @@ port.on('message', (msg: ToReplica) => {
   switch (msg.type) {
     case 'reset':
       replica = new ShardEngine(msg.snapshot);
-      snapshots.reset(replica.lastSeq);
+      // A replica started from a copy of the engine's state has that state to store.
+      snapshots.reset(msg.storedSeq);
       break;
     case 'batch': {
       const { applied, lastSeq } = replica.apply(msg.commands, false);

@@ -192,11 +192,18 @@ export async function startEngineService(options: EngineServiceOptions): Promise
     Depth: depth,
     LiveOrders: liveOrders,
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err === null ? resolve(p) : reject(err),
-    );
-  });
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err === null ? resolve(p) : reject(err),
+      );
+    });
+  } catch (err) {
+    await snapshots.final();
+    restingSources.delete(resting);
+    throw err;
+  }
   logger.info({ shard, port }, 'engine listening');
 
   return {

@@ -5,8 +5,9 @@
 //
 // The engine is deterministic, so the replica at seq N holds the engine's state at seq N. Each
 // batch carries the seq the engine reached with it; a replica that reaches another has diverged
-// and exits. A replica that exits is started again a second later from a copy of the engine's
-// state (the one pause this design still has, and only then); batches in between are not needed.
+// and exits. A replica that exits is started again a second later (then 2, 4… up to a minute
+// while they keep failing) from a copy of the engine's state: the one pause this design still
+// has, and only then; batches in between are not needed.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { MatchingEngine } from '../engine/matching-engine.js';
@@ -23,7 +24,8 @@ export interface ReplicaData {
 }
 
 export type ToReplica =
-  | { type: 'reset'; snapshot: Uint8Array | undefined }
+  /** The replica now stands at `snapshot`; the newest snapshot stored is at `storedSeq`. */
+  | { type: 'reset'; snapshot: Uint8Array | undefined; storedSeq: number }
   | { type: 'batch'; commands: WireCommand[]; lastSeq: number }
   | { type: 'final' };
 
@@ -41,8 +43,11 @@ export interface ReplicaOptions extends ReplicaData {
   logger: Logger;
 }
 
-/** Delay before a replica that exited is started again. */
+/** Delay before a replica that exited is started again; doubled while replicas keep failing. */
 const RESTART_MS = 1_000;
+const RESTART_MAX_MS = 60_000;
+/** How long a stop waits for the replica's final snapshot before the engine stores its own. */
+const FINAL_WAIT_MS = 15_000;
 /**
  * Batches are handed over together, at most this long after the first of them: one message
  * (and one wake-up of the replica's thread) per 10 ms rather than per batch.
@@ -57,6 +62,8 @@ export class SnapshotReplica {
   private storedSeq: number;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** Replicas started again since one last stored a snapshot. */
+  private restarts = 0;
   private onFinal: (() => void) | undefined;
   /** Commands applied by the engine and not yet handed over, and the seq they bring it to. */
   private pending: WireCommand[] = [];
@@ -77,7 +84,7 @@ export class SnapshotReplica {
   reset(snapshot: Uint8Array | undefined, seq: number): void {
     this.storedSeq = seq;
     this.flush();
-    this.worker?.postMessage({ type: 'reset', snapshot } satisfies ToReplica);
+    this.worker?.postMessage({ type: 'reset', snapshot, storedSeq: seq } satisfies ToReplica);
   }
 
   /** The engine applied `commands` and stands at `lastSeq`. */
@@ -104,27 +111,34 @@ export class SnapshotReplica {
 
   /**
    * Waits for the replica to apply everything sent and store a final snapshot, then ends it. If
-   * it cannot, the engine's own thread stores the final snapshot.
+   * it did not store one of the engine's last state, the engine's own thread does.
    */
   async final(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     this.flush();
+    const { logger, shard } = this.options;
     const worker = this.worker;
     if (worker !== undefined) {
+      worker.ref();
       const answered = await new Promise<boolean>((resolve) => {
-        this.onFinal = () => resolve(true);
-        worker.once('exit', () => resolve(false));
+        const timer = setTimeout(() => resolve(false), FINAL_WAIT_MS);
+        const done = (answer: boolean): void => {
+          clearTimeout(timer);
+          resolve(answer);
+        };
+        this.onFinal = () => done(true);
+        worker.once('exit', () => done(false));
         worker.postMessage({ type: 'final' } satisfies ToReplica);
       });
+      if (!answered) logger.warn({ shard }, 'the snapshot replica did not finish');
       await worker.terminate();
       this.worker = undefined;
-      if (answered) return;
     }
+    // Every snapshot the replica stored was heard before its answer.
     const engine = this.options.engine();
     if (engine.lastSeq <= this.storedSeq) return;
-    const { logger, shard } = this.options;
-    logger.warn({ shard, seq: engine.lastSeq }, 'no replica: the engine stores its final snapshot');
+    logger.warn({ shard, seq: engine.lastSeq }, 'the engine stores its final snapshot itself');
     try {
       const data = engine.snapshot();
       await this.options.store.save(engine.lastSeq, data);
@@ -141,7 +155,13 @@ export class SnapshotReplica {
       workerData: { databaseUrl, shard, policy } satisfies ReplicaData,
     });
     this.worker = worker;
-    worker.postMessage({ type: 'reset', snapshot } satisfies ToReplica);
+    // Not what keeps a process alive: `final()` holds it while it waits for the replica.
+    worker.unref();
+    worker.postMessage({
+      type: 'reset',
+      snapshot,
+      storedSeq: this.storedSeq,
+    } satisfies ToReplica);
     worker.on('message', (msg: FromReplica) => this.heard(msg));
     worker.on('error', (err) => {
       componentErrors.inc({ dependency: 'replica', component: 'engine' });
@@ -154,10 +174,9 @@ export class SnapshotReplica {
       clearTimeout(this.handover);
       this.handover = undefined;
       this.pending = [];
-      logger.error(
-        { shard, code },
-        `snapshot replica exited; starting another in ${RESTART_MS} ms`,
-      );
+      const delay = Math.min(RESTART_MS * 2 ** this.restarts, RESTART_MAX_MS);
+      this.restarts++;
+      logger.error({ shard, code }, `snapshot replica exited; starting another in ${delay} ms`);
       this.restartTimer = setTimeout(() => {
         if (this.stopping) return;
         // Between two batches: the copy is of one consistent point, and the engine's thread
@@ -165,7 +184,7 @@ export class SnapshotReplica {
         const engine = this.options.engine();
         this.spawn(engine.snapshot());
         logger.warn({ shard, seq: engine.lastSeq }, 'snapshot replica started again');
-      }, RESTART_MS);
+      }, delay);
     });
   }
 
@@ -193,6 +212,7 @@ export class SnapshotReplica {
 
   private stored(seq: number, bytes: number, ms: number): void {
     this.storedSeq = Math.max(this.storedSeq, seq);
+    this.restarts = 0;
     engineMetrics.snapshots.inc({ shard: this.options.shard });
     this.options.logger.info({ seq, bytes, ms }, 'snapshot stored');
   }

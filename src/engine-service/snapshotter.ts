@@ -38,11 +38,6 @@ export class Snapshotter {
     this.timer.unref();
   }
 
-  /** Seq of the newest snapshot stored or loaded. */
-  get stored(): number {
-    return this.savedSeq;
-  }
-
   /** The engine now stands at a stored snapshot (loaded or rolled back to). */
   reset(seq: number): void {
     this.sinceLast = 0;
