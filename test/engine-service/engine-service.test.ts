@@ -329,27 +329,27 @@ describe('engine service', () => {
       assert.equal((await stored()).length, 2, 'nothing newer to store at the end');
     });
 
-    it('stores at a stop the state a replica was started again from, with nothing after it', async () => {
+    /** An engine at 25 whose first replica has failed, told the engine stood elsewhere. */
+    const diverged = async (): Promise<{ engine: ShardEngine; replica: SnapshotReplica }> => {
       await db.sql`DELETE FROM engine_snapshots WHERE shard = ${shard}`;
-      const { engine, replica } = follow(1_000);
+      const followed = follow(1_000);
       const wire = script(25).map(toWireCommand);
       const errors = await replicaErrors();
-      engine.apply(wire);
-      replica.applied(wire, 1);
+      followed.engine.apply(wire);
+      followed.replica.applied(wire, 1);
       await waitFor('the replica to fail', async () => (await replicaErrors()) > errors);
+      return followed;
+    };
+
+    it('stores at a stop the state a replica was started again from, with nothing after it', async () => {
+      const { engine, replica } = await diverged();
       await waitFor('a replica at 25', async () => (await gauge(engineMetrics.replicaSeq)) === 25);
       await replica.final();
       assert.deepEqual(await stored(), [{ seq: 25, data: engine.core.snapshot() }]);
     });
 
     it('leaves the final snapshot to the engine when the replica is gone', async () => {
-      await db.sql`DELETE FROM engine_snapshots WHERE shard = ${shard}`;
-      const { engine, replica } = follow(1_000);
-      const wire = script(25).map(toWireCommand);
-      const errors = await replicaErrors();
-      engine.apply(wire);
-      replica.applied(wire, 1);
-      await waitFor('the replica to fail', async () => (await replicaErrors()) > errors);
+      const { engine, replica } = await diverged();
       await replica.final();
       assert.deepEqual(await stored(), [{ seq: 25, data: engine.core.snapshot() }]);
     });
