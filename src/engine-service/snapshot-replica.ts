@@ -140,9 +140,10 @@ export class SnapshotReplica {
     if (engine.lastSeq <= this.storedSeq) return;
     logger.warn({ shard, seq: engine.lastSeq }, 'the engine stores its final snapshot itself');
     try {
+      const started = Date.now();
       const data = engine.snapshot();
       await this.options.store.save(engine.lastSeq, data);
-      this.stored(engine.lastSeq, data.length, 0);
+      this.stored(engine.lastSeq, data.length, Date.now() - started);
     } catch (err) {
       componentErrors.inc({ dependency: 'postgres', component: 'engine' });
       logger.error({ err, seq: engine.lastSeq }, 'final snapshot failed');

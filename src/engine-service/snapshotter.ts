@@ -2,7 +2,7 @@
 // state is copied synchronously between batches (so it is one consistent point), then encoded in
 // steps and written asynchronously; one write at a time, and a failed write only means the next
 // trigger tries again. It runs on the engine's replica (replica-worker.ts), off the matching
-// thread, and on the matching thread only for a final snapshot the replica could not take.
+// thread.
 import type { MatchingEngine } from '../engine/matching-engine.js';
 import { encodeInSteps } from '../engine/snapshot.js';
 import type { SnapshotCapture } from '../engine/snapshot.js';
