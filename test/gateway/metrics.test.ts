@@ -72,10 +72,15 @@ describe('metrics', () => {
       const trades = await t.db.sql`SELECT 1 FROM trades WHERE symbol = 'TSLA'`;
       return row?.n === '2' && trades.length === 2 ? true : undefined;
     });
+    // Both streams: a flush acknowledges the order stream, then the event stream, and counts its
+    // rows after both (the orders' backlog alone at 0 once met a scrape before the count).
     const after = await eventually(async () => {
       const text = await scrape();
+      const backlog = (stream: string): number =>
+        value(text, 'matchbox_writer_backlog_entries', { shard: 's0', stream });
       return value(text, 'matchbox_dispatch_lag_commands', { shard: 's0' }) === 0 &&
-        value(text, 'matchbox_writer_backlog_entries', { shard: 's0', stream: 'orders' }) === 0
+        backlog('orders') === 0 &&
+        backlog('events') === 0
         ? text
         : undefined;
     });
