@@ -23,7 +23,7 @@ export class Snapshotter {
   private sinceLast = 0;
   /** Seq of the newest snapshot stored (or loaded): nothing newer to save at or below it. */
   private savedSeq = 0;
-  private writing: Promise<void> | undefined;
+  private writing: Promise<boolean> | undefined;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -80,15 +80,20 @@ export class Snapshotter {
       (bytes) => {
         this.savedSeq = Math.max(this.savedSeq, seq);
         this.events.stored(seq, bytes, Date.now() - started);
+        return true;
       },
       (err: unknown) => {
         // Put the count back so the next batch or tick retries; the engine runs on regardless.
         this.sinceLast += counted;
         this.events.failed(err, seq);
+        return false;
       },
     );
-    void this.writing.finally(() => {
+    void this.writing.then((stored) => {
       this.writing = undefined;
+      // Enough came in while it was written for another: taken now, not at the next batch,
+      // which may be long in coming (after a failure, it is left to the next batch or tick).
+      if (stored && this.sinceLast >= this.policy.every) this.take();
     });
   }
 

@@ -6,6 +6,7 @@ import { startEngineService } from '../../src/engine-service/server.js';
 import { ShardEngine } from '../../src/engine-service/shard-engine.js';
 import { SnapshotReplica } from '../../src/engine-service/snapshot-replica.js';
 import { SnapshotStore } from '../../src/engine-service/snapshot-store.js';
+import { Snapshotter } from '../../src/engine-service/snapshotter.js';
 import type { EngineService } from '../../src/engine-service/server.js';
 import { EventBuffer } from '../../src/engine/event-buffer.js';
 import { MatchingEngine } from '../../src/engine/matching-engine.js';
@@ -261,6 +262,27 @@ describe('engine service', () => {
       client.close();
       child.kill('SIGKILL');
     }
+  });
+
+  it('takes the snapshot asked for while one was being written, with no batch after it', async () => {
+    await db.sql`DELETE FROM engine_snapshots WHERE shard = 's6'`;
+    const engine = new ShardEngine();
+    const stored: number[] = [];
+    const failed: unknown[] = [];
+    const snapshots = new Snapshotter(
+      new SnapshotStore(db.sql, 's6'),
+      () => engine.core,
+      { every: 10, intervalMs: 60_000 },
+      { stored: (seq) => stored.push(seq), failed: (err) => failed.push(err) },
+    );
+    const wire = script(20).map(toWireCommand);
+    snapshots.applied(engine.apply(wire.slice(0, 10)).applied); // a write at 10 begins
+    snapshots.applied(engine.apply(wire.slice(10)).applied); // and 10 more ask for another
+    await waitFor('a snapshot at 20', () => stored.includes(20));
+    await snapshots.final();
+    assert.deepEqual(stored, [10, 20]);
+    assert.deepEqual(failed, []);
+    await db.sql`DELETE FROM engine_snapshots WHERE shard = 's6'`;
   });
 
   describe('snapshot replica', () => {
