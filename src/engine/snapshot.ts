@@ -173,7 +173,8 @@ function readOrder(r: Reader, o: Order, book: OrderBook): Order {
  * integer the snapshot holds for it, in the snapshot's order (104 bytes a resting order, for as
  * long as the encoding takes). The copy is the walk over every order, and stays synchronous: it
  * is what makes the snapshot one consistent point. The varints and the checksum, as long again,
- * then run from the copy in steps (`encodeInSteps`) while the engine goes on matching.
+ * then run from the copy in steps (`encodeInSteps`) while the engine that took it (the snapshot
+ * replica of src/engine-service) goes on applying batches.
  */
 export interface SnapshotCapture {
   seq: number;
