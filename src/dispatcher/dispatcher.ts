@@ -5,6 +5,12 @@
 // (start, and after any failure) re-reads W and the open orders from Redis, says Hello(W) — the
 // engine rolls back if it is ahead — and reads from the engine's last seq L ≤ W. Commands up to W
 // are replayed into the engine only; their outputs are already in Redis and are not written again.
+//
+// A batch's write to Redis is in flight while the next batch is read and matched: the engine and
+// Redis work at once rather than in turn. Writes stay in order, one in flight: a batch is written
+// only once the write before it succeeded, so the event stream never has a gap. A write that
+// fails ends the cycle before anything after it is written; the engine, then ahead of W by up to
+// two batches, rolls back at the next hello, as it does for one.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
@@ -48,6 +54,8 @@ export interface DispatcherStats {
   commands: number;
   /** W: the last sequence whose reports are in Redis. */
   lastSeq: number;
+  /** The last sequence the engine has answered: W, or the batch whose write is in flight. */
+  matchedSeq: number;
   /** Sessions opened after the first (engine restarts, broken streams, Redis failures). */
   reconnects: number;
   lastBatchSize: number;
@@ -85,6 +93,10 @@ export class Dispatcher {
   private readonly lingerMs: number;
   private open = new Map<number, OrderState>();
   private written = 0;
+  /** The write of the last batch dispatched, while it is in flight; it never rejects. */
+  private writing: Promise<void> | undefined;
+  /** Why that write failed, once it has; thrown by the next settle(). */
+  private writeFailure: Error | undefined;
   private stopping = false;
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -92,6 +104,7 @@ export class Dispatcher {
     batches: 0,
     commands: 0,
     lastSeq: 0,
+    matchedSeq: 0,
     reconnects: -1,
     lastBatchSize: 0,
     lingers: 0,
@@ -150,7 +163,10 @@ export class Dispatcher {
           backoff = BACKOFF_MIN_MS;
         });
       } catch (err) {
-        if (this.stopping) break;
+        if (this.stopping) {
+          this.logger.warn({ err }, 'dispatch interrupted while stopping; the next start resumes');
+          break;
+        }
         const dependency = err instanceof EngineUnavailableError ? 'engine' : 'redis';
         componentErrors.inc({ dependency, component: 'dispatcher' });
         dispatcherMetrics.reconnects.inc({ shard: this.keys.shard });
@@ -170,6 +186,12 @@ export class Dispatcher {
     progressed: () => void,
   ): Promise<void> {
     const { redis } = this.options;
+    // A write the last cycle left in flight lands (or fails) before W is read.
+    try {
+      await this.settle();
+    } catch (err) {
+      this.logger.warn({ err }, 'the last batch write failed; W is read again from Redis');
+    }
     // Whatever failed before (maybe an EXEC whose answer was lost), Redis says what is written.
     this.written = await readWrittenSeq(redis, this.keys);
     this.open = await loadOpenOrders(redis, this.keys);
@@ -179,6 +201,7 @@ export class Dispatcher {
       throw new Error(`engine at ${engineSeq} after hello(${this.written}): it did not roll back`);
     }
     this.logger.info({ written: this.written, engineSeq, open: this.open.size }, 'session ready');
+    this.counters.matchedSeq = engineSeq;
     progressed();
     let cursor = engineSeq;
     while (!this.stopping) {
@@ -198,7 +221,8 @@ export class Dispatcher {
         entries.length >= LINGER_FROM &&
         entries.length < this.options.batchSize
       ) {
-        // A busy read, not a full batch: wait a moment for more (see LINGER_FROM).
+        // A busy read, not a full batch: wait a moment for more (see LINGER_FROM). The write
+        // in flight goes on meanwhile.
         this.counters.lingers++;
         await this.sleep(this.lingerMs);
         const last = entries[entries.length - 1] as [string, string[]];
@@ -214,25 +238,24 @@ export class Dispatcher {
       cursor = await this.dispatch(session, cursor, entries);
       progressed();
     }
+    await this.settle();
   }
 
-  /** Sends one batch of stream entries and writes its outputs; returns the batch's last seq. */
+  /**
+   * Sends one batch of stream entries and starts the write of its outputs, once the write before
+   * it has succeeded; returns the batch's last seq.
+   */
   private async dispatch(
     session: EngineSession,
     cursor: number,
     entries: [string, string[]][],
   ): Promise<number> {
     const commands: Command[] = [];
-    const placed = new Map<number, OrderState>();
-    const symbols = new Set<string>();
+    const records: CommandRecord[] = [];
     for (const [id, fields] of entries) {
-      const seq = streamSeq(id);
       const record = JSON.parse(commandField(fields, id)) as CommandRecord;
-      commands.push(engineCommand(seq, record));
-      if (seq > this.written && record.k === 'place') {
-        placed.set(seq, { ...record.order, seq, version: seq });
-        symbols.add(record.order.symbol);
-      }
+      records.push(record);
+      commands.push(engineCommand(streamSeq(id), record));
     }
     const first = commands[0] as Command;
     if (first.seq !== cursor + 1) {
@@ -248,8 +271,20 @@ export class Dispatcher {
     if (reply.lastSeq !== lastSeq) {
       throw new Error(`engine answered last seq ${reply.lastSeq} for a batch ending at ${lastSeq}`);
     }
+    this.counters.matchedSeq = lastSeq;
+    // The write before this batch's, in flight while the engine matched it, lands first.
+    await this.settle();
     if (lastSeq <= this.written) return lastSeq; // all replay: already in Redis
 
+    const placed = new Map<number, OrderState>();
+    const symbols = new Set<string>();
+    records.forEach((record, i) => {
+      const seq = (commands[i] as Command).seq;
+      if (seq > this.written && record.k === 'place') {
+        placed.set(seq, { ...record.order, seq, version: seq });
+        symbols.add(record.order.symbol);
+      }
+    });
     const reports = reply.reports.filter((r) => r.seq > this.written);
     await this.instruments.ensure(symbols);
     const firstSeq = commands.find((c) => c.seq > this.written)?.seq ?? lastSeq;
@@ -262,20 +297,38 @@ export class Dispatcher {
       reports,
       scales: (s) => this.instruments.get(s),
     });
-    const writeAt = performance.now();
-    await writeBatch(this.options.redis, this.keys, batch);
-    const writeMs = performance.now() - writeAt;
-    this.counters.writeMs += writeMs;
+    // The next batch is projected over this one's open orders before this write lands: a write
+    // that fails ends the cycle, which loads the open orders from Redis again.
     commit(this.open, batch);
-    this.written = lastSeq;
-    this.counters.batches++;
-    this.counters.commands += lastSeq - firstSeq + 1;
-    this.counters.lastBatchSize = commands.length;
-    dispatcherMetrics.writeSeconds.observe(shard, writeMs / 1000);
-    dispatcherMetrics.batches.inc(shard);
-    dispatcherMetrics.commands.inc(shard, lastSeq - firstSeq + 1);
-    dispatcherMetrics.batchSize.observe(shard, commands.length);
+    const writeAt = performance.now();
+    this.writing = writeBatch(this.options.redis, this.keys, batch).then(
+      () => {
+        const writeMs = performance.now() - writeAt;
+        this.counters.writeMs += writeMs;
+        this.written = lastSeq;
+        this.counters.batches++;
+        this.counters.commands += lastSeq - firstSeq + 1;
+        this.counters.lastBatchSize = commands.length;
+        dispatcherMetrics.writeSeconds.observe(shard, writeMs / 1000);
+        dispatcherMetrics.batches.inc(shard);
+        dispatcherMetrics.commands.inc(shard, lastSeq - firstSeq + 1);
+        dispatcherMetrics.batchSize.observe(shard, commands.length);
+      },
+      (err: unknown) => {
+        this.writeFailure = err instanceof Error ? err : new Error(String(err));
+      },
+    );
     return lastSeq;
+  }
+
+  /** Waits for the write in flight, if any; throws if it failed. */
+  private async settle(): Promise<void> {
+    await this.writing;
+    this.writing = undefined;
+    const failure = this.writeFailure;
+    if (failure === undefined) return;
+    this.writeFailure = undefined;
+    throw failure;
   }
 
   /** Resolves after `ms`, or at once when stop() comes first (even before the sleep began). */

@@ -257,6 +257,50 @@ describe('dispatcher with the engine service', () => {
     await assertMatchesReference(redis, keys, referenceOutcome(records, [AAPL, XYZ]));
   });
 
+  it('matches the next batch while Redis writes the last, and writes them in order', async () => {
+    const dave = user(4);
+    const order = (side: 'BUY' | 'SELL', quantity: string) =>
+      newOrder(dave, XYZ, {
+        symbol: 'XYZ',
+        side,
+        quantity,
+        price: '12.00',
+        created_at: at(200),
+      });
+    const written = (await readEventBatches(redis, keys)).length;
+    // Two batches of two: a SELL of 3 and a BUY of 1 that fills against it, then two more BUYs.
+    const first = await enqueuePlace(redis, keys, order('SELL', '3'));
+    await enqueuePlace(redis, keys, order('BUY', '1'));
+    await enqueuePlace(redis, keys, order('BUY', '1'));
+    const last = await enqueuePlace(redis, keys, order('BUY', '1'));
+
+    // Redis holds every write (the batch script) but answers reads (the order stream).
+    const pauser = redis.duplicate();
+    await pauser.call('CLIENT', 'PAUSE', '60000', 'WRITE');
+    const d = dispatcherOf(2);
+    try {
+      d.start();
+      await waitFor('the second batch matched', () => d.stats().matchedSeq === last);
+      assert.ok(d.stats().lastSeq < first, 'nothing written while Redis holds writes');
+    } finally {
+      await pauser.call('CLIENT', 'UNPAUSE');
+      pauser.disconnect();
+    }
+    await waitFor('both batches written', () => d.stats().lastSeq === last);
+    await d.stop();
+    assert.equal(d.stats().batches, 2);
+    const batches = (await readEventBatches(redis, keys)).slice(written);
+    assert.deepEqual(
+      batches.map((b) => [b.first_seq, b.last_seq]),
+      [
+        [first, first + 1],
+        [first + 2, last],
+      ],
+    );
+    const records = await readOrderStream(redis, keys);
+    await assertMatchesReference(redis, keys, referenceOutcome(records, [AAPL, XYZ]));
+  });
+
   it('dispatches a quiet read at once, and lingers for company only after a busy one', async () => {
     const lingering = () => dispatcherOf(100, 60_000);
     const carol = user(3);
