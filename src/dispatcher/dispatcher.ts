@@ -54,14 +54,20 @@ export interface DispatcherStats {
   commands: number;
   /** W: the last sequence whose reports are in Redis. */
   lastSeq: number;
-  /** The last sequence the engine has answered: W, or the batch whose write is in flight. */
+  /**
+   * The engine's last sequence as it last answered: W, or past it by the batch whose write is in
+   * flight (or, after a write failed, by what the engine will roll back).
+   */
   matchedSeq: number;
   /** Sessions opened after the first (engine restarts, broken streams, Redis failures). */
   reconnects: number;
   lastBatchSize: number;
   /** Busy reads after which the dispatcher waited for more (see LINGER_FROM). */
   lingers: number;
-  /** Milliseconds spent, in total, waiting for the engine and writing to Redis. */
+  /**
+   * Milliseconds spent, in total, waiting for the engine and for Redis's writes (which overlap
+   * the next batch's read and match, so the two are not a sum of the dispatcher's time).
+   */
   engineMs: number;
   writeMs: number;
 }
@@ -177,6 +183,18 @@ export class Dispatcher {
         session?.close();
       }
     }
+    // However the loop ended, stop() returns only once the last write has landed or failed.
+    await this.settleAfterFailure('stopping; the next start writes its batch again');
+  }
+
+  /** Settles a write left in flight when a cycle ended; its failure is counted and logged. */
+  private async settleAfterFailure(then: string): Promise<void> {
+    try {
+      await this.settle();
+    } catch (err) {
+      componentErrors.inc({ dependency: 'redis', component: 'dispatcher' });
+      this.logger.error({ err }, `a batch write failed; ${then}`);
+    }
   }
 
   /** One session: resync from Redis, hello, then batches until stopped or something fails. */
@@ -187,11 +205,7 @@ export class Dispatcher {
   ): Promise<void> {
     const { redis } = this.options;
     // A write the last cycle left in flight lands (or fails) before W is read.
-    try {
-      await this.settle();
-    } catch (err) {
-      this.logger.warn({ err }, 'the last batch write failed; W is read again from Redis');
-    }
+    await this.settleAfterFailure('W is read again from Redis');
     // Whatever failed before (maybe an EXEC whose answer was lost), Redis says what is written.
     this.written = await readWrittenSeq(redis, this.keys);
     this.open = await loadOpenOrders(redis, this.keys);
@@ -215,7 +229,12 @@ export class Dispatcher {
         `0-${cursor}`,
       );
       const entries = reply?.[0]?.[1];
-      if (entries === undefined || entries.length === 0) continue;
+      if (entries === undefined || entries.length === 0) {
+        // Idle: the write in flight lands, and one that failed ends the cycle now, not at the
+        // next order.
+        await this.settle();
+        continue;
+      }
       if (
         this.lingerMs > 0 &&
         entries.length >= LINGER_FROM &&

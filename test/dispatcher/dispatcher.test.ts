@@ -276,18 +276,19 @@ describe('dispatcher with the engine service', () => {
 
     // Redis holds every write (the batch script) but answers reads (the order stream).
     const pauser = redis.duplicate();
-    await pauser.call('CLIENT', 'PAUSE', '60000', 'WRITE');
+    await pauser.call('CLIENT', 'PAUSE', '20000', 'WRITE');
     const d = dispatcherOf(2);
     try {
       d.start();
       await waitFor('the second batch matched', () => d.stats().matchedSeq === last);
       assert.ok(d.stats().lastSeq < first, 'nothing written while Redis holds writes');
+      await pauser.call('CLIENT', 'UNPAUSE');
+      await waitFor('both batches written', () => d.stats().lastSeq === last);
     } finally {
       await pauser.call('CLIENT', 'UNPAUSE');
       pauser.disconnect();
+      await d.stop();
     }
-    await waitFor('both batches written', () => d.stats().lastSeq === last);
-    await d.stop();
     assert.equal(d.stats().batches, 2);
     const batches = (await readEventBatches(redis, keys)).slice(written);
     assert.deepEqual(
