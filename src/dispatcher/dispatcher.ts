@@ -257,7 +257,6 @@ export class Dispatcher {
       cursor = await this.dispatch(session, cursor, entries);
       progressed();
     }
-    await this.settle();
   }
 
   /**
