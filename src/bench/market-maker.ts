@@ -56,35 +56,63 @@ export async function askDepth(target: Target, key: string): Promise<number> {
   return asks.reduce((sum, level) => sum + Number(level.quantity), 0);
 }
 
-/** Price levels of a resting book (`--resting`): 50.00–50.99, far below every ask. */
-const RESTING_LEVELS = 100;
+interface Levels {
+  /** Who places them, and what the error calls them. */
+  key: string;
+  who: string;
+  side: 'BUY' | 'SELL';
+  quantity: string;
+  /** Price of level 0, and how many levels a cent apart. */
+  from: number;
+  levels: number;
+  clients: number;
+  durationMs: number;
+}
 
 /**
- * Rests `orders` BUY LIMIT orders of one lot that nothing in the bench trades with: a deep book,
- * as a venue's is, for the engine to hold, match beside and snapshot.
+ * Places `orders` LIMIT orders spread evenly over price levels a cent apart, one closed loop per
+ * level (each level has its own body); throws unless every one is accepted.
  */
-export async function restBook(target: Target, orders: number): Promise<void> {
-  const user = await createUser(target, 'bench-resting-book');
-  for (let level = 0; level < RESTING_LEVELS; level++) {
-    const count = Math.floor(orders / RESTING_LEVELS) + (level < orders % RESTING_LEVELS ? 1 : 0);
+async function placeOverLevels(target: Target, orders: number, o: Levels): Promise<void> {
+  for (let level = 0; level < o.levels; level++) {
+    const count = Math.floor(orders / o.levels) + (level < orders % o.levels ? 1 : 0);
     if (count === 0) continue;
     const body = JSON.stringify({
       symbol: SYMBOL,
-      side: 'BUY',
+      side: o.side,
       type: 'LIMIT',
-      quantity: '1',
-      price: (50 + level / 100).toFixed(2),
+      quantity: o.quantity,
+      price: (o.from + level / 100).toFixed(2),
     });
     const r = await closedLoop(
-      { url: target.url, path: '/v1/orders', apiKey: user.key, body },
-      { clients: Math.min(16, count), count, durationMs: 600_000 },
+      { url: target.url, path: '/v1/orders', apiKey: o.key, body },
+      { clients: Math.min(o.clients, count), count, durationMs: o.durationMs },
     );
     if (r.result.ok !== count) {
       throw new Error(
-        `the resting book got ${r.result.ok} of ${count} orders: ${r.result.error_samples.join('; ')}`,
+        `${o.who} placed ${r.result.ok} of ${count} orders: ${r.result.error_samples.join('; ')}`,
       );
     }
   }
+}
+
+/**
+ * Rests `orders` BUY LIMIT orders of one lot that nothing in the bench trades with: a deep book,
+ * as a venue's is, for the engine to hold, match beside and snapshot. 100 levels at
+ * 50.00–50.99, far below every ask.
+ */
+export async function restBook(target: Target, orders: number): Promise<void> {
+  const user = await createUser(target, 'bench-resting-book');
+  await placeOverLevels(target, orders, {
+    key: user.key,
+    who: 'the resting book',
+    side: 'BUY',
+    quantity: '1',
+    from: 50,
+    levels: 100,
+    clients: 16,
+    durationMs: 600_000,
+  });
 }
 
 export class MarketMaker {
@@ -108,28 +136,17 @@ export class MarketMaker {
     const missing = lots - have;
     if (missing <= 0) return have;
     const orders = Math.ceil(missing / MAKER_LOTS);
-    // Each maker order has its own body (price level), so one closed loop per level.
-    for (let level = 0; level < 10; level++) {
-      const count = Math.floor(orders / 10) + (level < orders % 10 ? 1 : 0);
-      if (count === 0) continue;
-      const body = JSON.stringify({
-        symbol: SYMBOL,
-        side: 'SELL',
-        type: 'LIMIT',
-        quantity: String(MAKER_LOTS),
-        price: (100 + level / 100).toFixed(2),
-      });
-      const r = await closedLoop(
-        { url: this.target.url, path: '/v1/orders', apiKey: this.user.key, body },
-        { clients: Math.min(8, count), count, durationMs: 120_000 },
-      );
-      if (r.result.ok !== count) {
-        throw new Error(
-          `the market maker placed ${r.result.ok} of ${count} orders: ${r.result.error_samples.join('; ')}`,
-        );
-      }
-      this.placed += count;
-    }
+    await placeOverLevels(this.target, orders, {
+      key: this.user.key,
+      who: 'the market maker',
+      side: 'SELL',
+      quantity: String(MAKER_LOTS),
+      from: 100,
+      levels: 10,
+      clients: 8,
+      durationMs: 120_000,
+    });
+    this.placed += orders;
     await settle();
     return askDepth(this.target, this.user.key);
   }
