@@ -31,11 +31,20 @@ function scripted(redis: Redis): Redis & BatchScript {
   return redis as Redis & BatchScript;
 }
 
-/** Writes the batch atomically; resolves once Redis has run the script. */
+/** The batch does not follow what Redis holds (it lost writes in a restart): resync. */
+export class StaleBatchError extends Error {}
+
+/**
+ * Writes the batch atomically; resolves once Redis has run the script. `lastCommand` is the text
+ * of the order-stream entry at the batch's last seq as it was read: the script writes nothing
+ * unless Redis still holds that command there and W is just below the batch's first seq, and then
+ * throws a StaleBatchError.
+ */
 export async function writeBatch(
   redis: Redis,
   keys: ShardKeys,
   batch: ProjectedBatch,
+  lastCommand: string,
 ): Promise<void> {
   const orderKeys: string[] = [];
   const orderArgs: string[] = [];
@@ -80,19 +89,31 @@ export async function writeBatch(
     `{"first_seq":${batch.firstSeq},"last_seq":${batch.lastSeq},` +
     `"orders":[${states.join(',')}],"trades":[${trades.join(',')}],` +
     `"written_at":${JSON.stringify(new Date().toISOString())}}`;
-  const keyCount = 2 + orderKeys.length + fillKeys.length + tradeKeys.length;
+  const keyCount = 4 + orderKeys.length + fillKeys.length + tradeKeys.length;
   // concat, not spread: a batch can carry more arguments than a call's argument list holds.
-  const args = ([keyCount, keys.events, keys.open] as (string | number)[]).concat(
+  const args = (
+    [keyCount, keys.events, keys.open, keys.written, keys.orders] as (string | number)[]
+  ).concat(
     orderKeys,
     fillKeys,
     tradeKeys,
     [orderKeys.length, fillKeys.length, tradeKeys.length, TRADES_KEPT],
     [`0-${batch.lastSeq}`, event, keys.applied, String(batch.lastSeq)],
+    [String(batch.firstSeq), lastCommand],
     orderArgs,
     fillArgs,
     tradeArgs,
   );
-  await scripted(redis).mbWriteBatch(encoded(args));
+  try {
+    await scripted(redis).mbWriteBatch(encoded(args));
+  } catch (err) {
+    if (err instanceof Error && err.message.startsWith('STALE ')) {
+      throw new StaleBatchError(
+        `Redis refused batch ${batch.firstSeq}–${batch.lastSeq}: ${err.message.slice(6)}`,
+      );
+    }
+    throw err;
+  }
 }
 
 /** A string this short goes as it is: a view of its own would cost more than it saves. */

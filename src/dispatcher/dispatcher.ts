@@ -11,6 +11,10 @@
 // only once the write before it succeeded, so the event stream never has a gap. A write that
 // fails ends the cycle before anything after it is written; the engine, then ahead of W by up to
 // two batches, rolls back at the next hello, as it does for one.
+//
+// So does a connection to Redis that closes: the Redis behind it may be one restarted without its
+// last writes (appendfsync everysec), whose order stream holds other commands — the orders the
+// gateway queued again — under sequences this cycle read and matched.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
@@ -93,6 +97,11 @@ export class Dispatcher {
   private readonly keys: ShardKeys;
   /** Its own connection: a blocking XREAD would hold up every other command on a shared one. */
   private reader: Redis | undefined;
+  /** Its own connection for everything else (see start()). */
+  private conn: Redis | undefined;
+  /** Times either connection closed; a cycle goes on only while this stays as it began. */
+  private breaks = 0;
+  private cycleBreaks = 0;
   private readonly instruments: Instruments;
   private readonly logger: Logger;
   private readonly blockMs: number;
@@ -130,12 +139,21 @@ export class Dispatcher {
   start(): void {
     if (this.running !== undefined) return;
     this.stopping = false;
-    this.reader = this.options.redis.duplicate();
-    // Connection errors surface as failed commands (retried below); the event only needs a home.
-    this.reader.on('error', (err: Error) =>
-      this.options.logger.debug({ err: err.message }, 'stream reader connection error'),
-    );
-    this.running = this.run(this.reader);
+    // No command outlives its connection (maxRetriesPerRequest 0: one in flight when it closes
+    // fails, rather than being sent again after the reconnect), and a cycle ends at the first
+    // close: the Redis at the other end may be one restarted without its last writes, holding
+    // other commands under the sequences read, so nothing read from the one before may be
+    // written to it, nor read on from where the cycle stood.
+    const connection = (what: string): Redis => {
+      const c = this.options.redis.duplicate({ maxRetriesPerRequest: 0 });
+      // Connection errors surface as failed commands (retried below); the event needs a home.
+      c.on('error', (err: Error) => this.options.logger.debug({ err: err.message }, what));
+      c.on('close', () => this.breaks++);
+      return c;
+    };
+    this.reader = connection('stream reader connection error');
+    this.conn = connection('dispatcher connection error');
+    this.running = this.run(this.reader, this.conn);
   }
 
   /** Finishes the batch in hand (its write included), then resolves. */
@@ -146,6 +164,8 @@ export class Dispatcher {
     this.running = undefined;
     this.reader?.disconnect();
     this.reader = undefined;
+    this.conn?.disconnect();
+    this.conn = undefined;
   }
 
   stats(): DispatcherStats {
@@ -158,14 +178,14 @@ export class Dispatcher {
     return Math.max(0, last - this.written);
   }
 
-  private async run(reader: Redis): Promise<void> {
+  private async run(reader: Redis, conn: Redis): Promise<void> {
     let backoff = BACKOFF_MIN_MS;
     while (!this.stopping) {
       let session: EngineSession | undefined;
       try {
         this.counters.reconnects++;
         session = this.options.engine.session();
-        await this.cycle(reader, session, () => {
+        await this.cycle(reader, conn, session, () => {
           backoff = BACKOFF_MIN_MS;
         });
       } catch (err) {
@@ -176,7 +196,8 @@ export class Dispatcher {
         const dependency = err instanceof EngineUnavailableError ? 'engine' : 'redis';
         componentErrors.inc({ dependency, component: 'dispatcher' });
         dispatcherMetrics.reconnects.inc({ shard: this.keys.shard });
-        this.logger.warn({ err, retryInMs: backoff }, 'dispatch interrupted; reconnecting');
+        if (err instanceof StreamGapError) this.logger.error({ err }, 'dispatch cannot go on');
+        else this.logger.warn({ err, retryInMs: backoff }, 'dispatch interrupted; reconnecting');
         await this.sleep(backoff);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       } finally {
@@ -200,15 +221,20 @@ export class Dispatcher {
   /** One session: resync from Redis, hello, then batches until stopped or something fails. */
   private async cycle(
     reader: Redis,
+    conn: Redis,
     session: EngineSession,
     progressed: () => void,
   ): Promise<void> {
-    const { redis } = this.options;
     // A write the last cycle left in flight lands (or fails) before W is read.
     await this.settleAfterFailure('W is read again from Redis');
-    // Whatever failed before (maybe an EXEC whose answer was lost), Redis says what is written.
-    this.written = await readWrittenSeq(redis, this.keys);
-    this.open = await loadOpenOrders(redis, this.keys);
+    this.cycleBreaks = this.breaks;
+    // Whatever failed before (maybe an EXEC whose answer was lost), Redis says what is written;
+    // the batch script's copy of W is set to it (a version before the copy may have moved on).
+    this.written = await readWrittenSeq(conn, this.keys);
+    if ((await conn.get(this.keys.written)) !== String(this.written)) {
+      await conn.set(this.keys.written, this.written);
+    }
+    this.open = await loadOpenOrders(conn, this.keys);
     await this.instruments.load();
     const engineSeq = await session.hello(this.written);
     if (engineSeq > this.written) {
@@ -219,6 +245,7 @@ export class Dispatcher {
     progressed();
     let cursor = engineSeq;
     while (!this.stopping) {
+      this.unbroken();
       const reply: XReadReply = await reader.xread(
         'COUNT',
         this.options.batchSize,
@@ -244,6 +271,7 @@ export class Dispatcher {
         // in flight goes on meanwhile.
         this.counters.lingers++;
         await this.sleep(this.lingerMs);
+        this.unbroken();
         const last = entries[entries.length - 1] as [string, string[]];
         const more: XReadReply = await reader.xread(
           'COUNT',
@@ -254,7 +282,7 @@ export class Dispatcher {
         );
         entries.push(...(more?.[0]?.[1] ?? []));
       }
-      cursor = await this.dispatch(session, cursor, entries);
+      cursor = await this.dispatch(session, conn, cursor, entries);
       progressed();
     }
   }
@@ -265,19 +293,27 @@ export class Dispatcher {
    */
   private async dispatch(
     session: EngineSession,
+    conn: Redis,
     cursor: number,
     entries: [string, string[]][],
   ): Promise<number> {
     const commands: Command[] = [];
     const records: CommandRecord[] = [];
+    let text = '';
     for (const [id, fields] of entries) {
-      const record = JSON.parse(commandField(fields, id)) as CommandRecord;
+      text = commandField(fields, id);
+      const record = JSON.parse(text) as CommandRecord;
       records.push(record);
       commands.push(engineCommand(streamSeq(id), record));
     }
     const first = commands[0] as Command;
     if (first.seq !== cursor + 1) {
-      this.logger.error({ expected: cursor + 1, got: first.seq }, 'order stream has a gap');
+      // The commands the engine would need from its snapshot on are gone (trimmed below a
+      // snapshot that is no longer there): matching on would build books without them. Stop
+      // here, loudly, every cycle, until someone restores a snapshot or the stream.
+      throw new StreamGapError(
+        `order stream has a gap: the engine is at ${cursor}, the stream's next entry is ${first.seq}`,
+      );
     }
     const lastSeq = (commands[commands.length - 1] as Command).seq;
     const sentAt = performance.now();
@@ -319,7 +355,10 @@ export class Dispatcher {
     // that fails ends the cycle, which loads the open orders from Redis again.
     commit(this.open, batch);
     const writeAt = performance.now();
-    this.writing = writeBatch(this.options.redis, this.keys, batch).then(
+    // Sent only on the connection its commands were read over, as every write of the cycle; and
+    // with the last command's text, which Redis must hold at its seq (see write-batch.lua).
+    this.unbroken();
+    this.writing = writeBatch(conn, this.keys, batch, text).then(
       () => {
         const writeMs = performance.now() - writeAt;
         this.counters.writeMs += writeMs;
@@ -337,6 +376,13 @@ export class Dispatcher {
       },
     );
     return lastSeq;
+  }
+
+  /** Throws if a connection closed since the cycle began (see start()). */
+  private unbroken(): void {
+    if (this.breaks !== this.cycleBreaks) {
+      throw new Error('the connection to Redis closed: W and the open orders are read again');
+    }
   }
 
   /** Waits for the write in flight, if any; throws if it failed. */
@@ -362,6 +408,9 @@ export class Dispatcher {
     });
   }
 }
+
+/** Commands the engine needs are no longer in the order stream: a person must step in. */
+class StreamGapError extends Error {}
 
 function commandField(fields: string[], id: string): string {
   for (let i = 0; i + 1 < fields.length; i += 2)

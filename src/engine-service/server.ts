@@ -82,12 +82,16 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       const written = req.hello.written_seq;
       if (engine.lastSeq > written) {
         // The dispatcher lost reports it never wrote: go back to a state at or below what it did
-        // write, so that the replay regenerates exactly those reports.
+        // write, so that the replay regenerates exactly those reports. The snapshots above W go:
+        // if Redis lost its last writes in a restart, the commands they hold are not the ones
+        // Redis now has under those sequence numbers. (The replica deletes them again once the
+        // snapshot it may be writing has landed.)
         const from = engine.lastSeq;
+        await store.discardAbove(written);
         const snapshot = await store.newest(written);
         if (call !== current) return;
         engine.reset(snapshot?.data);
-        snapshots.reset(snapshot?.data, engine.lastSeq);
+        snapshots.reset(snapshot?.data, engine.lastSeq, written);
         engineMetrics.rollbacks.inc(labels);
         engineMetrics.lastSeq.set(labels, engine.lastSeq);
         logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');

@@ -24,8 +24,16 @@ export interface ReplicaData {
 }
 
 export type ToReplica =
-  /** The replica now stands at `snapshot`; the newest snapshot stored is at `storedSeq`. */
-  | { type: 'reset'; snapshot: Uint8Array | undefined; storedSeq: number }
+  /**
+   * The replica now stands at `snapshot`; the newest snapshot stored is at `storedSeq`. After a
+   * rollback, the snapshots above `discardAbove` are deleted, the one it may be writing included.
+   */
+  | {
+      type: 'reset';
+      snapshot: Uint8Array | undefined;
+      storedSeq: number;
+      discardAbove?: number;
+    }
   | { type: 'batch'; commands: WireCommand[]; lastSeq: number }
   | { type: 'final' };
 
@@ -80,11 +88,19 @@ export class SnapshotReplica {
     this.spawn(snapshot);
   }
 
-  /** The engine now stands at `snapshot`, stored at `seq` (a rollback): so does the replica. */
-  reset(snapshot: Uint8Array | undefined, seq: number): void {
+  /**
+   * The engine rolled back to `snapshot`, stored at `seq`, because the dispatcher had written only
+   * up to `written`: so does the replica, and it deletes the snapshots above `written`.
+   */
+  reset(snapshot: Uint8Array | undefined, seq: number, written: number): void {
     this.storedSeq = seq;
     this.flush();
-    this.worker?.postMessage({ type: 'reset', snapshot, storedSeq: seq } satisfies ToReplica);
+    this.worker?.postMessage({
+      type: 'reset',
+      snapshot,
+      storedSeq: seq,
+      discardAbove: written,
+    } satisfies ToReplica);
   }
 
   /** The engine applied `commands` and stands at `lastSeq`. */

@@ -28,6 +28,17 @@ export class SnapshotStore {
     return { seq: Number(row.seq), data: new Uint8Array(row.data) };
   }
 
+  /**
+   * Deletes the snapshots above `seq`: an engine rolled back to it. They may hold commands that
+   * Redis lost in a restart (the gateway queues those orders again under new sequence numbers),
+   * and a restart or a later rollback would load one as if it were of the stream Redis holds now.
+   */
+  async discardAbove(seq: number): Promise<number> {
+    const rows = await this.sql`
+      DELETE FROM engine_snapshots WHERE shard = ${this.shard} AND seq > ${seq}`;
+    return rows.count;
+  }
+
   /** Stores a snapshot and prunes to the newest KEEP_SNAPSHOTS, in one transaction. */
   async save(seq: number, data: Uint8Array): Promise<void> {
     // A snapshot at the same seq is the same state (the engine is deterministic): keep the first.

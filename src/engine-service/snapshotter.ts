@@ -33,7 +33,8 @@ export class Snapshotter {
     private readonly events: SnapshotEvents,
   ) {
     this.timer = setInterval(() => {
-      if (this.sinceLast > 0) this.take();
+      if (this.toDiscard !== undefined && this.writing === undefined) this.discard();
+      else if (this.sinceLast > 0) this.take();
     }, policy.intervalMs);
     this.timer.unref();
   }
@@ -42,6 +43,46 @@ export class Snapshotter {
   reset(seq: number): void {
     this.sinceLast = 0;
     this.savedSeq = seq;
+    this.resets++;
+  }
+
+  /** Resets so far: a write begun before the last one is of a state the engine has left. */
+  private resets = 0;
+
+  /**
+   * The engine rolled back to `seq` or below: the snapshots above it are deleted (see
+   * SnapshotStore.discardAbove), after the write in flight, which may be one of them, and before
+   * any other is written. One that fails is tried again before the next write, and at each tick.
+   */
+  discardAbove(seq: number): void {
+    this.toDiscard = Math.min(this.toDiscard ?? seq, seq);
+    if (this.writing === undefined) this.discard();
+  }
+
+  /** Snapshots above this are to be deleted before the next is written. */
+  private toDiscard: number | undefined;
+
+  private discard(): void {
+    const writing = this.deleteDiscarded().then(
+      () => true,
+      (err: unknown) => {
+        this.events.failed(err, this.toDiscard ?? 0);
+        return false;
+      },
+    );
+    this.writing = writing;
+    void writing.then((deleted) => {
+      if (this.writing === writing) this.writing = undefined;
+      // After a failure, the next tick tries again (not at once: PostgreSQL may be down).
+      if (deleted && this.sinceLast >= this.policy.every) this.take();
+    });
+  }
+
+  private async deleteDiscarded(): Promise<void> {
+    const seq = this.toDiscard;
+    if (seq === undefined) return;
+    await this.store.discardAbove(seq);
+    if (this.toDiscard === seq) this.toDiscard = undefined;
   }
 
   /** Counts applied commands; snapshots once `every` have accumulated. */
@@ -76,8 +117,10 @@ export class Snapshotter {
     const counted = this.sinceLast;
     this.sinceLast = 0;
     const started = Date.now();
+    const resets = this.resets;
     this.writing = this.write(seq, capture).then(
       (bytes) => {
+        if (resets !== this.resets) return true;
         this.savedSeq = Math.max(this.savedSeq, seq);
         this.events.stored(seq, bytes, Date.now() - started);
         return true;
@@ -89,16 +132,21 @@ export class Snapshotter {
         return false;
       },
     );
-    void this.writing.then((stored) => {
-      this.writing = undefined;
-      // Enough came in while it was written for another: taken now, not at the next batch,
-      // which may be long in coming (after a failure, it is left to the next batch or tick).
-      if (stored && this.sinceLast >= this.policy.every) this.take();
+    const writing = this.writing;
+    void writing.then((stored) => {
+      if (this.writing === writing) this.writing = undefined;
+      // After a failure, the next batch or tick tries again. A rollback while it was written:
+      // what that asked to delete goes first. Enough came in while it was written for another:
+      // taken now, not at the next batch, which may be long in coming.
+      if (!stored) return;
+      if (this.toDiscard !== undefined) this.discard();
+      else if (this.sinceLast >= this.policy.every) this.take();
     });
   }
 
   /** Encodes a capture and stores it; resolves with its size in bytes. */
   private async write(seq: number, capture: SnapshotCapture): Promise<number> {
+    await this.deleteDiscarded();
     const data = await encodeInSteps(capture);
     await this.store.save(seq, data);
     return data.length;

@@ -42,6 +42,21 @@ async function terminated(ctx: CaseContext, part: PartName): Promise<number> {
   return sent;
 }
 
+/** A key outside the system's prefix, whose size makes Redis's next fsync slow. */
+const BALLAST_KEY = 'faults:ballast';
+
+/** Bytes in Redis's AOF buffer once some are (a write postponed), or 0 after `ms`. */
+async function waitForUnwrittenAof(redis: Redis, ms: number): Promise<number> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const info = await redis.info('persistence');
+    const buffered = Number(/aof_buffer_length:(\d+)/.exec(info)?.[1] ?? 0);
+    if (buffered > 0 || Date.now() > until) return buffered;
+    // Keep a write going, so that there is something to postpone.
+    await redis.set(`${BALLAST_KEY}:tick`, String(Date.now()));
+  }
+}
+
 /** When the gateway's SIGTERM was sent and when it exited (set by the sigterm case). */
 const gatewayStop = { sent: 0, exited: 0 };
 
@@ -52,12 +67,28 @@ export const CASES: FaultCase[] = [
   killed('writer', 500, 'kill -9 writer, restarted'),
   {
     name: 'redis-kill',
-    title: 'kill -9 Redis (AOF everysec), restarted',
+    title: 'kill -9 Redis (AOF everysec) behind a slow fsync, restarted',
     async inject(ctx) {
+      // With everysec, Redis answers before its AOF write while a background fsync runs (it
+      // postpones the write up to 2 s): killed then, it comes back without what it answered last.
+      // A 16 MB write makes the next fsync long, so the kill lands in that window, not by luck.
+      await ctx.redis.set(BALLAST_KEY, 'x'.repeat(16 * 1024 * 1024));
+      const unwritten = await waitForUnwrittenAof(ctx.redis, 2_000);
+      ctx.note(`killed with ${unwritten} bytes of AOF buffer unwritten`);
       ctx.redisServer.kill('SIGKILL');
       await ctx.redisServer.exited();
       await ctx.sleep(500);
       await ctx.redisServer.restart();
+      // Gone once Redis answers again (if its write reached the AOF at all).
+      for (let tries = 0; ; tries++) {
+        try {
+          await ctx.redis.del(BALLAST_KEY, `${BALLAST_KEY}:tick`);
+          break;
+        } catch (err) {
+          if (tries >= 20) throw err;
+          await ctx.sleep(100);
+        }
+      }
     },
   },
   {

@@ -11,6 +11,8 @@ export interface ShardKeys {
   orders: string;
   /** Engine output: one entry per dispatched batch, id `0-<last seq>`, field `b` = JSON. */
   events: string;
+  /** W, the event stream's last id as a number, kept beside it by the batch script. */
+  written: string;
   /** Ids of the shard's orders that are not final, for the dispatcher to reload on restart. */
   open: string;
   /** Pub/sub channel: the last sequence whose reports are written (sync mode waits on it). */
@@ -36,6 +38,7 @@ export function shardKeys(prefix: string, n: number): ShardKeys {
     seq: `${base}:seq`,
     orders: `${base}:orders`,
     events: `${base}:events`,
+    written: `${base}:written`,
     open: `${base}:open`,
     applied: `${prefix}:applied:s${n}`,
     order: (orderId) => `${base}:o:${orderId}`,

@@ -12,6 +12,7 @@ import { lastGeneratedSeq, trimBelow, undelivered, writerGroup } from '../queue/
 import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { keyCount, lua } from '../queue/lua-scripts.js';
+import { aofWritten, RedisRestartedError, runIdOf } from '../queue/aof.js';
 import { READ_COUNT, ReadSize } from './read-size.js';
 import { flushParameters, writeIsolating, writeParameters } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
@@ -289,6 +290,13 @@ class ShardLoop {
 
   /** A read's reply may have been lost: its entries may be pending in the group, unreceived. */
   private lostDelivery = false;
+  /** The run_id of the Redis that what is held was read from. */
+  private runId = '';
+  /**
+   * A flush found another Redis answering (see aof.ts): what was held may be of writes it lost.
+   * Nothing more commits until the loop has dropped it all and read again from the Redis there is.
+   */
+  private restarted = false;
 
   /** The flush committing while the loop reads on (behind a backlog), if any. */
   private flushing: Promise<void> | undefined;
@@ -323,6 +331,7 @@ class ShardLoop {
     if (events !== undefined) {
       this.placesKeptThrough = seqOf(String(events['last-delivered-id']));
     }
+    this.runId = await runIdOf(redis);
   }
 
   close(): void {
@@ -339,16 +348,27 @@ class ShardLoop {
     // records, not per page.
     let backlogged = false;
     while (!this.w.stopping) {
-      if (this.lostDelivery) {
+      if (this.lostDelivery || this.restarted) {
         await this.settle();
-        // Write what is held first (acknowledging it), so that what is still pending in the
-        // group is exactly what never reached us; then take that before anything new. Event
-        // entries read after the break may have passed some that never reached us (or a Redis
-        // that restarted without its last writes hands out their sequences again), so every
-        // PLACE up to the highest outcome seen is written rather than skipped.
+        // Event entries read after the break may have passed some that never reached us (or a
+        // Redis that restarted without its last writes hands out their sequences again), so
+        // every PLACE up to the highest outcome seen is written rather than skipped.
         this.placesKeptThrough = Math.max(this.placesKeptThrough, this.statesThrough);
-        if (this.held > 0) await this.flush();
+        let runId: string;
+        try {
+          runId = await runIdOf(this.w.options.redis);
+        } catch (err) {
+          logger.warn({ err: message(err), shard: this.keys.shard }, 'writer: Redis unreachable');
+          await sleep(redisDelay);
+          redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
+          continue;
+        }
+        // The same Redis: write what is held first (acknowledging it), so that what is still
+        // pending in the group is exactly what never reached us.
+        if (!this.restarted && runId === this.runId && this.held > 0) await this.flush();
+        if (this.restarted || runId !== this.runId) this.forgetHeld(runId);
         this.lostDelivery = false;
+        // Then take what is pending before anything new.
         await this.readPending();
         continue;
       }
@@ -373,7 +393,8 @@ class ShardLoop {
         const flushing = this.commit(next).then(async () => {
           // Not with a delivery lost: what was read since may not be what the group was given.
           const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
-          if (ahead && !this.lostDelivery && !this.abandoned) await this.skipWritten();
+          const sure = !this.lostDelivery && !this.abandoned && !this.restarted;
+          if (ahead && sure) await this.skipWritten();
         });
         // Awaited by settle(); handled here so that it is never an unhandled rejection.
         flushing.catch(() => undefined);
@@ -412,6 +433,24 @@ class ShardLoop {
     }
     await this.settle();
     if (this.held > 0) await this.flush();
+  }
+
+  /**
+   * Redis restarted (or failed over): what is held was read from the one before and may be of
+   * writes it lost, whose sequences the new one hands out again for other commands. Dropped
+   * unwritten; what survived is pending in the group and read again from it.
+   */
+  private forgetHeld(runId: string): void {
+    const dropped = this.held;
+    this.clear();
+    this.statesThrough = this.statesWritten;
+    this.firstAt = 0;
+    this.restarted = false;
+    this.runId = runId;
+    this.w.options.logger.warn(
+      { shard: this.keys.shard, dropped },
+      'writer: Redis restarted; what it held unwritten is read again from it',
+    );
   }
 
   /** Waits for the flush under way, if any: its commit, acknowledgements and skip. */
@@ -610,7 +649,7 @@ class ShardLoop {
 
   /** Commits a flush until it succeeds (or stop() runs out of patience). */
   private async commit(flush: Prepared): Promise<void> {
-    if (this.abandoned) return;
+    if (this.abandoned || this.restarted) return;
     const { logger, stopTimeoutMs = 10_000 } = this.w.options;
     const since = Date.now();
     let delay = RETRY_FIRST_MS;
@@ -622,6 +661,11 @@ class ShardLoop {
         }
         return;
       } catch (err) {
+        if (err instanceof RedisRestartedError) {
+          // Not written, not acknowledged: the loop drops it with everything held.
+          this.restarted = true;
+          return;
+        }
         this.w.stats.failedFlushes++;
         writerMetrics.failedFlushes.inc();
         componentErrors.inc({
@@ -666,6 +710,15 @@ class ShardLoop {
     let rows: WrittenRows = { placed: 0, states: 0, trades: 0 };
     // The event entries whose states are all in PostgreSQL after the commit.
     let committed = events;
+    // Nothing goes to PostgreSQL that Redis might still lose (aof.ts).
+    try {
+      await aofWritten(redis, this.runId);
+    } catch (err) {
+      if (err instanceof RedisRestartedError) throw err;
+      throw Object.assign(err instanceof Error ? err : new Error(String(err)), {
+        dependency: 'redis',
+      });
+    }
     try {
       if (parameters instanceof Error) throw parameters;
       if (parameters !== undefined) {

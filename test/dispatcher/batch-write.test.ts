@@ -2,11 +2,12 @@
 // 450 of them closed, 30 placed and left open, one older order advanced, and the trades list
 // capped. Every key is read back and compared with what the batch says; nothing expires yet (the
 // writer does that once PostgreSQL has the final states), and the event entry names the orders the
-// batch closed.
+// batch closed. A batch that does not follow what Redis holds (W not just below it, or another
+// command at its last seq, as after a restart that lost writes) is refused, and writes nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { TRADES_KEPT, writeBatch } from '../../src/dispatcher/batch-write.js';
+import { StaleBatchError, TRADES_KEPT, writeBatch } from '../../src/dispatcher/batch-write.js';
 import type { ProjectedBatch } from '../../src/dispatcher/projector.js';
 import { shardKeys } from '../../src/queue/keys.js';
 import type { ShardKeys } from '../../src/queue/keys.js';
@@ -92,7 +93,12 @@ describe('write-batch.lua', () => {
       fills,
     };
 
-    await writeBatch(redis, keys, batch);
+    // Batches up to 500 were written (their entries trimmed away), before W had a key of its own.
+    await redis.xadd(keys.events, '0-500', 'b', '{}');
+    await redis.xdel(keys.events, '0-500');
+    const last = await command(keys, lastSeq);
+    await writeBatch(redis, keys, batch, last);
+    assert.equal(await redis.get(keys.written), String(lastSeq));
 
     for (const o of all) {
       const [j, s] = await redis.hmget(keys.order(o.id), 'j', 's');
@@ -140,7 +146,7 @@ describe('write-batch.lua', () => {
     assert.deepEqual(event.trades, trades);
 
     // Sent again (a reply lost with the connection): nothing is written twice.
-    await writeBatch(redis, keys, batch);
+    await writeBatch(redis, keys, batch, last);
     assert.equal(await redis.llen(keys.fills(taker.id)), 450);
     assert.equal(await redis.llen(keys.trades('AAPL')), 450);
     assert.equal(await redis.xlen(keys.events), 1);
@@ -150,21 +156,21 @@ describe('write-batch.lua', () => {
     const k = shardKeys(prefix, 1);
     const first = filledBatch(1);
     const second = filledBatch(2);
-    await writeBatch(redis, k, first);
-    await writeBatch(redis, k, second);
+    await write(k, first);
+    await write(k, second);
     // The first again, with a later entry in the stream.
-    await writeBatch(redis, k, first);
+    await write(k, first);
     assert.equal(await fillsOf(k, first), 1);
     // Both entries written and trimmed: the stream is empty, its last id still 0-2.
     await redis.xtrim(k.events, 'MINID', '0-3');
     assert.equal(await redis.xlen(k.events), 0);
-    await writeBatch(redis, k, second);
-    await writeBatch(redis, k, first);
+    await write(k, second);
+    await write(k, first);
     assert.deepEqual([await fillsOf(k, first), await fillsOf(k, second)], [1, 1]);
     assert.equal(await redis.xlen(k.events), 0, 'no entry added again');
     // A new batch after the trim is written.
     const third = filledBatch(3);
-    await writeBatch(redis, k, third);
+    await write(k, third);
     assert.equal(await fillsOf(k, third), 1);
     assert.deepEqual(
       (await redis.xrange(k.events, '-', '+')).map(([id]) => id),
@@ -176,10 +182,10 @@ describe('write-batch.lua', () => {
     const k = shardKeys(prefix, 2);
     const first = filledBatch(1);
     const second = filledBatch(2);
-    await writeBatch(redis, k, first);
-    await writeBatch(redis, k, second);
+    await write(k, first);
+    await write(k, second);
     await redis.xdel(k.events, '0-2');
-    await writeBatch(redis, k, second);
+    await write(k, second);
     assert.deepEqual([await fillsOf(k, first), await fillsOf(k, second)], [1, 1]);
     assert.deepEqual(
       (await redis.xrange(k.events, '-', '+')).map(([id]) => id),
@@ -213,7 +219,7 @@ describe('write-batch.lua', () => {
       assert.deepEqual((JSON.parse(fields[1] as string) as { orders: unknown }).orders, orders);
     };
 
-    await writeBatch(redis, k, batchOf(small)); // also defines the script command on this client
+    await write(k, batchOf(small)); // also defines the script command on this client
     await readBack(small);
     // The script calls as writeBatch makes them (the small batch again, which writes nothing
     // twice): the small batch's JSON goes as strings, the large one's as buffers.
@@ -226,7 +232,7 @@ describe('write-batch.lua', () => {
     };
     try {
       for (const orders of [small, large]) {
-        await writeBatch(redis, k, batchOf(orders));
+        await write(k, batchOf(orders));
       }
     } finally {
       client.mbWriteBatch = call;
@@ -236,6 +242,50 @@ describe('write-batch.lua', () => {
     assert.deepEqual(sent.map(kinds), [new Set(['string']), new Set(['object'])]);
     await readBack(large);
   });
+
+  it('refuses a batch that does not follow what Redis holds, and writes nothing of it', async () => {
+    const k = shardKeys(prefix, 4);
+    await write(k, filledBatch(1));
+    const second = filledBatch(2);
+    const third = filledBatch(3);
+    // Its last command is not in the order stream (Redis lost it), or another is in its place
+    // (an order queued again after the restart took its seq).
+    const text = JSON.stringify({ k: 'place', order: { seq: 2 } });
+    await assert.rejects(writeBatch(redis, k, second, text), StaleBatchError);
+    await redis.xadd(k.orders, '0-2', 'c', '{"k":"place","order":"another"}');
+    await assert.rejects(writeBatch(redis, k, second, text), StaleBatchError);
+    // A gap: W is 1, the batch begins at 3 (the dispatcher's W was lost with a Redis restart).
+    await assert.rejects(write(k, third), StaleBatchError);
+    assert.deepEqual([await fillsOf(k, second), await fillsOf(k, third)], [0, 0]);
+    assert.deepEqual(
+      (await redis.xrange(k.events, '-', '+')).map(([id]) => id),
+      ['0-1'],
+    );
+    assert.equal(await redis.get(k.written), '1');
+    assert.equal(await redis.exists(k.order([...second.orders.values()][0]?.id ?? '')), 0);
+    // The batch that does follow is written.
+    await writeBatch(redis, k, second, '{"k":"place","order":"another"}');
+    assert.equal(await fillsOf(k, second), 1);
+    assert.equal(await redis.get(k.written), '2');
+  });
+
+  /**
+   * The order-stream entry at `seq`, as the dispatcher read it: added (a stand-in command) if the
+   * stream has none there yet.
+   */
+  async function command(k: ShardKeys, seq: number): Promise<string> {
+    const id = `0-${seq}`;
+    const [found] = await redis.xrange(k.orders, id, id);
+    if (found !== undefined) return found[1][1] as string;
+    const text = JSON.stringify({ k: 'place', order: { seq } });
+    await redis.xadd(k.orders, id, 'c', text);
+    return text;
+  }
+
+  /** Writes a batch as the dispatcher does, its last command in the order stream. */
+  async function write(k: ShardKeys, b: ProjectedBatch): Promise<void> {
+    await writeBatch(redis, k, b, await command(k, b.lastSeq));
+  }
 
   /** A batch of one order, placed and filled by seq `seq`, with its one fill. */
   function filledBatch(seq: number): ProjectedBatch {

@@ -14,7 +14,7 @@ const T0 = Date.parse('2026-11-24T08:00:00.000Z');
 
 export class OrderFlow {
   private readonly rand: () => number;
-  private readonly users: User[] = [user(1), user(2), user(3), user(4)];
+  readonly users: User[] = [user(1), user(2), user(3), user(4)];
   private readonly placed: [number, OrderState][] = [];
   private n = 0;
 
