@@ -1,6 +1,7 @@
 // The fault suite's cases (issue 5): each injects one fault into a loaded system and says when it
 // is over; some check what is particular to them.
 import type { Redis } from 'ioredis';
+import { aofState } from '../queue/aof.js';
 import { WRITER_GROUP } from '../queue/keys.js';
 import type { CaseContext, FaultCase } from './suite.js';
 import type { PartName } from './parts.js';
@@ -49,8 +50,7 @@ const BALLAST_KEY = 'faults:ballast';
 async function waitForUnwrittenAof(redis: Redis, ms: number): Promise<number> {
   const until = Date.now() + ms;
   for (;;) {
-    const info = await redis.info('persistence');
-    const buffered = Number(/aof_buffer_length:(\d+)/.exec(info)?.[1] ?? 0);
+    const { buffered } = await aofState(redis);
     if (buffered > 0 || Date.now() > until) return buffered;
     // Keep a write going, so that there is something to postpone.
     await redis.set(`${BALLAST_KEY}:tick`, String(Date.now()));

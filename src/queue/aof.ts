@@ -24,7 +24,7 @@ export class RedisRestartedError extends Error {
   }
 }
 
-interface AofState {
+export interface AofState {
   runId: string;
   enabled: boolean;
   /** Bytes written to the AOF (base and increments). */
@@ -41,7 +41,8 @@ export async function runIdOf(redis: Redis): Promise<string> {
   return (await aofState(redis)).runId;
 }
 
-async function aofState(redis: Redis): Promise<AofState> {
+/** What `INFO server persistence` says of the AOF, and the run_id. */
+export async function aofState(redis: Redis): Promise<AofState> {
   const text = (await redis.call('INFO', 'server', 'persistence')) as string;
   const fields = new Map<string, string>();
   for (const line of text.split('\n')) {

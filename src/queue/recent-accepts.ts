@@ -11,6 +11,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { probeValue } from '../infra/probe-value.js';
+import { runIdOf } from './aof.js';
 import type { OrderState } from './records.js';
 
 /** What was accepted: an order (201), or the cancel of one (202). */
@@ -119,14 +120,14 @@ export class RecentAccepts {
   }
 
   private async connected(): Promise<void> {
-    let runId: string | undefined;
+    let runId: string;
     try {
-      runId = /run_id:(\w+)/.exec(await this.redis.info('server'))?.[1];
+      runId = await runIdOf(this.redis);
     } catch {
       return; // the connection broke again: the next 'ready' asks again
     }
-    const restarted = this.runId !== undefined && runId !== undefined && runId !== this.runId;
-    if (runId !== undefined) this.runId = runId;
+    const restarted = this.runId !== undefined && runId !== this.runId;
+    this.runId = runId;
     const since = this.closedAt - this.windowMs;
     const downMs = this.closedAt === 0 ? 0 : clock() - this.closedAt;
     this.closedAt = 0;

@@ -366,6 +366,7 @@ class ShardLoop {
         // The same Redis: write what is held first (acknowledging it), so that what is still
         // pending in the group is exactly what never reached us.
         if (!this.restarted && runId === this.runId && this.held > 0) await this.flush();
+        // That flush may itself have found another Redis (then the next one finds its run_id).
         if (this.restarted || runId !== this.runId) this.forgetHeld(runId);
         this.lostDelivery = false;
         // Then take what is pending before anything new.
