@@ -229,7 +229,7 @@ export class Dispatcher {
     await this.settleAfterFailure('W is read again from Redis');
     this.cycleBreaks = this.breaks;
     // Whatever failed before (maybe an EXEC whose answer was lost), Redis says what is written;
-    // the batch script's copy of W is set to it (a version before the copy may have moved on).
+    // the copy of W that the batch script checks each batch against is set to it.
     this.written = await readWrittenSeq(conn, this.keys);
     if ((await conn.get(this.keys.written)) !== String(this.written)) {
       await conn.set(this.keys.written, this.written);

@@ -11,7 +11,7 @@ export interface ShardKeys {
   orders: string;
   /** Engine output: one entry per dispatched batch, id `0-<last seq>`, field `b` = JSON. */
   events: string;
-  /** W, the event stream's last id as a number, kept beside it by the batch script. */
+  /** W, the event stream's last id: set from it at each dispatcher cycle, moved by each batch. */
   written: string;
   /** Ids of the shard's orders that are not final, for the dispatcher to reload on restart. */
   open: string;

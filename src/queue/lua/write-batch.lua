@@ -74,24 +74,10 @@ for i = 1, n do
   end
 end
 
--- W: kept in KEYS[3] beside the stream (the stream's last id is in XINFO STREAM alone, whose
--- reply copies its first and last entries, whole batches). Without the key (a stream written
--- before it existed), XINFO once; without the stream, nothing is written.
-local w = 0
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  w = redis.call('GET', KEYS[3])
-  if w then
-    w = tonumber(w)
-  else
-    local info = redis.call('XINFO', 'STREAM', KEYS[1])
-    w = 0
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then
-        w = tonumber(string.match(info[i + 1], '%-(%d+)$'))
-      end
-    end
-  end
-end
+-- W: kept in KEYS[3] beside the stream, whose last id is in XINFO STREAM alone (a reply that
+-- copies its first and last entries, whole batches). The dispatcher sets it from the stream at
+-- the start of each cycle, before its first write; this script keeps it with each batch.
+local w = tonumber(redis.call('GET', KEYS[3]) or '0')
 local last = tonumber(ARGV[8])
 if w >= last then
   return 0
