@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { startLocalRedis } from '../../src/infra/local-redis.js';
+import { startLocalRedis, STATUS_HASH_MAX_VALUE } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
+import type { OrderState } from '../../src/queue/records.js';
 
 /** A client that fails fast instead of retrying forever against a killed server. */
 function client(server: LocalRedis): Redis {
@@ -51,6 +52,36 @@ describe('local Redis', () => {
         assert.equal(await redis.get('order'), 'accepted');
         redis.disconnect();
       } finally {
+        await server.stop();
+      }
+    }));
+
+  it("keeps an order's status hash compact, the longest order the API takes included", () =>
+    withDir(async (dir) => {
+      const server = await startLocalRedis({ dir });
+      const id = '0192f3a4-5b6c-7d8e-9fab-0123456789ab';
+      const at = '2026-12-06T17:46:00.123Z';
+      const decimal = '1'.repeat(40); // the API's longest decimal string
+      const big = Number.MAX_SAFE_INTEGER;
+      const longest: OrderState = {
+        ...{ id, client_order_id: 'x'.repeat(64), user_id: id, symbol: 'ABCDEFGHIJKLMNOP' },
+        ...{ side: 'SELL', type: 'STOP_LIMIT', time_in_force: 'GTC', quantity: decimal },
+        ...{ price: decimal, stop_price: decimal, post_only: true },
+        ...{ self_trade_prevention: 'CANCEL_NEWEST', filled_quantity: decimal },
+        ...{ average_fill_price: decimal, status: 'PARTIALLY_FILLED' },
+        ...{ reject_reason: 'SELF_TRADE_PREVENTION', created_at: at, updated_at: at },
+        ...{ seq: big, version: big, owner_no: big, quantity_lots: big, price_ticks: big },
+        ...{ stop_ticks: big, filled_lots: big, notional: '9'.repeat(40) },
+      };
+      const json = JSON.stringify(longest);
+      assert.ok(json.length <= STATUS_HASH_MAX_VALUE, `${json.length} bytes`);
+      const redis = client(server);
+      try {
+        // The fields the submit and batch scripts write.
+        await redis.hset('{s0}:o:1', 'j', json, 's', 'PARTIALLY_FILLED', 'u', id, 'q', String(big));
+        assert.equal(await redis.object('ENCODING', '{s0}:o:1'), 'listpack');
+      } finally {
+        redis.disconnect();
         await server.stop();
       }
     }));
