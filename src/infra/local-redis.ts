@@ -12,12 +12,7 @@ import { freePort } from './free-port.js';
 import { ensureServerPackages } from './packages.js';
 import { isRunning, readPidFile, terminate } from './processes.js';
 import { tail } from './run.js';
-
-/**
- * The longest value a hash keeps in Redis's compact encoding (`hash-max-listpack-value`): above
- * an order's status-hash JSON, the longest of which (every field at the API's limits) is ~1 kB.
- */
-export const STATUS_HASH_MAX_VALUE = 1024;
+import { STATUS_HASH_MAX_VALUE } from '../queue/keys.js';
 
 export type AppendFsync = 'everysec' | 'always';
 

@@ -2,6 +2,13 @@
 // a Lua script touching a shard's stream, counter and status hashes runs unchanged on Redis Cluster
 // (all its keys fall in one slot).
 
+/**
+ * The longest value a hash keeps in Redis's compact encoding (`hash-max-listpack-value`) that a
+ * status hash needs: the order JSON in it is 600–900 bytes, ~1 kB with every field at the API's
+ * limits. The project-local Redis runs with it; the gateway advises it for a Redis of your own.
+ */
+export const STATUS_HASH_MAX_VALUE = 1024;
+
 /** The keys of one engine shard. */
 export interface ShardKeys {
   shard: string;

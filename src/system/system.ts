@@ -126,6 +126,8 @@ export async function startSystem(
       },
     });
     await queue.checkDurability();
+    const advice = await queue.advice();
+    if (advice !== undefined) logger.warn(advice);
     // The background components block on stream reads and must ride out a Redis restart: their
     // own connection, with no command timeout and retries without end.
     const workerRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });

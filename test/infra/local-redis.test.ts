@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { startLocalRedis, STATUS_HASH_MAX_VALUE } from '../../src/infra/local-redis.js';
+import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
+import { STATUS_HASH_MAX_VALUE } from '../../src/queue/keys.js';
 import type { OrderState } from '../../src/queue/records.js';
 
 /** A client that fails fast instead of retrying forever against a killed server. */

@@ -1,4 +1,5 @@
-// The gateway refuses a Redis that could lose accepted orders, and says why.
+// The gateway refuses a Redis that could lose accepted orders, and says why; and advises on one
+// that keeps its status cache in more memory than it needs.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,4 +41,20 @@ it('accepts AOF with noeviction, refuses eviction and a Redis without AOF', asyn
   await assert.rejects(queue.checkDurability(), /append-only file.*appendonly yes/);
   await redis.config('SET', 'appendonly', 'yes');
   await queue.checkDurability();
+});
+
+it('advises a Redis that keeps status hashes as hash tables, and not one that keeps them compact', async () => {
+  const queue = new OrderQueue(redis, {
+    prefix: 'mb',
+    shards: 1,
+    highWater: 10,
+    idempotencyTtlS: 60,
+  });
+  assert.equal(await queue.advice(), undefined, 'the project-local Redis is set right');
+  await redis.config('SET', 'hash-max-listpack-value', '64');
+  try {
+    assert.match((await queue.advice()) ?? '', /hash-max-listpack-value is 64.*1024/);
+  } finally {
+    await redis.config('SET', 'hash-max-listpack-value', '1024');
+  }
 });
