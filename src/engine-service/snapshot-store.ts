@@ -1,40 +1,45 @@
 // The engine's snapshots in PostgreSQL (`engine_snapshots`): the newest few per shard, so that a
 // restart loads the newest and a rollback can find one at or below what the dispatcher wrote.
 //
-// A Redis restarted without its last writes (appendfsync everysec: up to about two seconds of
-// them) takes W, the last seq the dispatcher wrote, back with it, and the engine then rolls back to
-// the newest snapshot at or below the W Redis came back with, deleting those above. So the order
-// stream may be trimmed only below a snapshot that Redis's loss cannot reach: one stored at least
-// SETTLED_MS ago (the writer's trim, `replayBound`), and pruning always keeps the newest such one
-// (`save`). Were the stream trimmed to a snapshot only just stored, and that snapshot pruned by
-// newer ones that the loss then deletes, the rollback would find the stream cut below the newest
-// snapshot left: the dispatcher stops on the gap rather than match on a book missing orders.
+// The order stream is trimmed below one snapshot, the newest at or below W when the batch writer
+// last trimmed (W: the last seq the dispatcher wrote, the event stream's last id). The engine can
+// replay the stream from that snapshot and from no older one, so it is pinned (`pinReplayBound`)
+// and pruning keeps it beside the newest KEEP_SNAPSHOTS (`save`). A rollback deletes only the
+// snapshots above the W Redis holds (`discardAbove`), and the writer pins one only once Redis
+// has that W in its AOF, which a Redis restart does not take back; so whatever a restart loses,
+// a snapshot the stream can be replayed from is left. (Before pins, pruning kept the newest three
+// alone, and three stored in the seconds a restart can lose would prune the one the stream was
+// trimmed to: the rollback that deleted them found the stream cut below every snapshot left.)
+// A power cut can lose more than a Redis restart: then so may the AOF (see src/queue/aof.ts).
 import type { Sql } from '../db/client.js';
 
-/** Snapshots kept per shard beside the newest settled one; older ones go as each new one lands. */
+/** Snapshots kept per shard beside the pinned one; older ones go as each new one lands. */
 export const KEEP_SNAPSHOTS = 3;
 
 /**
- * How long a snapshot is stored before the order stream may be trimmed to it: far longer than a
- * Redis restart can lose (everysec writes the AOF each second, and postpones a write behind a slow
- * fsync for at most two seconds more). Measured by PostgreSQL's clock, which stamps `taken_at`.
+ * Pins the newest snapshot of `shard` at or below `written`, and unpins the one pinned before
+ * it, in one transaction; the caller has seen `written` in Redis's AOF, and trims the order stream
+ * below the pinned seq + 1 only after this returns it. Undefined when there is none at or below
+ * `written`, or it was pruned meanwhile (a prune deletes no row this pins: row locks order them,
+ * and PostgreSQL checks `pinned` again on a row it waited for).
  */
-export const SETTLED_MS = 10_000;
-
-/**
- * The newest snapshot of `shard` at or below `written` (W) and stored at least SETTLED_MS ago:
- * the one the order stream must still be replayable from (its seq + 1 on). Undefined when none is.
- */
-export async function replayBound(
+export async function pinReplayBound(
   sql: Sql,
   shard: string,
   written: number,
 ): Promise<number | undefined> {
-  const [row] = await sql<{ seq: string | null }[]>`
-    SELECT max(seq)::text AS seq FROM engine_snapshots
-    WHERE shard = ${shard} AND seq <= ${written}
-      AND taken_at <= now() - make_interval(secs => ${SETTLED_MS / 1000})`;
-  return row?.seq === undefined || row.seq === null ? undefined : Number(row.seq);
+  return sql.begin(async (tx) => {
+    const [row] = await tx<{ seq: string }[]>`
+      UPDATE engine_snapshots SET pinned = true
+      WHERE shard = ${shard} AND seq = (
+        SELECT max(seq) FROM engine_snapshots WHERE shard = ${shard} AND seq <= ${written})
+      RETURNING seq::text`;
+    if (row === undefined) return undefined;
+    await tx`
+      UPDATE engine_snapshots SET pinned = false
+      WHERE shard = ${shard} AND pinned AND seq < ${row.seq}`;
+    return Number(row.seq);
+  });
 }
 
 export interface StoredSnapshot {
@@ -73,7 +78,7 @@ export class SnapshotStore {
 
   /**
    * Stores a snapshot and, in the same transaction, prunes all but the newest KEEP_SNAPSHOTS and
-   * the newest settled one (see `replayBound`: the stream may have been trimmed to it).
+   * the pinned one (see `pinReplayBound`: the order stream is trimmed to it).
    */
   async save(seq: number, data: Uint8Array): Promise<void> {
     // A snapshot at the same seq is the same state (the engine is deterministic): keep the first.
@@ -88,10 +93,7 @@ export class SnapshotStore {
           AND seq < (
             SELECT seq FROM engine_snapshots WHERE shard = ${this.shard}
             ORDER BY seq DESC OFFSET ${KEEP_SNAPSHOTS - 1} LIMIT 1)
-          AND seq <> coalesce((
-            SELECT max(seq) FROM engine_snapshots
-            WHERE shard = ${this.shard}
-              AND taken_at <= now() - make_interval(secs => ${SETTLED_MS / 1000})), -1)`;
+          AND NOT pinned`;
     });
   }
 }

@@ -4,8 +4,10 @@
 
 /**
  * The longest value a hash keeps in Redis's compact encoding (`hash-max-listpack-value`) that a
- * status hash needs: the order JSON in it is 600–900 bytes, ~1 kB with every field at the API's
- * limits. The project-local Redis runs with it; the gateway advises it for a Redis of your own.
+ * status hash needs: the order JSON in it is 600–900 bytes. (An order on an instrument whose tick
+ * or lot has dozens of decimal places can pass it; that hash is then a hash table, more memory and
+ * nothing else.) The project-local Redis runs with it; the gateway advises it for a Redis of your
+ * own. It applies to every hash in that Redis; matchbox has no others.
  */
 export const STATUS_HASH_MAX_VALUE = 1024;
 

@@ -328,7 +328,8 @@ export class OrderQueue {
     return (
       `Redis hash-max-listpack-value is ${value}: each cached order's status hash is a hash ` +
       `table, about a fifth more memory. Set it to ${STATUS_HASH_MAX_VALUE} ` +
-      `(CONFIG SET hash-max-listpack-value ${STATUS_HASH_MAX_VALUE}, and in redis.conf).`
+      `(CONFIG SET hash-max-listpack-value ${STATUS_HASH_MAX_VALUE}, and in redis.conf; it ` +
+      'applies to every hash in that Redis).'
     );
   }
 }

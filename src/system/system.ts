@@ -126,8 +126,13 @@ export async function startSystem(
       },
     });
     await queue.checkDurability();
-    const advice = await queue.advice();
-    if (advice !== undefined) logger.warn(advice);
+    // Advice only: a Redis that will not say (CONFIG renamed away) is not refused for it.
+    await queue.advice().then(
+      (advice) => {
+        if (advice !== undefined) logger.warn(advice);
+      },
+      (err: unknown) => logger.warn({ err }, 'could not read Redis hash-max-listpack-value'),
+    );
     // The background components block on stream reads and must ride out a Redis restart: their
     // own connection, with no command timeout and retries without end.
     const workerRedis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });

@@ -13,7 +13,7 @@ import type { ShardKeys } from '../queue/keys.js';
 import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { keyCount, lua } from '../queue/lua-scripts.js';
 import { aofWritten, RedisRestartedError, runIdOf } from '../queue/aof.js';
-import { replayBound } from '../engine-service/snapshot-store.js';
+import { pinReplayBound } from '../engine-service/snapshot-store.js';
 import { READ_COUNT, ReadSize } from './read-size.js';
 import { flushParameters, writeIsolating, writeParameters } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
@@ -906,8 +906,8 @@ class ShardLoop {
    * Trims the event stream below what the group has acknowledged, and the order stream below
    * that and below the snapshot the engine would replay from. The engine rolls back to the newest
    * snapshot at or below W — the last sequence whose reports the dispatcher has written (the event
-   * stream's last id) — and a newer snapshot may exist above W, so that one is the bound; and only
-   * a settled one (`replayBound`), which a Redis restart's loss of W's last moves cannot delete.
+   * stream's last id) — and a newer snapshot may exist above W, so that one is the bound. It is
+   * pinned, so that pruning keeps it, once Redis has W in its AOF (`pinReplayBound`).
    * Returns the shard's backlog: entries pending in the group or not yet delivered.
    */
   async trim(): Promise<number> {
@@ -917,9 +917,14 @@ class ShardLoop {
       await trimBelow(redis, this.keys.events, formatId(events.floor));
     }
     const orders = await this.writerFloor(this.keys.orders);
+    if (orders.floor === undefined) return events.backlog + orders.backlog;
+    // W in the AOF first (of the Redis it was read from): a Redis restart then cannot take it
+    // back below the snapshot pinned.
+    const runId = await runIdOf(redis);
     const written = await lastGeneratedSeq(redis, this.keys.events);
-    const snap = await replayBound(sql, this.keys.shard, written);
-    if (orders.floor !== undefined && snap !== undefined) {
+    await aofWritten(redis, runId);
+    const snap = await pinReplayBound(sql, this.keys.shard, written);
+    if (snap !== undefined) {
       // The engine restored from snapshot S replays from S + 1: keep that entry and later ones.
       const replayFrom: StreamId = { ms: 0n, seq: BigInt(snap) + 1n };
       const floor = compareIds(replayFrom, orders.floor) < 0 ? replayFrom : orders.floor;

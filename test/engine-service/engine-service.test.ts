@@ -5,7 +5,7 @@ import { toWireCommand } from '../../src/engine-service/proto.js';
 import { startEngineService } from '../../src/engine-service/server.js';
 import { ShardEngine } from '../../src/engine-service/shard-engine.js';
 import { SnapshotReplica } from '../../src/engine-service/snapshot-replica.js';
-import { replayBound, SnapshotStore } from '../../src/engine-service/snapshot-store.js';
+import { pinReplayBound, SnapshotStore } from '../../src/engine-service/snapshot-store.js';
 import { Snapshotter } from '../../src/engine-service/snapshotter.js';
 import type { EngineService } from '../../src/engine-service/server.js';
 import { EventBuffer } from '../../src/engine/event-buffer.js';
@@ -199,34 +199,25 @@ describe('engine service', () => {
     }
   });
 
-  it('prunes to the newest 3 but keeps the newest settled one, which the stream may be trimmed to', async () => {
+  it('prunes to the newest 3 but keeps the pinned one, which the stream is trimmed to', async () => {
     const store = new SnapshotStore(db.sql, 's8');
     const seqs = async () =>
       (
-        await db.sql<{ seq: string }[]>`
-          SELECT seq FROM engine_snapshots WHERE shard = 's8' ORDER BY seq`
-      ).map((r) => Number(r.seq));
+        await db.sql<{ seq: string; pinned: boolean }[]>`
+          SELECT seq, pinned FROM engine_snapshots WHERE shard = 's8' ORDER BY seq`
+      ).map((r) => `${r.seq}${r.pinned ? ' pinned' : ''}`);
     try {
-      // Stored 20 and 11 s ago: settled, and the writer trims the order stream to seq 2's.
-      for (const [seq, ago] of [
-        [1, 20],
-        [2, 11],
-      ] as const) {
-        await db.sql`
-          INSERT INTO engine_snapshots (shard, seq, data, taken_at)
-          VALUES ('s8', ${seq}, '\\x00', now() - make_interval(secs => ${ago}))`;
-      }
-      assert.equal(await replayBound(db.sql, 's8', 100), 2);
-      assert.equal(await replayBound(db.sql, 's8', 1), 1, 'none above W');
-      // Three snapshots in the last seconds, all of which a Redis restart could take back.
+      for (const seq of [1, 2]) await store.save(seq, new Uint8Array([seq]));
+      assert.equal(await pinReplayBound(db.sql, 's8', 1), 1);
+      // W at 2 in Redis's AOF: the writer pins 2, and 1 is free to go.
+      assert.equal(await pinReplayBound(db.sql, 's8', 100), 2);
+      // Three snapshots in the seconds a Redis restart could take back.
       for (const seq of [3, 4, 5]) await store.save(seq, new Uint8Array([seq]));
-      assert.deepEqual(await seqs(), [2, 3, 4, 5]);
-      assert.equal(await replayBound(db.sql, 's8', 100), 2, 'new ones are not yet a bound');
-      // The rollback of such a restart (W back at 3) leaves one to replay from, at or above 2.
-      await store.discardAbove(3);
-      assert.equal((await store.newest(3))?.seq, 3);
+      assert.deepEqual(await seqs(), ['2 pinned', '3', '4', '5']);
+      // That restart's rollback (W back at 2) leaves the one the stream can be replayed from.
       await store.discardAbove(2);
       assert.equal((await store.newest(2))?.seq, 2);
+      assert.equal(await pinReplayBound(db.sql, 's8', 0), undefined, 'none at or below 0');
     } finally {
       await db.sql`DELETE FROM engine_snapshots WHERE shard = 's8'`;
     }

@@ -57,12 +57,12 @@ describe('local Redis', () => {
       }
     }));
 
-  it("keeps an order's status hash compact, the longest order the API takes included", () =>
+  it("keeps an order's status hash compact, one with every field long included", () =>
     withDir(async (dir) => {
       const server = await startLocalRedis({ dir });
       const id = '0192f3a4-5b6c-7d8e-9fab-0123456789ab';
       const at = '2026-12-06T17:46:00.123Z';
-      const decimal = '1'.repeat(40); // the API's longest decimal string
+      const decimal = '1'.repeat(40); // as long as a request's decimal strings may be
       const big = Number.MAX_SAFE_INTEGER;
       const longest: OrderState = {
         ...{ id, client_order_id: 'x'.repeat(64), user_id: id, symbol: 'ABCDEFGHIJKLMNOP' },

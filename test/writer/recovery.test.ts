@@ -174,7 +174,7 @@ describe('batch writer: outages and trimming', () => {
     assert.equal(rows?.n, 0);
   });
 
-  it('trims events below what is acked, and orders also below the settled snapshot the engine would use', async () => {
+  it('trims events below what is acked, and orders also below the snapshot the engine would use, pinned', async () => {
     for (let seq = 1; seq <= 10; seq++) await h.place(seq, orderState(h.alice));
     await h.events({ first_seq: 1, last_seq: 5, orders: [], trades: [] });
     await h.events({ first_seq: 6, last_seq: 10, orders: [], trades: [] });
@@ -189,13 +189,18 @@ describe('batch writer: outages and trimming', () => {
     assert.equal((await ids(h.keys.orders)).length, 10);
     assert.deepEqual(await ids(h.keys.events), []);
 
-    // Snapshots stored a minute ago: settled, beyond what a Redis restart can take back.
-    const settled = (shard: string, seq: number) => h.db.sql`
-      INSERT INTO engine_snapshots (shard, seq, data, taken_at)
-      VALUES (${shard}, ${seq}, '\\x00', now() - interval '1 minute')`;
-    await settled('s0', 4);
-    await settled('s1', 9);
+    const snapshot = (shard: string, seq: number) => h.db.sql`
+      INSERT INTO engine_snapshots (shard, seq, data) VALUES (${shard}, ${seq}, '\\x00')`;
+    const pinned = async () =>
+      (
+        await h.db.sql<{ seq: string }[]>`
+          SELECT shard || '/' || seq AS seq FROM engine_snapshots WHERE pinned ORDER BY shard, seq`
+      ).map((r) => r.seq);
+    await snapshot('s0', 4);
+    await snapshot('s1', 9);
     await w.trimAll();
+    // The one trimmed to is pinned: pruning keeps it (s1 has no stream here, nothing trimmed).
+    assert.deepEqual(await pinned(), ['s0/4']);
     assert.deepEqual(await ids(h.keys.orders), ['0-5', '0-6', '0-7', '0-8', '0-9', '0-10']);
     await w.stop();
 
@@ -206,7 +211,7 @@ describe('batch writer: outages and trimming', () => {
     await h.place(13, orderState(h.alice));
     // A snapshot above W (the dispatcher has written reports up to 10) is not the one a rollback
     // would use: the bound stays at the newest snapshot at or below W.
-    await settled('s0', 20);
+    await snapshot('s0', 20);
     const idle = h.writer();
     await idle.trimAll();
     assert.deepEqual(await ids(h.keys.orders), [
@@ -220,16 +225,10 @@ describe('batch writer: outages and trimming', () => {
       '0-12',
       '0-13',
     ]);
-    // A snapshot at W just stored is not yet a bound: a Redis restart that lost the last batch
-    // would have the engine delete it and roll back to seq 4, replaying from 0-5.
-    await h.db.sql`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s0', 10, '\\x00')`;
-    await idle.trimAll();
-    assert.equal((await ids(h.keys.orders))[0], '0-5');
-    await h.db.sql`
-      UPDATE engine_snapshots SET taken_at = now() - interval '11 seconds'
-      WHERE shard = 's0' AND seq = 10`;
+    await snapshot('s0', 10);
     await idle.trimAll();
     assert.deepEqual(await ids(h.keys.orders), ['0-11', '0-12', '0-13']);
+    assert.deepEqual(await pinned(), ['s0/10'], 'the pin moved; the one before may be pruned');
     assert.equal(idle.stats.backlog, 3, 'two pending, one not yet delivered');
   });
 });
