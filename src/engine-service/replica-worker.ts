@@ -30,7 +30,7 @@ port.on('message', (msg: ToReplica) => {
     case 'reset':
       replica = new ShardEngine(msg.snapshot);
       // A replica started from a copy of the engine's state has that state to store.
-      snapshots.reset(msg.storedSeq);
+      snapshots.reset(msg.storedSeq, msg.epoch);
       if (msg.discardAbove !== undefined) snapshots.discardAbove(msg.discardAbove);
       break;
     case 'batch': {

@@ -32,12 +32,15 @@ export interface EngineService {
 }
 
 type SessionCall = grpc.ServerDuplexStream<SessionRequest, SessionReply>;
+type Hello = NonNullable<SessionRequest['hello']>;
 
 /** Loads the newest snapshot of the shard and serves it until `stop()`. */
 export async function startEngineService(options: EngineServiceOptions): Promise<EngineService> {
   const { logger } = options;
   const shard = shardName(options.shard);
   const store = new SnapshotStore(options.sql, shard);
+  // Before loading: no write of an earlier engine of this shard is stored after this point.
+  const epoch = await store.begin();
   const loaded = await store.newest();
   const engine = new ShardEngine(loaded?.data);
   const snapshots = new SnapshotReplica(
@@ -51,6 +54,7 @@ export async function startEngineService(options: EngineServiceOptions): Promise
     },
     loaded?.data,
     engine.lastSeq,
+    epoch,
   );
   logger.info({ shard, seq: engine.lastSeq, snapshot: loaded !== undefined }, 'engine loaded');
   const labels = { shard };
@@ -66,37 +70,47 @@ export async function startEngineService(options: EngineServiceOptions): Promise
     call.emit('error', { code, details, metadata: new grpc.Metadata() });
   };
 
-  // Every message is handled synchronously from start to reply, so batches of one session, and
-  // a new session's rollback, never interleave.
+  const onHello = async (call: SessionCall, hello: Hello): Promise<void> => {
+    if (call !== current || stopping) return;
+    if (hello.shard !== shard) {
+      fail(call, grpc.status.INVALID_ARGUMENT, `this engine serves ${shard}, not ${hello.shard}`);
+      return;
+    }
+    const written = hello.written_seq;
+    if (engine.lastSeq > written) {
+      // The dispatcher lost reports it never wrote: go back to a state at or below what it did
+      // write, so that the replay regenerates exactly those reports. The snapshots above W go:
+      // if Redis lost its last writes in a restart, the commands they hold are not the ones
+      // Redis now has under those sequence numbers. The epoch moves on with it, so that a
+      // snapshot of a state from before, which the replica may be writing, is not stored (or,
+      // begun first, is deleted here); the replica deletes them again, too.
+      const from = engine.lastSeq;
+      const epoch = await store.rollBack(written);
+      const snapshot = await store.newest(written);
+      // Done even for a session superseded meanwhile (no other Hello runs until this one ends,
+      // and a superseded session's batches are ignored): the epoch has moved on, and the engine
+      // and its replica move with it. The next session's Hello goes on from here.
+      engine.reset(snapshot?.data);
+      snapshots.reset(snapshot?.data, engine.lastSeq, written, epoch);
+      engineMetrics.rollbacks.inc(labels);
+      engineMetrics.lastSeq.set(labels, engine.lastSeq);
+      logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');
+      if (call !== current || stopping) return;
+    }
+    call.write({ ready: { last_seq: engine.lastSeq } });
+  };
+
+  // A batch is handled synchronously from start to reply. A Hello may await PostgreSQL (a
+  // rollback), so Hellos take turns across sessions: a superseded session's rollback ends before
+  // the next session's Hello looks at the engine, and that session's batches follow its Hello.
+  let hellos = Promise.resolve();
   const onMessage = async (call: SessionCall, req: SessionRequest): Promise<void> => {
     if (call !== current || stopping) return;
     if (req.msg === 'hello' && req.hello) {
-      if (req.hello.shard !== shard) {
-        fail(
-          call,
-          grpc.status.INVALID_ARGUMENT,
-          `this engine serves ${shard}, not ${req.hello.shard}`,
-        );
-        return;
-      }
-      const written = req.hello.written_seq;
-      if (engine.lastSeq > written) {
-        // The dispatcher lost reports it never wrote: go back to a state at or below what it did
-        // write, so that the replay regenerates exactly those reports. The snapshots above W go:
-        // if Redis lost its last writes in a restart, the commands they hold are not the ones
-        // Redis now has under those sequence numbers. (The replica deletes them again once the
-        // snapshot it may be writing has landed.)
-        const from = engine.lastSeq;
-        await store.discardAbove(written);
-        const snapshot = await store.newest(written);
-        if (call !== current) return;
-        engine.reset(snapshot?.data);
-        snapshots.reset(snapshot?.data, engine.lastSeq, written);
-        engineMetrics.rollbacks.inc(labels);
-        engineMetrics.lastSeq.set(labels, engine.lastSeq);
-        logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');
-      }
-      call.write({ ready: { last_seq: engine.lastSeq } });
+      const hello = req.hello;
+      const turn = hellos.then(() => onHello(call, hello));
+      hellos = turn.catch(() => undefined);
+      await turn;
     } else if (req.msg === 'batch' && req.batch) {
       const started = performance.now();
       const batch = engine.apply(req.batch.commands);

@@ -25,13 +25,15 @@ export interface ReplicaData {
 
 export type ToReplica =
   /**
-   * The replica now stands at `snapshot`; the newest snapshot stored is at `storedSeq`. After a
-   * rollback, the snapshots above `discardAbove` are deleted, the one it may be writing included.
+   * The replica now stands at `snapshot`, in snapshot epoch `epoch`; the newest snapshot stored is
+   * at `storedSeq`. After a rollback, the snapshots above `discardAbove` are deleted, the one it
+   * may be writing included.
    */
   | {
       type: 'reset';
       snapshot: Uint8Array | undefined;
       storedSeq: number;
+      epoch: number;
       discardAbove?: number;
     }
   | { type: 'batch'; commands: WireCommand[]; lastSeq: number }
@@ -78,11 +80,15 @@ export class SnapshotReplica {
   private pendingSeq = 0;
   private handover: NodeJS.Timeout | undefined;
 
-  /** Starts a replica at `snapshot` (an empty engine when undefined), which is stored at `seq`. */
+  /**
+   * Starts a replica at `snapshot` (an empty engine when undefined), which is stored at `seq`, in
+   * snapshot epoch `epoch` (SnapshotStore.begin).
+   */
   constructor(
     private readonly options: ReplicaOptions,
     snapshot: Uint8Array | undefined,
     seq: number,
+    private epoch: number,
   ) {
     this.storedSeq = seq;
     this.spawn(snapshot);
@@ -90,15 +96,18 @@ export class SnapshotReplica {
 
   /**
    * The engine rolled back to `snapshot`, stored at `seq`, because the dispatcher had written only
-   * up to `written`: so does the replica, and it deletes the snapshots above `written`.
+   * up to `written`, and the snapshot epoch is now `epoch` (SnapshotStore.rollBack): so does the
+   * replica, and it deletes the snapshots above `written`.
    */
-  reset(snapshot: Uint8Array | undefined, seq: number, written: number): void {
+  reset(snapshot: Uint8Array | undefined, seq: number, written: number, epoch: number): void {
     this.storedSeq = seq;
+    this.epoch = epoch;
     this.flush();
     this.worker?.postMessage({
       type: 'reset',
       snapshot,
       storedSeq: seq,
+      epoch,
       discardAbove: written,
     } satisfies ToReplica);
   }
@@ -158,7 +167,14 @@ export class SnapshotReplica {
     try {
       const started = Date.now();
       const data = engine.snapshot();
-      await this.options.store.save(engine.lastSeq, data);
+      if (!(await this.options.store.save(engine.lastSeq, data, this.epoch))) {
+        // Another engine of this shard has started since: its snapshots are the ones that count.
+        logger.error(
+          { shard, epoch: this.epoch },
+          'final snapshot refused: another engine took over',
+        );
+        return;
+      }
       this.stored(engine.lastSeq, data.length, Date.now() - started);
     } catch (err) {
       componentErrors.inc({ dependency: 'postgres', component: 'engine' });
@@ -178,6 +194,7 @@ export class SnapshotReplica {
       type: 'reset',
       snapshot,
       storedSeq: this.storedSeq,
+      epoch: this.epoch,
     } satisfies ToReplica);
     worker.on('message', (msg: FromReplica) => this.heard(msg));
     worker.on('error', (err) => {

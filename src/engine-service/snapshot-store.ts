@@ -11,6 +11,11 @@
 // alone, and three stored in the seconds a restart can lose would prune the one the stream was
 // trimmed to: the rollback that deleted them found the stream cut below every snapshot left.)
 // A power cut can lose more than a Redis restart: then so may the AOF (see src/queue/aof.ts).
+//
+// A snapshot is stored only under the shard's current epoch (`engine_epochs`), which each engine
+// start and each rollback advance: the replica's write of a state taken before a rollback, which
+// may hold commands a restarted Redis no longer has, would otherwise land after the rollback
+// deleted the snapshots above W, and could then be loaded, or pinned.
 import type { Sql } from '../db/client.js';
 
 /** Snapshots kept per shard beside the pinned one; older ones go as each new one lands. */
@@ -66,6 +71,34 @@ export class SnapshotStore {
   }
 
   /**
+   * Takes the shard's snapshots over for an engine starting: advances the epoch, so that no write
+   * of an earlier engine of the shard is stored after this, and returns it.
+   */
+  async begin(): Promise<number> {
+    const [row] = await this.sql<{ epoch: string }[]>`
+      INSERT INTO engine_epochs (shard, epoch) VALUES (${this.shard}, 1)
+      ON CONFLICT (shard) DO UPDATE SET epoch = engine_epochs.epoch + 1
+      RETURNING epoch::text`;
+    return Number(row?.epoch);
+  }
+
+  /**
+   * An engine rolled back to `written` or below: in one transaction, advances the epoch (a write
+   * of a state from before stores nothing, or, begun first, is deleted here) and deletes the
+   * snapshots above `written` (see `discardAbove`). Returns the new epoch.
+   */
+  async rollBack(written: number): Promise<number> {
+    return this.sql.begin(async (tx) => {
+      const [row] = await tx<{ epoch: string }[]>`
+        INSERT INTO engine_epochs (shard, epoch) VALUES (${this.shard}, 1)
+        ON CONFLICT (shard) DO UPDATE SET epoch = engine_epochs.epoch + 1
+        RETURNING epoch::text`;
+      await tx`DELETE FROM engine_snapshots WHERE shard = ${this.shard} AND seq > ${written}`;
+      return Number(row?.epoch);
+    });
+  }
+
+  /**
    * Deletes the snapshots above `seq`: an engine rolled back to it. They may hold commands that
    * Redis lost in a restart (the gateway queues those orders again under new sequence numbers),
    * and a restart or a later rollback would load one as if it were of the stream Redis holds now.
@@ -77,12 +110,17 @@ export class SnapshotStore {
   }
 
   /**
-   * Stores a snapshot and, in the same transaction, prunes all but the newest KEEP_SNAPSHOTS and
-   * the pinned one (see `pinReplayBound`: the order stream is trimmed to it).
+   * Stores a snapshot of a state taken in `epoch` and, in the same transaction, prunes all but the
+   * newest KEEP_SNAPSHOTS and the pinned one (see `pinReplayBound`: the order stream is trimmed to
+   * it). False, storing nothing, when the epoch has moved on since (see `rollBack`): the lock on
+   * the epoch's row orders the two.
    */
-  async save(seq: number, data: Uint8Array): Promise<void> {
+  async save(seq: number, data: Uint8Array, epoch: number): Promise<boolean> {
     // A snapshot at the same seq is the same state (the engine is deterministic): keep the first.
-    await this.sql.begin(async (tx) => {
+    return this.sql.begin(async (tx) => {
+      const [current] = await tx<{ epoch: string }[]>`
+        SELECT epoch::text FROM engine_epochs WHERE shard = ${this.shard} FOR SHARE`;
+      if (current === undefined || Number(current.epoch) !== epoch) return false;
       await tx`
         INSERT INTO engine_snapshots (shard, seq, data)
         VALUES (${this.shard}, ${seq}, ${Buffer.from(data.buffer, data.byteOffset, data.length)})
@@ -94,6 +132,7 @@ export class SnapshotStore {
             SELECT seq FROM engine_snapshots WHERE shard = ${this.shard}
             ORDER BY seq DESC OFFSET ${KEEP_SNAPSHOTS - 1} LIMIT 1)
           AND NOT pinned`;
+      return true;
     });
   }
 }

@@ -39,12 +39,19 @@ export class Snapshotter {
     this.timer.unref();
   }
 
-  /** The engine now stands at a stored snapshot (loaded or rolled back to). */
-  reset(seq: number): void {
+  /**
+   * The engine now stands at a stored snapshot (loaded or rolled back to), in snapshot epoch
+   * `epoch` (see SnapshotStore.save: a state is stored only under the epoch it was taken in).
+   */
+  reset(seq: number, epoch: number): void {
     this.sinceLast = 0;
     this.savedSeq = seq;
+    this.epoch = epoch;
     this.resets++;
   }
+
+  /** The snapshot epoch of the state the engine stands in (see `reset`). */
+  private epoch = 0;
 
   /** Resets so far: a write begun before the last one is of a state the engine has left. */
   private resets = 0;
@@ -118,9 +125,10 @@ export class Snapshotter {
     this.sinceLast = 0;
     const started = Date.now();
     const resets = this.resets;
-    this.writing = this.write(seq, capture).then(
+    this.writing = this.write(seq, capture, this.epoch).then(
       (bytes) => {
-        if (resets !== this.resets) return true;
+        // Refused (undefined: the epoch moved on) or of a state left since: not stored here.
+        if (bytes === undefined || resets !== this.resets) return true;
         this.savedSeq = Math.max(this.savedSeq, seq);
         this.events.stored(seq, bytes, Date.now() - started);
         return true;
@@ -144,11 +152,17 @@ export class Snapshotter {
     });
   }
 
-  /** Encodes a capture and stores it; resolves with its size in bytes. */
-  private async write(seq: number, capture: SnapshotCapture): Promise<number> {
+  /**
+   * Encodes a capture and stores it; resolves with its size in bytes, or undefined when the store
+   * refused it: its epoch is over.
+   */
+  private async write(
+    seq: number,
+    capture: SnapshotCapture,
+    epoch: number,
+  ): Promise<number | undefined> {
     await this.deleteDiscarded();
     const data = await encodeInSteps(capture);
-    await this.store.save(seq, data);
-    return data.length;
+    return (await this.store.save(seq, data, epoch)) ? data.length : undefined;
   }
 }

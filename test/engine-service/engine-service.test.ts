@@ -185,7 +185,7 @@ describe('engine service', () => {
     const data = engine.snapshot();
     const store = new SnapshotStore(db.sql, 's9');
     try {
-      await store.save(engine.lastSeq, data);
+      assert.ok(await store.save(engine.lastSeq, data, await store.begin()));
       const [row] = await db.sql<{ compression: string | null; stored: number }[]>`
         SELECT pg_column_compression(data) AS compression, pg_column_size(data) AS stored
         FROM engine_snapshots WHERE shard = 's9'`;
@@ -207,12 +207,13 @@ describe('engine service', () => {
           SELECT seq, pinned FROM engine_snapshots WHERE shard = 's8' ORDER BY seq`
       ).map((r) => `${r.seq}${r.pinned ? ' pinned' : ''}`);
     try {
-      for (const seq of [1, 2]) await store.save(seq, new Uint8Array([seq]));
+      const epoch = await store.begin();
+      for (const seq of [1, 2]) await store.save(seq, new Uint8Array([seq]), epoch);
       assert.equal(await pinReplayBound(db.sql, 's8', 1), 1);
       // W at 2 in Redis's AOF: the writer pins 2, and 1 is free to go.
       assert.equal(await pinReplayBound(db.sql, 's8', 100), 2);
       // Three snapshots in the seconds a Redis restart could take back.
-      for (const seq of [3, 4, 5]) await store.save(seq, new Uint8Array([seq]));
+      for (const seq of [3, 4, 5]) await store.save(seq, new Uint8Array([seq]), epoch);
       assert.deepEqual(await seqs(), ['2 pinned', '3', '4', '5']);
       // That restart's rollback (W back at 2) leaves the one the stream can be replayed from.
       await store.discardAbove(2);
@@ -220,6 +221,49 @@ describe('engine service', () => {
       assert.equal(await pinReplayBound(db.sql, 's8', 0), undefined, 'none at or below 0');
     } finally {
       await db.sql`DELETE FROM engine_snapshots WHERE shard = 's8'`;
+    }
+  });
+
+  it('stores a snapshot only under the epoch its state was taken in', async () => {
+    const store = new SnapshotStore(db.sql, 's5');
+    const seqs = async () =>
+      (
+        await db.sql<{ seq: string }[]>`
+          SELECT seq FROM engine_snapshots WHERE shard = 's5' ORDER BY seq`
+      ).map((r) => Number(r.seq));
+    try {
+      const first = await store.begin();
+      assert.ok(await store.save(10, new Uint8Array([10]), first));
+      assert.ok(await store.save(20, new Uint8Array([20]), first));
+      // A rollback to W = 12: the snapshot above goes, and a write of a state from before it (at
+      // 30, of commands a restarted Redis may no longer hold) lands after it and stores nothing.
+      const after = await store.rollBack(12);
+      assert.ok(after > first);
+      assert.deepEqual(await seqs(), [10]);
+      assert.equal(await store.save(30, new Uint8Array([30]), first), false);
+      assert.ok(await store.save(15, new Uint8Array([15]), after));
+      // Begun first, such a write holds the epoch's row: the rollback waits for it, then deletes
+      // what it stored.
+      let release = (): void => undefined;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const slow = db.sql.begin(async (tx) => {
+        await tx`SELECT epoch FROM engine_epochs WHERE shard = 's5' FOR SHARE`;
+        await tx`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s5', 40, '\\x28')`;
+        await held;
+      });
+      const rolled = store.rollBack(15);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release();
+      await slow;
+      const third = await rolled;
+      assert.deepEqual(await seqs(), [10, 15]);
+      // Another engine of the shard starts: the one before it stores nothing more.
+      const next = await store.begin();
+      assert.ok(next > third);
+      assert.equal(await store.save(50, new Uint8Array([50]), third), false);
+      assert.deepEqual(await seqs(), [10, 15]);
+    } finally {
+      await db.sql`DELETE FROM engine_snapshots WHERE shard = 's5'`;
     }
   });
 
@@ -293,12 +337,14 @@ describe('engine service', () => {
     const engine = new ShardEngine();
     const stored: number[] = [];
     const failed: unknown[] = [];
+    const store = new SnapshotStore(db.sql, 's6');
     const snapshots = new Snapshotter(
-      new SnapshotStore(db.sql, 's6'),
+      store,
       () => engine.core,
       { every: 10, intervalMs: 60_000 },
       { stored: (seq) => stored.push(seq), failed: (err) => failed.push(err) },
     );
+    snapshots.reset(0, await store.begin());
     const wire = script(20).map(toWireCommand);
     snapshots.applied(engine.apply(wire.slice(0, 10)).applied); // a write at 10 begins
     snapshots.applied(engine.apply(wire.slice(10)).applied); // and 10 more ask for another
@@ -324,26 +370,30 @@ describe('engine service', () => {
       0;
 
     /** An engine with a replica that snapshots every `every` commands. */
-    const follow = (every: number): { engine: ShardEngine; replica: SnapshotReplica } => {
+    const follow = async (
+      every: number,
+    ): Promise<{ engine: ShardEngine; replica: SnapshotReplica }> => {
       const engine = new ShardEngine();
+      const store = new SnapshotStore(db.sql, shard);
       const replica = new SnapshotReplica(
         {
           databaseUrl: db.url,
           shard,
           policy: { every, intervalMs: 60_000 },
           engine: () => engine.core,
-          store: new SnapshotStore(db.sql, shard),
+          store,
           logger: quietLogger(),
         },
         undefined,
         0,
+        await store.begin(),
       );
       return { engine, replica };
     };
 
     it("stores the engine's own state, byte for byte, and is started again from it after diverging", async () => {
       await db.sql`DELETE FROM engine_snapshots WHERE shard = ${shard}`;
-      const { engine, replica } = follow(10);
+      const { engine, replica } = await follow(10);
       const wire = script(40).map(toWireCommand);
       const send = (from: number, to: number, lastSeq?: number): void => {
         const batch = wire.slice(from, to);
@@ -378,7 +428,7 @@ describe('engine service', () => {
     /** An engine at 25 whose first replica has failed, told the engine stood elsewhere. */
     const diverged = async (): Promise<{ engine: ShardEngine; replica: SnapshotReplica }> => {
       await db.sql`DELETE FROM engine_snapshots WHERE shard = ${shard}`;
-      const followed = follow(1_000);
+      const followed = await follow(1_000);
       const wire = script(25).map(toWireCommand);
       const errors = await replicaErrors();
       followed.engine.apply(wire);
