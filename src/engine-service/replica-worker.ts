@@ -22,6 +22,7 @@ let replica = new ShardEngine();
 const snapshots = new Snapshotter(store, () => replica.core, policy, {
   stored: (seq, bytes, ms) => tell({ type: 'stored', seq, bytes, ms }),
   failed: (err, seq) => tell({ type: 'failed', seq, message: messageOf(err) }),
+  refused: (seq, epoch) => tell({ type: 'refused', seq, epoch }),
 });
 setInterval(() => tell({ type: 'progress', seq: replica.lastSeq }), PROGRESS_MS).unref();
 

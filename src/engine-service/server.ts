@@ -85,8 +85,7 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       // snapshot of a state from before, which the replica may be writing, is not stored (or,
       // begun first, is deleted here); the replica deletes them again, too.
       const from = engine.lastSeq;
-      const epoch = await store.rollBack(written);
-      const snapshot = await store.newest(written);
+      const { epoch, snapshot } = await store.rollBack(written);
       // Done even for a session superseded meanwhile (no other Hello runs until this one ends,
       // and a superseded session's batches are ignored): the epoch has moved on, and the engine
       // and its replica move with it. The next session's Hello goes on from here.
@@ -97,8 +96,11 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');
       if (call !== current || stopping) return;
     }
+    greeted.add(call);
     call.write({ ready: { last_seq: engine.lastSeq } });
   };
+  /** Sessions whose Hello is answered: only theirs are batches to apply. */
+  const greeted = new WeakSet<SessionCall>();
 
   // A batch is handled synchronously from start to reply. A Hello may await PostgreSQL (a
   // rollback), so Hellos take turns across sessions: a superseded session's rollback ends before
@@ -112,6 +114,10 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       hellos = turn.catch(() => undefined);
       await turn;
     } else if (req.msg === 'batch' && req.batch) {
+      if (!greeted.has(call)) {
+        fail(call, grpc.status.FAILED_PRECONDITION, 'a batch before the answer to a hello');
+        return;
+      }
       const started = performance.now();
       const batch = engine.apply(req.batch.commands);
       engineMetrics.batchSeconds.observe(labels, (performance.now() - started) / 1000);
@@ -234,6 +240,8 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       current = undefined;
       // A dispatcher never ends its half of a session, so a graceful shutdown would only wait.
       server.forceShutdown();
+      // A rollback under way ends first: the final snapshot is of the state it leaves.
+      await hellos;
       await snapshots.final();
       restingSources.delete(resting);
       logger.info({ shard, seq: engine.lastSeq }, 'engine stopped');

@@ -42,6 +42,7 @@ export type ToReplica =
 export type FromReplica =
   | { type: 'stored'; seq: number; bytes: number; ms: number }
   | { type: 'failed'; seq: number; message: string }
+  | { type: 'refused'; seq: number; epoch: number }
   | { type: 'progress'; seq: number }
   | { type: 'final' };
 
@@ -234,6 +235,21 @@ export class SnapshotReplica {
           { err: msg.message, seq: msg.seq, shard },
           'snapshot write failed; will retry',
         );
+        break;
+      case 'refused':
+        if (msg.epoch === this.epoch) {
+          // Not a rollback's leftover: another engine of this shard has started since.
+          componentErrors.inc({ dependency: 'postgres', component: 'engine' });
+          logger.error(
+            { seq: msg.seq, shard, epoch: msg.epoch },
+            'snapshot refused: another engine of this shard has started; this one stores no more',
+          );
+        } else {
+          logger.info(
+            { seq: msg.seq, shard },
+            'snapshot of a state from before a rollback not stored',
+          );
+        }
         break;
       case 'progress':
         engineMetrics.replicaSeq.set({ shard }, msg.seq);

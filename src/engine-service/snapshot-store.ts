@@ -18,6 +18,13 @@
 // deleted the snapshots above W, and could then be loaded, or pinned.
 import type { Sql } from '../db/client.js';
 
+/**
+ * The guards below rest on READ COMMITTED (each statement sees what committed before it began,
+ * and a row it waited for is checked again), named so that a database default of another level
+ * does not change them.
+ */
+const READ_COMMITTED = 'isolation level read committed';
+
 /** Snapshots kept per shard beside the pinned one; older ones go as each new one lands. */
 export const KEEP_SNAPSHOTS = 3;
 
@@ -33,7 +40,7 @@ export async function pinReplayBound(
   shard: string,
   written: number,
 ): Promise<number | undefined> {
-  return sql.begin(async (tx) => {
+  return sql.begin(READ_COMMITTED, async (tx) => {
     const [row] = await tx<{ seq: string }[]>`
       UPDATE engine_snapshots SET pinned = true
       WHERE shard = ${shard} AND seq = (
@@ -83,18 +90,29 @@ export class SnapshotStore {
   }
 
   /**
-   * An engine rolled back to `written` or below: in one transaction, advances the epoch (a write
-   * of a state from before stores nothing, or, begun first, is deleted here) and deletes the
-   * snapshots above `written` (see `discardAbove`). Returns the new epoch.
+   * An engine rolls back to `written` or below: in one transaction, advances the epoch (a write of
+   * a state from before stores nothing, or, begun first, is deleted here: under READ COMMITTED the
+   * DELETE, a statement after the wait for its lock, sees it), deletes the snapshots above
+   * `written` (see `discardAbove`), and reads the newest left at or below it, to roll back to.
    */
-  async rollBack(written: number): Promise<number> {
-    return this.sql.begin(async (tx) => {
+  async rollBack(
+    written: number,
+  ): Promise<{ epoch: number; snapshot: StoredSnapshot | undefined }> {
+    return this.sql.begin(READ_COMMITTED, async (tx) => {
       const [row] = await tx<{ epoch: string }[]>`
         INSERT INTO engine_epochs (shard, epoch) VALUES (${this.shard}, 1)
         ON CONFLICT (shard) DO UPDATE SET epoch = engine_epochs.epoch + 1
         RETURNING epoch::text`;
       await tx`DELETE FROM engine_snapshots WHERE shard = ${this.shard} AND seq > ${written}`;
-      return Number(row?.epoch);
+      const [newest] = await tx<{ seq: string; data: Buffer }[]>`
+        SELECT seq, data FROM engine_snapshots
+        WHERE shard = ${this.shard} AND seq <= ${written}
+        ORDER BY seq DESC LIMIT 1`;
+      const snapshot =
+        newest === undefined
+          ? undefined
+          : { seq: Number(newest.seq), data: new Uint8Array(newest.data) };
+      return { epoch: Number(row?.epoch), snapshot };
     });
   }
 
@@ -117,7 +135,7 @@ export class SnapshotStore {
    */
   async save(seq: number, data: Uint8Array, epoch: number): Promise<boolean> {
     // A snapshot at the same seq is the same state (the engine is deterministic): keep the first.
-    return this.sql.begin(async (tx) => {
+    return this.sql.begin(READ_COMMITTED, async (tx) => {
       const [current] = await tx<{ epoch: string }[]>`
         SELECT epoch::text FROM engine_epochs WHERE shard = ${this.shard} FOR SHARE`;
       if (current === undefined || Number(current.epoch) !== epoch) return false;

@@ -17,6 +17,8 @@ export interface SnapshotPolicy {
 export interface SnapshotEvents {
   stored(seq: number, bytes: number, ms: number): void;
   failed(err: unknown, seq: number): void;
+  /** Not stored: the state was of `epoch`, and the shard's epoch has moved on since. */
+  refused?(seq: number, epoch: number): void;
 }
 
 export class Snapshotter {
@@ -125,9 +127,11 @@ export class Snapshotter {
     this.sinceLast = 0;
     const started = Date.now();
     const resets = this.resets;
-    this.writing = this.write(seq, capture, this.epoch).then(
+    const epoch = this.epoch;
+    this.writing = this.write(seq, capture, epoch).then(
       (bytes) => {
-        // Refused (undefined: the epoch moved on) or of a state left since: not stored here.
+        if (bytes === undefined) this.events.refused?.(seq, epoch);
+        // Refused, or of a state the engine has left since: not stored, as far as it goes.
         if (bytes === undefined || resets !== this.resets) return true;
         this.savedSeq = Math.max(this.savedSeq, seq);
         this.events.stored(seq, bytes, Date.now() - started);

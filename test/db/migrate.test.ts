@@ -11,7 +11,15 @@ it('creates the schema once, and a second run applies nothing', async () => {
       ORDER BY table_name`;
     assert.deepEqual(
       tables.map((t) => t.table_name),
-      ['engine_snapshots', 'instruments', 'orders', 'schema_migrations', 'trades', 'users'],
+      [
+        'engine_epochs',
+        'engine_snapshots',
+        'instruments',
+        'orders',
+        'schema_migrations',
+        'trades',
+        'users',
+      ],
     );
     assert.deepEqual(await migrate(db.sql), []);
     const [column] = await db.sql<{ type: string }[]>`

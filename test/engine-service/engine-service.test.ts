@@ -237,7 +237,8 @@ describe('engine service', () => {
       assert.ok(await store.save(20, new Uint8Array([20]), first));
       // A rollback to W = 12: the snapshot above goes, and a write of a state from before it (at
       // 30, of commands a restarted Redis may no longer hold) lands after it and stores nothing.
-      const after = await store.rollBack(12);
+      const { epoch: after, snapshot } = await store.rollBack(12);
+      assert.equal(snapshot?.seq, 10, 'the newest left at or below W');
       assert.ok(after > first);
       assert.deepEqual(await seqs(), [10]);
       assert.equal(await store.save(30, new Uint8Array([30]), first), false);
@@ -251,11 +252,18 @@ describe('engine service', () => {
         await tx`INSERT INTO engine_snapshots (shard, seq, data) VALUES ('s5', 40, '\\x28')`;
         await held;
       });
-      const rolled = store.rollBack(15);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      let settled = false;
+      const rolled = store.rollBack(15).finally(() => (settled = true));
+      await waitFor('the rollback to wait for the write', async () => {
+        const [row] = await db.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+        return (row?.n ?? 0) > 0;
+      });
+      assert.equal(settled, false);
       release();
       await slow;
-      const third = await rolled;
+      const { epoch: third } = await rolled;
       assert.deepEqual(await seqs(), [10, 15]);
       // Another engine of the shard starts: the one before it stores nothing more.
       const next = await store.begin();
@@ -291,6 +299,9 @@ describe('engine service', () => {
       assert.equal(replay.lastSeq, 30);
       const expected = commands.slice(16).flatMap((c) => original.get(c.seq) ?? []);
       assert.deepEqual(replay.reports, expected);
+      // The replica, rolled back with it into the new epoch, goes on storing snapshots.
+      await waitFor('a snapshot at 30', async () => (await snapshotSeqs(db)).includes(30));
+      assert.deepEqual(await snapshotSeqs(db), [8, 16, 30]);
 
       // Written 0 and no snapshot at or below it: an empty engine, the whole journal replayed.
       const third = client.session();
