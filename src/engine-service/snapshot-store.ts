@@ -16,7 +16,11 @@
 // start and each rollback advance: the replica's write of a state taken before a rollback, which
 // may hold commands a restarted Redis no longer has, would otherwise land after the rollback
 // deleted the snapshots above W, and could then be loaded, or pinned.
+import type { TransactionSql } from 'postgres';
 import type { Sql } from '../db/client.js';
+
+/** The pool, or a transaction of it. */
+type Query = Sql | TransactionSql;
 
 /**
  * The guards below rest on READ COMMITTED (each statement sees what committed before it began,
@@ -67,26 +71,27 @@ export class SnapshotStore {
   ) {}
 
   /** The newest snapshot with seq ≤ `atMost` (any when omitted), or undefined. */
-  async newest(atMost = Number.MAX_SAFE_INTEGER): Promise<StoredSnapshot | undefined> {
-    const rows = await this.sql<{ seq: string; data: Buffer }[]>`
+  newest(
+    atMost = Number.MAX_SAFE_INTEGER,
+    sql: Query = this.sql,
+  ): Promise<StoredSnapshot | undefined> {
+    return sql<{ seq: string; data: Buffer }[]>`
       SELECT seq, data FROM engine_snapshots
       WHERE shard = ${this.shard} AND seq <= ${atMost}
-      ORDER BY seq DESC LIMIT 1`;
-    const row = rows[0];
-    if (row === undefined) return undefined;
-    return { seq: Number(row.seq), data: new Uint8Array(row.data) };
+      ORDER BY seq DESC LIMIT 1`.then(([row]) =>
+      row === undefined ? undefined : { seq: Number(row.seq), data: new Uint8Array(row.data) },
+    );
   }
 
   /**
    * Takes the shard's snapshots over for an engine starting: advances the epoch, so that no write
    * of an earlier engine of the shard is stored after this, and returns it.
    */
-  async begin(): Promise<number> {
-    const [row] = await this.sql<{ epoch: string }[]>`
+  begin(sql: Query = this.sql): Promise<number> {
+    return sql<{ epoch: string }[]>`
       INSERT INTO engine_epochs (shard, epoch) VALUES (${this.shard}, 1)
       ON CONFLICT (shard) DO UPDATE SET epoch = engine_epochs.epoch + 1
-      RETURNING epoch::text`;
-    return Number(row?.epoch);
+      RETURNING epoch::text`.then(([row]) => Number(row?.epoch));
   }
 
   /**
@@ -99,20 +104,9 @@ export class SnapshotStore {
     written: number,
   ): Promise<{ epoch: number; snapshot: StoredSnapshot | undefined }> {
     return this.sql.begin(READ_COMMITTED, async (tx) => {
-      const [row] = await tx<{ epoch: string }[]>`
-        INSERT INTO engine_epochs (shard, epoch) VALUES (${this.shard}, 1)
-        ON CONFLICT (shard) DO UPDATE SET epoch = engine_epochs.epoch + 1
-        RETURNING epoch::text`;
+      const epoch = await this.begin(tx);
       await tx`DELETE FROM engine_snapshots WHERE shard = ${this.shard} AND seq > ${written}`;
-      const [newest] = await tx<{ seq: string; data: Buffer }[]>`
-        SELECT seq, data FROM engine_snapshots
-        WHERE shard = ${this.shard} AND seq <= ${written}
-        ORDER BY seq DESC LIMIT 1`;
-      const snapshot =
-        newest === undefined
-          ? undefined
-          : { seq: Number(newest.seq), data: new Uint8Array(newest.data) };
-      return { epoch: Number(row?.epoch), snapshot };
+      return { epoch, snapshot: await this.newest(written, tx) };
     });
   }
 
