@@ -32,7 +32,6 @@ port.on('message', (msg: ToReplica) => {
       replica = new ShardEngine(msg.snapshot);
       // A replica started from a copy of the engine's state has that state to store.
       snapshots.reset(msg.storedSeq, msg.epoch);
-      if (msg.discardAbove !== undefined) snapshots.discardAbove(msg.discardAbove);
       break;
     case 'batch': {
       const { applied, lastSeq } = replica.apply(msg.commands, false);

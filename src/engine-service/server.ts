@@ -83,14 +83,14 @@ export async function startEngineService(options: EngineServiceOptions): Promise
       // if Redis lost its last writes in a restart, the commands they hold are not the ones
       // Redis now has under those sequence numbers. The epoch moves on with it, so that a
       // snapshot of a state from before, which the replica may be writing, is not stored (or,
-      // begun first, is deleted here); the replica deletes them again, too.
+      // begun first, is deleted here).
       const from = engine.lastSeq;
       const { epoch, snapshot } = await store.rollBack(written);
       // Done even for a session superseded meanwhile (no other Hello runs until this one ends,
       // and a superseded session's batches are ignored): the epoch has moved on, and the engine
       // and its replica move with it. The next session's Hello goes on from here.
       engine.reset(snapshot?.data);
-      snapshots.reset(snapshot?.data, engine.lastSeq, written, epoch);
+      snapshots.reset(snapshot?.data, engine.lastSeq, epoch);
       engineMetrics.rollbacks.inc(labels);
       engineMetrics.lastSeq.set(labels, engine.lastSeq);
       logger.warn({ shard, from, written, to: engine.lastSeq }, 'rolled back for replay');

@@ -26,16 +26,10 @@ export interface ReplicaData {
 export type ToReplica =
   /**
    * The replica now stands at `snapshot`, in snapshot epoch `epoch`; the newest snapshot stored is
-   * at `storedSeq`. After a rollback, the snapshots above `discardAbove` are deleted, the one it
-   * may be writing included.
+   * at `storedSeq`. (After a rollback, a write of the state before stores nothing, or is deleted
+   * by the rollback: see SnapshotStore.rollBack.)
    */
-  | {
-      type: 'reset';
-      snapshot: Uint8Array | undefined;
-      storedSeq: number;
-      epoch: number;
-      discardAbove?: number;
-    }
+  | { type: 'reset'; snapshot: Uint8Array | undefined; storedSeq: number; epoch: number }
   | { type: 'batch'; commands: WireCommand[]; lastSeq: number }
   | { type: 'final' };
 
@@ -96,11 +90,10 @@ export class SnapshotReplica {
   }
 
   /**
-   * The engine rolled back to `snapshot`, stored at `seq`, because the dispatcher had written only
-   * up to `written`, and the snapshot epoch is now `epoch` (SnapshotStore.rollBack): so does the
-   * replica, and it deletes the snapshots above `written`.
+   * The engine rolled back to `snapshot`, stored at `seq`, and the snapshot epoch is now `epoch`
+   * (SnapshotStore.rollBack): so does the replica.
    */
-  reset(snapshot: Uint8Array | undefined, seq: number, written: number, epoch: number): void {
+  reset(snapshot: Uint8Array | undefined, seq: number, epoch: number): void {
     this.storedSeq = seq;
     this.epoch = epoch;
     this.flush();
@@ -109,7 +102,6 @@ export class SnapshotReplica {
       snapshot,
       storedSeq: seq,
       epoch,
-      discardAbove: written,
     } satisfies ToReplica);
   }
 

@@ -5,7 +5,7 @@
 // last trimmed (W: the last seq the dispatcher wrote, the event stream's last id). The engine can
 // replay the stream from that snapshot and from no older one, so it is pinned (`pinReplayBound`)
 // and pruning keeps it beside the newest KEEP_SNAPSHOTS (`save`). A rollback deletes only the
-// snapshots above the W Redis holds (`discardAbove`), and the writer pins one only once Redis
+// snapshots above the W Redis holds (`rollBack`), and the writer pins one only once Redis
 // has that W in its AOF, which a Redis restart does not take back; so whatever a restart loses,
 // a snapshot the stream can be replayed from is left. (Before pins, pruning kept the newest three
 // alone, and three stored in the seconds a restart can lose would prune the one the stream was
@@ -98,7 +98,10 @@ export class SnapshotStore {
    * An engine rolls back to `written` or below: in one transaction, advances the epoch (a write of
    * a state from before stores nothing, or, begun first, is deleted here: under READ COMMITTED the
    * DELETE, a statement after the wait for its lock, sees it), deletes the snapshots above
-   * `written` (see `discardAbove`), and reads the newest left at or below it, to roll back to.
+   * `written`, and reads the newest left at or below it, to roll back to. Those above may hold
+   * commands that Redis lost in a restart (the gateway queues those orders again under new
+   * sequence numbers), and a restart or a later rollback would load one as if it were of the
+   * stream Redis holds now.
    */
   async rollBack(
     written: number,
@@ -108,17 +111,6 @@ export class SnapshotStore {
       await tx`DELETE FROM engine_snapshots WHERE shard = ${this.shard} AND seq > ${written}`;
       return { epoch, snapshot: await this.newest(written, tx) };
     });
-  }
-
-  /**
-   * Deletes the snapshots above `seq`: an engine rolled back to it. They may hold commands that
-   * Redis lost in a restart (the gateway queues those orders again under new sequence numbers),
-   * and a restart or a later rollback would load one as if it were of the stream Redis holds now.
-   */
-  async discardAbove(seq: number): Promise<number> {
-    const rows = await this.sql`
-      DELETE FROM engine_snapshots WHERE shard = ${this.shard} AND seq > ${seq}`;
-    return rows.count;
   }
 
   /**

@@ -35,64 +35,24 @@ export class Snapshotter {
     private readonly events: SnapshotEvents,
   ) {
     this.timer = setInterval(() => {
-      if (this.toDiscard !== undefined && this.writing === undefined) this.discard();
-      else if (this.sinceLast > 0) this.take();
+      if (this.sinceLast > 0) this.take();
     }, policy.intervalMs);
     this.timer.unref();
   }
 
   /**
    * The engine now stands at a stored snapshot (loaded or rolled back to), in snapshot epoch
-   * `epoch` (see SnapshotStore.save: a state is stored only under the epoch it was taken in).
+   * `epoch` (see SnapshotStore.save: a state is stored only under the epoch it was taken in, and
+   * a rollback, which moves it on, deletes a write of the state before that landed first).
    */
   reset(seq: number, epoch: number): void {
     this.sinceLast = 0;
     this.savedSeq = seq;
     this.epoch = epoch;
-    this.resets++;
   }
 
   /** The snapshot epoch of the state the engine stands in (see `reset`). */
   private epoch = 0;
-
-  /** Resets so far: a write begun before the last one is of a state the engine has left. */
-  private resets = 0;
-
-  /**
-   * The engine rolled back to `seq` or below: the snapshots above it are deleted (see
-   * SnapshotStore.discardAbove), after the write in flight, which may be one of them, and before
-   * any other is written. One that fails is tried again before the next write, and at each tick.
-   */
-  discardAbove(seq: number): void {
-    this.toDiscard = Math.min(this.toDiscard ?? seq, seq);
-    if (this.writing === undefined) this.discard();
-  }
-
-  /** Snapshots above this are to be deleted before the next is written. */
-  private toDiscard: number | undefined;
-
-  private discard(): void {
-    const writing = this.deleteDiscarded().then(
-      () => true,
-      (err: unknown) => {
-        this.events.failed(err, this.toDiscard ?? 0);
-        return false;
-      },
-    );
-    this.writing = writing;
-    void writing.then((deleted) => {
-      if (this.writing === writing) this.writing = undefined;
-      // After a failure, the next tick tries again (not at once: PostgreSQL may be down).
-      if (deleted && this.sinceLast >= this.policy.every) this.take();
-    });
-  }
-
-  private async deleteDiscarded(): Promise<void> {
-    const seq = this.toDiscard;
-    if (seq === undefined) return;
-    await this.store.discardAbove(seq);
-    if (this.toDiscard === seq) this.toDiscard = undefined;
-  }
 
   /** Counts applied commands; snapshots once `every` have accumulated. */
   applied(commands: number): void {
@@ -126,13 +86,12 @@ export class Snapshotter {
     const counted = this.sinceLast;
     this.sinceLast = 0;
     const started = Date.now();
-    const resets = this.resets;
     const epoch = this.epoch;
     this.writing = this.write(seq, capture, epoch).then(
       (bytes) => {
         if (bytes === undefined) this.events.refused?.(seq, epoch);
-        // Refused, or of a state the engine has left since: not stored, as far as it goes.
-        if (bytes === undefined || resets !== this.resets) return true;
+        // Refused, or of a state a rollback has left since (and deleted): not stored.
+        if (bytes === undefined || epoch !== this.epoch) return true;
         this.savedSeq = Math.max(this.savedSeq, seq);
         this.events.stored(seq, bytes, Date.now() - started);
         return true;
@@ -147,12 +106,9 @@ export class Snapshotter {
     const writing = this.writing;
     void writing.then((stored) => {
       if (this.writing === writing) this.writing = undefined;
-      // After a failure, the next batch or tick tries again. A rollback while it was written:
-      // what that asked to delete goes first. Enough came in while it was written for another:
-      // taken now, not at the next batch, which may be long in coming.
-      if (!stored) return;
-      if (this.toDiscard !== undefined) this.discard();
-      else if (this.sinceLast >= this.policy.every) this.take();
+      // After a failure, the next batch or tick tries again. Enough came in while it was written
+      // for another: taken now, not at the next batch, which may be long in coming.
+      if (stored && this.sinceLast >= this.policy.every) this.take();
     });
   }
 
@@ -165,7 +121,6 @@ export class Snapshotter {
     capture: SnapshotCapture,
     epoch: number,
   ): Promise<number | undefined> {
-    await this.deleteDiscarded();
     const data = await encodeInSteps(capture);
     return (await this.store.save(seq, data, epoch)) ? data.length : undefined;
   }

@@ -216,7 +216,7 @@ describe('engine service', () => {
       for (const seq of [3, 4, 5]) await store.save(seq, new Uint8Array([seq]), epoch);
       assert.deepEqual(await seqs(), ['2 pinned', '3', '4', '5']);
       // That restart's rollback (W back at 2) leaves the one the stream can be replayed from.
-      await store.discardAbove(2);
+      await store.rollBack(2);
       assert.equal((await store.newest(2))?.seq, 2);
       assert.equal(await pinReplayBound(db.sql, 's8', 0), undefined, 'none at or below 0');
     } finally {
