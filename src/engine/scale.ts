@@ -11,6 +11,48 @@ interface Fixed {
   places: number;
 }
 
+/** A JSON number's text: a sign, an exponent. */
+const JSON_NUMBER = /^(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
+
+/**
+ * Longest JSON number text taken with an exponent. The longest a JSON writer makes is ~24
+ * characters ("1.2345678901234567e-100"); the bound keeps the work on hostile text small.
+ */
+const MAX_EXPONENT_FORM = 64;
+
+/**
+ * A non-negative JSON number's text written out as the plain decimal it is, exactly: "1e-7" →
+ * "0.0000001", "1.5E3" → "1500", "187.25" as it is. JSON allows an exponent, and JavaScript's and
+ * Python's JSON writers use one for small and large numbers. Undefined when the text is not a
+ * JSON number, is negative, or is too long: more than MAX_LENGTH characters without an exponent,
+ * more than MAX_EXPONENT_FORM with one, or more than MAX_LENGTH written out (worked out from the
+ * exponent first, so "1e999999999" costs nothing).
+ */
+export function plainDecimal(json: string): string | undefined {
+  if (json.length > MAX_EXPONENT_FORM) return undefined;
+  const m = JSON_NUMBER.exec(json);
+  if (m === null || m[1] === '-') return undefined;
+  if (m[4] === undefined) return json.length > MAX_LENGTH ? undefined : json;
+  const int = m[2] as string;
+  // The significant digits, and where the point falls among them (≤ 0: before the first).
+  const all = int + (m[3] ?? '');
+  let first = 0;
+  while (first < all.length && all[first] === '0') first++;
+  if (first === all.length) return '0';
+  let end = all.length;
+  while (all[end - 1] === '0') end--;
+  const digits = all.slice(first, end);
+  const point = int.length - first + Number(m[4]);
+  if (point > MAX_LENGTH || point < -MAX_LENGTH) return undefined;
+  const plain =
+    point <= 0
+      ? `0.${'0'.repeat(-point)}${digits}`
+      : point >= digits.length
+        ? digits + '0'.repeat(point - digits.length)
+        : `${digits.slice(0, point)}.${digits.slice(point)}`;
+  return plain.length > MAX_LENGTH ? undefined : plain;
+}
+
 /** Parses a plain non-negative decimal ("187.25", "0.001"); undefined for anything else. */
 export function parseDecimal(text: string): Fixed | undefined {
   if (text.length > MAX_LENGTH) return undefined;
@@ -32,7 +74,7 @@ function formatFixed(units: bigint, places: number): string {
   return negative ? `-${whole}` : whole;
 }
 
-export type ScaleError = 'FORMAT' | 'NOT_POSITIVE' | 'NOT_MULTIPLE' | 'TOO_LARGE';
+export type ScaleError = 'FORMAT' | 'NOT_POSITIVE' | 'NOT_MULTIPLE' | 'TOO_LARGE' | 'TOO_LONG';
 
 /**
  * The step of a price (tick size) or quantity (lot size) of an instrument: converts decimals that
@@ -53,8 +95,17 @@ export class Scale {
     this.places = parsed.places;
   }
 
-  /** The decimal as a whole number of steps, or why it is not one. */
-  toUnits(text: string): number | ScaleError {
+  /**
+   * The decimal as a whole number of steps, or why it is not one. `text` is a plain decimal
+   * string, or with `json` the text of a JSON number (which may have an exponent or a sign).
+   */
+  toUnits(text: string, json = false): number | ScaleError {
+    if (json) {
+      if (text.startsWith('-')) return 'NOT_POSITIVE';
+      const plain = plainDecimal(text);
+      if (plain === undefined) return JSON_NUMBER.test(text) ? 'TOO_LONG' : 'FORMAT';
+      text = plain;
+    }
     const d = parseDecimal(text);
     if (d === undefined) return 'FORMAT';
     if (d.units === 0n) return 'NOT_POSITIVE';

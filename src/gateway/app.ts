@@ -9,8 +9,16 @@ import type { ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import Fastify, { LogController } from 'fastify';
 import secureJson from 'secure-json-parse';
-import type { FastifyError, FastifyInstance, FastifyRequest, RawServerDefault } from 'fastify';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  RawServerDefault,
+} from 'fastify';
+import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Redis } from 'ioredis';
 import { componentErrors } from '../metrics/pipeline.js';
 import type { Logger } from 'pino';
@@ -125,6 +133,44 @@ export async function closeGateway(app: {
   await app.close();
 }
 
+/** A URL the router cannot take: not valid percent-encoding, or a path segment over its limit. */
+function refuseUrl(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const message =
+    err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? 'has a path segment longer than 100 characters'
+      : 'is not a valid URL';
+  void reply.code(400).send(invalid([{ field: '(url)', message }]).body());
+}
+
+/**
+ * What Node's HTTP parser refuses before Fastify sees a request (headers over the limit, a request
+ * line that is not HTTP), answered in api-v1.md's error shape; Node's own answer has no body and
+ * Fastify's default another shape. The connection is then closed, as Node does.
+ */
+function refuseMalformed(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // As Node's own handler: no answer over one already being written on this connection.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && inFlight?.headersSent !== true) {
+    const e = new ApiError(
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'HEADERS_TOO_LARGE'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? 'REQUEST_TIMEOUT'
+          : 'VALIDATION_ERROR',
+      err.code === 'HPE_HEADER_OVERFLOW' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? undefined
+        : 'The request is not valid HTTP.',
+    );
+    const body = JSON.stringify(e.body());
+    socket.write(
+      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
+}
+
 /** Builds the app; call `ready()` (or inject) before use. */
 export async function buildGateway(
   deps: GatewayDeps,
@@ -143,6 +189,10 @@ export async function buildGateway(
     childLoggerFactory: (logger, bindings, opts) =>
       requestLoggers ? logger.child(bindings, opts) : logger,
     return503OnClosing: true,
+    // Malformed URLs and requests the HTTP parser refuses are answered in api-v1.md's error
+    // shape too (Fastify's own answers have another).
+    frameworkErrors: refuseUrl,
+    clientErrorHandler: refuseMalformed,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const ctx: GatewayContext = {

@@ -11,6 +11,8 @@ export const ERRORS = {
   ORDER_CLOSED: { status: 409, message: 'The order is already final.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The body must be application/json.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request did not arrive in time.' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests for this key.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   OVERLOADED: { status: 503, message: 'The order queue is above its high-water mark.' },

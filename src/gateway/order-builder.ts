@@ -53,16 +53,22 @@ const SCALE_MESSAGES: Record<ScaleError, string> = {
   NOT_POSITIVE: 'must be greater than 0',
   NOT_MULTIPLE: 'must be a multiple of the ',
   TOO_LARGE: 'is too large',
+  TOO_LONG: 'has more than 40 characters written out as a decimal',
 };
 
 /**
- * Text of a request decimal. A JSON number is taken from the body's own text when the parser kept
- * it (so that 0.1000000000000000055 is refused rather than rounded), else from the number.
+ * The text of a JSON number in a request, as the body has it (so that 0.1000000000000000055 is
+ * refused rather than rounded). Undefined when the text the parser kept is not this number's: its
+ * key was written with escapes (`"pr\u0069ce"`, which the text scan does not see) or twice. The
+ * number as parsed has passed through a float, so it is never used instead.
  */
-function decimalText(value: string | number, raw: string | undefined): string {
-  if (typeof value === 'string') return value;
-  return raw ?? String(value);
+export function numberText(value: number, raw: string | undefined): string | undefined {
+  return raw !== undefined && Number(raw) === value ? raw : undefined;
 }
+
+/** Why a JSON number whose own text could not be told apart is refused. */
+export const UNREADABLE_NUMBER =
+  'must be written once, with its name unescaped, to be read exactly';
 
 /** Builds the order to queue, or the 400 that names every bad field. */
 export function buildOrder(
@@ -83,7 +89,12 @@ export function buildOrder(
   ): number => {
     const value = body[field];
     if (value === undefined || value === null) return 0;
-    const result = scale.toUnits(decimalText(value, rawNumbers[field]));
+    const text = typeof value === 'string' ? value : numberText(value, rawNumbers[field]);
+    if (text === undefined) {
+      details.push({ field, message: UNREADABLE_NUMBER });
+      return 0;
+    }
+    const result = scale.toUnits(text, typeof value === 'number');
     if (typeof result === 'number') return result;
     const what = field === 'quantity' ? `lot size ${step}` : `tick size ${step}`;
     const message = SCALE_MESSAGES[result] + (result === 'NOT_MULTIPLE' ? what : '');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Scale, parseDecimal } from '../../src/engine/scale.js';
+import { Scale, parseDecimal, plainDecimal } from '../../src/engine/scale.js';
 
 describe('Scale', () => {
   const cents = new Scale('0.01');
@@ -31,6 +31,55 @@ describe('Scale', () => {
     assert.equal(lots.toUnits('9007199254740992'), 'TOO_LARGE');
     assert.equal(lots.toUnits('9007199254740991'), Number.MAX_SAFE_INTEGER);
     assert.equal(cents.toUnits('1'.repeat(41)), 'FORMAT');
+  });
+
+  it('reads a JSON number exactly, exponent and all', () => {
+    const tiny = new Scale('0.0000001');
+    assert.equal(tiny.toUnits('1e-7', true), 1);
+    assert.equal(tiny.toUnits('1E-7', true), 1);
+    assert.equal(tiny.toUnits('2.5e-6', true), 25);
+    assert.equal(lots.toUnits('1e3', true), 1000);
+    assert.equal(lots.toUnits('1.5E+3', true), 1500);
+    assert.equal(cents.toUnits('18725e-2', true), 18725);
+    assert.equal(cents.toUnits('0.0001872500e6', true), 18725);
+    assert.equal(cents.toUnits('187.25', true), 18725);
+    assert.equal(cents.toUnits('1e-3', true), 'NOT_MULTIPLE');
+    assert.equal(cents.toUnits('0e5', true), 'NOT_POSITIVE');
+    assert.equal(cents.toUnits('-1', true), 'NOT_POSITIVE');
+    assert.equal(cents.toUnits('-1e2', true), 'NOT_POSITIVE');
+    assert.equal(lots.toUnits('9.007199254740992e15', true), 'TOO_LARGE');
+    assert.equal(lots.toUnits('9.007199254740991e15', true), Number.MAX_SAFE_INTEGER);
+    // Written out, these would be longer than any decimal taken: refused without writing them.
+    for (const long of ['1e40', '1e-40', '1e999999999999', '1e-999999999999', '1'.repeat(41)]) {
+      assert.equal(cents.toUnits(long, true), 'TOO_LONG', long);
+    }
+    // The same texts as strings are not plain decimals.
+    assert.equal(tiny.toUnits('1e-7'), 'FORMAT');
+  });
+
+  it('writes out a JSON number as the decimal it is', () => {
+    assert.equal(plainDecimal('1e-7'), '0.0000001');
+    assert.equal(plainDecimal('1.5e3'), '1500');
+    assert.equal(plainDecimal('1.25e1'), '12.5');
+    assert.equal(plainDecimal('0.00125e2'), '0.125');
+    assert.equal(plainDecimal('120e-1'), '12');
+    assert.equal(plainDecimal('0.0e0'), '0');
+    assert.equal(plainDecimal('187.250'), '187.250');
+    assert.equal(plainDecimal('-1e2'), undefined);
+    assert.equal(plainDecimal('1e39'), `1${'0'.repeat(39)}`);
+    assert.equal(plainDecimal('1e40'), undefined);
+    // Text longer than any JSON writer makes is refused before it is looked at.
+    assert.equal(plainDecimal(`1.${'0'.repeat(58)}1e0`), undefined);
+    assert.equal(plainDecimal(`1.${'0'.repeat(20_000)}1e0`), undefined);
+    assert.equal(plainDecimal(`1.${'0'.repeat(50)}1e0`), undefined);
+    assert.equal(plainDecimal(`1.${'0'.repeat(30)}1e0`), `1.${'0'.repeat(30)}1`);
+    // What JavaScript writes for a number is read back as that number's decimal.
+    fc.assert(
+      fc.property(fc.double({ min: 1e-30, max: 1e30, noNaN: true }), (x) => {
+        const plain = plainDecimal(String(x));
+        return plain === undefined || Number(plain) === x;
+      }),
+    );
   });
 
   it('formats counts with exactly the instrument precision', () => {

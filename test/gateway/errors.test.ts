@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
@@ -85,6 +86,98 @@ describe('errors, idempotency and isolation', () => {
     const r = await t.api(alice.key, 'POST', '/v1/orders', { ...limit, quantity: 3, price: 10.1 });
     assert.equal(r.status, 201);
     assert.deepEqual([r.body.quantity, r.body.price], ['3', '10.10']);
+  });
+
+  it('reads JSON numbers with an exponent exactly, as JSON writers send small ones', async () => {
+    // JSON.stringify(1e-7) is "1e-7": the texts are sent as written here.
+    const listed = await t.api(
+      t.adminToken,
+      'PUT',
+      '/v1/admin/instruments/TINY',
+      '{"tick_size":1e-7,"lot_size":1E-5}',
+    );
+    assert.equal(listed.status, 201, JSON.stringify(listed.body));
+    assert.deepEqual([listed.body.tick_size, listed.body.lot_size], ['0.0000001', '0.00001']);
+    const order = (quantity: string, price: string) =>
+      `{"symbol":"TINY","side":"BUY","type":"LIMIT","quantity":${quantity},"price":${price}}`;
+    const r = await t.api(alice.key, 'POST', '/v1/orders', order('2e-5', '1.5e-6'));
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.deepEqual([r.body.quantity, r.body.price], ['0.00002', '0.0000015']);
+    const before = await streamLength();
+    const refused: [string, string, string][] = [
+      [order('-2e-5', '1.5e-6'), 'quantity', 'must be greater than 0'],
+      [order('2e-5', '1e-8'), 'price', 'must be a multiple of the tick size 0.0000001'],
+      [order('2e-5', '1e400'), 'price', 'has more than 40 characters written out as a decimal'],
+      // The body's text of a number is what is read; where it cannot be told apart (a name
+      // written with escapes, or twice), the number is refused rather than read through a float.
+      [
+        order('2e-5', '1.5e-6').replace('"price"', '"pr\\u0069ce"'),
+        'price',
+        'must be written once, with its name unescaped, to be read exactly',
+      ],
+      [
+        order('2e-5', '1.5e-6').replace('}', ',"pr\\u0069ce":1.00000000000000000001e-7}'),
+        'price',
+        'must be written once, with its name unescaped, to be read exactly',
+      ],
+    ];
+    for (const [body, field, message] of refused) {
+      const bad = await t.api(alice.key, 'POST', '/v1/orders', body);
+      assertError(bad, 400, 'VALIDATION_ERROR');
+      assert.deepEqual(bad.body.error?.details, [{ field, message }], body);
+    }
+    assert.equal(await streamLength(), before);
+  });
+
+  it('cancels whatever Content-Type a cancel without a body carries', async () => {
+    for (const type of ['application/json', 'text/plain']) {
+      const placed = await t.api(alice.key, 'POST', '/v1/orders', limit);
+      assert.equal(placed.status, 201);
+      const res = await fetch(`${t.url}/v1/orders/${placed.body.id as string}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${alice.key}`, 'content-type': type },
+      });
+      assert.equal(res.status, 202, `${type}: ${await res.text()}`);
+      await eventually(async () => {
+        const o = await t.api(alice.key, 'GET', `/v1/orders/${placed.body.id as string}`);
+        return o.body.status === 'CANCELED' ? o : undefined;
+      });
+    }
+  });
+
+  it('401 before the body is looked at: a bad body without a key is still a 401', async () => {
+    assertError(await t.api(undefined, 'POST', '/v1/orders', '{"symbol":'), 401, 'UNAUTHORIZED');
+    assertError(await t.api('mbx_wrong', 'POST', '/v1/orders', '[]'), 401, 'UNAUTHORIZED');
+    assertError(
+      await t.api(undefined, 'PUT', '/v1/admin/instruments/XYZ', '{'),
+      401,
+      'UNAUTHORIZED',
+    );
+  });
+
+  it('answers URLs and requests the router or the HTTP parser refuses in the same shape', async () => {
+    for (const path of [`/v1/orders/${'a'.repeat(101)}`, '/v1/orders/%E0%A4%A']) {
+      const r = await t.api(alice.key, 'GET', path);
+      assertError(r, 400, 'VALIDATION_ERROR');
+      assert.equal((r.body.error?.details?.[0] as { field: string }).field, '(url)');
+    }
+    const raw = async (request: string): Promise<{ status: number; body: Answer['body'] }> => {
+      const { port } = new URL(t.url);
+      const socket = connect(Number(port), '127.0.0.1');
+      socket.end(request);
+      let text = '';
+      for await (const chunk of socket) text += String(chunk);
+      const [head = '', body = ''] = text.split('\r\n\r\n');
+      return { status: Number(head.split(' ')[1]), body: JSON.parse(body) as Answer['body'] };
+    };
+    const huge = await raw(
+      `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'y'.repeat(40_000)}\r\n\r\n`,
+    );
+    assert.equal(huge.status, 431);
+    assert.equal(huge.body.error?.code, 'HEADERS_TOO_LARGE');
+    const garbage = await raw('NOT HTTP AT ALL\r\n\r\n');
+    assert.equal(garbage.status, 400);
+    assert.equal(garbage.body.error?.code, 'VALIDATION_ERROR');
   });
 
   it('400 UNKNOWN_SYMBOL for a symbol that is not listed', async () => {

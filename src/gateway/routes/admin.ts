@@ -1,17 +1,25 @@
 // /v1/admin: users and instruments, behind the admin token.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
-import { Scale } from '../../engine/scale.js';
+import { Scale, plainDecimal } from '../../engine/scale.js';
 import type { GatewayContext } from '../app.js';
 import { hashApiKey } from '../../db/users.js';
 import { ApiError, invalid } from '../errors.js';
+import { numberText } from '../order-builder.js';
 import { adminGuard } from '../guard.js';
 import { Instrument, InstrumentRequest, SymbolParam, User, UserRequest } from '../schemas.js';
 
-const errors = { 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 409: { $ref: 'Error#' } };
+const errors = {
+  400: { $ref: 'Error#' },
+  401: { $ref: 'Error#' },
+  409: { $ref: 'Error#' },
+  413: { $ref: 'Error#' },
+  415: { $ref: 'Error#' },
+};
 
 /** A tick or lot size in its canonical form ("0.010" → "0.01"), or undefined. */
 function canonicalStep(value: string | number, raw: string | undefined): string | undefined {
-  const text = typeof value === 'string' ? value : (raw ?? String(value));
+  const text = typeof value === 'string' ? value : plainDecimal(numberText(value, raw) ?? '');
+  if (text === undefined) return undefined;
   try {
     const scale = new Scale(text);
     // Trailing zeros of the fraction say nothing about the step.
@@ -26,7 +34,8 @@ function canonicalStep(value: string | number, raw: string | undefined): string 
 
 export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
   return (app, _options, done) => {
-    app.addHook('preHandler', adminGuard(ctx));
+    // Before the body is read, as for user routes.
+    app.addHook('onRequest', adminGuard(ctx));
 
     app.post(
       '/v1/admin/users',
