@@ -75,6 +75,13 @@ declare module 'fastify' {
     /** Text of the money fields' JSON numbers, as the client wrote them. */
     rawNumbers: Record<string, string>;
   }
+  interface FastifyContextConfig {
+    /**
+     * For a body the schema refused: what the route's own checks find wrong in it besides the
+     * fields in `named`, so that the answer names every bad field.
+     */
+    moreDetails?: (req: FastifyRequest, named: ReadonlySet<string>) => Promise<ErrorDetail[]>;
+  }
 }
 
 // CommonJS default export seen from ESM.
@@ -280,12 +287,23 @@ export async function buildGateway(
     done();
   });
 
-  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+  app.setErrorHandler(async (err: FastifyError | ApiError, req, reply) => {
     let e: ApiError;
     if (err instanceof ApiError) e = err;
-    else if (err.validation)
-      e = invalid(detailsOf(err.validation as ErrorObject[], err.validationContext ?? 'body'));
-    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new ApiError('PAYLOAD_TOO_LARGE');
+    else if (err.validation) {
+      const details = detailsOf(err.validation as ErrorObject[], err.validationContext ?? 'body');
+      const more =
+        err.validationContext === 'body' ? req.routeOptions.config.moreDetails : undefined;
+      if (more !== undefined) {
+        try {
+          details.push(...(await more(req, new Set(details.map((d) => d.field)))));
+        } catch (failure) {
+          // The schema's findings stand alone; the instrument could not be looked up.
+          req.log.warn({ err: failure, url: req.url }, 'could not check the refused body further');
+        }
+      }
+      e = invalid(details);
+    } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new ApiError('PAYLOAD_TOO_LARGE');
     else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
       e = new ApiError('UNSUPPORTED_MEDIA_TYPE');
     else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {

@@ -8,7 +8,7 @@ import type { GatewayContext } from '../app.js';
 import { ApiError } from '../errors.js';
 import { userGuard } from '../guard.js';
 import { newestFirst } from '../newest-first.js';
-import { buildOrder, sameOrder } from '../order-builder.js';
+import { buildOrder, moneyDetails, sameOrder } from '../order-builder.js';
 import { Fills, Order, OrderId, OrderList, OrderListQuery, OrderRequest } from '../schemas.js';
 
 const errors = {
@@ -74,6 +74,16 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
     app.post(
       '/v1/orders',
       {
+        config: {
+          moreDetails: async (req, named) => {
+            const symbol = (req.body as { symbol?: unknown } | null)?.symbol;
+            const listed =
+              typeof symbol === 'string' && !named.has('symbol')
+                ? await ctx.instruments.get(symbol)
+                : undefined;
+            return moneyDetails(req.body, req.rawNumbers, listed, named);
+          },
+        },
         schema: {
           summary: 'Submit an order',
           body: OrderRequest,
