@@ -50,12 +50,12 @@ export async function freshDatabase(): Promise<TestDatabase> {
 }
 
 /** A Redis connection and a fresh prefix; `cleanup()` deletes the prefix's keys and quits. */
-export async function freshRedis(): Promise<{
+export async function freshRedis(url = redisUrl()): Promise<{
   redis: Redis;
   prefix: string;
   cleanup(): Promise<void>;
 }> {
-  const redis = new Redis(redisUrl(), { maxRetriesPerRequest: 1 });
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
   await redis.ping();
   const prefix = freshPrefix();
   return {

@@ -45,9 +45,10 @@ function placeRecord(order: OrderState): string {
   return JSON.stringify(record);
 }
 
-export async function harness(): Promise<Harness> {
+/** A harness on the test run's Redis, or on the one at `redisUrl`. */
+export async function harness(redisUrl?: string): Promise<Harness> {
   const db = await freshDatabase();
-  const r = await freshRedis();
+  const r = await freshRedis(redisUrl);
   const keys = shardKeys(r.prefix, 0);
   const { alice, bob } = await arrange(db.sql);
   const logs: LogLine[] = [];
