@@ -27,7 +27,7 @@ import { AppliedWatcher } from '../queue/applied-watcher.js';
 import type { OrderQueue } from '../queue/order-queue.js';
 import { KeyCache } from './auth.js';
 import { ApiError, invalid } from './errors.js';
-import type { ErrorDetail } from './errors.js';
+import type { ErrorCode, ErrorDetail } from './errors.js';
 import { InstrumentCache } from './instrument-cache.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -149,6 +149,12 @@ function refuseUrl(err: FastifyError, _req: FastifyRequest, reply: FastifyReply)
   void reply.code(400).send(invalid([{ field: '(url)', message }]).body());
 }
 
+/** Node's HTTP parser errors that have a code of their own; any other is a 400. */
+const PARSER_ERRORS: Record<string, ErrorCode | undefined> = {
+  HPE_HEADER_OVERFLOW: 'HEADERS_TOO_LARGE',
+  ERR_HTTP_REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
+};
+
 /**
  * What Node's HTTP parser refuses before Fastify sees a request (headers over the limit, a request
  * line that is not HTTP), answered in api-v1.md's error shape; Node's own answer has no body and
@@ -159,16 +165,10 @@ function refuseMalformed(err: Error & { code?: string }, socket: Duplex): void {
   // As Node's own handler: no answer over one already being written on this connection.
   const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (socket.writable && inFlight?.headersSent !== true) {
-    const e = new ApiError(
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? 'HEADERS_TOO_LARGE'
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? 'REQUEST_TIMEOUT'
-          : 'VALIDATION_ERROR',
-      err.code === 'HPE_HEADER_OVERFLOW' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? undefined
-        : 'The request is not valid HTTP.',
-    );
+    const code = PARSER_ERRORS[err.code ?? ''];
+    const e = code
+      ? new ApiError(code)
+      : new ApiError('VALIDATION_ERROR', 'The request is not valid HTTP.');
     const body = JSON.stringify(e.body());
     socket.write(
       `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\n` +
