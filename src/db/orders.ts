@@ -4,7 +4,7 @@
 // from them with the instrument's scale, which can never change.
 import { Scale } from '../engine/scale.js';
 import type { OrderState, StatusName } from '../queue/records.js';
-import type { Sql } from './client.js';
+import type { Queryable, Sql } from './client.js';
 
 export type OrderListStatus = 'OPEN' | 'CLOSED' | 'ALL';
 
@@ -93,7 +93,7 @@ function toState(r: OrderRow): OrderState {
 }
 
 /** Selects the columns of OrderRow from `orders o`, joined to its user and instrument. */
-function selectOrders(sql: Sql) {
+function selectOrders(sql: Queryable) {
   return sql`
     SELECT o.id, o.client_order_id, o.user_id, o.symbol, o.side, o.type, o.time_in_force,
       o.quantity::text, o.price::text, o.stop_price::text, o.post_only, o.self_trade_prevention,
@@ -135,7 +135,7 @@ const LISTED: Record<OrderListStatus, string | undefined> = {
 };
 
 /** The listing's statement, not yet run (the tests read its plan). */
-export function listOrdersQuery(sql: Sql, q: ListOrdersQuery) {
+export function listOrdersQuery(sql: Queryable, q: ListOrdersQuery) {
   const inStatuses = LISTED[q.status];
   return sql<OrderRow[]>`
     ${selectOrders(sql)}
@@ -147,7 +147,7 @@ export function listOrdersQuery(sql: Sql, q: ListOrdersQuery) {
 }
 
 /** A user's orders, newest first; OPEN is PENDING, NEW and PARTIALLY_FILLED. */
-export async function listOrders(sql: Sql, q: ListOrdersQuery): Promise<OrderState[]> {
+export async function listOrders(sql: Queryable, q: ListOrdersQuery): Promise<OrderState[]> {
   return (await listOrdersQuery(sql, q)).map(toState);
 }
 

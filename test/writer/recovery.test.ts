@@ -80,6 +80,45 @@ describe('batch writer: outages and trimming', () => {
     }
   });
 
+  it('outlives its connections cut in the middle of its transactions, and writes every record once', async () => {
+    // PostgreSQL ends the writer's backends (pg_terminate_backend: an administrator, a failover,
+    // a crashed backend) again and again while it flushes, so that some end between the
+    // statements of a transaction. The client must turn each into a failed flush, which the
+    // writer retries. postgres.js 3.4.9 threw from a timer there instead, an exception nothing
+    // can catch, which ended the writer's process (and here, the test run).
+    const count = 20_000;
+    await h.placeMany(count);
+    const name = new URL(h.db.url).pathname.slice(1);
+    const admin = connect(databaseUrl(), { max: 1 });
+    const w = h.writer({ flushMs: 5, batchSize: 100 });
+    try {
+      await w.start();
+      const until = Date.now() + 15_000;
+      const cutting = () =>
+        w.stats.failedFlushes < 8 && w.stats.entriesWritten < count && Date.now() < until;
+      while (cutting()) {
+        // OFFSET 0 keeps the filter first: PostgreSQL may otherwise call pg_terminate_backend
+        // before the test `pid <> pg_backend_pid()`, and end the admin's own connection.
+        const ended = await admin<{ ended: boolean }[]>`
+          SELECT pg_terminate_backend(pid) AS ended FROM (
+            SELECT pid FROM pg_stat_activity
+            WHERE datname = ${name} AND pid <> pg_backend_pid() OFFSET 0) AS theirs`;
+        assert.ok(ended.every((r) => r.ended));
+        // Long enough between cuts for the writer to reconnect and flush again.
+        await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 180));
+      }
+      assert.ok(w.stats.failedFlushes > 0, 'a cut landed in a flush');
+      await waitFor(() => w.stats.entriesWritten === count, 30_000);
+      assert.equal(await h.pending(h.keys.orders), 0);
+      const [rows] = await h.db.sql<{ n: number; ids: number }[]>`
+        SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM orders`;
+      assert.deepEqual(rows, { n: count, ids: count });
+    } finally {
+      await admin.end();
+      await w.stop();
+    }
+  });
+
   it('keeps a final order in the cache without a TTL while PostgreSQL is down, then expires it', async () => {
     const w = h.writer({ flushMs: 20, statusTtlS: 600 });
     await w.start();
