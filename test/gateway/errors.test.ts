@@ -41,6 +41,21 @@ describe('errors, idempotency and isolation', () => {
 
   const streamLength = () => t.system.redis.xlen(t.system.queue.shards[0]?.orders ?? '');
 
+  /**
+   * One request written as it stands on a new connection, and its answer. The connection stays
+   * open for it (Node's server drops the answer to a request whose client has half-closed); the
+   * server closes it after answering (`Connection: close`, or a request it refuses).
+   */
+  const raw = async (request: string): Promise<{ status: number; body: Answer['body'] }> => {
+    const { port } = new URL(t.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    socket.write(request);
+    let text = '';
+    for await (const chunk of socket) text += String(chunk);
+    const [head = '', body = ''] = text.split('\r\n\r\n');
+    return { status: Number(head.split(' ')[1]), body: JSON.parse(body) as Answer['body'] };
+  };
+
   it('400 VALIDATION_ERROR names every bad field and queues nothing', async () => {
     const before = await streamLength();
     const cases: [unknown, string[]][] = [
@@ -151,6 +166,30 @@ describe('errors, idempotency and isolation', () => {
         return o.body.status === 'CANCELED' ? o : undefined;
       });
     }
+    // An empty body however it is framed: chunked with nothing in it, or a length of "00".
+    for (const framing of [
+      'Content-Length: 00\r\n\r\n',
+      'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ]) {
+      const placed = await t.api(alice.key, 'POST', '/v1/orders', limit);
+      assert.equal(placed.status, 201);
+      const res = await raw(
+        `DELETE /v1/orders/${placed.body.id as string} HTTP/1.1\r\nHost: x\r\n` +
+          `Authorization: Bearer ${alice.key}\r\nContent-Type: application/json\r\n` +
+          `Connection: close\r\n${framing}`,
+      );
+      assert.equal(res.status, 202, `${framing}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.id, placed.body.id);
+    }
+  });
+
+  it('still refuses an empty body where one is needed', async () => {
+    const res = await raw(
+      `POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${alice.key}\r\n` +
+        'Content-Type: application/json\r\nConnection: close\r\nContent-Length: 00\r\n\r\n',
+    );
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error?.code, 'VALIDATION_ERROR');
   });
 
   it('401 before the body is looked at: a bad body without a key is still a 401', async () => {
@@ -169,15 +208,6 @@ describe('errors, idempotency and isolation', () => {
       assertError(r, 400, 'VALIDATION_ERROR');
       assert.equal((r.body.error?.details?.[0] as { field: string }).field, '(url)');
     }
-    const raw = async (request: string): Promise<{ status: number; body: Answer['body'] }> => {
-      const { port } = new URL(t.url);
-      const socket = connect(Number(port), '127.0.0.1');
-      socket.end(request);
-      let text = '';
-      for await (const chunk of socket) text += String(chunk);
-      const [head = '', body = ''] = text.split('\r\n\r\n');
-      return { status: Number(head.split(' ')[1]), body: JSON.parse(body) as Answer['body'] };
-    };
     const huge = await raw(
       `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'y'.repeat(40_000)}\r\n\r\n`,
     );
