@@ -5,8 +5,9 @@ import * as instruments from '../db/instruments.js';
 import * as orders from '../db/orders.js';
 import * as trades from '../db/trades.js';
 import * as users from '../db/users.js';
-import type { GatewayStore, UpsertResult } from '../gateway/store.js';
+import type { GatewayStore, InstrumentRow, UpsertResult } from '../gateway/store.js';
 import { shardOf } from '../queue/keys.js';
+import type { OrderState } from '../queue/records.js';
 
 /**
  * How long a request waits for PostgreSQL before it is answered 503. While PostgreSQL is down the
@@ -66,29 +67,42 @@ function breaker(): <A extends unknown[], R>(
     };
 }
 
+/**
+ * `f` with its failures marked as PostgreSQL's: a refused connection is a bare ECONNREFUSED, which
+ * the gateway would otherwise count against Redis in matchbox_component_errors_total.
+ */
+function tagged<A extends unknown[], R>(f: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return (...args) =>
+    f(...args).catch((err: unknown) => {
+      throw Object.assign(err instanceof Error ? err : new Error(String(err)), {
+        dependency: 'postgres',
+      });
+    });
+}
+
 export function pgGatewayStore(sql: Sql, shards: number): GatewayStore {
   const timed = breaker();
   return {
-    loadUsers: () => users.loadUsers(sql),
-    createUser: (name) => users.createUser(sql, name),
-    listInstruments: () => instruments.listInstruments(sql),
-    async upsertInstrument(row): Promise<UpsertResult> {
+    loadUsers: tagged(() => users.loadUsers(sql)),
+    createUser: tagged((name: string) => users.createUser(sql, name)),
+    listInstruments: tagged(() => instruments.listInstruments(sql)),
+    upsertInstrument: tagged(async (row: InstrumentRow): Promise<UpsertResult> => {
       const r = await instruments.upsertInstrument(sql, row);
       if (r.kind === 'conflict') return { kind: 'conflict', instrument: r.existing };
       if (r.kind === 'invalid') throw new Error(`instrument ${r.field}: ${r.message}`);
       return { kind: r.created ? 'created' : 'unchanged', instrument: r.instrument };
-    },
+    }),
     getOrder: timed((id: string) => orders.getOrder(sql, id)),
     listOrders: timed((q: orders.ListOrdersQuery) => orders.listOrders(sql, q)),
     findByClientOrderId: timed((userId: string, cid: string) =>
       orders.findByClientOrderId(sql, userId, cid),
     ),
-    async insertPendingOrder(order) {
+    insertPendingOrder: tagged(async (order: OrderState) => {
       await orders.insertPendingOrder(sql, order, `s${shardOf(order.symbol, shards)}`);
-    },
-    async deletePendingOrder(orderId) {
+    }),
+    deletePendingOrder: tagged(async (orderId: string) => {
       await sql`DELETE FROM orders WHERE id = ${orderId} AND status = 'PENDING'`;
-    },
+    }),
     fillsOfOrder: timed((orderId: string) => trades.fillsOfOrder(sql, orderId)),
     recentTrades: timed((symbol: string, limit: number) => trades.recentTrades(sql, symbol, limit)),
     ping: timed(async () => {
