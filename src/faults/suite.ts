@@ -117,6 +117,9 @@ export interface CaseResult {
   logDir: string;
 }
 
+/** A line of a crashed part's log that says what killed it (Node prints the error as it dies). */
+const ERROR_LINE = /^\s*\w*Error\b.*$/gm;
+
 /** How long after a fault the pipeline may take to catch up before the case fails. */
 const RECOVERY_LIMIT_MS = 60_000;
 
@@ -328,11 +331,7 @@ export class FaultSuite {
       // as a note until the move to v4, which does not have it.)
       for (const name of PART_NAMES) {
         for (const e of parts[name].crashes) {
-          const cause =
-            e.logTail
-              ?.match(/^\s*\w*Error\b.*$/gm)
-              ?.at(-1)
-              ?.trim() ?? 'no error logged';
+          const cause = e.logTail?.match(ERROR_LINE)?.at(-1)?.trim() ?? 'no error logged';
           failures.push(
             `${name} crashed (${e.code ?? e.signal}: ${cause}) and was restarted; see ${name}.log`,
           );

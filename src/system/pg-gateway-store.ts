@@ -18,8 +18,16 @@ const QUERY_DEADLINE_MS = 1_000;
 /** Once PostgreSQL has failed, one request in this long tries it; the others fail at once. */
 const PROBE_EVERY_MS = 250;
 
+/**
+ * `err` marked as PostgreSQL's, for the gateway's count of failures by dependency
+ * (matchbox_component_errors_total): a refused connection is a bare ECONNREFUSED, which it would
+ * otherwise count against Redis.
+ */
+const fromPostgres = (err: unknown): Error =>
+  Object.assign(err instanceof Error ? err : new Error(String(err)), { dependency: 'postgres' });
+
 const unreachable = (why: string): Error =>
-  Object.assign(new Error(`PostgreSQL ${why}`), { code: 'ETIMEDOUT', dependency: 'postgres' });
+  fromPostgres(Object.assign(new Error(`PostgreSQL ${why}`), { code: 'ETIMEDOUT' }));
 
 /**
  * A guard on PostgreSQL for the request path: each call fails with ETIMEDOUT (a 503
@@ -46,7 +54,7 @@ function breaker(): <A extends unknown[], R>(
           if (isConnectionFailure(err)) {
             failedAt = probedAt = Date.now();
           } else failedAt = 0;
-          reject(Object.assign(err, { dependency: 'postgres' }));
+          reject(fromPostgres(err));
         };
         const timer = setTimeout(
           () => fail(unreachable(`did not answer within ${QUERY_DEADLINE_MS} ms`)),
@@ -67,16 +75,11 @@ function breaker(): <A extends unknown[], R>(
     };
 }
 
-/**
- * `f` with its failures marked as PostgreSQL's: a refused connection is a bare ECONNREFUSED, which
- * the gateway would otherwise count against Redis in matchbox_component_errors_total.
- */
+/** `f` with its failures marked as PostgreSQL's (the calls without the request path's guard). */
 function tagged<A extends unknown[], R>(f: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
   return (...args) =>
     f(...args).catch((err: unknown) => {
-      throw Object.assign(err instanceof Error ? err : new Error(String(err)), {
-        dependency: 'postgres',
-      });
+      throw fromPostgres(err);
     });
 }
 
