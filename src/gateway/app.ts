@@ -20,6 +20,7 @@ import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Redis } from 'ioredis';
+import { isConnectionFailure } from '../db/pg-errors.js';
 import { componentErrors } from '../metrics/pipeline.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
@@ -369,6 +370,12 @@ function dependencyOf(err: Error): string {
 
 /** Errors that mean Redis, PostgreSQL or the engine could not be reached in time. */
 function isConnectionError(err: Error): boolean {
+  // The store marks PostgreSQL's errors; which of them mean "not now" (refused, too many
+  // clients, the database not taking connections, shutting down…) is the one list of pg-errors.ts
+  // that the store's breaker and the writer use too.
+  if ((err as { dependency?: string }).dependency === 'postgres' && isConnectionFailure(err)) {
+    return true;
+  }
   const code = (err as { code?: string }).code ?? '';
   return (
     /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_/.test(code) ||
