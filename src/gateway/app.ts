@@ -355,32 +355,28 @@ export async function buildGateway(
   return app;
 }
 
-/** Which dependency a connection error came from. */
+/**
+ * Which dependency a connection error came from. The gateway reaches PostgreSQL only through its
+ * store, which marks every failure of its own (src/system/pg-gateway-store.ts).
+ */
 function dependencyOf(err: Error): string {
   const tagged = (err as { dependency?: string }).dependency;
   if (tagged !== undefined) return tagged;
-  const code = (err as { code?: string }).code ?? '';
   if (err.name === 'EngineUnavailableError' || /engine/i.test(err.message)) return 'engine';
-  if (err.name === 'PostgresError' || /^(08|57P0)|CONNECTION_|CONNECT_TIMEOUT/.test(code)) {
-    return 'postgres';
-  }
-  if (/PostgreSQL/.test(err.message)) return 'postgres';
   return 'redis';
 }
 
 /** Errors that mean Redis, PostgreSQL or the engine could not be reached in time. */
 function isConnectionError(err: Error): boolean {
-  // The store marks PostgreSQL's errors; which of them mean "not now" (refused, too many
-  // clients, the database not taking connections, shutting down…) is the one list of pg-errors.ts
-  // that the store's breaker and the writer use too.
+  // PostgreSQL's errors come marked from the store; which of them mean "not now" (refused, too
+  // many clients, the database not taking connections, shutting down…) is the one list of
+  // pg-errors.ts that the store's breaker and the writer use too.
   if ((err as { dependency?: string }).dependency === 'postgres' && isConnectionFailure(err)) {
     return true;
   }
   const code = (err as { code?: string }).code ?? '';
   return (
     /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_/.test(code) ||
-    // PostgreSQL: connection exceptions (08…), shutting down or starting up (57P01–57P03).
-    /^(08|57P0[123])/.test(code) ||
     /Connection is closed|Stream isn't writeable|max retries|Command timed out|UNAVAILABLE|DEADLINE/i.test(
       err.message,
     )
