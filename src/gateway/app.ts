@@ -274,6 +274,13 @@ export async function buildGateway(
     }
     done(null, parsed);
   });
+  // Any other type, or a body sent with none: an empty body on a route that takes no body is no
+  // body (a cancel sent chunked with nothing in it and, say, `text/plain`); anything else is 415.
+  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
+    if ((body as string).length === 0 && req.routeOptions.schema?.body === undefined) {
+      done(null, undefined);
+    } else done(new ApiError('UNSUPPORTED_MEDIA_TYPE'));
+  });
   app.decorateRequest('rawNumbers', null as unknown as Record<string, string>);
   app.addHook('onRequest', (req, _reply, done) => {
     req.rawNumbers = {};

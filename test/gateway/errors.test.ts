@@ -166,21 +166,42 @@ describe('errors, idempotency and isolation', () => {
         return o.body.status === 'CANCELED' ? o : undefined;
       });
     }
-    // An empty body however it is framed: chunked with nothing in it, or a length of "00".
-    for (const framing of [
-      'Content-Length: 00\r\n\r\n',
-      'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
-    ]) {
-      const placed = await t.api(alice.key, 'POST', '/v1/orders', limit);
-      assert.equal(placed.status, 201);
-      const res = await raw(
-        `DELETE /v1/orders/${placed.body.id as string} HTTP/1.1\r\nHost: x\r\n` +
-          `Authorization: Bearer ${alice.key}\r\nContent-Type: application/json\r\n` +
-          `Connection: close\r\n${framing}`,
-      );
-      assert.equal(res.status, 202, `${framing}: ${JSON.stringify(res.body)}`);
-      assert.equal(res.body.id, placed.body.id);
+    // An empty body however it is framed (chunked with nothing in it, or a length of "00"),
+    // whatever type it is said to be, or none.
+    for (const type of ['Content-Type: application/json\r\n', 'Content-Type: text/plain\r\n', '']) {
+      for (const framing of [
+        'Content-Length: 00\r\n\r\n',
+        'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      ]) {
+        const placed = await t.api(alice.key, 'POST', '/v1/orders', limit);
+        assert.equal(placed.status, 201);
+        const res = await raw(
+          `DELETE /v1/orders/${placed.body.id as string} HTTP/1.1\r\nHost: x\r\n` +
+            `Authorization: Bearer ${alice.key}\r\n${type}Connection: close\r\n${framing}`,
+        );
+        assert.equal(res.status, 202, `${type}${framing}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.id, placed.body.id);
+      }
     }
+  });
+
+  it('415 for a body of another type, or of none, and nothing queued', async () => {
+    const before = await streamLength();
+    const body = JSON.stringify(limit);
+    for (const type of ['Content-Type: text/plain\r\n', '']) {
+      for (const framing of [
+        `Content-Length: ${body.length}\r\n\r\n${body}`,
+        `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+      ]) {
+        const res = await raw(
+          `POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${alice.key}\r\n` +
+            `${type}Connection: close\r\n${framing}`,
+        );
+        assert.equal(res.status, 415, `${type}${framing}`);
+        assert.equal(res.body.error?.code, 'UNSUPPORTED_MEDIA_TYPE');
+      }
+    }
+    assert.equal(await streamLength(), before);
   });
 
   it('still refuses an empty body where one is needed', async () => {
