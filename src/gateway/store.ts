@@ -43,8 +43,11 @@ export interface GatewayStore {
   getOrder(id: string): Promise<OrderState | undefined>;
   listOrders(query: ListQuery): Promise<OrderState[]>;
   findByClientOrderId(userId: string, clientOrderId: string): Promise<OrderState | undefined>;
-  /** Sync mode: the order written before the engine sees it. */
-  insertPendingOrder(order: OrderState): Promise<void>;
+  /**
+   * Sync mode: the order written before the engine sees it. False when the user's
+   * client_order_id is already taken (nothing written).
+   */
+  insertPendingOrder(order: OrderState): Promise<boolean>;
   /** Sync mode: undoes insertPendingOrder when the queue refused the order. */
   deletePendingOrder(orderId: string): Promise<void>;
   fillsOfOrder(orderId: string): Promise<Fill[]>;

@@ -100,9 +100,9 @@ export function pgGatewayStore(sql: Sql, shards: number): GatewayStore {
     findByClientOrderId: timed((userId: string, cid: string) =>
       orders.findByClientOrderId(sql, userId, cid),
     ),
-    insertPendingOrder: tagged(async (order: OrderState) => {
-      await orders.insertPendingOrder(sql, order, `s${shardOf(order.symbol, shards)}`);
-    }),
+    insertPendingOrder: tagged((order: OrderState) =>
+      orders.insertPendingOrder(sql, order, `s${shardOf(order.symbol, shards)}`),
+    ),
     deletePendingOrder: tagged(async (orderId: string) => {
       await sql`DELETE FROM orders WHERE id = ${orderId} AND status = 'PENDING'`;
     }),

@@ -109,7 +109,22 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
             return reply.code(200).send(apiOrder(await repeated(old.id, order)));
         }
         const sync = ctx.config.orderPath === 'sync';
-        if (sync) await store.insertPendingOrder(order);
+        if (sync && !(await store.insertPendingOrder(order))) {
+          // Another request with this client_order_id stored its row since the look-up above
+          // (ids are fresh): answer as its repeat once it is queued; until then it may yet be
+          // refused, so this one is refused too, having changed nothing.
+          const cid = order.client_order_id as string;
+          const other = await store.findByClientOrderId(order.user_id, cid);
+          if (other === undefined || (await queue.getOrder(other.id)) === undefined) {
+            throw new ApiError(
+              'UNAVAILABLE',
+              `An order with client_order_id ${cid} is being accepted; retry shortly.`,
+              undefined,
+              1,
+            );
+          }
+          return reply.code(200).send(apiOrder(await repeated(other.id, order)));
+        }
         const deadline = Date.now() + SUBMIT_DEADLINE_MS;
         const result = await queue.submit(order, deadline).catch(async (err: unknown) => {
           if (sync) await store.deletePendingOrder(order.id);
@@ -143,14 +158,17 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           );
         }
         if (result.kind === 'duplicate') {
+          if (sync) await store.deletePendingOrder(order.id);
           return reply.code(200).send(apiOrder(await repeated(result.orderId, order)));
         }
         ctx.metrics.ordersAccepted.inc({ mode: ctx.config.orderPath });
         if (!sync) return reply.code(201).send(apiOrder(order));
-        // The seed's synchronous baseline: answer once the engine has taken the order.
+        // The seed's synchronous baseline: answer once the engine has taken the order. It is
+        // queued and stored whatever the engine does, so an engine slow to take it still gets a
+        // 201, with the order as it stands (PENDING): a 503 would say it was not accepted.
         const shard = queue.shardIndex(order.symbol);
         if (!(await ctx.applied.wait(shard, result.seq, SYNC_TIMEOUT_MS))) {
-          throw new ApiError('UNAVAILABLE', 'The engine did not answer in time.', undefined, 1);
+          req.log.warn({ order_id: order.id }, 'sync mode: the engine did not take the order in time');
         }
         return reply.code(201).send(apiOrder((await queue.getOrder(order.id)) ?? order));
       },
