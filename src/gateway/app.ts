@@ -373,6 +373,8 @@ function dependencyOf(err: Error): string {
   return 'redis';
 }
 
+const REDIS_NOT_NOW = /^(OOM|LOADING|MISCONF|READONLY|BUSY|MASTERDOWN|NOREPLICAS|TRYAGAIN)\b/;
+
 /** Errors that mean Redis, PostgreSQL or the engine could not be reached in time. */
 function isConnectionError(err: Error): boolean {
   // PostgreSQL's errors come marked from the store; which of them mean "not now" (refused, too
@@ -381,6 +383,9 @@ function isConnectionError(err: Error): boolean {
   if ((err as { dependency?: string }).dependency === 'postgres' && isConnectionFailure(err)) {
     return true;
   }
+  // Redis answering "not now": out of memory (`maxmemory`), still loading its AOF, refusing
+  // writes after a failed save, a replica, or busy with a long script. Nothing was written.
+  if (err.name === 'ReplyError' && REDIS_NOT_NOW.test(err.message)) return true;
   const code = (err as { code?: string }).code ?? '';
   return (
     /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_/.test(code) ||

@@ -239,6 +239,22 @@ describe('errors, idempotency and isolation', () => {
     assert.equal(garbage.body.error?.code, 'VALIDATION_ERROR');
   });
 
+  it('503 UNAVAILABLE, nothing queued, while Redis refuses writes (maxmemory reached)', async () => {
+    const redis = t.system.redis;
+    const before = await streamLength();
+    const [, was] = (await redis.config('GET', 'maxmemory')) as [string, string];
+    await redis.config('SET', 'maxmemory', '1');
+    try {
+      const r = await t.api(alice.key, 'POST', '/v1/orders', limit);
+      assertError(r, 503, 'UNAVAILABLE');
+      assert.equal(r.headers.get('retry-after'), '1');
+    } finally {
+      await redis.config('SET', 'maxmemory', was);
+    }
+    assert.equal(await streamLength(), before);
+    assert.equal((await t.api(alice.key, 'POST', '/v1/orders', limit)).status, 201);
+  });
+
   it('400 UNKNOWN_SYMBOL for a symbol that is not listed', async () => {
     assertError(
       await t.api(alice.key, 'POST', '/v1/orders', { ...limit, symbol: 'NOPE' }),
