@@ -1,6 +1,7 @@
-// Every Redis key matchbox uses, in one place. Keys of one shard carry the hash tag `{sN}` so that
-// a Lua script touching a shard's stream, counter and status hashes runs unchanged on Redis Cluster
-// (all its keys fall in one slot).
+// Every Redis key matchbox uses, in one place. Keys of one shard carry the hash tag `{sN}`, so a
+// Lua script touching a shard's stream, counter and status hashes touches one slot: all but the
+// submit script of a shard other than 0, which checks the user's client_order_id under shard 0's
+// key (see ShardKeys.idempotency).
 
 /**
  * The longest value a hash keeps in Redis's compact encoding (`hash-max-listpack-value`) that a
@@ -32,7 +33,12 @@ export interface ShardKeys {
   fills(orderId: string): string;
   /** Recent trades of a symbol, newest first: list of trade JSON, capped. */
   trades(symbol: string): string;
-  /** client_order_id → order id, per user. */
+  /**
+   * client_order_id → order id, per user. Only shard 0's is used, by the orders of every shard:
+   * a client_order_id is unique per user, not per shard, and the submit script of each shard
+   * must see the one key. On one Redis a script may touch it outside its own slot; Redis
+   * Cluster would refuse that (matchbox uses one Redis).
+   */
   idempotency(userId: string, clientOrderId: string): string;
   /** A user's recent order ids scored by creation time, capped. */
   recent(userId: string): string;

@@ -183,7 +183,9 @@ export class OrderQueue {
         k.seq,
         k.orders,
         k.order(order.id),
-        k.idempotency(order.user_id, cid ?? ''),
+        // Shard 0's key whatever the order's shard: a client_order_id is the user's, unique
+        // across shards (see ShardKeys.idempotency).
+        (this.shards[0] as ShardKeys).idempotency(order.user_id, cid ?? ''),
         k.recent(order.user_id),
         JSON.stringify(order),
         order.user_id,

@@ -1,11 +1,13 @@
 -- Accepts one order in one round trip: idempotency check, back-pressure check, sequence, journal
--- append, status cache, the user's recent-orders index. All keys are in the shard's hash slot.
+-- append, status cache, the user's recent-orders index. All keys but the idempotency key are in
+-- the shard's hash slot.
 --
 -- KEYS[1] shard sequence counter               ({sN}:seq)
 -- KEYS[2] shard order stream                   ({sN}:orders)
 -- KEYS[3] the order's status hash              ({sN}:o:<order id>)
--- KEYS[4] the idempotency key                  ({sN}:idem:<user>:<client_order_id>, or any key
---                                               of the slot when there is no client_order_id)
+-- KEYS[4] the idempotency key                  ({s0}:idem:<user>:<client_order_id>: shard 0's for
+--                                               every shard, a client_order_id being the user's;
+--                                               not touched when there is no client_order_id)
 -- KEYS[5] the user's recent-orders sorted set  ({sN}:recent:<user>)
 -- ARGV[1] the order as JSON (its seq is the stream id's, not in the JSON)
 -- ARGV[2] user id
