@@ -168,7 +168,10 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         // 201, with the order as it stands (PENDING): a 503 would say it was not accepted.
         const shard = queue.shardIndex(order.symbol);
         if (!(await ctx.applied.wait(shard, result.seq, SYNC_TIMEOUT_MS))) {
-          req.log.warn({ order_id: order.id }, 'sync mode: the engine did not take the order in time');
+          req.log.warn(
+            { order_id: order.id },
+            'sync mode: the engine did not take the order in time',
+          );
         }
         return reply.code(201).send(apiOrder((await queue.getOrder(order.id)) ?? order));
       },
