@@ -201,15 +201,34 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           (status === 'ALL' || (status === 'OPEN') === OPEN.includes(o.status));
         // Recent orders from the cache (PostgreSQL may be a flush behind), the rest from
         // PostgreSQL; the newer version of an order wins.
-        const [recent, stored] = await Promise.all([
+        const query = { userId: req.caller.id, status, symbol, limit };
+        const [recent, first] = await Promise.all([
           queue.recentOrders(req.caller.id, 500),
-          store.listOrders({ userId: req.caller.id, status, symbol, limit }),
+          store.listOrders(query),
         ]);
-        const byId = new Map<string, OrderState>();
-        for (const o of [...stored, ...recent]) {
-          const seen = byId.get(o.id);
-          if (seen === undefined || seen.version <= o.version) byId.set(o.id, o);
+        const cached = new Map<string, OrderState>();
+        for (const o of recent) {
+          const seen = cached.get(o.id);
+          if (seen === undefined || seen.version <= o.version) cached.set(o.id, o);
         }
+        const current = (o: OrderState): OrderState => {
+          const c = cached.get(o.id);
+          return c !== undefined && c.version >= o.version ? c : o;
+        };
+        // PostgreSQL filtered by the statuses it holds; a row the cache has since moved out of
+        // the filter (an OPEN order filled a moment ago) is dropped, and then the next rows are
+        // needed: no older row can be among the first `limit` only once `limit` of PostgreSQL's
+        // rows are kept, or it has no more. Only cached orders are dropped, so `limit` more than
+        // those is always enough; the count doubles towards it.
+        let stored = first;
+        for (;;) {
+          const kept = stored.filter((o) => keep(current(o))).length;
+          if (kept >= limit || stored.length < query.limit) break;
+          query.limit = Math.min(query.limit * 2, limit + cached.size);
+          stored = await store.listOrders(query);
+        }
+        const byId = new Map(cached);
+        for (const o of stored) byId.set(o.id, current(o));
         const orders = [...byId.values()]
           .filter(keep)
           .sort(newestFirst((o) => o.created_at))
