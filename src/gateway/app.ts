@@ -386,6 +386,7 @@ function isConnectionError(err: Error): boolean {
   // Redis answering "not now": out of memory (`maxmemory`), still loading its AOF, refusing
   // writes after a failed save, a replica, or busy with a long script. Nothing was written.
   if (err.name === 'ReplyError' && REDIS_NOT_NOW.test(err.message)) return true;
+  if (err.name === 'RequeuePendingError') return true;
   const code = (err as { code?: string }).code ?? '';
   return (
     /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_/.test(code) ||

@@ -17,6 +17,19 @@ const SETTLE_FOR_MS = 2_000;
 const SETTLE_EVERY_MS = 100;
 /** A re-queued order's deadline: as a request's, below the client's 1 s command timeout. */
 const REQUEUE_DEADLINE_MS = 750;
+/** How long a read or a cancel of an order being queued again waits for it (see missingForNow). */
+const REQUEUE_WAIT_MS = 2_000;
+
+/**
+ * An order accepted here is missing from a Redis that restarted without it, and the re-queue that
+ * puts it back is not over: its state is unknown for now (the gateway answers 503).
+ */
+export class RequeuePendingError extends Error {
+  override readonly name = 'RequeuePendingError';
+  constructor(orderId: string) {
+    super(`order ${orderId} is being queued again after a Redis restart`);
+  }
+}
 
 type Reply = (string | number)[];
 interface ScriptedRedis {
@@ -216,9 +229,32 @@ export class OrderQueue {
     }
   }
 
+  /**
+   * After a restart that lost Redis's last writes, an order accepted here moments before is
+   * missing until the re-queue puts it back, and a read or a cancel must not be answered "no such
+   * order" meanwhile (a cancel refused so would never be queued, and the order would come back
+   * open). True when `orderId` is such an order and the re-queue is over: look again. Throws
+   * RequeuePendingError when the re-queue takes longer than REQUEUE_WAIT_MS.
+   */
+  private async missingForNow(orderId: string): Promise<boolean> {
+    const recent = this.recentAccepts;
+    if (recent === undefined || !recent.holds(orderId)) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const over = await Promise.race([
+      recent.settled().then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), REQUEUE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!over) throw new RequeuePendingError(orderId);
+    return true;
+  }
+
   /** Queues the cancel of an order if the caller owns it and it is not final. */
   async cancel(orderId: string, userId: string, ownerNo: number, now: Date): Promise<CancelResult> {
-    const result = await this.cancelOnce(orderId, userId, ownerNo, now);
+    let result = await this.cancelOnce(orderId, userId, ownerNo, now);
+    if (result.kind === 'missing' && (await this.missingForNow(orderId))) {
+      result = await this.cancelOnce(orderId, userId, ownerNo, now);
+    }
     if (result.kind === 'queued') {
       this.recentAccepts?.add({ kind: 'cancel', orderId, userId, ownerNo, at: now });
     }
@@ -253,6 +289,12 @@ export class OrderQueue {
 
   /** The order as the status cache holds it, from whichever shard has it. */
   async getOrder(orderId: string): Promise<OrderState | undefined> {
+    const order = await this.getOrderOnce(orderId);
+    if (order !== undefined || !(await this.missingForNow(orderId))) return order;
+    return this.getOrderOnce(orderId);
+  }
+
+  private async getOrderOnce(orderId: string): Promise<OrderState | undefined> {
     for (const k of this.shards) {
       const [json, seq] = await this.redis.hmget(k.order(orderId), 'j', 'q');
       const order = cached(json ?? null, seq ?? null);

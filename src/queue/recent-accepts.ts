@@ -75,6 +75,8 @@ const clock = (): number => performance.now();
 
 export class RecentAccepts {
   private orders: { what: Accepted; at: number }[] = [];
+  /** The ids of the orders (not cancels) in `orders`, and of some just pruned from it. */
+  private orderIds = new Set<string>();
   private runId: string | undefined;
   /** When the connection broke (clock()); 0 while connected and checked. */
   private closedAt = 0;
@@ -102,12 +104,24 @@ export class RecentAccepts {
   add(what: Accepted): void {
     const now = clock();
     this.orders.push({ what, at: now });
+    if (what.kind === 'order') this.orderIds.add(what.order.id);
     // Oldest first: drop what fell out of the window (in chunks, not one shift per order). Not
     // between a break and its check: replies to commands re-sent on the new connection arrive
     // before the check, and the window is counted back from the break.
     if (this.closedAt === 0 && (this.orders[0]?.at ?? now) < now - 2 * this.windowMs) {
       this.orders = this.orders.filter((e) => e.at >= now - this.windowMs);
+      this.orderIds = new Set(
+        this.orders.flatMap((e) => (e.what.kind === 'order' ? [e.what.order.id] : [])),
+      );
     }
+  }
+
+  /**
+   * Whether the order `orderId` was accepted (or queued again) here within the window: one that
+   * Redis lacks may be on its way back, queued again after a restart that lost it.
+   */
+  holds(orderId: string): boolean {
+    return this.orderIds.has(orderId);
   }
 
   /** Resolves when the checks and replays started so far are over. */

@@ -315,3 +315,56 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
     failed: [],
   });
 });
+
+it('a read or a cancel of a lost order waits for the re-queue rather than answer "no such order"', async () => {
+  await sleep(WINDOW_MS + 500);
+  await aofWritten();
+  const aof = incrementFile();
+  const cut = statSync(aof).size;
+  const [o, p] = [order(50), order(51)];
+  for (const x of [o, p]) assert.equal((await queue.submit(x, Date.now() + 750)).kind, 'accepted');
+  await aofWritten();
+  const seen = reports.length;
+
+  // Asked the moment the gateway's connection is back, while the re-queue asks PostgreSQL.
+  const ready = once(redis, 'ready');
+  await crashLosingTail(aof, cut);
+  await ready;
+  const [read, cancel] = await Promise.all([
+    queue.getOrder(o.id),
+    queue.cancel(p.id, p.user_id, p.owner_no, new Date()),
+  ]);
+  assert.equal(read?.id, o.id);
+  assert.equal(read?.status, 'PENDING');
+  assert.equal(cancel.kind, 'queued');
+  await queue.requeued();
+  assert.deepEqual((reports[seen] as RequeueReport).requeued, [o.id, p.id]);
+  // Queued once, after its order.
+  const entries = (await direct.xrange(queue.shards[0]?.orders as string, '-', '+')).map(
+    ([, f]) => JSON.parse(f[1] as string) as { k: string; order?: OrderState; order_id?: string },
+  );
+  const of = (k: string) =>
+    entries.flatMap((x, i) => (x.k === k && (x.order?.id ?? x.order_id) === p.id ? [i] : []));
+  assert.equal(of('place').length, 1);
+  assert.equal(of('cancel').length, 1);
+  assert.ok((of('place')[0] as number) < (of('cancel')[0] as number));
+
+  // A re-queue that takes longer than the wait: unknown for now, not missing.
+  await sleep(WINDOW_MS + 500);
+  const q = order(52);
+  await aofWritten();
+  const cut2 = statSync(aof).size;
+  assert.equal((await queue.submit(q, Date.now() + 750)).kind, 'accepted');
+  await aofWritten();
+  hang = true;
+  try {
+    const back = once(redis, 'ready');
+    await crashLosingTail(aof, cut2);
+    await back;
+    await assert.rejects(queue.getOrder(q.id), { name: 'RequeuePendingError' });
+    await queue.requeued();
+  } finally {
+    hang = false;
+  }
+  assert.equal((await queue.getOrder(q.id))?.id, q.id);
+});
