@@ -15,7 +15,7 @@ import { keyCount, lua } from '../queue/lua-scripts.js';
 import { aofWritten, RedisRestartedError, runIdOf } from '../queue/aof.js';
 import { pinReplayBound } from '../engine-service/snapshot-store.js';
 import { READ_COUNT, ReadSize } from './read-size.js';
-import { flushParameters, writeIsolating, writeParameters } from './statements.js';
+import { flushParameters, PLACE_PREFIX, writeIsolating, writeParameters } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
 import { compareIds, formatId, nextId, parseId, seqOf } from './stream-ids.js';
 import type { StreamId } from './stream-ids.js';
@@ -87,8 +87,6 @@ const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 const DEFER_MS = 100;
 const SKIP_SCRIPT = 'skip-written-2.lua';
 const EXPIRE_SCRIPT = 'expire-keys.lua';
-/** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
-const PLACE_PREFIX = '{"k":"place",';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));

@@ -113,10 +113,12 @@ const ORDER_RECORD = STATE_COLUMNS.map(([name, kind]) => `${name} ${kind}`).join
  * the order states and of the trades:
  * - order states, one per order (its newest, chosen by the writer: one upsert may not touch a row
  *   twice), upserted so that only a newer version replaces a row — a re-delivered or older state
- *   changes nothing; trades inserted once;
+ *   changes nothing; trades inserted once (a trade already there by its id changes nothing;
+ *   another trade at its shard, seq and number fails the flush, and is set aside);
  * - PLACE commands: PENDING rows at version 0. The record's `order.seq` is 0 (the gateway does not
- *   know it); the true sequence is the stream id's. No conflict target: a clash on id (already
- *   written) or on (user_id, client_order_id) leaves the existing row alone rather than failing.
+ *   know it); the true sequence is the stream id's. A row already there by its id (written
+ *   before, or by the gateway in sync mode) is left alone; another order's with the same
+ *   (user_id, client_order_id) fails the flush, and the PLACE is set aside, as its state would be.
  *   The writer sends no PLACE whose outcome it holds or has written (see ShardLoop.superseded);
  *   should one come with its state all the same, the state supersedes it here too, rather than
  *   inserting the row and then rewriting it (every index twice).
@@ -126,7 +128,7 @@ const FLUSH = `
   t AS (
     INSERT INTO trades (${names(TRADE_COLUMNS)}, shard)
     SELECT t.*, $1 FROM ${unnestOf(TRADE_COLUMNS, 3 + STATE_COLUMNS.length, 't')}
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (id) DO NOTHING
     RETURNING 1
   ),
   u AS (
@@ -147,8 +149,8 @@ const FLUSH = `
       (e->>0)::bigint, 0, o.notional, o.created_at, o.updated_at, $1
     FROM json_array_elements($2::text::json) AS e,
       json_to_record(e->1->'order') AS o(${ORDER_RECORD})
-    WHERE e->1->>'k' = 'place' AND o.id NOT IN (SELECT s.id FROM s)
-    ON CONFLICT DO NOTHING
+    WHERE e->1->>'k' = 'place' AND NOT EXISTS (SELECT 1 FROM s WHERE s.id = o.id)
+    ON CONFLICT (id) DO NOTHING
     RETURNING 1
   )
   SELECT (SELECT count(*) FROM p) AS placed, (SELECT count(*) FROM u) AS states,
@@ -253,10 +255,35 @@ function eventColumns(batches: readonly string[]): string[] {
 }
 
 /** `[[seq, command], …]` from order-stream entries `0-<seq>`, by concatenation only. */
+/** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
+export const PLACE_PREFIX = '{"k":"place",';
+
+/**
+ * Refuses an order-stream record that is neither a PLACE nor a cancel: the statement writes the
+ * PLACEs and passes over the rest, so one of another kind would be acknowledged unwritten.
+ * (A record that is not JSON, PostgreSQL refuses.)
+ */
+function checkCommand(raw: string): void {
+  if (raw.startsWith(PLACE_PREFIX)) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return;
+  }
+  const k = isObject(parsed) ? parsed.k : undefined;
+  if (k !== 'place' && k !== 'cancel') {
+    throw new RecordError(
+      `order-stream record of kind ${JSON.stringify(k)}: neither place nor cancel`,
+    );
+  }
+}
+
 function placesJson(entries: readonly HeldEntry[]): string {
   let json = '[';
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i] as HeldEntry;
+    checkCommand(e.raw);
     json += `${i === 0 ? '' : ','}[${e.id.slice(e.id.indexOf('-') + 1)},${e.raw}]`;
   }
   return `${json}]`;

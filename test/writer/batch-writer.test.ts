@@ -521,6 +521,50 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('sets aside, never passes over, a record that clashes with a row or is no command it knows', async () => {
+    const a = orderState(h.alice, { client_order_id: 'dup' });
+    // Another order under a's client_order_id.
+    const b = orderState(h.alice, { client_order_id: 'dup' });
+    await h.place(1, a);
+    await h.place(2, b);
+    const { id: _, ...noId } = orderState(h.alice);
+    const withoutId = JSON.stringify({ k: 'place', order: { ...noId, seq: 0 } });
+    await h.redis.xadd(h.keys.orders, '0-3', 'c', withoutId);
+    const amend = JSON.stringify({ k: 'amend', order_id: a.id });
+    await h.redis.xadd(h.keys.orders, '0-4', 'c', amend);
+    // Written in the same flush as order states (a PLACE without an id was passed over then).
+    const c = {
+      ...orderState(h.bob, { side: 'SELL' }),
+      seq: 5,
+      version: 5,
+      status: 'NEW' as const,
+    };
+    const t1 = trade(c, { ...a, seq: 1 }, 5, 0);
+    await h.events({ first_seq: 5, last_seq: 5, orders: [c], trades: [t1] });
+    // Another trade at t1's seq and number: not the same trade delivered again.
+    const t2 = { ...trade(c, { ...a, seq: 1 }, 5, 0), quantity: '2' };
+    await h.events({ first_seq: 6, last_seq: 6, orders: [], trades: [t2] });
+    const w = h.writer({ deferMs: 0 });
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 6);
+    assert.deepEqual(await ordersById(h.db.sql), byId([{ ...a, seq: 1 }, c]));
+    assert.deepEqual(await allTrades(h.db.sql), [t1]);
+    const setAside = async (stream: string) =>
+      ((await h.redis.xrange(rejectsKey(stream), '-', '+')) as [string, string[]][]).map(
+        ([, f]) => ({ id: f[1], code: f[3], record: f[7] }),
+      );
+    assert.deepEqual(await setAside(h.keys.orders), [
+      { id: '0-2', code: '23505', record: JSON.stringify({ k: 'place', order: { ...b, seq: 0 } }) },
+      { id: '0-3', code: '23502', record: withoutId },
+      { id: '0-4', code: '22P02', record: amend },
+    ]);
+    assert.deepEqual(await setAside(h.keys.events), [
+      { id: '0-6', code: '23505', record: JSON.stringify(t2) },
+    ]);
+    assert.equal(w.stats.rejected, 4);
+    await w.stop();
+  });
+
   it('sets aside only the records PostgreSQL refuses, writes the rest, and says so', async () => {
     const good = orderState(h.alice);
     const stranger = orderState(h.alice, { user_id: '01890000-0000-7000-8000-000000000000' });
