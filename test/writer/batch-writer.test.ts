@@ -527,8 +527,9 @@ describe('batch writer', () => {
     const b = orderState(h.alice, { client_order_id: 'dup' });
     await h.place(1, a);
     await h.place(2, b);
-    const { id: _, ...noId } = orderState(h.alice);
-    const withoutId = JSON.stringify({ k: 'place', order: { ...noId, seq: 0 } });
+    const noId: Partial<OrderState> = { ...orderState(h.alice), seq: 0 };
+    delete noId.id;
+    const withoutId = JSON.stringify({ k: 'place', order: noId });
     await h.redis.xadd(h.keys.orders, '0-3', 'c', withoutId);
     const amend = JSON.stringify({ k: 'amend', order_id: a.id });
     await h.redis.xadd(h.keys.orders, '0-4', 'c', amend);
