@@ -87,6 +87,7 @@ const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 const DEFER_MS = 100;
 const SKIP_SCRIPT = 'skip-written-2.lua';
 const EXPIRE_SCRIPT = 'expire-keys.lua';
+const SET_ASIDE_SCRIPT = 'set-aside-2.lua';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -114,8 +115,15 @@ interface ExpireScript {
   mbExpireKeys(args: (string | number)[]): Promise<number>;
 }
 
-/** The connection, with the skip and expire scripts defined on it (once). */
-export function withWriterScripts(redis: Redis): Redis & SkipScript & ExpireScript {
+/** set-aside-2.lua: see the script. */
+interface SetAsideScript {
+  mbSetAside(rejects: string, seen: string, ...args: string[]): Promise<number>;
+}
+
+/** The connection, with the skip, expire and set-aside scripts defined on it (once). */
+export function withWriterScripts(
+  redis: Redis,
+): Redis & SkipScript & ExpireScript & SetAsideScript {
   if (!('mbSkipWritten' in redis)) {
     redis.defineCommand('mbSkipWritten', {
       numberOfKeys: keyCount(SKIP_SCRIPT),
@@ -123,8 +131,12 @@ export function withWriterScripts(redis: Redis): Redis & SkipScript & ExpireScri
     });
     // No numberOfKeys: the count varies per call and goes first.
     redis.defineCommand('mbExpireKeys', { lua: lua(EXPIRE_SCRIPT) });
+    redis.defineCommand('mbSetAside', {
+      numberOfKeys: keyCount(SET_ASIDE_SCRIPT),
+      lua: lua(SET_ASIDE_SCRIPT),
+    });
   }
-  return redis as Redis & SkipScript & ExpireScript;
+  return redis as Redis & SkipScript & ExpireScript & SetAsideScript;
 }
 type ReadReply = [stream: string, entries: Entries][] | null;
 
@@ -165,7 +177,7 @@ const sizeOf = (h: Held): number =>
 
 export class BatchWriter {
   private readonly consumer: string;
-  readonly scripts: Redis & SkipScript & ExpireScript;
+  readonly scripts: Redis & SkipScript & ExpireScript & SetAsideScript;
   private readonly loops: ShardLoop[];
   private running: Promise<void>[] = [];
   private trimTimer: NodeJS.Timeout | undefined;
@@ -754,21 +766,23 @@ class ShardLoop {
     }
     // What fails from here on is Redis's: the rows are committed.
     try {
+      const nth = new Map<string, number>();
       for (const r of rejects) {
         logger.error(
           { shard, stream: r.stream, id: r.id, code: r.code, err: r.message, record: r.record },
           'writer: record refused; set aside in the rejects stream',
         );
-        await redis.xadd(
-          rejectsKey(r.stream),
-          '*',
-          'id',
+        // Once, though a flush run again refuses it again (see set-aside-2.lua).
+        const n = nth.get(`${r.stream} ${r.id}`) ?? 0;
+        nth.set(`${r.stream} ${r.id}`, n + 1);
+        const key = rejectsKey(r.stream);
+        await this.w.scripts.mbSetAside(
+          key,
+          `${key}:seen`,
+          `${r.id}/${n}`,
           r.id,
-          'code',
           r.code,
-          'error',
           r.message,
-          'record',
           r.record,
         );
       }

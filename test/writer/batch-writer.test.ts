@@ -566,6 +566,30 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('sets a refused record aside once, though the flush runs again after a Redis error', async () => {
+    const good = { ...orderState(h.alice), seq: 1, version: 1, status: 'NEW' as const };
+    const broken = { ...orderState(h.bob), seq: 1, version: 1, filled_quantity: '11' };
+    await h.events({ first_seq: 1, last_seq: 1, orders: [good, broken], trades: [] });
+    // The acknowledgement fails for a while: each attempt commits (changing nothing the second
+    // time) and sets aside the refused record again, then fails.
+    await h.redis.call('ACL', 'SETUSER', 'default', '-xack');
+    const w = h.writer();
+    try {
+      await w.start();
+      await waitFor(() => h.logs.filter((l) => /record refused/.test(l.msg)).length >= 3);
+    } finally {
+      await h.redis.call('ACL', 'SETUSER', 'default', '+xack');
+    }
+    await waitFor(() => w.stats.entriesWritten === 1);
+    assert.deepEqual(await ordersById(h.db.sql), byId([good]));
+    const setAside = (
+      (await h.redis.xrange(rejectsKey(h.keys.events), '-', '+')) as [string, string[]][]
+    ).map(([, f]) => ({ id: f[1], record: f[7] }));
+    assert.deepEqual(setAside, [{ id: '0-1', record: JSON.stringify(broken) }]);
+    assert.equal(await h.pending(h.keys.events), 0);
+    await w.stop();
+  });
+
   it('sets aside only the records PostgreSQL refuses, writes the rest, and says so', async () => {
     const good = orderState(h.alice);
     const stranger = orderState(h.alice, { user_id: '01890000-0000-7000-8000-000000000000' });
