@@ -33,7 +33,10 @@ export interface BatchWriterOptions {
   consumer?: string;
   /** How often to trim the streams below what is written (and, for orders, snapshotted). */
   trimIntervalMs?: number;
-  /** How long stop() keeps retrying a failing flush before leaving the entries pending. */
+  /**
+   * How long stop() keeps retrying a failing flush before leaving the entries pending (default
+   * 4 s: within the 10 s `matchbox` gives a part to stop, with room for an attempt under way).
+   */
   stopTimeoutMs?: number;
   /**
    * How long a PLACE whose outcome has not arrived is held back before it is written as PENDING
@@ -662,7 +665,7 @@ class ShardLoop {
   /** Commits a flush until it succeeds (or stop() runs out of patience). */
   private async commit(flush: Prepared): Promise<void> {
     if (this.abandoned || this.restarted) return;
-    const { logger, stopTimeoutMs = 10_000 } = this.w.options;
+    const { logger, stopTimeoutMs = 4_000 } = this.w.options;
     const since = Date.now();
     let delay = RETRY_FIRST_MS;
     for (let attempt = 1; ; attempt++) {
@@ -699,7 +702,8 @@ class ShardLoop {
         const alarming = !isConnectionFailure(err) || Date.now() - since > ALARM_AFTER_MS;
         if (alarming) logger.error(fields, 'writer: flush failing; records kept, retrying');
         else logger.warn(fields, 'writer: flush failed; records kept, retrying');
-        if (this.w.stopping && Date.now() - this.w.stopAt > stopTimeoutMs) {
+        // Not a wait that would end past the stop's patience.
+        if (this.w.stopping && Date.now() + delay - this.w.stopAt > stopTimeoutMs) {
           // Never acknowledged, so they stay pending and the next start writes them.
           logger.error(fields, 'writer: stopping with entries unwritten; they stay pending');
           this.abandoned = true;
