@@ -254,7 +254,6 @@ function eventColumns(batches: readonly string[]): string[] {
   ];
 }
 
-/** `[[seq, command], …]` from order-stream entries `0-<seq>`, by concatenation only. */
 /** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
 export const PLACE_PREFIX = '{"k":"place",';
 
@@ -279,6 +278,7 @@ function checkCommand(raw: string): void {
   }
 }
 
+/** `[[seq, command], …]` from order-stream entries `0-<seq>`, by concatenation only. */
 function placesJson(entries: readonly HeldEntry[]): string {
   let json = '[';
   for (let i = 0; i < entries.length; i++) {
