@@ -115,7 +115,8 @@ const ORDER_RECORD = STATE_COLUMNS.map(([name, kind]) => `${name} ${kind}`).join
  *   twice), upserted so that only a newer version replaces a row — a re-delivered or older state
  *   changes nothing; trades inserted once (a trade already there by its id changes nothing;
  *   another trade at its shard, seq and number fails the flush, and is set aside);
- * - PLACE commands: PENDING rows at version 0. The record's `order.seq` is 0 (the gateway does not
+ * - PLACE commands: PENDING rows at version 0 (one without an id is not passed over: NOT NULL
+ *   refuses it; `NOT IN` alone would have dropped it, and NOT EXISTS is not hashed here). The record's `order.seq` is 0 (the gateway does not
  *   know it); the true sequence is the stream id's. A row already there by its id (written
  *   before, or by the gateway in sync mode) is left alone; another order's with the same
  *   (user_id, client_order_id) fails the flush, and the PLACE is set aside, as its state would be.
@@ -149,7 +150,7 @@ const FLUSH = `
       (e->>0)::bigint, 0, o.notional, o.created_at, o.updated_at, $1
     FROM json_array_elements($2::text::json) AS e,
       json_to_record(e->1->'order') AS o(${ORDER_RECORD})
-    WHERE e->1->>'k' = 'place' AND NOT EXISTS (SELECT 1 FROM s WHERE s.id = o.id)
+    WHERE e->1->>'k' = 'place' AND (o.id IS NULL OR o.id NOT IN (SELECT s.id FROM s))
     ON CONFLICT (id) DO NOTHING
     RETURNING 1
   )
