@@ -151,14 +151,20 @@ const hex = (n: bigint, digits: number): string => n.toString(16).padStart(digit
 /**
  * A UUIDv7 for a trade, derived from its command's time, the shard, the command sequence and the
  * trade's number within the command, so that replaying a command gives the same id. Layout after
- * the 48-bit millisecond time and the version: 8 bits of shard, 20 of trade number and 46 of
- * sequence in the 74 bits UUIDv7 leaves free.
+ * the 48-bit millisecond time and the version, in the 74 bits UUIDv7 leaves free: 8 bits of
+ * shard, the low 20 bits of the trade number, its next 6 bits, and the low 40 bits of the
+ * sequence. A command of more than 2^20 trades (a million resting orders swept at once) thus
+ * still has an id for each (the 20 bits alone gave its trade 2^20 the id of its trade 0, and the
+ * writer took the second for the first, delivered again); a command's time and the low 40 bits
+ * of its sequence tell it from every other (no 2^40 commands share a millisecond). Ids of trades
+ * numbered below 2^20 in commands below 2^40 are as they always were.
  */
 export function tradeId(ms: number, shard: number, seq: number, tradeNo: number): string {
   const bits =
     (BigInt(shard & 0xff) << 66n) |
     (BigInt(tradeNo & 0xfffff) << 46n) |
-    (BigInt(seq) & ((1n << 46n) - 1n));
+    (BigInt((tradeNo >>> 20) & 0x3f) << 40n) |
+    (BigInt(seq) & ((1n << 40n) - 1n));
   const randA = bits >> 62n; // 12 bits
   const randB = bits & ((1n << 62n) - 1n); // 62 bits
   const time = hex(BigInt(ms), 12);
