@@ -29,7 +29,7 @@ import { writeBatch } from './batch-write.js';
 import { engineCommand } from './engine-commands.js';
 import { Instruments } from './instruments.js';
 import { commit, project } from './projector.js';
-import { loadOpenOrders, readWrittenSeq, streamSeq } from './redis-state.js';
+import { loadOpenOrders, streamSeq, syncWrittenSeq } from './redis-state.js';
 
 export interface DispatcherOptions {
   shard: number;
@@ -92,6 +92,8 @@ export const LINGER_FROM = 8;
 
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
+/** A session ready this long without failing was a healthy one: its failure retries at once. */
+const HEALTHY_MS = 5_000;
 
 export class Dispatcher {
   private readonly keys: ShardKeys;
@@ -182,13 +184,21 @@ export class Dispatcher {
     let backoff = BACKOFF_MIN_MS;
     while (!this.stopping) {
       let session: EngineSession | undefined;
+      // When the session was ready: one that fails soon after (a gap in the stream, an
+      // instrument PostgreSQL does not have, a stale W) is tried again later and later, not every
+      // 50 ms; one that ran a while, or dispatched a batch, is tried again at once.
+      let readyAt: number | undefined;
       try {
         this.counters.reconnects++;
         session = this.options.engine.session();
-        await this.cycle(reader, conn, session, () => {
-          backoff = BACKOFF_MIN_MS;
+        await this.cycle(reader, conn, session, (dispatched) => {
+          if (dispatched) backoff = BACKOFF_MIN_MS;
+          else readyAt = performance.now();
         });
       } catch (err) {
+        if (readyAt !== undefined && performance.now() - readyAt > HEALTHY_MS) {
+          backoff = BACKOFF_MIN_MS;
+        }
         if (this.stopping) {
           this.logger.warn({ err }, 'dispatch interrupted while stopping; the next start resumes');
           break;
@@ -223,26 +233,31 @@ export class Dispatcher {
     reader: Redis,
     conn: Redis,
     session: EngineSession,
-    progressed: () => void,
+    progressed: (dispatched: boolean) => void,
   ): Promise<void> {
     // A write the last cycle left in flight lands (or fails) before W is read.
     await this.settleAfterFailure('W is read again from Redis');
     this.cycleBreaks = this.breaks;
     // Whatever failed before (maybe an EXEC whose answer was lost), Redis says what is written;
-    // the copy of W that the batch script checks each batch against is set to it.
-    this.written = await readWrittenSeq(conn, this.keys);
-    if ((await conn.get(this.keys.written)) !== String(this.written)) {
-      await conn.set(this.keys.written, this.written);
-    }
+    // the copy of W that the batch script checks each batch against is set to it, in one step.
+    this.written = await syncWrittenSeq(conn, this.keys);
     this.open = await loadOpenOrders(conn, this.keys);
-    await this.instruments.load();
+    // Tick and lot sizes change rarely: with PostgreSQL away, those read before will do, and
+    // matching goes on (it waited for PostgreSQL at every new cycle).
+    await this.instruments.load().catch((err: unknown) => {
+      if (!this.instruments.loaded) throw err;
+      this.logger.warn(
+        { err },
+        'instruments not read again (PostgreSQL?); those read before stand',
+      );
+    });
     const engineSeq = await session.hello(this.written);
     if (engineSeq > this.written) {
       throw new Error(`engine at ${engineSeq} after hello(${this.written}): it did not roll back`);
     }
     this.logger.info({ written: this.written, engineSeq, open: this.open.size }, 'session ready');
     this.counters.matchedSeq = engineSeq;
-    progressed();
+    progressed(false);
     let cursor = engineSeq;
     while (!this.stopping) {
       this.unbroken();
@@ -283,7 +298,7 @@ export class Dispatcher {
         entries.push(...(more?.[0]?.[1] ?? []));
       }
       cursor = await this.dispatch(session, conn, cursor, entries);
-      progressed();
+      progressed(true);
     }
   }
 

@@ -13,6 +13,11 @@ export class Instruments {
 
   constructor(private readonly sql: Sql) {}
 
+  /** Whether the instruments were read at least once. */
+  get loaded(): boolean {
+    return this.scales.size > 0;
+  }
+
   /** (Re)reads every instrument. */
   async load(): Promise<void> {
     const rows = await this.sql<{ symbol: string; tick_size: string; lot_size: string }[]>`

@@ -2,6 +2,7 @@
 // are written (the event stream's last id is `0-<seq>`, and it moves in the same script call as the
 // status cache) and the state of every order that is not final.
 import type { Redis } from 'ioredis';
+import { keyCount, lua } from '../queue/lua-scripts.js';
 import type { OrderState } from '../queue/records.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { isFinal } from './projector.js';
@@ -12,19 +13,42 @@ export function streamSeq(id: string): number {
   return Number(dash < 0 ? id : id.slice(dash + 1));
 }
 
-/** W: the last sequence whose reports are durably in Redis; 0 when nothing was written yet. */
-export async function readWrittenSeq(redis: Redis, keys: ShardKeys): Promise<number> {
-  let info: unknown[];
-  try {
-    info = (await redis.xinfo('STREAM', keys.events)) as unknown[];
-  } catch (err) {
-    if (err instanceof Error && /no such key/i.test(err.message)) return 0;
-    throw err;
+const SYNC_SCRIPT = 'sync-written-2.lua';
+
+interface SyncScript {
+  mbSyncWritten(events: string, written: string): Promise<number>;
+}
+
+/**
+ * W, the last sequence whose reports are durably in Redis (0 when nothing was written yet), read
+ * from the event stream, with W's key, which the batch script checks each batch against, set to
+ * it. Read together with the key (a read-only transaction, which Redis serves while it holds
+ * writes); where the two differ (a first start, a Redis that lost its last writes), the key is set
+ * in the same step as the stream is read again (sync-written-2.lua): in two, a batch another
+ * dispatcher of the shard wrote in between would have its W taken back.
+ */
+export async function syncWrittenSeq(redis: Redis, keys: ShardKeys): Promise<number> {
+  const replies = await redis.multi().xinfo('STREAM', keys.events).get(keys.written).exec();
+  const [[infoErr, info] = [null, null], [keyErr, key] = [null, null]] = replies ?? [];
+  if (keyErr) throw keyErr;
+  let w = 0;
+  if (infoErr) {
+    if (!/no such key/i.test(infoErr.message)) throw infoErr;
+  } else {
+    const fields = info as unknown[];
+    const at = fields.indexOf('last-generated-id');
+    if (at < 0 || at % 2 !== 0)
+      throw new Error(`XINFO STREAM ${keys.events}: no last-generated-id`);
+    w = streamSeq(String(fields[at + 1]));
   }
-  for (let i = 0; i + 1 < info.length; i += 2) {
-    if (info[i] === 'last-generated-id') return streamSeq(String(info[i + 1]));
+  if (key === String(w)) return w;
+  if (!('mbSyncWritten' in redis)) {
+    redis.defineCommand('mbSyncWritten', {
+      numberOfKeys: keyCount(SYNC_SCRIPT),
+      lua: lua(SYNC_SCRIPT),
+    });
   }
-  throw new Error(`XINFO STREAM ${keys.events} has no last-generated-id`);
+  return Number(await (redis as Redis & SyncScript).mbSyncWritten(keys.events, keys.written));
 }
 
 const CHUNK = 1000;

@@ -29,6 +29,17 @@ type Query = Sql | TransactionSql;
  */
 const READ_COMMITTED = 'isolation level read committed';
 
+/** A rollback to below the pinned snapshot, refused: see SnapshotStore.rollBack. */
+export class StaleRollbackError extends Error {
+  override readonly name = 'StaleRollbackError';
+  constructor(shard: string, written: number, pinned: number) {
+    super(
+      `${shard}: rollback to ${written} refused, below the pinned snapshot at ${pinned}: ` +
+        'that W is stale (is a second dispatcher running for this shard?)',
+    );
+  }
+}
+
 /** Snapshots kept per shard beside the pinned one; older ones go as each new one lands. */
 export const KEEP_SNAPSHOTS = 3;
 
@@ -107,6 +118,14 @@ export class SnapshotStore {
     written: number,
   ): Promise<{ epoch: number; snapshot: StoredSnapshot | undefined }> {
     return this.sql.begin(READ_COMMITTED, async (tx) => {
+      // The pinned snapshot is at or below any W Redis can hold (the writer pins only what it has
+      // seen in the AOF): a W below it is stale, read before a batch another dispatcher of the
+      // shard wrote since. Obeyed, it would delete the snapshot the order stream is trimmed to,
+      // and the shard could not be replayed again.
+      const [pin] = await tx<{ seq: string }[]>`
+        SELECT seq::text FROM engine_snapshots
+        WHERE shard = ${this.shard} AND pinned AND seq > ${written}`;
+      if (pin !== undefined) throw new StaleRollbackError(this.shard, written, Number(pin.seq));
       const epoch = await this.begin(tx);
       await tx`DELETE FROM engine_snapshots WHERE shard = ${this.shard} AND seq > ${written}`;
       return { epoch, snapshot: await this.newest(written, tx) };

@@ -1,0 +1,230 @@
+// Two dispatchers of one shard at once (one started before the other stopped, or one superseded
+// whose write was in flight), and a dispatcher whose cycle starts again while PostgreSQL is away.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import type { Sql } from '../../src/db/client.js';
+import { Dispatcher } from '../../src/dispatcher/dispatcher.js';
+import { EngineClient } from '../../src/engine-service/client.js';
+import { startEngineService } from '../../src/engine-service/server.js';
+import type { EngineService } from '../../src/engine-service/server.js';
+import { pinReplayBound } from '../../src/engine-service/snapshot-store.js';
+import { shardKeys } from '../../src/queue/keys.js';
+import type { ShardKeys } from '../../src/queue/keys.js';
+import { freshDatabase, freshRedis } from '../support/services.js';
+import type { TestDatabase } from '../support/services.js';
+import { quietLogger, sleep, waitFor } from '../engine-service/helpers.js';
+import { listInstruments } from './gateway-records.js';
+import type { Instrument } from './gateway-records.js';
+import { OrderFlow } from './order-flow.js';
+import { assertExactlyOnce, assertMatchesReference, readEventBatches } from './redis-outcome.js';
+import { readOrderStream, referenceOutcome } from './reference.js';
+
+const INSTRUMENTS: Instrument[] = [
+  { symbol: 'AAA', tick: '0.01', lot: '1' },
+  { symbol: 'BBB', tick: '0.5', lot: '0.001' },
+];
+
+type Call = (target: Redis, args: unknown[]) => unknown;
+
+/**
+ * A client whose connections (the dispatcher makes its own with `duplicate`) run `hook` before
+ * each named command: what it returns is the command's answer, undefined lets it through.
+ */
+function hooked(redis: Redis, hook: (name: string) => Call | undefined): Redis {
+  return new Proxy(redis, {
+    get(target, prop, receiver) {
+      if (prop !== 'duplicate') return Reflect.get(target, prop, receiver) as unknown;
+      return (...a: Parameters<Redis['duplicate']>) =>
+        new Proxy(target.duplicate(...a), {
+          get(conn, name) {
+            const v = Reflect.get(conn, name) as unknown;
+            if (typeof v !== 'function') return v;
+            return (...args: unknown[]) => {
+              const answer = hook(String(name))?.(conn, args);
+              return answer ?? (v as (...x: unknown[]) => unknown).apply(conn, args);
+            };
+          },
+        });
+    },
+  });
+}
+
+describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
+  let db: TestDatabase;
+  let redis: Redis;
+  let prefix: string;
+  let keys: ShardKeys;
+  let service: EngineService;
+  let engine: EngineClient;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    db = await freshDatabase();
+    const r = await freshRedis();
+    ({ redis, prefix } = r);
+    cleanup = () => r.cleanup();
+    keys = shardKeys(prefix, 0);
+    await listInstruments(db.sql, INSTRUMENTS);
+  });
+  after(async () => {
+    engine?.close();
+    await service?.stop();
+    await cleanup();
+    await db.drop();
+  });
+
+  async function freshShard(snapshotEvery: number): Promise<void> {
+    engine?.close();
+    await service?.stop();
+    await redis.del(keys.seq, keys.orders, keys.events, keys.open, keys.written);
+    await db.sql`DELETE FROM engine_snapshots`;
+    service = await startEngineService({
+      shard: 0,
+      address: '127.0.0.1:0',
+      sql: db.sql,
+      databaseUrl: db.url,
+      snapshotEvery,
+      snapshotIntervalMs: 60_000,
+      logger: quietLogger(),
+    });
+    engine = new EngineClient(`127.0.0.1:${service.port}`, 0);
+  }
+
+  const dispatcher = (client: Redis, batchSize: number, sql: Sql = db.sql): Dispatcher =>
+    new Dispatcher({
+      shard: 0,
+      redis: client,
+      prefix,
+      sql,
+      engine,
+      batchSize,
+      blockMs: 100,
+      logger: quietLogger(),
+    });
+
+  it('a second dispatcher that read W before the first wrote a batch never writes it again', async () => {
+    await freshShard(1_000_000);
+    const flow = new OrderFlow(redis, keys, INSTRUMENTS, 1);
+    for (let i = 0; i < 300; i++) await flow.next();
+    // A's third write is held until B has read W; those after it until B is done.
+    const through = (conn: Redis, name: string, args: unknown[]): Promise<unknown> =>
+      (conn as unknown as Record<string, (...x: unknown[]) => Promise<unknown>>)[name]?.(
+        ...args,
+      ) as Promise<unknown>;
+    let writes = 0;
+    let releaseThird = (): void => undefined;
+    const third = new Promise<void>((r) => (releaseThird = r));
+    let releaseRest = (): void => undefined;
+    const rest = new Promise<void>((r) => (releaseRest = r));
+    const a = dispatcher(
+      hooked(redis, (name) => {
+        if (name !== 'mbWriteBatch') return undefined;
+        writes++;
+        const gate = writes === 3 ? third : writes > 3 ? rest : undefined;
+        return gate && ((conn, args) => gate.then(() => through(conn, name, args)));
+      }),
+      5,
+    );
+    a.start();
+    await waitFor('A holding its third write', () => writes >= 3 && a.stats().matchedSeq >= 20);
+    // B reads W (10); A's held write (11–15) lands right after, before B goes on.
+    let first = true;
+    const landed = async (): Promise<void> => {
+      releaseThird();
+      await waitFor('A wrote 11–15', async () => (await redis.get(keys.written)) === '15');
+    };
+    const b = dispatcher(
+      hooked(redis, (name) => {
+        // W is read as a cycle starts: by XINFO STREAM, alone or in a transaction.
+        if (!first || (name !== 'xinfo' && name !== 'multi')) return undefined;
+        first = false;
+        return (conn, args) => {
+          if (name === 'xinfo') return through(conn, name, args).finally(landed);
+          const tx = conn.multi();
+          const exec = tx.exec.bind(tx);
+          return Object.assign(tx, { exec: () => exec().finally(landed) });
+        };
+      }),
+      8,
+    );
+    b.start();
+    try {
+      await waitFor('B wrote everything', () => b.stats().lastSeq === 300, 30_000);
+    } finally {
+      await b.stop();
+      releaseRest();
+      await a.stop();
+    }
+    const batches = await readEventBatches(redis, keys);
+    assertExactlyOnce(batches, 300);
+    const expected = referenceOutcome(await readOrderStream(redis, keys), INSTRUMENTS);
+    await assertMatchesReference(redis, keys, expected);
+  });
+
+  it('refuses a hello below the pinned snapshot, and the shard goes on', async () => {
+    await freshShard(40);
+    const flow = new OrderFlow(redis, keys, INSTRUMENTS, 3);
+    const a = dispatcher(redis, 50);
+    a.start();
+    try {
+      for (let i = 0; i < 300; i++) {
+        await flow.next();
+        if (i % 25 === 0) await sleep(30);
+      }
+      await waitFor('A at 300', () => a.stats().lastSeq === 300);
+      await waitFor('a snapshot above 100', async () => {
+        const [row] = await db.sql<
+          { seq: string }[]
+        >`SELECT max(seq)::text AS seq FROM engine_snapshots`;
+        return Number(row?.seq ?? 0) > 100;
+      });
+      // The writer's trim: W (300) is in the AOF; the newest snapshot at or below it is pinned,
+      // and the order stream is trimmed below it.
+      const pinned = await pinReplayBound(db.sql, 's0', 300);
+      assert.ok(pinned !== undefined && pinned > 100, `pinned ${pinned}`);
+      await redis.xtrim(keys.orders, 'MINID', `0-${pinned + 1}`);
+      // A second dispatcher's hello with the W it read long before.
+      const stale = engine.session();
+      await assert.rejects(stale.hello(100));
+      stale.close();
+      const rows = await db.sql<{ seq: string }[]>`
+        SELECT seq::text FROM engine_snapshots WHERE pinned`;
+      assert.deepEqual(
+        rows.map((r) => Number(r.seq)),
+        [pinned],
+      );
+      // A, superseded by that session, takes the engine back and goes on.
+      for (let i = 0; i < 5; i++) await flow.next();
+      await waitFor('A at 305', () => a.stats().lastSeq === 305, 15_000);
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it('with PostgreSQL away, a cycle that starts again matches with the instruments it had', async () => {
+    await freshShard(1_000_000);
+    let away = false;
+    const sql = ((...a: unknown[]) =>
+      away
+        ? Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))
+        : (db.sql as unknown as (...x: unknown[]) => unknown)(...a)) as unknown as Sql;
+    const d = dispatcher(redis, 50, sql);
+    d.start();
+    try {
+      const flow = new OrderFlow(redis, keys, INSTRUMENTS, 5);
+      for (let i = 0; i < 100; i++) await flow.next();
+      await waitFor('100 dispatched', () => d.stats().lastSeq === 100);
+      away = true;
+      const reconnects = d.stats().reconnects;
+      // Redis closes the dispatcher's connections: its cycle ends and starts again.
+      await redis.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      for (let i = 0; i < 50; i++) await flow.next();
+      await waitFor('150 dispatched with PostgreSQL away', () => d.stats().lastSeq === 150, 15_000);
+      assert.ok(d.stats().reconnects > reconnects, 'the cycle started again');
+    } finally {
+      away = false;
+      await d.stop();
+    }
+  });
+});
