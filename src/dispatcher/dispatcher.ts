@@ -370,8 +370,9 @@ export class Dispatcher {
     // that fails ends the cycle, which loads the open orders from Redis again.
     commit(this.open, batch);
     const writeAt = performance.now();
-    // Sent only on the connection its commands were read over, as every write of the cycle; and
-    // with the last command's text, which Redis must hold at its seq (see write-batch.lua).
+    // Sent only while neither of the cycle's connections (the stream reader, this one) has closed
+    // since the cycle read W, so never to a Redis restarted since; and with the last command's
+    // text, which Redis must hold at its seq (see write-batch.lua).
     this.unbroken();
     this.writing = writeBatch(conn, this.keys, batch, text).then(
       () => {
