@@ -57,6 +57,14 @@ describe('batch writer', () => {
 
   const byId = (states: OrderState[]) => new Map(states.map((s) => [s.id, s]));
 
+  /** A stream's set-aside records: the entry each came from, the error code, the record. */
+  const setAside = async (stream: string) =>
+    ((await h.redis.xrange(rejectsKey(stream), '-', '+')) as [string, string[]][]).map(([, f]) => ({
+      id: f[1],
+      code: f[3],
+      record: f[7],
+    }));
+
   it('writes every field of placed orders, order states and trades, then acks', async () => {
     const { expected, trades } = await scenario();
     const w = h.writer();
@@ -550,10 +558,6 @@ describe('batch writer', () => {
     await waitFor(() => w.stats.entriesWritten === 6);
     assert.deepEqual(await ordersById(h.db.sql), byId([{ ...a, seq: 1 }, c]));
     assert.deepEqual(await allTrades(h.db.sql), [t1]);
-    const setAside = async (stream: string) =>
-      ((await h.redis.xrange(rejectsKey(stream), '-', '+')) as [string, string[]][]).map(
-        ([, f]) => ({ id: f[1], code: f[3], record: f[7] }),
-      );
     assert.deepEqual(await setAside(h.keys.orders), [
       { id: '0-2', code: '23505', record: JSON.stringify({ k: 'place', order: { ...b, seq: 0 } }) },
       { id: '0-3', code: '23502', record: withoutId },
@@ -608,10 +612,6 @@ describe('batch writer', () => {
     assert.equal(await h.pending(h.keys.events), 0);
     assert.equal(w.stats.rejected, 3);
 
-    const setAside = async (stream: string) =>
-      ((await h.redis.xrange(rejectsKey(stream), '-', '+')) as [string, string[]][]).map(
-        ([, f]) => ({ id: f[1], code: f[3], record: f[7] }),
-      );
     assert.deepEqual(await setAside(h.keys.orders), [
       {
         id: '0-2',

@@ -54,8 +54,13 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
   }
 
   /** Answer for a client_order_id seen before: the original (200) or a conflict (409). */
-  async function repeated(existingId: string, order: OrderState): Promise<OrderState> {
-    const existing = (await queue.getOrder(existingId)) ?? (await store.getOrder(existingId));
+  async function repeated(
+    existingId: string,
+    order: OrderState,
+    found?: OrderState,
+  ): Promise<OrderState> {
+    const existing =
+      found ?? (await queue.getOrder(existingId)) ?? (await store.getOrder(existingId));
     if (existing === undefined) throw new ApiError('UNAVAILABLE', undefined, undefined, 1);
     if (!sameOrder(existing, order)) {
       throw new ApiError(
@@ -115,7 +120,8 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           // refused, so this one is refused too, having changed nothing.
           const cid = order.client_order_id as string;
           const other = await store.findByClientOrderId(order.user_id, cid);
-          if (other === undefined || (await queue.getOrder(other.id)) === undefined) {
+          const queued = other && (await queue.getOrder(other.id));
+          if (other === undefined || queued === undefined) {
             throw new ApiError(
               'UNAVAILABLE',
               `An order with client_order_id ${cid} is being accepted; retry shortly.`,
@@ -123,7 +129,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
               1,
             );
           }
-          return reply.code(200).send(apiOrder(await repeated(other.id, order)));
+          return reply.code(200).send(apiOrder(await repeated(other.id, order, queued)));
         }
         const deadline = Date.now() + SUBMIT_DEADLINE_MS;
         const result = await queue.submit(order, deadline).catch(async (err: unknown) => {
