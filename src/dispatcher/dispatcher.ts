@@ -203,8 +203,7 @@ export class Dispatcher {
           this.logger.warn({ err }, 'dispatch interrupted while stopping; the next start resumes');
           break;
         }
-        const dependency = err instanceof EngineUnavailableError ? 'engine' : 'redis';
-        componentErrors.inc({ dependency, component: 'dispatcher' });
+        componentErrors.inc({ dependency: dependencyOf(err), component: 'dispatcher' });
         dispatcherMetrics.reconnects.inc({ shard: this.keys.shard });
         if (err instanceof StreamGapError) this.logger.error({ err }, 'dispatch cannot go on');
         else this.logger.warn({ err, retryInMs: backoff }, 'dispatch interrupted; reconnecting');
@@ -427,6 +426,17 @@ export class Dispatcher {
 
 /** Commands the engine needs are no longer in the order stream: a person must step in. */
 class StreamGapError extends Error {}
+
+/**
+ * What a cycle's failure is counted against in matchbox_component_errors_total: PostgreSQL's are
+ * marked where they are made (the instruments' read), the engine's by their class; the rest are
+ * Redis's (its connections and replies, and a gap in the stream it holds).
+ */
+function dependencyOf(err: unknown): string {
+  const marked = (err as { dependency?: unknown } | undefined)?.dependency;
+  if (typeof marked === 'string') return marked;
+  return err instanceof EngineUnavailableError ? 'engine' : 'redis';
+}
 
 function commandField(fields: string[], id: string): string {
   for (let i = 0; i + 1 < fields.length; i += 2)

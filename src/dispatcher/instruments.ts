@@ -18,10 +18,20 @@ export class Instruments {
     return this.scales.size > 0;
   }
 
-  /** (Re)reads every instrument. */
+  /**
+   * (Re)reads every instrument. Its failure is marked PostgreSQL's, for the dispatcher's count
+   * of failures by dependency.
+   */
   async load(): Promise<void> {
-    const rows = await this.sql<{ symbol: string; tick_size: string; lot_size: string }[]>`
-      SELECT symbol, tick_size::text AS tick_size, lot_size::text AS lot_size FROM instruments`;
+    let rows: { symbol: string; tick_size: string; lot_size: string }[];
+    try {
+      rows = await this.sql<typeof rows>`
+        SELECT symbol, tick_size::text AS tick_size, lot_size::text AS lot_size FROM instruments`;
+    } catch (err) {
+      throw Object.assign(err instanceof Error ? err : new Error(String(err)), {
+        dependency: 'postgres',
+      });
+    }
     for (const r of rows) {
       this.scales.set(r.symbol, { tick: new Scale(r.tick_size), lot: new Scale(r.lot_size) });
     }

@@ -332,13 +332,7 @@ class ShardLoop {
 
   async createGroups(): Promise<void> {
     const { redis } = this.w.options;
-    for (const stream of [this.keys.orders, this.keys.events]) {
-      try {
-        await redis.xgroup('CREATE', stream, WRITER_GROUP, '0', 'MKSTREAM');
-      } catch (err) {
-        if (!message(err).startsWith('BUSYGROUP')) throw err;
-      }
-    }
+    await this.makeGroups();
     // An earlier run may have set aside event entries up to where it read: this one cannot know
     // which, so it writes every PLACE up to there.
     const events = await writerGroup(redis, this.keys.events);
@@ -346,6 +340,51 @@ class ShardLoop {
       this.placesKeptThrough = seqOf(String(events['last-delivered-id']));
     }
     this.runId = await runIdOf(redis);
+  }
+
+  /**
+   * Makes the writer's group on each stream that lacks it, positioned at the stream's start (and
+   * the stream itself if missing); returns the streams it was made on.
+   */
+  private async makeGroups(): Promise<string[]> {
+    const { redis } = this.w.options;
+    const made: string[] = [];
+    for (const stream of [this.keys.orders, this.keys.events]) {
+      try {
+        await redis.xgroup('CREATE', stream, WRITER_GROUP, '0', 'MKSTREAM');
+        made.push(stream);
+      } catch (err) {
+        if (!message(err).startsWith('BUSYGROUP')) throw err;
+      }
+    }
+    return made;
+  }
+
+  /**
+   * A read found the group gone: Redis came back without it (one that keeps nothing on disk, a
+   * replica promoted before it had the group) or someone destroyed it. Made again from the
+   * stream's start, so that whatever the stream holds now (what the gateways re-queued, what the
+   * dispatcher wrote since) is written; what is held is dropped and read again from the new group.
+   * Entries written already change nothing when written again (see the statement's versions).
+   * Returns false if Redis could not be asked.
+   */
+  private async remakeGroups(): Promise<boolean> {
+    let made: string[];
+    try {
+      made = await this.makeGroups();
+    } catch (err) {
+      this.w.options.logger.warn(
+        { err: message(err), shard: this.keys.shard },
+        'writer: could not make the consumer group again',
+      );
+      return false;
+    }
+    this.w.options.logger.warn(
+      { shard: this.keys.shard, streams: made },
+      'writer: consumer group gone; made again from the start of the stream',
+    );
+    this.restarted = true;
+    return true;
   }
 
   close(): void {
@@ -436,6 +475,7 @@ class ShardLoop {
       } catch (err) {
         componentErrors.inc({ dependency: 'redis', component: 'writer' });
         logger.warn({ err: message(err), shard: this.keys.shard }, 'writer: stream read failed');
+        if (isNoGroup(err) && (await this.remakeGroups())) continue;
         this.lostDelivery = true;
         await sleep(redisDelay);
         redisDelay = Math.min(redisDelay * 2, RETRY_MAX_MS);
@@ -499,6 +539,8 @@ class ShardLoop {
           if (which === 'events') this.readSize.read(got.length);
         } catch (err) {
           this.w.options.logger.warn({ err: message(err) }, 'writer: pending read failed');
+          // With the group made again, the loop drops what is held and reads pending again.
+          if (isNoGroup(err) && (await this.remakeGroups())) return;
           await sleep(RETRY_FIRST_MS * 10);
           continue;
         }
@@ -981,6 +1023,11 @@ function idsOf(held: Held, stream: string): string[] {
   for (const r of held.unreadable) if (r.stream === stream) ids.push(r.id);
   for (const g of held.gone) if (g.stream === stream) ids.push(g.id);
   return ids;
+}
+
+/** Redis's answer to a group command on a stream (or group) that does not exist. */
+function isNoGroup(err: unknown): boolean {
+  return message(err).startsWith('NOGROUP');
 }
 
 /** The first and last stream ids of held entries, or undefined when none are held. */

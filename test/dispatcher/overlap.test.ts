@@ -4,11 +4,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import type { Sql } from '../../src/db/client.js';
+import { connect } from '../../src/db/client.js';
 import { Dispatcher } from '../../src/dispatcher/dispatcher.js';
 import { EngineClient } from '../../src/engine-service/client.js';
 import { startEngineService } from '../../src/engine-service/server.js';
 import type { EngineService } from '../../src/engine-service/server.js';
 import { pinReplayBound } from '../../src/engine-service/snapshot-store.js';
+import { componentErrors } from '../../src/metrics/pipeline.js';
 import { shardKeys } from '../../src/queue/keys.js';
 import type { ShardKeys } from '../../src/queue/keys.js';
 import { freshDatabase, freshRedis } from '../support/services.js';
@@ -225,6 +227,25 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
     } finally {
       away = false;
       await d.stop();
+    }
+  });
+  it('counts a cycle that PostgreSQL failed against PostgreSQL, not Redis', async () => {
+    await freshShard(1_000_000);
+    const count = async (dependency: string): Promise<number> =>
+      (await componentErrors.get()).values.find(
+        (v) => v.labels.dependency === dependency && v.labels.component === 'dispatcher',
+      )?.value ?? 0;
+    const [pg, rd] = [await count('postgres'), await count('redis')];
+    // A PostgreSQL nothing listens for: the instruments were never read, so no cycle gets going.
+    const nowhere = connect('postgres://postgres@127.0.0.1:1/matchbox', { max: 1 });
+    const d = dispatcher(redis, 50, nowhere);
+    d.start();
+    try {
+      await waitFor('a failed cycle counted', async () => (await count('postgres')) > pg);
+      assert.equal(await count('redis'), rd, 'none counted against Redis');
+    } finally {
+      await d.stop();
+      await nowhere.end();
     }
   });
 });

@@ -427,6 +427,26 @@ describe('batch writer', () => {
     await w.stop();
   });
 
+  it('makes its group again when Redis comes back without it, and writes what arrives then', async () => {
+    const o1 = orderState(h.alice);
+    await h.place(1, o1);
+    const w = h.writer({ flushMs: 20 });
+    await w.start();
+    await waitFor(() => w.stats.entriesWritten === 1);
+    // As after a restart of a Redis that kept nothing: the streams, and the groups, gone.
+    await h.redis.del(h.keys.orders, h.keys.events);
+    // What the gateways re-queue and the dispatcher writes after it.
+    const o2 = orderState(h.bob);
+    await h.place(2, o2);
+    const v2 = { ...o2, seq: 2, version: 1, status: 'NEW' as const };
+    await h.events({ first_seq: 2, last_seq: 2, orders: [v2], trades: [] });
+    await waitFor(async () => (await ordersById(h.db.sql)).get(o2.id)?.version === 1);
+    assert.deepEqual(await ordersById(h.db.sql), byId([{ ...o1, seq: 1 }, v2]));
+    await waitFor(async () => (await h.pending(h.keys.events)) === 0);
+    assert.equal(await h.pending(h.keys.orders), 0, 'read and acknowledged in the new group');
+    await w.stop();
+  });
+
   it('writes text exactly, whatever characters it holds', async () => {
     // Order states reach PostgreSQL as array literals, one per column and flush. A column with no
     // string JSON must escape is JSON's own text: the literal's punctuation, NULL spelled out,
