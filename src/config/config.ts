@@ -133,6 +133,13 @@ export const SETTINGS = {
     'milliseconds 0–1000',
     'After a busy read (8 commands or more, short of a full batch) the dispatcher waits this long for more, so batches stay large under load; a quieter read is dispatched at once (queue mode only; sync mode never waits).',
   ),
+  dispatchLeaseMs: setting(
+    'DISPATCH_LEASE_MS',
+    3_000,
+    int(300, 600_000),
+    'milliseconds 300–600000',
+    'One dispatcher runs each shard, the one holding its lease in Redis; another started beside it stands by, and takes over this long after the first dies (at once after its stop).',
+  ),
   writerFlushMs: setting(
     'WRITER_FLUSH_MS',
     1_000,

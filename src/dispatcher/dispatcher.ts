@@ -15,6 +15,9 @@
 // So does a connection to Redis that closes: the Redis behind it may be one restarted without its
 // last writes (appendfsync everysec), whose order stream holds other commands — the orders the
 // gateway queued again — under sequences this cycle read and matched.
+//
+// One dispatcher of a shard runs at a time, the one holding the shard's lease (lease.ts); any other
+// stands by until the lease is free.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
@@ -28,6 +31,7 @@ import type { CommandRecord, OrderState } from '../queue/records.js';
 import { writeBatch } from './batch-write.js';
 import { engineCommand } from './engine-commands.js';
 import { Instruments } from './instruments.js';
+import { Lease } from './lease.js';
 import { commit, project } from './projector.js';
 import { loadOpenOrders, streamSeq, syncWrittenSeq } from './redis-state.js';
 
@@ -48,6 +52,12 @@ export interface DispatcherOptions {
    * before dispatching; default 0.
    */
   lingerMs?: number;
+  /**
+   * How long the shard's lease lasts unless renewed (DISPATCH_LEASE_MS): after a dispatcher's
+   * death, how long one standing by waits to take over. Default 3000; 0 runs without a lease
+   * (tests of what keeps two dispatchers at once harmless).
+   */
+  leaseMs?: number;
   logger: Logger;
 }
 
@@ -65,6 +75,8 @@ export interface DispatcherStats {
   matchedSeq: number;
   /** Sessions opened after the first (engine restarts, broken streams, Redis failures). */
   reconnects: number;
+  /** Whether this dispatcher holds the shard's lease (always, without one). */
+  leaseHeld: boolean;
   lastBatchSize: number;
   /** Busy reads after which the dispatcher waited for more (see LINGER_FROM). */
   lingers: number;
@@ -90,6 +102,7 @@ type XReadReply = [string, [string, string[]][]][] | null;
  */
 export const LINGER_FROM = 8;
 
+export const LEASE_MS = 3_000;
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
 /** A session ready this long without failing was a healthy one: its failure retries at once. */
@@ -108,6 +121,11 @@ export class Dispatcher {
   private readonly logger: Logger;
   private readonly blockMs: number;
   private readonly lingerMs: number;
+  private readonly lease: Lease | undefined;
+  /** Until when (performance.now()) the lease is surely this dispatcher's. */
+  private leaseUntil = 0;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private renewing: Promise<void> | undefined;
   private open = new Map<number, OrderState>();
   private written = 0;
   /** The write of the last batch dispatched, while it is in flight; it never rejects. */
@@ -123,6 +141,7 @@ export class Dispatcher {
     lastSeq: 0,
     matchedSeq: 0,
     reconnects: -1,
+    leaseHeld: false,
     lastBatchSize: 0,
     lingers: 0,
     engineMs: 0,
@@ -135,6 +154,8 @@ export class Dispatcher {
     this.logger = options.logger.child({ shard: this.keys.shard });
     this.blockMs = options.blockMs ?? 1000;
     this.lingerMs = options.lingerMs ?? 0;
+    const leaseMs = options.leaseMs ?? LEASE_MS;
+    if (leaseMs > 0) this.lease = new Lease(options.redis, this.keys.lease, leaseMs);
   }
 
   /** Starts dispatching in the background; failures are retried, never thrown. */
@@ -155,6 +176,14 @@ export class Dispatcher {
     };
     this.reader = connection('stream reader connection error');
     this.conn = connection('dispatcher connection error');
+    if (this.lease !== undefined) {
+      // Renewed three times a lease: a renewal may fail, or come late, and the lease still holds.
+      const renew = (): void => {
+        this.renewing ??= this.renewLease().finally(() => (this.renewing = undefined));
+      };
+      this.leaseTimer = setInterval(renew, this.lease.ms / 3);
+      renew();
+    }
     this.running = this.run(this.reader, this.conn);
   }
 
@@ -164,6 +193,16 @@ export class Dispatcher {
     this.wake?.();
     await this.running;
     this.running = undefined;
+    clearInterval(this.leaseTimer);
+    await this.renewing;
+    // Its last write has landed or failed: one standing by may take over now, not at expiry.
+    if (this.lease !== undefined && this.holdsLease()) {
+      await this.lease.release().catch((err: unknown) => {
+        this.logger.warn({ err }, 'the lease could not be given up; it expires by itself');
+      });
+    }
+    this.leaseUntil = 0;
+    this.setLeaseHeld(this.lease === undefined);
     this.reader?.disconnect();
     this.reader = undefined;
     this.conn?.disconnect();
@@ -172,6 +211,41 @@ export class Dispatcher {
 
   stats(): DispatcherStats {
     return { ...this.counters, lastSeq: this.written };
+  }
+
+  /** Whether this dispatcher may run the shard: it holds the lease, or there is none. */
+  private holdsLease(): boolean {
+    return this.lease === undefined || performance.now() < this.leaseUntil;
+  }
+
+  /**
+   * Takes or renews the lease. Held until `ms` after the call was sent, whenever the answer came:
+   * Redis set the key's expiry no sooner. A failed call changes nothing; the lease lapses here
+   * when it would in Redis.
+   */
+  private async renewLease(): Promise<void> {
+    const lease = this.lease as Lease;
+    const sent = performance.now();
+    let holder: string;
+    try {
+      holder = await lease.take();
+    } catch (err) {
+      this.logger.debug({ err }, 'the lease could not be renewed (Redis?)');
+      return;
+    }
+    const held = holder === lease.token;
+    if (held) this.leaseUntil = sent + lease.ms;
+    else this.leaseUntil = 0;
+    if (held === this.counters.leaseHeld) return;
+    this.setLeaseHeld(held);
+    if (held) this.logger.info('took the shard’s dispatcher lease: this dispatcher runs the shard');
+    else this.logger.warn({ holder }, 'another dispatcher holds the shard’s lease: standing by');
+    this.wake?.();
+  }
+
+  private setLeaseHeld(held: boolean): void {
+    this.counters.leaseHeld = held;
+    dispatcherMetrics.leaseHeld.set({ shard: this.keys.shard }, held ? 1 : 0);
   }
 
   /** Commands queued in the stream whose reports are not written yet. */
@@ -183,6 +257,11 @@ export class Dispatcher {
   private async run(reader: Redis, conn: Redis): Promise<void> {
     let backoff = BACKOFF_MIN_MS;
     while (!this.stopping) {
+      if (!this.holdsLease()) {
+        // Standing by: woken when the renewal takes the lease.
+        await this.sleep((this.lease as Lease).ms / 3);
+        continue;
+      }
       let session: EngineSession | undefined;
       // When the session was ready: one that fails soon after (a gap in the stream, an
       // instrument PostgreSQL does not have, a stale W) is tried again later and later, not every
@@ -202,6 +281,12 @@ export class Dispatcher {
         if (this.stopping) {
           this.logger.warn({ err }, 'dispatch interrupted while stopping; the next start resumes');
           break;
+        }
+        // The lease went to another dispatcher (which may have taken the engine from this one's
+        // session first): not a failure; this one stands by.
+        if (!this.holdsLease()) {
+          this.logger.info({ err }, 'dispatch handed over; standing by');
+          continue;
         }
         componentErrors.inc({ dependency: dependencyOf(err), component: 'dispatcher' });
         dispatcherMetrics.reconnects.inc({ shard: this.keys.shard });
@@ -398,6 +483,7 @@ export class Dispatcher {
     if (this.breaks !== this.cycleBreaks) {
       throw new Error('the connection to Redis closed: W and the open orders are read again');
     }
+    if (!this.holdsLease()) throw new Error('the shard’s lease is no longer this dispatcher’s');
   }
 
   /** Waits for the write in flight, if any; throws if it failed. */

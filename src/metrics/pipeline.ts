@@ -45,6 +45,11 @@ export const dispatcherMetrics = {
     help: 'Engine sessions opened again after a failure (engine, Redis or stream).',
     labelNames: ['shard'],
   }),
+  leaseHeld: gauge({
+    name: 'matchbox_dispatch_lease_held',
+    help: '1 while this dispatcher holds its shard’s lease (runs the shard), 0 while it stands by.',
+    labelNames: ['shard'],
+  }),
 };
 
 /** The engine services of this process, for the resting-orders gauge. */

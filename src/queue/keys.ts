@@ -25,6 +25,8 @@ export interface ShardKeys {
   written: string;
   /** Ids of the shard's orders that are not final, for the dispatcher to reload on restart. */
   open: string;
+  /** The token of the dispatcher that holds the shard's lease, expiring (src/dispatcher/lease.ts). */
+  lease: string;
   /** Pub/sub channel: the last sequence whose reports are written (sync mode waits on it). */
   applied: string;
   /** The status cache of one order: hash with `j` (order JSON), `s` (status), `u` (user id). */
@@ -55,6 +57,7 @@ export function shardKeys(prefix: string, n: number): ShardKeys {
     events: `${base}:events`,
     written: `${base}:written`,
     open: `${base}:open`,
+    lease: `${base}:lease`,
     applied: `${prefix}:applied:s${n}`,
     order: (orderId) => `${base}:o:${orderId}`,
     fills: (orderId) => `${base}:f:${orderId}`,

@@ -180,6 +180,7 @@ export async function startSystem(
           batchSize: config.dispatchBatch,
           // Sync mode is the latency-bound baseline: waiting for company would only slow it.
           lingerMs: config.orderPath === 'sync' ? 0 : config.dispatchLingerMs,
+          leaseMs: config.dispatchLeaseMs,
           logger: logger.child({ component: 'dispatcher', shard: n }),
         });
         d.start();

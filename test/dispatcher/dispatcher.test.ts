@@ -50,7 +50,7 @@ describe('dispatcher with the engine service', () => {
     engine = new EngineClient(`127.0.0.1:${service.port}`, 0);
   });
   /** A dispatcher of shard 0 against this suite's Redis, database and engine. */
-  const dispatcherOf = (batchSize: number, lingerMs?: number): Dispatcher =>
+  const dispatcherOf = (batchSize: number, lingerMs?: number, leaseMs?: number): Dispatcher =>
     new Dispatcher({
       shard: 0,
       redis,
@@ -60,6 +60,7 @@ describe('dispatcher with the engine service', () => {
       batchSize,
       blockMs: 100,
       ...(lingerMs === undefined ? {} : { lingerMs }),
+      ...(leaseMs === undefined ? {} : { leaseMs }),
       logger: quietLogger(),
     });
 
@@ -277,7 +278,8 @@ describe('dispatcher with the engine service', () => {
     // Redis holds every write (the batch script) but answers reads (the order stream).
     const pauser = redis.duplicate();
     await pauser.call('CLIENT', 'PAUSE', '20000', 'WRITE');
-    const d = dispatcherOf(2);
+    // Without the lease: taking it is a write, which the pause holds too.
+    const d = dispatcherOf(2, undefined, 0);
     try {
       d.start();
       await waitFor('the second batch matched', () => d.stats().matchedSeq === last);

@@ -79,7 +79,7 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
   async function freshShard(snapshotEvery: number): Promise<void> {
     engine?.close();
     await service?.stop();
-    await redis.del(keys.seq, keys.orders, keys.events, keys.open, keys.written);
+    await redis.del(keys.seq, keys.orders, keys.events, keys.open, keys.written, keys.lease);
     await db.sql`DELETE FROM engine_snapshots`;
     service = await startEngineService({
       shard: 0,
@@ -93,7 +93,12 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
     engine = new EngineClient(`127.0.0.1:${service.port}`, 0);
   }
 
-  const dispatcher = (client: Redis, batchSize: number, sql: Sql = db.sql): Dispatcher =>
+  const dispatcher = (
+    client: Redis,
+    batchSize: number,
+    sql: Sql = db.sql,
+    leaseMs?: number,
+  ): Dispatcher =>
     new Dispatcher({
       shard: 0,
       redis: client,
@@ -102,6 +107,7 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
       engine,
       batchSize,
       blockMs: 100,
+      ...(leaseMs === undefined ? {} : { leaseMs }),
       logger: quietLogger(),
     });
 
@@ -127,6 +133,10 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
         return gate && ((conn, args) => gate.then(() => through(conn, name, args)));
       }),
       5,
+      db.sql,
+      // Without the lease, which would keep B standing by: the two at once, as when A was paused
+      // past its lease with a write in flight.
+      0,
     );
     a.start();
     await waitFor('A holding its third write', () => writes >= 3 && a.stats().matchedSeq >= 20);
@@ -149,6 +159,8 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
         };
       }),
       8,
+      db.sql,
+      0,
     );
     b.start();
     try {
@@ -247,5 +259,74 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
       await d.stop();
       await nowhere.end();
     }
+  });
+  it('runs one dispatcher of a shard at a time: a second stands by, and takes over at a stop or a death', async () => {
+    await freshShard(1_000_000);
+    const flow = new OrderFlow(redis, keys, INSTRUMENTS, 7);
+    const orders = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) await flow.next();
+    };
+    const a = dispatcher(redis, 20, db.sql, 600);
+    const b = dispatcher(redis, 20, db.sql, 600);
+    let c: Dispatcher | undefined;
+    a.start();
+    try {
+      await orders(50);
+      await waitFor('A at 50', () => a.stats().lastSeq === 50);
+      b.start();
+      // Orders while both run, for longer than the lease: B never opens a session.
+      for (let i = 0; i < 10; i++) {
+        await orders(5);
+        await sleep(100);
+      }
+      await waitFor('A at 100', () => a.stats().lastSeq === 100);
+      assert.equal(a.stats().reconnects, 0, 'A kept its session: B never took the engine');
+      assert.equal(b.stats().reconnects, -1, 'B never said hello');
+      assert.deepEqual([a.stats().leaseHeld, b.stats().leaseHeld], [true, false]);
+      // A stops (giving the lease up): B takes over.
+      await a.stop();
+      await orders(50);
+      await waitFor('B at 150', () => b.stats().lastSeq === 150);
+      // B dies with the lease: its key stays until it expires (B's stop here only ends its
+      // renewals; the key is set back as a dead dispatcher leaves it).
+      await b.stop();
+      await redis.set(keys.lease, 'a-dead-dispatcher', 'PX', 600);
+      c = dispatcher(redis, 20, db.sql, 600);
+      c.start();
+      await orders(50);
+      await waitFor('C at 200 once the dead one’s lease expired', () => c?.stats().lastSeq === 200);
+      assert.notEqual(await redis.get(keys.lease), 'a-dead-dispatcher');
+    } finally {
+      await a.stop();
+      await b.stop();
+      await c?.stop();
+    }
+    assertExactlyOnce(await readEventBatches(redis, keys), 200);
+    const expected = referenceOutcome(await readOrderStream(redis, keys), INSTRUMENTS);
+    await assertMatchesReference(redis, keys, expected);
+  });
+
+  it('stands by while another holds its lease, and goes on once the lease is free', async () => {
+    await freshShard(1_000_000);
+    const flow = new OrderFlow(redis, keys, INSTRUMENTS, 11);
+    const a = dispatcher(redis, 20, db.sql, 600);
+    a.start();
+    try {
+      for (let i = 0; i < 30; i++) await flow.next();
+      await waitFor('A at 30', () => a.stats().lastSeq === 30);
+      // Another dispatcher took the lease (A was paused past it, say).
+      await redis.set(keys.lease, 'another-dispatcher', 'PX', 60_000);
+      await waitFor('A standing by', () => !a.stats().leaseHeld);
+      for (let i = 0; i < 30; i++) await flow.next();
+      await sleep(500);
+      assert.equal(a.stats().lastSeq, 30, 'nothing dispatched while another holds the lease');
+      await redis.del(keys.lease);
+      await waitFor('A at 60', () => a.stats().lastSeq === 60);
+      assert.equal((await redis.pttl(keys.lease)) > 0, true, 'A holds it, expiring');
+    } finally {
+      await a.stop();
+    }
+    assert.equal(await redis.exists(keys.lease), 0, 'given up at the stop');
+    assertExactlyOnce(await readEventBatches(redis, keys), 60);
   });
 });

@@ -1,0 +1,7 @@
+-- Gives the dispatcher lease of a shard up (src/dispatcher/lease.ts), if ARGV[1] holds it; a
+-- lease taken over by another dispatcher meanwhile stays that one's. Returns 1 if given up.
+-- KEYS[1] the lease key.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
