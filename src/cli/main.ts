@@ -250,10 +250,14 @@ async function start(config: Config): Promise<void> {
     );
     await waitForEngine(full, n);
   }
+  // One identity for every dispatcher this process starts: the one restarted after a death takes
+  // the dead one's lease back at once, not when it expires.
+  const leaseId =
+    full.dispatchLeaseId ?? `matchbox-start:${process.pid}:${randomBytes(6).toString('hex')}`;
   const stopDispatcher = supervise(
     'dispatcher',
     [CLI_MAIN, 'dispatcher'],
-    { ...children, METRICS_PORT: metricsPort(0) },
+    { ...children, METRICS_PORT: metricsPort(0), DISPATCH_LEASE_ID: leaseId },
     log,
     layout?.back,
   );

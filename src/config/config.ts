@@ -140,6 +140,12 @@ export const SETTINGS = {
     'milliseconds 300–600000',
     'One dispatcher runs each shard, the one holding its lease in Redis; another started beside it stands by, and takes over this long after the first dies (at once after its stop).',
   ),
+  dispatchLeaseId: optional(
+    'DISPATCH_LEASE_ID',
+    text,
+    'any text',
+    'The dispatcher’s identity in the lease; unset: new at each start. Restarted with the same, it takes its lease back at once, not at expiry: give it to one process and the one replacing it (`matchbox start` does for its own).',
+  ),
   writerFlushMs: setting(
     'WRITER_FLUSH_MS',
     1_000,

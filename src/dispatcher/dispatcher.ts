@@ -58,6 +58,11 @@ export interface DispatcherOptions {
    * (tests of what keeps two dispatchers at once harmless).
    */
   leaseMs?: number;
+  /**
+   * This dispatcher's identity in the lease (DISPATCH_LEASE_ID); default, new at each start. One
+   * restarted with the same takes its lease back at once rather than at expiry.
+   */
+  leaseId?: string;
   logger: Logger;
 }
 
@@ -155,7 +160,9 @@ export class Dispatcher {
     this.blockMs = options.blockMs ?? 1000;
     this.lingerMs = options.lingerMs ?? 0;
     const leaseMs = options.leaseMs ?? LEASE_MS;
-    if (leaseMs > 0) this.lease = new Lease(options.redis, this.keys.lease, leaseMs);
+    if (leaseMs > 0) {
+      this.lease = new Lease(options.redis, this.keys.lease, leaseMs, options.leaseId);
+    }
   }
 
   /** Starts dispatching in the background; failures are retried, never thrown. */
@@ -196,7 +203,8 @@ export class Dispatcher {
     clearInterval(this.leaseTimer);
     await this.renewing;
     // Its last write has landed or failed: one standing by may take over now, not at expiry.
-    if (this.lease !== undefined && this.holdsLease()) {
+    // (Given up if the key is this one's, though a late renewal may have made it so unknown here.)
+    if (this.lease !== undefined) {
       await this.lease.release().catch((err: unknown) => {
         this.logger.warn({ err }, 'the lease could not be given up; it expires by itself');
       });

@@ -22,8 +22,11 @@ interface LeaseScripts {
 }
 
 export class Lease {
-  /** This dispatcher's token: unique to the process and the start, never reused. */
-  readonly token = randomUUID();
+  /**
+   * This dispatcher's token: new at each start, unless given (DISPATCH_LEASE_ID): a dispatcher
+   * restarted with its token takes its own lease back at once.
+   */
+  readonly token: string;
   private readonly redis: Redis & LeaseScripts;
 
   constructor(
@@ -31,7 +34,9 @@ export class Lease {
     private readonly key: string,
     /** How long the lease lasts unless renewed. */
     readonly ms: number,
+    token?: string,
   ) {
+    this.token = token ?? randomUUID();
     if (!('mbTakeLease' in redis)) {
       redis.defineCommand('mbTakeLease', { numberOfKeys: keyCount(TAKE), lua: lua(TAKE) });
       redis.defineCommand('mbReleaseLease', { numberOfKeys: keyCount(RELEASE), lua: lua(RELEASE) });

@@ -215,6 +215,9 @@ export class FaultSuite {
       ENGINE_SNAPSHOT_EVERY: '5000',
       // Four processes on one host: no metrics endpoints to collide.
       METRICS_PORT: '0',
+      // As a process manager restarting the dispatcher gives it (matchbox start does): the one
+      // started after a kill takes the lease back at once.
+      DISPATCH_LEASE_ID: 'fault-suite-dispatcher',
       ...c.env,
     };
     const parts = Object.fromEntries(

@@ -181,6 +181,7 @@ export async function startSystem(
           // Sync mode is the latency-bound baseline: waiting for company would only slow it.
           lingerMs: config.orderPath === 'sync' ? 0 : config.dispatchLingerMs,
           leaseMs: config.dispatchLeaseMs,
+          ...(config.dispatchLeaseId === undefined ? {} : { leaseId: config.dispatchLeaseId }),
           logger: logger.child({ component: 'dispatcher', shard: n }),
         });
         d.start();

@@ -98,6 +98,7 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
     batchSize: number,
     sql: Sql = db.sql,
     leaseMs?: number,
+    leaseId?: string,
   ): Dispatcher =>
     new Dispatcher({
       shard: 0,
@@ -108,6 +109,7 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
       batchSize,
       blockMs: 100,
       ...(leaseMs === undefined ? {} : { leaseMs }),
+      ...(leaseId === undefined ? {} : { leaseId }),
       logger: quietLogger(),
     });
 
@@ -328,5 +330,29 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
     }
     assert.equal(await redis.exists(keys.lease), 0, 'given up at the stop');
     assertExactlyOnce(await readEventBatches(redis, keys), 60);
+  });
+  it('takes its own lease back at once when restarted with its lease id, though it has not expired', async () => {
+    await freshShard(1_000_000);
+    const flow = new OrderFlow(redis, keys, INSTRUMENTS, 13);
+    const first = dispatcher(redis, 20, db.sql, 60_000, 'host-a/dispatcher');
+    first.start();
+    for (let i = 0; i < 20; i++) await flow.next();
+    await waitFor('the first at 20', () => first.stats().lastSeq === 20);
+    await first.stop();
+    // Its death as a kill leaves it: the key still its own, for the rest of a minute.
+    await redis.set(keys.lease, 'host-a/dispatcher', 'PX', 60_000);
+    const other = dispatcher(redis, 20, db.sql, 60_000);
+    const restarted = dispatcher(redis, 20, db.sql, 60_000, 'host-a/dispatcher');
+    other.start();
+    restarted.start();
+    try {
+      for (let i = 0; i < 20; i++) await flow.next();
+      await waitFor('the restarted one at 40', () => restarted.stats().lastSeq === 40);
+      assert.equal(other.stats().leaseHeld, false, 'another id stands by');
+    } finally {
+      await restarted.stop();
+      await other.stop();
+    }
+    assertExactlyOnce(await readEventBatches(redis, keys), 40);
   });
 });
