@@ -142,8 +142,9 @@ export const SETTINGS = {
   ),
   dispatchLeaseId: optional(
     'DISPATCH_LEASE_ID',
-    text,
-    'any text',
+    // `|` ends the identity in the lease's value (src/dispatcher/lease.ts).
+    (raw) => (raw.length > 0 && !raw.includes('|') ? raw : undefined),
+    'text without |',
     'The dispatcher’s identity in the lease; unset: new at each start. Restarted with the same, it takes its lease back at once, not at expiry: give it to one process and the one replacing it (`matchbox start` does for its own).',
   ),
   writerFlushMs: setting(

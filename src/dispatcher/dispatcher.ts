@@ -31,7 +31,7 @@ import type { CommandRecord, OrderState } from '../queue/records.js';
 import { writeBatch } from './batch-write.js';
 import { engineCommand } from './engine-commands.js';
 import { Instruments } from './instruments.js';
-import { Lease } from './lease.js';
+import { ShardLease } from './lease.js';
 import { commit, project } from './projector.js';
 import { loadOpenOrders, streamSeq, syncWrittenSeq } from './redis-state.js';
 
@@ -80,7 +80,7 @@ export interface DispatcherStats {
   matchedSeq: number;
   /** Sessions opened after the first (engine restarts, broken streams, Redis failures). */
   reconnects: number;
-  /** Whether this dispatcher holds the shard's lease (always, without one). */
+  /** Whether this dispatcher holds the shard's lease now (while running without one, always). */
   leaseHeld: boolean;
   lastBatchSize: number;
   /** Busy reads after which the dispatcher waited for more (see LINGER_FROM). */
@@ -126,11 +126,9 @@ export class Dispatcher {
   private readonly logger: Logger;
   private readonly blockMs: number;
   private readonly lingerMs: number;
-  private readonly lease: Lease | undefined;
-  /** Until when (performance.now()) the lease is surely this dispatcher's. */
-  private leaseUntil = 0;
-  private leaseTimer: NodeJS.Timeout | undefined;
-  private renewing: Promise<void> | undefined;
+  private readonly leaseMs: number;
+  /** The shard's lease while running (made at each start); none with leaseMs 0. */
+  private lease: ShardLease | undefined;
   private open = new Map<number, OrderState>();
   private written = 0;
   /** The write of the last batch dispatched, while it is in flight; it never rejects. */
@@ -159,10 +157,7 @@ export class Dispatcher {
     this.logger = options.logger.child({ shard: this.keys.shard });
     this.blockMs = options.blockMs ?? 1000;
     this.lingerMs = options.lingerMs ?? 0;
-    const leaseMs = options.leaseMs ?? LEASE_MS;
-    if (leaseMs > 0) {
-      this.lease = new Lease(options.redis, this.keys.lease, leaseMs, options.leaseId);
-    }
+    this.leaseMs = options.leaseMs ?? LEASE_MS;
   }
 
   /** Starts dispatching in the background; failures are retried, never thrown. */
@@ -183,14 +178,20 @@ export class Dispatcher {
     };
     this.reader = connection('stream reader connection error');
     this.conn = connection('dispatcher connection error');
-    if (this.lease !== undefined) {
-      // Renewed three times a lease: a renewal may fail, or come late, and the lease still holds.
-      const renew = (): void => {
-        this.renewing ??= this.renewLease().finally(() => (this.renewing = undefined));
-      };
-      this.leaseTimer = setInterval(renew, this.lease.ms / 3);
-      renew();
-    }
+    if (this.leaseMs > 0) {
+      this.lease = new ShardLease({
+        redis: this.options.redis,
+        key: this.keys.lease,
+        ms: this.leaseMs,
+        ...(this.options.leaseId === undefined ? {} : { id: this.options.leaseId }),
+        logger: this.logger,
+        onChange: (held) => {
+          dispatcherMetrics.leaseHeld.set({ shard: this.keys.shard }, held ? 1 : 0);
+          this.wake?.();
+        },
+      });
+      this.lease.start();
+    } else dispatcherMetrics.leaseHeld.set({ shard: this.keys.shard }, 1);
     this.running = this.run(this.reader, this.conn);
   }
 
@@ -200,17 +201,10 @@ export class Dispatcher {
     this.wake?.();
     await this.running;
     this.running = undefined;
-    clearInterval(this.leaseTimer);
-    await this.renewing;
     // Its last write has landed or failed: one standing by may take over now, not at expiry.
-    // (Given up if the key is this one's, though a late renewal may have made it so unknown here.)
-    if (this.lease !== undefined) {
-      await this.lease.release().catch((err: unknown) => {
-        this.logger.warn({ err }, 'the lease could not be given up; it expires by itself');
-      });
-    }
-    this.leaseUntil = 0;
-    this.setLeaseHeld(this.lease === undefined);
+    await this.lease?.stop();
+    this.lease = undefined;
+    dispatcherMetrics.leaseHeld.set({ shard: this.keys.shard }, 0);
     this.reader?.disconnect();
     this.reader = undefined;
     this.conn?.disconnect();
@@ -218,42 +212,13 @@ export class Dispatcher {
   }
 
   stats(): DispatcherStats {
-    return { ...this.counters, lastSeq: this.written };
+    const leaseHeld = this.running !== undefined && this.holdsLease();
+    return { ...this.counters, lastSeq: this.written, leaseHeld };
   }
 
-  /** Whether this dispatcher may run the shard: it holds the lease, or there is none. */
+  /** Whether this dispatcher may run the shard: it holds the lease, or runs without one. */
   private holdsLease(): boolean {
-    return this.lease === undefined || performance.now() < this.leaseUntil;
-  }
-
-  /**
-   * Takes or renews the lease. Held until `ms` after the call was sent, whenever the answer came:
-   * Redis set the key's expiry no sooner. A failed call changes nothing; the lease lapses here
-   * when it would in Redis.
-   */
-  private async renewLease(): Promise<void> {
-    const lease = this.lease as Lease;
-    const sent = performance.now();
-    let holder: string;
-    try {
-      holder = await lease.take();
-    } catch (err) {
-      this.logger.debug({ err }, 'the lease could not be renewed (Redis?)');
-      return;
-    }
-    const held = holder === lease.token;
-    if (held) this.leaseUntil = sent + lease.ms;
-    else this.leaseUntil = 0;
-    if (held === this.counters.leaseHeld) return;
-    this.setLeaseHeld(held);
-    if (held) this.logger.info('took the shard’s dispatcher lease: this dispatcher runs the shard');
-    else this.logger.warn({ holder }, 'another dispatcher holds the shard’s lease: standing by');
-    this.wake?.();
-  }
-
-  private setLeaseHeld(held: boolean): void {
-    this.counters.leaseHeld = held;
-    dispatcherMetrics.leaseHeld.set({ shard: this.keys.shard }, held ? 1 : 0);
+    return this.leaseMs === 0 || (this.lease?.held() ?? false);
   }
 
   /** Commands queued in the stream whose reports are not written yet. */
@@ -266,8 +231,8 @@ export class Dispatcher {
     let backoff = BACKOFF_MIN_MS;
     while (!this.stopping) {
       if (!this.holdsLease()) {
-        // Standing by: woken when the renewal takes the lease.
-        await this.sleep((this.lease as Lease).ms / 3);
+        // Standing by: woken when the lease is taken.
+        await this.sleep(this.leaseMs);
         continue;
       }
       let session: EngineSession | undefined;
@@ -291,8 +256,9 @@ export class Dispatcher {
           break;
         }
         // The lease went to another dispatcher (which may have taken the engine from this one's
-        // session first): not a failure; this one stands by.
-        if (!this.holdsLease()) {
+        // session first): not a failure; this one stands by. (A lease that lapsed for want of an
+        // answer from Redis is one: counted below.)
+        if (!this.holdsLease() && this.lease?.heldByAnother() === true) {
           this.logger.info({ err }, 'dispatch handed over; standing by');
           continue;
         }

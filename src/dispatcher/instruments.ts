@@ -46,7 +46,11 @@ export class Instruments {
         await this.load();
         reloaded = true;
       }
-      if (!this.scales.has(s)) throw new Error(`instrument ${s} is not in PostgreSQL`);
+      if (!this.scales.has(s)) {
+        throw Object.assign(new Error(`instrument ${s} is not in PostgreSQL`), {
+          dependency: 'postgres',
+        });
+      }
     }
   }
 

@@ -1,59 +1,175 @@
-// One dispatcher per shard at a time: a lease in Redis, a key holding the token of the dispatcher
+// One dispatcher per shard at a time: a lease in Redis, a key holding the value of the dispatcher
 // that has it and expiring unless that one renews it. A second dispatcher of the shard (one started
 // before the other stopped, a standby on another host) stands by until the key is free: given up
 // at the holder's stop, or expired after its death. Without it the two would take the engine from
 // each other at every batch.
 //
-// The lease is for liveness, not safety: a holder paused past its expiry (a stopped process, a long
-// pause) goes on for a moment beside the one that took over, and what keeps that harmless is what
-// kept two dispatchers harmless before: each batch's write is checked against W, read in one step
-// at each cycle's start (redis-state.ts, write-batch.lua), and the engine refuses a rollback below
-// its pinned snapshot.
+// The lease is for liveness, not safety: a holder paused past its expiry (a stopped process, a
+// suspended VM) goes on for a moment beside the one that took over, and what keeps that harmless is
+// what kept two dispatchers harmless before: each batch's write is checked against W, read in one
+// step at each cycle's start (redis-state.ts, write-batch.lua), and the engine refuses a rollback
+// below its pinned snapshot.
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { keyCount, lua } from '../queue/lua-scripts.js';
 
 const TAKE = 'take-lease-1.lua';
 const RELEASE = 'release-lease-1.lua';
+/** How often one standing by asks whether the lease is free (at most). */
+const STANDBY_POLL_MS = 250;
 
 interface LeaseScripts {
-  mbTakeLease(key: string, token: string, ms: number): Promise<string>;
-  mbReleaseLease(key: string, token: string): Promise<number>;
+  mbTakeLease(key: string, value: string, ms: number, idPrefix: string): Promise<[number, string]>;
+  mbReleaseLease(key: string, value: string): Promise<number>;
 }
 
-export class Lease {
+export interface ShardLeaseOptions {
+  /** Redis; the lease makes its own connection from it (see start). */
+  redis: Redis;
+  key: string;
+  /** How long the lease lasts unless renewed. */
+  ms: number;
   /**
-   * This dispatcher's token: new at each start, unless given (DISPATCH_LEASE_ID): a dispatcher
-   * restarted with its token takes its own lease back at once.
+   * A stable identity (DISPATCH_LEASE_ID): a lease still held under it, by the dead process this
+   * one replaces, is taken back at once rather than at expiry.
    */
-  readonly token: string;
-  private readonly redis: Redis & LeaseScripts;
+  id?: string;
+  logger: Logger;
+  /** Called when this dispatcher takes the lease or loses it. */
+  onChange(held: boolean): void;
+}
 
-  constructor(
-    redis: Redis,
-    private readonly key: string,
-    /** How long the lease lasts unless renewed. */
-    readonly ms: number,
-    token?: string,
-  ) {
-    this.token = token ?? randomUUID();
-    if (!('mbTakeLease' in redis)) {
-      redis.defineCommand('mbTakeLease', { numberOfKeys: keyCount(TAKE), lua: lua(TAKE) });
-      redis.defineCommand('mbReleaseLease', { numberOfKeys: keyCount(RELEASE), lua: lua(RELEASE) });
+export class ShardLease {
+  /** The key's value while this dispatcher holds it: `<id>|<nonce>`, or the nonce alone. */
+  private readonly value: string;
+  private readonly idPrefix: string;
+  private conn: (Redis & LeaseScripts) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private stopped = false;
+  /** Until when (performance.now()) the lease is surely this dispatcher's. */
+  private until = 0;
+  /** What onChange was last told. */
+  private reported = false;
+  private everHeld = false;
+  /** The holder the last answer named, when another. */
+  private other: string | undefined;
+
+  constructor(private readonly options: ShardLeaseOptions) {
+    const nonce = randomUUID();
+    this.idPrefix = options.id === undefined ? '' : `${options.id}|`;
+    this.value = this.idPrefix + nonce;
+  }
+
+  /**
+   * Opens its connection and starts asking for the lease. The connection fails a command at once
+   * while it is down (no offline queue, no retry) and after a third of the lease when Redis does
+   * not answer: a renewal never waits out an outage, nor holds up a stop.
+   */
+  start(): void {
+    const commandTimeout = Math.max(50, Math.floor(this.options.ms / 3));
+    const conn = this.options.redis.duplicate({
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      commandTimeout,
+    });
+    conn.defineCommand('mbTakeLease', { numberOfKeys: keyCount(TAKE), lua: lua(TAKE) });
+    conn.defineCommand('mbReleaseLease', { numberOfKeys: keyCount(RELEASE), lua: lua(RELEASE) });
+    // Its failures surface as failed renewals; the event only needs a home.
+    conn.on('error', (err: Error) =>
+      this.options.logger.debug({ err: err.message }, 'lease connection error'),
+    );
+    // Connected (again): ask now, not at the next tick.
+    conn.on('ready', () => {
+      if (this.ticking === undefined) this.schedule(0);
+    });
+    this.conn = conn as Redis & LeaseScripts;
+  }
+
+  /** Whether the lease is surely this dispatcher's now. */
+  held(): boolean {
+    return performance.now() < this.until;
+  }
+
+  /** The other dispatcher the last answer said holds the lease, if it did. */
+  heldByAnother(): boolean {
+    return this.other !== undefined;
+  }
+
+  /** Stops renewing and gives the lease up if the key is this one's. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.ticking;
+    try {
+      await this.conn?.mbReleaseLease(this.options.key, this.value);
+    } catch (err) {
+      this.options.logger.warn({ err }, 'the lease could not be given up; it expires by itself');
     }
-    this.redis = redis as Redis & LeaseScripts;
+    this.conn?.disconnect();
+    this.until = 0;
+    this.report(false);
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.ticking ??= this.tick().finally(() => (this.ticking = undefined));
+    }, ms);
   }
 
   /**
-   * Takes the lease if it is free, or renews it if held already, for `ms` from now. Returns the
-   * holder's token: this one's if held.
+   * Takes or renews the lease. Held until `ms` after the call was sent, whenever the answer came:
+   * Redis set the key's expiry no sooner. A failed call changes nothing in Redis, and the lease
+   * lapses here when it would there.
    */
-  take(): Promise<string> {
-    return this.redis.mbTakeLease(this.key, this.token, this.ms);
+  private async tick(): Promise<void> {
+    const { key, ms, logger } = this.options;
+    const sent = performance.now();
+    let next = ms / 3;
+    try {
+      const [taken, holder] = (await this.conn?.mbTakeLease(
+        key,
+        this.value,
+        ms,
+        this.idPrefix,
+      )) ?? [0, ''];
+      if (taken === 1) {
+        if (this.everHeld && holder !== '' && holder !== this.value) {
+          logger.error(
+            { holder },
+            'another dispatcher of this shard runs with this DISPATCH_LEASE_ID: give each its own',
+          );
+        }
+        this.everHeld = true;
+        this.other = undefined;
+        this.until = sent + ms;
+        // Answered too late to count: ask again at once.
+        if (!this.held()) next = 0;
+      } else {
+        if (holder !== this.other) {
+          const say = this.reported ? logger.warn.bind(logger) : logger.info.bind(logger);
+          say({ holder }, 'another dispatcher holds the shard’s lease: standing by');
+        }
+        this.other = holder;
+        this.until = 0;
+      }
+    } catch (err) {
+      if (this.reported && !this.held()) {
+        logger.warn({ err }, 'the shard’s lease lapsed: Redis did not answer its renewal');
+      } else logger.debug({ err }, 'the lease could not be renewed (Redis?)');
+    }
+    this.report(this.held());
+    if (!this.held()) next = Math.min(next, STANDBY_POLL_MS);
+    this.schedule(next);
   }
 
-  /** Gives the lease up if held, so that a dispatcher standing by takes over at once. */
-  async release(): Promise<void> {
-    await this.redis.mbReleaseLease(this.key, this.token);
+  private report(held: boolean): void {
+    if (held === this.reported) return;
+    this.reported = held;
+    if (held) this.options.logger.info('took the shard’s lease: this dispatcher runs the shard');
+    this.options.onChange(held);
   }
 }

@@ -361,12 +361,12 @@ class ShardLoop {
   }
 
   /**
-   * A read found the group gone: Redis came back without it (one that keeps nothing on disk, a
-   * replica promoted before it had the group) or someone destroyed it. Made again from the
-   * stream's start, so that whatever the stream holds now (what the gateways re-queued, what the
-   * dispatcher wrote since) is written; what is held is dropped and read again from the new group.
-   * Entries written already change nothing when written again (see the statement's versions).
-   * Returns false if Redis could not be asked.
+   * A read found the group gone: someone destroyed it, or the stream was deleted and made again
+   * (its group with it). Made again from the stream's start, so that whatever the stream holds
+   * now is written; what is held is dropped and read again from the new group. Entries written
+   * already change nothing when written again (see the statement's versions). Returns false if
+   * Redis could not be asked, or had the groups after all (then the caller waits before reading
+   * again).
    */
   private async remakeGroups(): Promise<boolean> {
     let made: string[];
@@ -379,6 +379,7 @@ class ShardLoop {
       );
       return false;
     }
+    if (made.length === 0) return false;
     this.w.options.logger.warn(
       { shard: this.keys.shard, streams: made },
       'writer: consumer group gone; made again from the start of the stream',

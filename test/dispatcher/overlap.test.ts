@@ -268,15 +268,16 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
     const orders = async (n: number): Promise<void> => {
       for (let i = 0; i < n; i++) await flow.next();
     };
-    const a = dispatcher(redis, 20, db.sql, 600);
-    const b = dispatcher(redis, 20, db.sql, 600);
+    // Leases of a minute: only A giving it up lets B take over at its stop.
+    const a = dispatcher(redis, 20, db.sql, 60_000);
+    const b = dispatcher(redis, 20, db.sql, 60_000);
     let c: Dispatcher | undefined;
     a.start();
     try {
       await orders(50);
       await waitFor('A at 50', () => a.stats().lastSeq === 50);
       b.start();
-      // Orders while both run, for longer than the lease: B never opens a session.
+      // Orders while both run: B never opens a session.
       for (let i = 0; i < 10; i++) {
         await orders(5);
         await sleep(100);
@@ -292,12 +293,14 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
       // B dies with the lease: its key stays until it expires (B's stop here only ends its
       // renewals; the key is set back as a dead dispatcher leaves it).
       await b.stop();
-      await redis.set(keys.lease, 'a-dead-dispatcher', 'PX', 600);
+      await redis.set(keys.lease, 'a-dead-dispatcher', 'PX', 3_000);
       c = dispatcher(redis, 20, db.sql, 600);
       c.start();
       await orders(50);
-      await waitFor('C at 200 once the dead one’s lease expired', () => c?.stats().lastSeq === 200);
-      assert.notEqual(await redis.get(keys.lease), 'a-dead-dispatcher');
+      await sleep(500);
+      assert.equal(c.stats().reconnects, -1, 'C waits while the dead one’s lease lasts');
+      assert.equal(c.stats().leaseHeld, false);
+      await waitFor('C at 200 once it expired', () => c?.stats().lastSeq === 200);
     } finally {
       await a.stop();
       await b.stop();
@@ -340,7 +343,7 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
     await waitFor('the first at 20', () => first.stats().lastSeq === 20);
     await first.stop();
     // Its death as a kill leaves it: the key still its own, for the rest of a minute.
-    await redis.set(keys.lease, 'host-a/dispatcher', 'PX', 60_000);
+    await redis.set(keys.lease, 'host-a/dispatcher|the-dead-one', 'PX', 60_000);
     const other = dispatcher(redis, 20, db.sql, 60_000);
     const restarted = dispatcher(redis, 20, db.sql, 60_000, 'host-a/dispatcher');
     other.start();
