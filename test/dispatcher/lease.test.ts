@@ -1,20 +1,16 @@
 // The dispatcher's lease when Redis goes away: it lapses (the dispatcher says so, and counts the
 // failure), and a stop does not wait for Redis to come back. Its own Redis, to kill.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Dispatcher } from '../../src/dispatcher/dispatcher.js';
 import { EngineClient } from '../../src/engine-service/client.js';
 import { startEngineService } from '../../src/engine-service/server.js';
 import type { EngineService } from '../../src/engine-service/server.js';
-import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { componentErrors } from '../../src/metrics/pipeline.js';
 import { shardKeys } from '../../src/queue/keys.js';
-import { freshDatabase } from '../support/services.js';
+import { freshDatabase, ownRedis } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 import { quietLogger, sleep, waitFor } from '../engine-service/helpers.js';
 import { listInstruments } from './gateway-records.js';
@@ -24,15 +20,14 @@ const INSTRUMENTS = [{ symbol: 'AAA', tick: '0.01', lot: '1' }];
 const keys = shardKeys('mb', 0);
 
 describe('dispatcher lease with Redis away', () => {
-  let dir: string;
   let server: LocalRedis;
+  let removeRedis: () => Promise<void>;
   let db: TestDatabase;
   let service: EngineService;
   let engine: EngineClient;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'mb-lease-'));
-    server = await startLocalRedis({ dir, appendfsync: 'everysec' });
+    ({ server, remove: removeRedis } = await ownRedis('lease'));
     db = await freshDatabase();
     await listInstruments(db.sql, INSTRUMENTS);
     service = await startEngineService({
@@ -49,9 +44,8 @@ describe('dispatcher lease with Redis away', () => {
   after(async () => {
     engine.close();
     await service.stop();
-    await server.stop();
+    await removeRedis();
     await db.drop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('lapses when Redis dies, counts it, and stops without waiting for Redis', async () => {

@@ -9,8 +9,7 @@
 // Redis killed with SIGKILL; the lost tail is made by cutting its AOF back, as a postponed write
 // leaves it.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -20,11 +19,10 @@ import { EngineClient } from '../../src/engine-service/client.js';
 import { startEngineService } from '../../src/engine-service/server.js';
 import { EventBuffer } from '../../src/engine/event-buffer.js';
 import { MatchingEngine } from '../../src/engine/matching-engine.js';
-import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { shardKeys } from '../../src/queue/keys.js';
 import { BatchWriter } from '../../src/writer/batch-writer.js';
-import { freshDatabase } from '../support/services.js';
+import { freshDatabase, ownRedis } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 import { quietLogger, waitFor } from '../engine-service/helpers.js';
 import { listInstruments } from './gateway-records.js';
@@ -46,20 +44,18 @@ const fixed = (d: string): string => {
 };
 
 describe('dispatcher through a Redis restart that lost its last writes', () => {
-  let dir: string;
   let server: LocalRedis;
+  let removeRedis: () => Promise<void>;
   let db: TestDatabase;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'mb-restart-'));
-    server = await startLocalRedis({ dir, appendfsync: 'everysec' });
+    ({ server, remove: removeRedis } = await ownRedis('restart'));
     db = await freshDatabase();
     await listInstruments(db.sql, INSTRUMENTS);
   });
   after(async () => {
-    await server.stop();
+    await removeRedis();
     await db.drop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   /** Every order in PostgreSQL: id, status, whether anything filled; sorted. */
@@ -74,7 +70,7 @@ describe('dispatcher through a Redis restart that lost its last writes', () => {
 
   /** The AOF file Redis appends to (Redis 7 keeps a base file and an increment). */
   const incrementFile = (): string => {
-    const aofDir = join(dir, 'appendonlydir');
+    const aofDir = join(server.dir, 'appendonlydir');
     const name = readdirSync(aofDir).find((f) => f.endsWith('.incr.aof'));
     assert.ok(name !== undefined, `no incremental AOF in ${aofDir}`);
     return join(aofDir, name);

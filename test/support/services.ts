@@ -2,10 +2,15 @@
 // key prefix per call. REDIS_URL and DATABASE_URL name the servers (`npm test` starts
 // project-local ones when they are not given; see src/infra).
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { connect } from '../../src/db/client.js';
 import type { Sql } from '../../src/db/client.js';
 import { migrate } from '../../src/db/migrate.js';
+import { startLocalRedis } from '../../src/infra/local-redis.js';
+import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { deletePrefix } from '../../src/queue/delete-prefix.js';
 
 export function redisUrl(): string {
@@ -64,6 +69,24 @@ export async function freshRedis(url = redisUrl()): Promise<{
     async cleanup() {
       await deletePrefix(redis, prefix);
       redis.disconnect();
+    },
+  };
+}
+
+/**
+ * A Redis server of the test's own (AOF, fsync every second, in a new temporary folder), for a
+ * test that kills or restarts it; `remove()` stops it and deletes the folder.
+ */
+export async function ownRedis(
+  name: string,
+): Promise<{ server: LocalRedis; remove: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), `mb-${name}-`));
+  const server = await startLocalRedis({ dir, appendfsync: 'everysec' });
+  return {
+    server,
+    remove: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
