@@ -200,10 +200,10 @@ export class Dispatcher {
     this.stopping = true;
     this.wake?.();
     await this.running;
-    this.running = undefined;
     // Its last write has landed or failed: one standing by may take over now, not at expiry.
     await this.lease?.stop();
     this.lease = undefined;
+    this.running = undefined;
     dispatcherMetrics.leaseHeld.set({ shard: this.keys.shard }, 0);
     this.reader?.disconnect();
     this.reader = undefined;

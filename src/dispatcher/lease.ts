@@ -16,8 +16,13 @@ import { keyCount, lua } from '../queue/lua-scripts.js';
 
 const TAKE = 'take-lease-1.lua';
 const RELEASE = 'release-lease-1.lua';
-/** How often one standing by asks whether the lease is free (at most). */
-const STANDBY_POLL_MS = 250;
+/**
+ * How often one standing by asks whether the lease is free, and how soon a renewal that failed is
+ * tried again (at most).
+ */
+const RETRY_MS = 250;
+/** The longest a lease call waits for Redis's answer (less for a lease shorter than 3 s). */
+const CALL_TIMEOUT_MS = 1_000;
 
 interface LeaseScripts {
   mbTakeLease(key: string, value: string, ms: number, idPrefix: string): Promise<[number, string]>;
@@ -64,14 +69,16 @@ export class ShardLease {
 
   /**
    * Opens its connection and starts asking for the lease. The connection fails a command at once
-   * while it is down (no offline queue, no retry) and after a third of the lease when Redis does
-   * not answer: a renewal never waits out an outage, nor holds up a stop.
+   * while it is down (no offline queue, no retry) and after a second (a third of a shorter lease)
+   * when Redis does not answer: a renewal never waits out an outage, a stop waits two such calls
+   * at most, and one stalled renewal leaves time for two more before the lease runs out.
    */
   start(): void {
-    const commandTimeout = Math.max(50, Math.floor(this.options.ms / 3));
+    const commandTimeout = Math.max(50, Math.min(CALL_TIMEOUT_MS, Math.floor(this.options.ms / 3)));
     const conn = this.options.redis.duplicate({
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
+      lazyConnect: false,
       commandTimeout,
     });
     conn.defineCommand('mbTakeLease', { numberOfKeys: keyCount(TAKE), lua: lua(TAKE) });
@@ -85,6 +92,9 @@ export class ShardLease {
       if (this.ticking === undefined) this.schedule(0);
     });
     this.conn = conn as Redis & LeaseScripts;
+    this.report(false, true);
+    // Connecting already, maybe: a call that finds it not ready yet fails and is tried again.
+    this.schedule(0);
   }
 
   /** Whether the lease is surely this dispatcher's now. */
@@ -128,7 +138,8 @@ export class ShardLease {
   private async tick(): Promise<void> {
     const { key, ms, logger } = this.options;
     const sent = performance.now();
-    let next = ms / 3;
+    // Standing by, or after a failed call: asked again soon.
+    let next = RETRY_MS;
     try {
       const [taken, holder] = (await this.conn?.mbTakeLease(
         key,
@@ -146,8 +157,8 @@ export class ShardLease {
         this.everHeld = true;
         this.other = undefined;
         this.until = sent + ms;
-        // Answered too late to count: ask again at once.
-        if (!this.held()) next = 0;
+        // Renewed a third of the lease after this call was sent, however long its answer took.
+        next = Math.max(0, sent + ms / 3 - performance.now());
       } else {
         if (holder !== this.other) {
           const say = this.reported ? logger.warn.bind(logger) : logger.info.bind(logger);
@@ -162,12 +173,12 @@ export class ShardLease {
       } else logger.debug({ err }, 'the lease could not be renewed (Redis?)');
     }
     this.report(this.held());
-    if (!this.held()) next = Math.min(next, STANDBY_POLL_MS);
     this.schedule(next);
   }
 
-  private report(held: boolean): void {
-    if (held === this.reported) return;
+  /** Tells onChange (and the log) when the lease was taken or lost; `always` tells it anyway. */
+  private report(held: boolean, always = false): void {
+    if (held === this.reported && !always) return;
     this.reported = held;
     if (held) this.options.logger.info('took the shard’s lease: this dispatcher runs the shard');
     this.options.onChange(held);

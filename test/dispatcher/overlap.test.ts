@@ -52,6 +52,12 @@ function hooked(redis: Redis, hook: (name: string) => Call | undefined): Redis {
   });
 }
 
+/** The command `name` sent on `conn` as it is (from a hook). */
+const through = (conn: Redis, name: string, args: unknown[]): Promise<unknown> =>
+  (conn as unknown as Record<string, (...x: unknown[]) => Promise<unknown>>)[name]?.(
+    ...args,
+  ) as Promise<unknown>;
+
 describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
   let db: TestDatabase;
   let redis: Redis;
@@ -118,10 +124,6 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
     const flow = new OrderFlow(redis, keys, INSTRUMENTS, 1);
     for (let i = 0; i < 300; i++) await flow.next();
     // A's third write is held until B has read W; those after it until B is done.
-    const through = (conn: Redis, name: string, args: unknown[]): Promise<unknown> =>
-      (conn as unknown as Record<string, (...x: unknown[]) => Promise<unknown>>)[name]?.(
-        ...args,
-      ) as Promise<unknown>;
     let writes = 0;
     let releaseThird = (): void => undefined;
     const third = new Promise<void>((r) => (releaseThird = r));
@@ -357,5 +359,38 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
       await other.stop();
     }
     assertExactlyOnce(await readEventBatches(redis, keys), 40);
+  });
+  it('keeps its lease through a Redis stall that times one renewal out', async () => {
+    await freshShard(1_000_000);
+    let armed = false;
+    const d = dispatcher(
+      hooked(redis, (name) => {
+        if (name !== 'mbTakeLease' || !armed) return undefined;
+        armed = false;
+        // Redis stalls, as this renewal is sent, for longer than a lease call waits (1 s).
+        return (conn, args) =>
+          redis.call('CLIENT', 'PAUSE', '1300', 'WRITE').then(() => through(conn, name, args));
+      }),
+      20,
+      db.sql,
+      3_000,
+    );
+    d.start();
+    try {
+      await waitFor('the lease taken', () => d.stats().leaseHeld);
+      armed = true;
+      // Watched at every turn of the event loop until well after the stall.
+      let lapses = 0;
+      const until = performance.now() + 4_000;
+      while (performance.now() < until) {
+        if (!d.stats().leaseHeld) lapses++;
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(armed, false, 'a renewal was stalled');
+      assert.equal(lapses, 0, 'the lease held throughout');
+      assert.equal(d.stats().reconnects, 0, 'the session went on');
+    } finally {
+      await d.stop();
+    }
   });
 });
