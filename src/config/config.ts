@@ -138,7 +138,7 @@ export const SETTINGS = {
     3_000,
     int(300, 600_000),
     'milliseconds 300–600000',
-    'One dispatcher runs each shard, the one holding its lease in Redis; another started beside it stands by, and takes over this long after the first dies (at once after its stop).',
+    'One dispatcher runs each shard, the one holding its lease in Redis; another started beside it stands by, and takes over this long after the first dies (a moment after its stop).',
   ),
   dispatchLeaseId: optional(
     'DISPATCH_LEASE_ID',

@@ -115,7 +115,8 @@ export class ShardLease {
     try {
       await this.conn?.mbReleaseLease(this.options.key, this.value);
     } catch (err) {
-      this.options.logger.warn({ err }, 'the lease could not be given up; it expires by itself');
+      const say = this.everHeld ? 'warn' : 'debug';
+      this.options.logger[say]({ err }, 'the lease could not be given up; it expires by itself');
     }
     this.conn?.disconnect();
     this.until = 0;
@@ -132,8 +133,8 @@ export class ShardLease {
 
   /**
    * Takes or renews the lease. Held until `ms` after the call was sent, whenever the answer came:
-   * Redis set the key's expiry no sooner. A failed call changes nothing in Redis, and the lease
-   * lapses here when it would there.
+   * Redis set the key's expiry no sooner. A failed call leaves that as it was, so the lease lapses
+   * here no later than in Redis (where a call that timed out may still run, and renew it).
    */
   private async tick(): Promise<void> {
     const { key, ms, logger } = this.options;
