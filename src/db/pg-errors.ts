@@ -18,6 +18,14 @@ export function classify(err: unknown): PgFailure {
   return code !== undefined && /^2[1-3][0-9A-Z]{3}$/.test(code) ? 'data' : 'retry';
 }
 
+/**
+ * `err` marked as PostgreSQL's, for a process's count of failures by dependency
+ * (matchbox_component_errors_total): a refused connection is a bare ECONNREFUSED, which would
+ * otherwise be counted against Redis.
+ */
+export const fromPostgres = (err: unknown): Error =>
+  Object.assign(err instanceof Error ? err : new Error(String(err)), { dependency: 'postgres' });
+
 /** Failures that mean "the server is not reachable now", as opposed to a query it refused. */
 export function isConnectionFailure(err: unknown): boolean {
   const code = errorCode(err) ?? '';

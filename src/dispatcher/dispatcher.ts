@@ -107,7 +107,8 @@ type XReadReply = [string, [string, string[]][]][] | null;
  */
 export const LINGER_FROM = 8;
 
-export const LEASE_MS = 3_000;
+/** DISPATCH_LEASE_MS's default. */
+const LEASE_MS = 3_000;
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
 /** A session ready this long without failing was a healthy one: its failure retries at once. */
@@ -138,13 +139,13 @@ export class Dispatcher {
   private stopping = false;
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
-  private readonly counters: DispatcherStats = {
+  /** The stats but leaseHeld, read from the lease when asked (lastSeq is set from W then too). */
+  private readonly counters: Omit<DispatcherStats, 'leaseHeld'> = {
     batches: 0,
     commands: 0,
     lastSeq: 0,
     matchedSeq: 0,
     reconnects: -1,
-    leaseHeld: false,
     lastBatchSize: 0,
     lingers: 0,
     engineMs: 0,

@@ -1,6 +1,7 @@
 // Tick and lot sizes of the listed instruments, from PostgreSQL, as Scales: the dispatcher turns
 // the engine's ticks and lots back into the API's decimals with them.
 import type { Sql } from '../db/client.js';
+import { fromPostgres } from '../db/pg-errors.js';
 import { Scale } from '../engine/scale.js';
 
 export interface InstrumentScales {
@@ -28,9 +29,7 @@ export class Instruments {
       rows = await this.sql<typeof rows>`
         SELECT symbol, tick_size::text AS tick_size, lot_size::text AS lot_size FROM instruments`;
     } catch (err) {
-      throw Object.assign(err instanceof Error ? err : new Error(String(err)), {
-        dependency: 'postgres',
-      });
+      throw fromPostgres(err);
     }
     for (const r of rows) {
       this.scales.set(r.symbol, { tick: new Scale(r.tick_size), lot: new Scale(r.lot_size) });
@@ -47,9 +46,7 @@ export class Instruments {
         reloaded = true;
       }
       if (!this.scales.has(s)) {
-        throw Object.assign(new Error(`instrument ${s} is not in PostgreSQL`), {
-          dependency: 'postgres',
-        });
+        throw fromPostgres(new Error(`instrument ${s} is not in PostgreSQL`));
       }
     }
   }

@@ -92,7 +92,7 @@ export class ShardLease {
       if (this.ticking === undefined) this.schedule(0);
     });
     this.conn = conn as Redis & LeaseScripts;
-    this.report(false, true);
+    this.options.onChange(false);
     // Connecting already, maybe: a call that finds it not ready yet fails and is tried again.
     this.schedule(0);
   }
@@ -177,9 +177,9 @@ export class ShardLease {
     this.schedule(next);
   }
 
-  /** Tells onChange (and the log) when the lease was taken or lost; `always` tells it anyway. */
-  private report(held: boolean, always = false): void {
-    if (held === this.reported && !always) return;
+  /** Tells onChange (and the log) when the lease was taken or lost. */
+  private report(held: boolean): void {
+    if (held === this.reported) return;
     this.reported = held;
     if (held) this.options.logger.info('took the shard’s lease: this dispatcher runs the shard');
     this.options.onChange(held);

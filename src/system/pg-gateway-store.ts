@@ -1,6 +1,6 @@
 // The gateway's store over PostgreSQL: the repositories of src/db behind GatewayStore.
 import type { Sql } from '../db/client.js';
-import { isConnectionFailure } from '../db/pg-errors.js';
+import { fromPostgres, isConnectionFailure } from '../db/pg-errors.js';
 import * as instruments from '../db/instruments.js';
 import * as orders from '../db/orders.js';
 import * as trades from '../db/trades.js';
@@ -17,14 +17,6 @@ import type { OrderState } from '../queue/records.js';
 const QUERY_DEADLINE_MS = 1_000;
 /** Once PostgreSQL has failed, one request in this long tries it; the others fail at once. */
 const PROBE_EVERY_MS = 250;
-
-/**
- * `err` marked as PostgreSQL's, for the gateway's count of failures by dependency
- * (matchbox_component_errors_total): a refused connection is a bare ECONNREFUSED, which it would
- * otherwise count against Redis.
- */
-const fromPostgres = (err: unknown): Error =>
-  Object.assign(err instanceof Error ? err : new Error(String(err)), { dependency: 'postgres' });
 
 const unreachable = (why: string): Error =>
   fromPostgres(Object.assign(new Error(`PostgreSQL ${why}`), { code: 'ETIMEDOUT' }));
