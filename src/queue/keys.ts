@@ -25,7 +25,7 @@ export interface ShardKeys {
   written: string;
   /** Ids of the shard's orders that are not final, for the dispatcher to reload on restart. */
   open: string;
-  /** The token of the dispatcher that holds the shard's lease, expiring (src/dispatcher/lease.ts). */
+  /** The value (`<id>|<nonce>`) of the dispatcher holding the shard's lease (dispatcher/lease.ts). */
   lease: string;
   /** Pub/sub channel: the last sequence whose reports are written (sync mode waits on it). */
   applied: string;

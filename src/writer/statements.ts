@@ -116,8 +116,9 @@ const ORDER_RECORD = STATE_COLUMNS.map(([name, kind]) => `${name} ${kind}`).join
  *   changes nothing; trades inserted once (a trade already there by its id changes nothing;
  *   another trade at its shard, seq and number fails the flush, and is set aside);
  * - PLACE commands: PENDING rows at version 0 (one without an id is not passed over: NOT NULL
- *   refuses it; `NOT IN` alone would have dropped it, and NOT EXISTS is not hashed here). The record's `order.seq` is 0 (the gateway does not
- *   know it); the true sequence is the stream id's. A row already there by its id (written
+ *   refuses it; `NOT IN` alone would have dropped it, and NOT EXISTS is not hashed here). The
+ *   record's `order.seq` is 0 (the gateway does not know it); the true sequence is the stream
+ *   id's. A row already there by its id (written
  *   before, or by the gateway in sync mode) is left alone; another order's with the same
  *   (user_id, client_order_id) fails the flush, and the PLACE is set aside, as its state would be.
  *   The writer sends no PLACE whose outcome it holds or has written (see ShardLoop.superseded);

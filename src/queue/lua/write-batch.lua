@@ -35,11 +35,11 @@
 -- The batch must follow what Redis holds: W just below its first seq, and its last command the
 -- one in the order stream (while Redis runs, the stream only grows, so then all before it are
 -- too). The dispatcher sends a batch only while neither of its connections has closed since its
--- cycle read W, so never to a Redis restarted since, which may hold other commands under those sequences (one killed
--- while its AOF write was postponed comes back without its last writes, and the gateway queues
--- the lost orders again). This is the second guard: against a dispatcher out of step with Redis
--- however that came about. STALE ends its cycle; the next reads W again and the engine rolls
--- back to it.
+-- cycle read W, so never to a Redis restarted since, which may hold other commands under those
+-- sequences (one killed while its AOF write was postponed comes back without its last writes,
+-- and the gateway queues the lost orders again). This is the second guard: against a
+-- dispatcher out of step with Redis however that came about. STALE ends its cycle; the next
+-- reads W again and the engine rolls back to it.
 -- A batch already written (ioredis re-sends a command whose reply a dropped connection lost)
 -- writes nothing again: its fills and trades would be pushed twice. So the event entry goes
 -- first: Redis refuses an id at or below the stream's last generated one, which it keeps however
