@@ -250,10 +250,10 @@ async function start(config: Config): Promise<void> {
     );
     await waitForEngine(full, n);
   }
-  // One identity for every dispatcher this process starts: the one restarted after a death takes
-  // the dead one's lease back at once, not when it expires.
-  const leaseId =
-    full.dispatchLeaseId ?? `matchbox-start:${process.pid}:${randomBytes(6).toString('hex')}`;
+  // One identity for every dispatcher and writer this process starts: the one restarted after a
+  // death takes the dead one's lease back at once, not when it expires.
+  const ownId = `matchbox-start:${process.pid}:${randomBytes(6).toString('hex')}`;
+  const leaseId = full.dispatchLeaseId ?? ownId;
   const stopDispatcher = supervise(
     'dispatcher',
     [CLI_MAIN, 'dispatcher'],
@@ -264,7 +264,7 @@ async function start(config: Config): Promise<void> {
   const stopWriter = supervise(
     'writer',
     [CLI_MAIN, 'writer'],
-    { ...children, METRICS_PORT: metricsPort(1) },
+    { ...children, METRICS_PORT: metricsPort(1), WRITER_LEASE_ID: full.writerLeaseId ?? ownId },
     log,
     layout?.back,
     WRITER_NODE_FLAGS,

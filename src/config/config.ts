@@ -142,10 +142,23 @@ export const SETTINGS = {
   ),
   dispatchLeaseId: optional(
     'DISPATCH_LEASE_ID',
-    // `|` ends the identity in the lease's value (src/dispatcher/lease.ts).
+    // `|` ends the identity in the lease's value (src/queue/lease.ts).
     (raw) => (raw.length > 0 && !raw.includes('|') ? raw : undefined),
     'text without |',
     'The dispatcher’s identity in the lease; unset: new at each start. Restarted with the same, it takes its lease back at once, not at expiry: give it to one process and the one replacing it (`matchbox start` does for its own).',
+  ),
+  writerLeaseMs: setting(
+    'WRITER_LEASE_MS',
+    3_000,
+    int(300, 600_000),
+    'milliseconds 300–600000',
+    'One batch writer writes each shard, the one holding its writer lease in Redis; another started beside it stands by, and takes over this long after the first dies (a moment after its stop), writing first what the dead one held unwritten.',
+  ),
+  writerLeaseId: optional(
+    'WRITER_LEASE_ID',
+    (raw) => (raw.length > 0 && !raw.includes('|') ? raw : undefined),
+    'text without |',
+    'The writer’s identity in its lease, as DISPATCH_LEASE_ID is the dispatcher’s: restarted with the same, it takes its lease back at once (`matchbox start` gives its own one).',
   ),
   writerFlushMs: setting(
     'WRITER_FLUSH_MS',

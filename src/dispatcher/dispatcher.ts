@@ -31,7 +31,7 @@ import type { CommandRecord, OrderState } from '../queue/records.js';
 import { writeBatch } from './batch-write.js';
 import { engineCommand } from './engine-commands.js';
 import { Instruments } from './instruments.js';
-import { ShardLease } from './lease.js';
+import { ShardLease } from '../queue/lease.js';
 import { commit, project } from './projector.js';
 import { loadOpenOrders, streamSeq, syncWrittenSeq } from './redis-state.js';
 
@@ -184,7 +184,9 @@ export class Dispatcher {
         redis: this.options.redis,
         key: this.keys.lease,
         ms: this.leaseMs,
+        role: 'dispatcher',
         ...(this.options.leaseId === undefined ? {} : { id: this.options.leaseId }),
+        idSetting: 'DISPATCH_LEASE_ID',
         logger: this.logger,
         onChange: (held) => {
           dispatcherMetrics.leaseHeld.set({ shard: this.keys.shard }, held ? 1 : 0);

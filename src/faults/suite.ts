@@ -215,9 +215,10 @@ export class FaultSuite {
       ENGINE_SNAPSHOT_EVERY: '5000',
       // Four processes on one host: no metrics endpoints to collide.
       METRICS_PORT: '0',
-      // As a process manager restarting the dispatcher gives it (matchbox start does): the one
-      // started after a kill takes the lease back at once.
+      // As a process manager restarting the dispatcher and the writer gives them (matchbox start
+      // does): the one started after a kill takes its lease back at once.
       DISPATCH_LEASE_ID: 'fault-suite-dispatcher',
+      WRITER_LEASE_ID: 'fault-suite-writer',
       ...c.env,
     };
     const parts = Object.fromEntries(

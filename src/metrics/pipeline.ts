@@ -136,6 +136,11 @@ export const writerMetrics = {
     name: 'matchbox_writer_rejected_total',
     help: 'Records PostgreSQL refused, set aside in the rejects stream.',
   }),
+  leaseHeld: gauge({
+    name: 'matchbox_writer_lease_held',
+    help: '1 while this writer holds its shard’s lease (writes the shard), 0 while it stands by.',
+    labelNames: ['shard'],
+  }),
 };
 
 /** Failures to reach a dependency, counted by the process that met them. */

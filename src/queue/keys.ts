@@ -25,8 +25,10 @@ export interface ShardKeys {
   written: string;
   /** Ids of the shard's orders that are not final, for the dispatcher to reload on restart. */
   open: string;
-  /** The value (`<id>|<nonce>`) of the dispatcher holding the shard's lease (dispatcher/lease.ts). */
+  /** The value (`<id>|<nonce>`) of the dispatcher holding the shard's lease (queue/lease.ts). */
   lease: string;
+  /** The same for the batch writer writing the shard's streams. */
+  writerLease: string;
   /** Pub/sub channel: the last sequence whose reports are written (sync mode waits on it). */
   applied: string;
   /** The status cache of one order: hash with `j` (order JSON), `s` (status), `u` (user id). */
@@ -58,6 +60,7 @@ export function shardKeys(prefix: string, n: number): ShardKeys {
     written: `${base}:written`,
     open: `${base}:open`,
     lease: `${base}:lease`,
+    writerLease: `${base}:writer-lease`,
     applied: `${prefix}:applied:s${n}`,
     order: (orderId) => `${base}:o:${orderId}`,
     fills: (orderId) => `${base}:f:${orderId}`,

@@ -200,6 +200,8 @@ export async function startSystem(
         flushMs: config.writerFlushMs,
         batchSize: config.writerBatchSize,
         statusTtlS: config.statusTtlS,
+        leaseMs: config.writerLeaseMs,
+        ...(config.writerLeaseId === undefined ? {} : { leaseId: config.writerLeaseId }),
         logger: logger.child({ component: 'writer' }),
       });
       await writer.start();

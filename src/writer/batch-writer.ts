@@ -3,6 +3,13 @@
 // so a crash anywhere re-delivers rather than loses; the upserts are idempotent and monotonic, so
 // re-delivery changes nothing. One loop per shard, each with its own blocking Redis connection
 // (one XREADGROUP per shard keeps every command inside one hash slot, as Redis Cluster requires).
+//
+// One writer writes a shard at a time, the one holding the shard's writer lease (queue/lease.ts);
+// another, started beside it or standing by on another host, waits until the lease is free. Every
+// writer reads as the one consumer (`writer-1`), so the one taking over starts by reading that
+// consumer's pending entries: what the one before held unwritten when it died. Two at once would
+// each skip PLACEs whose outcomes the other holds, and the entries of one that died would wait,
+// pending, for it to come back.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
@@ -14,6 +21,7 @@ import { classify, errorCode, isConnectionFailure } from '../db/pg-errors.js';
 import { keyCount, lua } from '../queue/lua-scripts.js';
 import { aofWritten, RedisRestartedError, runIdOf } from '../queue/aof.js';
 import { pinReplayBound } from '../engine-service/snapshot-store.js';
+import { ShardLease } from '../queue/lease.js';
 import { READ_COUNT, ReadSize } from './read-size.js';
 import { flushParameters, PLACE_PREFIX, writeIsolating, writeParameters } from './statements.js';
 import type { HeldEntry, Reject, WrittenRows } from './statements.js';
@@ -29,8 +37,22 @@ export interface BatchWriterOptions {
   /** …or as soon as this many stream entries are held. */
   batchSize: number;
   logger: Logger;
-  /** Consumer name in the group; keep it stable so a restart re-reads its own pending entries. */
+  /**
+   * Consumer name in the group; the same for every writer of a deployment (the default), so that
+   * a restart, or a writer taking over, reads the pending entries of the one before.
+   */
   consumer?: string;
+  /**
+   * How long a shard's writer lease lasts unless renewed (WRITER_LEASE_MS): after a writer's
+   * death, how long one standing by waits to take over. Default 3000; 0 runs without a lease
+   * (tests of two writers at once).
+   */
+  leaseMs?: number;
+  /**
+   * This writer's identity in the lease (WRITER_LEASE_ID); default, new at each start. One
+   * restarted with the same takes its lease back at once rather than at expiry.
+   */
+  leaseId?: string;
   /** How often to trim the streams below what is written (and, for orders, snapshotted). */
   trimIntervalMs?: number;
   /**
@@ -88,6 +110,8 @@ const EXPIRE_CHUNK = 250;
 const MAX_FLUSH_ENTRIES = 10_000;
 const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 const DEFER_MS = 100;
+/** WRITER_LEASE_MS's default. */
+const LEASE_MS = 3_000;
 const SKIP_SCRIPT = 'skip-written-2.lua';
 const EXPIRE_SCRIPT = 'expire-keys.lua';
 const SET_ASIDE_SCRIPT = 'set-aside-2.lua';
@@ -205,32 +229,49 @@ export class BatchWriter {
     this.loops = options.keys.map((k) => new ShardLoop(this, k, this.consumer));
   }
 
-  /** Creates the groups if missing and starts reading; resolves once the groups exist. */
+  /**
+   * Creates the groups if missing and starts reading (each shard once its lease is taken);
+   * resolves once the groups exist.
+   */
   async start(): Promise<void> {
     for (const loop of this.loops) await loop.createGroups();
+    for (const loop of this.loops) loop.startLease();
     this.running = this.loops.map((loop) => loop.run());
     const every = this.options.trimIntervalMs ?? 5_000;
     this.trimTimer = setInterval(() => {
-      // One trim at a time; a slow one just delays the next.
-      this.trimming ??= this.trimAll().finally(() => (this.trimming = undefined));
+      // One trim at a time; a slow one just delays the next. A shard's writer trims it: one
+      // standing by leaves it to that one.
+      const held = this.loops.filter((loop) => loop.holdsLease());
+      this.trimming ??= this.trim(held).finally(() => (this.trimming = undefined));
     }, every);
     this.trimTimer.unref();
   }
 
-  /** Stops reading, flushes what is held, then resolves. */
+  /** Stops reading, flushes what is held, gives the leases up, then resolves. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.stopAt = Date.now();
     clearInterval(this.trimTimer);
+    for (const loop of this.loops) loop.wake();
     await Promise.all(this.running);
     await this.trimming;
-    for (const loop of this.loops) loop.close();
+    // Written and acknowledged first: one standing by takes over from there.
+    await Promise.all(this.loops.map((loop) => loop.close()));
+  }
+
+  /** How many of its shards this writer holds the lease of (all of them without leases). */
+  leasesHeld(): number {
+    return this.loops.filter((loop) => loop.holdsLease()).length;
   }
 
   /** Trims every shard's streams now (also runs periodically); resolves when done. */
-  async trimAll(): Promise<void> {
+  trimAll(): Promise<void> {
+    return this.trim(this.loops);
+  }
+
+  private async trim(loops: readonly ShardLoop[]): Promise<void> {
     let backlog = 0;
-    for (const loop of this.loops) {
+    for (const loop of loops) {
       try {
         backlog += await loop.trim();
       } catch (err) {
@@ -283,6 +324,16 @@ class ShardLoop {
   private statesWritten = 0;
   private ordersThrough = 0;
   private readonly deferMs: number;
+  private readonly leaseMs: number;
+  /** The shard's writer lease while running; none with leaseMs 0. */
+  private lease: ShardLease | undefined;
+  /** Ends a wait for the lease: taken, or the writer stops. */
+  private wakeUp: (() => void) | undefined;
+  /**
+   * The lease was lost: nothing more commits until the loop has dropped what it holds (left
+   * pending for the writer that has the shard now) and taken the lease again.
+   */
+  private yielding = false;
 
   constructor(
     private readonly w: BatchWriter,
@@ -290,6 +341,7 @@ class ShardLoop {
     private readonly consumer: string,
   ) {
     this.deferMs = w.options.deferMs ?? DEFER_MS;
+    this.leaseMs = w.options.leaseMs ?? LEASE_MS;
     this.reader = w.options.redis.duplicate();
     // Connection errors surface as failed commands (retried); the event only needs a home.
     this.reader.on('error', (err: Error) =>
@@ -337,9 +389,102 @@ class ShardLoop {
     // which, so it writes every PLACE up to there.
     const events = await writerGroup(redis, this.keys.events);
     if (events !== undefined) {
-      this.placesKeptThrough = seqOf(String(events['last-delivered-id']));
+      const delivered = seqOf(String(events['last-delivered-id']));
+      this.placesKeptThrough = Math.max(this.placesKeptThrough, delivered);
     }
     this.runId = await runIdOf(redis);
+  }
+
+  /** Starts asking for the shard's lease (the loop waits for it). */
+  startLease(): void {
+    const { shard } = this.keys;
+    if (this.leaseMs === 0) {
+      writerMetrics.leaseHeld.set({ shard }, 1);
+      return;
+    }
+    const { redis, leaseId, logger } = this.w.options;
+    this.lease = new ShardLease({
+      redis,
+      key: this.keys.writerLease,
+      ms: this.leaseMs,
+      role: 'writer',
+      ...(leaseId === undefined ? {} : { id: leaseId }),
+      idSetting: 'WRITER_LEASE_ID',
+      logger: logger.child({ shard }),
+      onChange: (held) => {
+        writerMetrics.leaseHeld.set({ shard }, held ? 1 : 0);
+        if (held) this.wake();
+      },
+    });
+    this.lease.start();
+  }
+
+  /** Whether this writer may write the shard: it holds the lease, or runs without one. */
+  holdsLease(): boolean {
+    return this.leaseMs === 0 || (this.lease?.held() ?? false);
+  }
+
+  /** Ends a wait for the lease now. */
+  wake(): void {
+    this.wakeUp?.();
+  }
+
+  /** Waits until the lease is this writer's; false if the writer stops first. */
+  private async takeTurn(): Promise<boolean> {
+    while (!this.w.stopping && !this.holdsLease()) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.leaseMs);
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeUp = undefined;
+    }
+    return !this.w.stopping;
+  }
+
+  /**
+   * The lease is another's, or lapsed: what is held is dropped unwritten, pending in the group for
+   * the writer that has the shard now, or for this one when it takes the lease again.
+   */
+  private async yieldShard(): Promise<void> {
+    this.yielding = true;
+    await this.settle();
+    const dropped = this.held;
+    this.clear();
+    this.statesThrough = this.statesWritten;
+    this.firstAt = 0;
+    // Handed over: not a failure. Lapsed for want of Redis's answers (the lease logs which): one.
+    if (this.lease?.heldByAnother() !== true) {
+      componentErrors.inc({ dependency: 'redis', component: 'writer' });
+    }
+    this.w.options.logger.info(
+      { shard: this.keys.shard, dropped },
+      'writer: the shard’s lease is not this writer’s; what it held is left pending',
+    );
+  }
+
+  /**
+   * The lease taken again: another writer may have written the shard meanwhile, so this one
+   * starts as a starting writer does, from the group, and reads its consumer's pending entries.
+   */
+  private async resume(): Promise<void> {
+    this.yielding = false;
+    this.restarted = false;
+    this.lostDelivery = false;
+    while (!this.w.stopping) {
+      try {
+        await this.createGroups();
+        return;
+      } catch (err) {
+        this.w.options.logger.warn(
+          { err: message(err), shard: this.keys.shard },
+          'writer: Redis unreachable',
+        );
+        await sleep(RETRY_FIRST_MS * 10);
+      }
+    }
   }
 
   /**
@@ -388,11 +533,26 @@ class ShardLoop {
     return true;
   }
 
-  close(): void {
+  /** After the loop has ended: gives the lease up and closes the reader. */
+  async close(): Promise<void> {
+    await this.lease?.stop();
+    this.lease = undefined;
+    writerMetrics.leaseHeld.set({ shard: this.keys.shard }, 0);
     this.reader.disconnect();
   }
 
+  /** Writes the shard at each turn this writer holds its lease, until the writer stops. */
   async run(): Promise<void> {
+    let first = true;
+    while (await this.takeTurn()) {
+      if (!first) await this.resume();
+      first = false;
+      await this.work();
+    }
+  }
+
+  /** Writes the shard until the writer stops, or the lease is lost. */
+  private async work(): Promise<void> {
     const { batchSize, flushMs, logger } = this.w.options;
     await this.readPending();
     let redisDelay = RETRY_FIRST_MS;
@@ -402,6 +562,10 @@ class ShardLoop {
     // records, not per page.
     let backlogged = false;
     while (!this.w.stopping) {
+      if (this.yielding || !this.holdsLease()) {
+        await this.yieldShard();
+        return;
+      }
       if (this.lostDelivery || this.restarted) {
         await this.settle();
         // Event entries read after the break may have passed some that never reached us (or a
@@ -448,7 +612,7 @@ class ShardLoop {
         const flushing = this.commit(next).then(async () => {
           // Not with a delivery lost: what was read since may not be what the group was given.
           const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
-          const sure = !this.lostDelivery && !this.abandoned && !this.restarted;
+          const sure = !this.lostDelivery && !this.abandoned && !this.restarted && !this.yielding;
           if (ahead && sure) await this.skipWritten();
         });
         // Awaited by settle(); handled here so that it is never an unhandled rejection.
@@ -530,7 +694,8 @@ class ShardLoop {
     const cursor = { orders: '0', events: '0' };
     for (const which of ['orders', 'events'] as const) {
       for (;;) {
-        if (this.w.stopping) return;
+        // Lost the lease: the loop drops what is held and waits for it.
+        if (this.w.stopping || !this.holdsLease()) return;
         let got: Entries;
         try {
           got =
@@ -705,13 +870,17 @@ class ShardLoop {
     return { held, keep, parameters, keptThrough: this.placesKeptThrough };
   }
 
-  /** Commits a flush until it succeeds (or stop() runs out of patience). */
+  /**
+   * Commits a flush until it succeeds (or stop() runs out of patience, or the lease is lost:
+   * then it is left pending for whichever writer holds the lease).
+   */
   private async commit(flush: Prepared): Promise<void> {
-    if (this.abandoned || this.restarted) return;
     const { logger, stopTimeoutMs = 4_000 } = this.w.options;
     const since = Date.now();
     let delay = RETRY_FIRST_MS;
     for (let attempt = 1; ; attempt++) {
+      if (!this.yielding && !this.holdsLease()) this.yielding = true;
+      if (this.abandoned || this.restarted || this.yielding) return;
       try {
         await this.flushOnce(flush);
         if (attempt > 1) {

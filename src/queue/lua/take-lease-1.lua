@@ -1,5 +1,5 @@
--- The dispatcher lease of a shard (src/dispatcher/lease.ts): taken, or kept, for ARGV[2] ms from
--- now by the dispatcher whose value is ARGV[1], when the key is free, already its own, or held
+-- A shard's lease, a dispatcher's or a writer's (src/queue/lease.ts): taken, or kept, for ARGV[2]
+-- ms from now by the process whose value is ARGV[1], when the key is free, already its own, or held
 -- under its identity (ARGV[3], the value's `<id>|` prefix; empty without one) by the dead process
 -- it replaces. Returns {1, the value before ('' if free)} when taken or kept, {0, the holder's
 -- value} when another holds it.

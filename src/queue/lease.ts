@@ -1,18 +1,19 @@
-// One dispatcher per shard at a time: a lease in Redis, a key holding the value of the dispatcher
-// that has it and expiring unless that one renews it. A second dispatcher of the shard (one started
-// before the other stopped, a standby on another host) stands by until the key is free: given up
-// at the holder's stop, or expired after its death. Without it the two would take the engine from
-// each other at every batch.
+// One dispatcher (or batch writer) per shard at a time: a lease in Redis, a key holding the value
+// of the process that has it and expiring unless that one renews it. A second one of the shard (one
+// started before the other stopped, a standby on another host) stands by until the key is free:
+// given up at the holder's stop, or expired after its death. Without it two dispatchers would take
+// the engine from each other at every batch, and two writers would split the streams between them,
+// each blind to what the other holds (see batch-writer.ts).
 //
 // The lease is for liveness, not safety: a holder paused past its expiry (a stopped process, a
 // suspended VM) goes on for a moment beside the one that took over, and what keeps that harmless is
-// what kept two dispatchers harmless before: each batch's write is checked against W, read in one
-// step at each cycle's start (redis-state.ts, write-batch.lua), and the engine refuses a rollback
-// below its pinned snapshot.
+// what kept two at once harmless before. For dispatchers: each batch's write is checked against W,
+// read in one step at each cycle's start (redis-state.ts, write-batch.lua), and the engine refuses
+// a rollback below its pinned snapshot. For writers: every statement is idempotent and monotonic.
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { keyCount, lua } from '../queue/lua-scripts.js';
+import { keyCount, lua } from './lua-scripts.js';
 
 const TAKE = 'take-lease-1.lua';
 const RELEASE = 'release-lease-1.lua';
@@ -35,25 +36,29 @@ export interface ShardLeaseOptions {
   key: string;
   /** How long the lease lasts unless renewed. */
   ms: number;
+  /** Who holds it, for the log: `dispatcher` or `writer`. */
+  role: string;
   /**
-   * A stable identity (DISPATCH_LEASE_ID): a lease still held under it, by the dead process this
-   * one replaces, is taken back at once rather than at expiry.
+   * A stable identity (DISPATCH_LEASE_ID, WRITER_LEASE_ID): a lease still held under it, by the
+   * dead process this one replaces, is taken back at once rather than at expiry.
    */
   id?: string;
+  /** The setting `id` comes from, named when two processes hold one. */
+  idSetting: string;
   logger: Logger;
-  /** Called when this dispatcher takes the lease or loses it. */
+  /** Called when this process takes the lease or loses it. */
   onChange(held: boolean): void;
 }
 
 export class ShardLease {
-  /** The key's value while this dispatcher holds it: `<id>|<nonce>`, or the nonce alone. */
+  /** The key's value while this process holds it: `<id>|<nonce>`, or the nonce alone. */
   private readonly value: string;
   private readonly idPrefix: string;
   private conn: (Redis & LeaseScripts) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
-  /** Until when (performance.now()) the lease is surely this dispatcher's. */
+  /** Until when (performance.now()) the lease is surely this process's. */
   private until = 0;
   /** What onChange was last told. */
   private reported = false;
@@ -97,12 +102,12 @@ export class ShardLease {
     this.schedule(0);
   }
 
-  /** Whether the lease is surely this dispatcher's now. */
+  /** Whether the lease is surely this process's now. */
   held(): boolean {
     return performance.now() < this.until;
   }
 
-  /** The other dispatcher the last answer said holds the lease, if it did. */
+  /** Whether the last answer said another process holds the lease. */
   heldByAnother(): boolean {
     return this.other !== undefined;
   }
@@ -137,7 +142,7 @@ export class ShardLease {
    * here no later than in Redis (where a call that timed out may still run, and renew it).
    */
   private async tick(): Promise<void> {
-    const { key, ms, logger } = this.options;
+    const { key, ms, logger, role } = this.options;
     const sent = performance.now();
     // Standing by, or after a failed call: asked again soon.
     let next = RETRY_MS;
@@ -152,7 +157,7 @@ export class ShardLease {
         if (this.everHeld && holder !== '' && holder !== this.value) {
           logger.error(
             { holder },
-            'another dispatcher of this shard runs with this DISPATCH_LEASE_ID: give each its own',
+            `another ${role} of this shard runs with this ${this.options.idSetting}: give each its own`,
           );
         }
         this.everHeld = true;
@@ -163,7 +168,7 @@ export class ShardLease {
       } else {
         if (holder !== this.other) {
           const say = this.reported ? logger.warn.bind(logger) : logger.info.bind(logger);
-          say({ holder }, 'another dispatcher holds the shard’s lease: standing by');
+          say({ holder }, `another ${role} holds the shard’s lease: standing by`);
         }
         this.other = holder;
         this.until = 0;
@@ -181,7 +186,9 @@ export class ShardLease {
   private report(held: boolean): void {
     if (held === this.reported) return;
     this.reported = held;
-    if (held) this.options.logger.info('took the shard’s lease: this dispatcher runs the shard');
+    if (held) {
+      this.options.logger.info(`took the shard’s lease: this ${this.options.role} runs the shard`);
+    }
     this.options.onChange(held);
   }
 }
