@@ -158,7 +158,7 @@ export const SETTINGS = {
     'WRITER_LEASE_ID',
     (raw) => (raw.length > 0 && !raw.includes('|') ? raw : undefined),
     'text without |',
-    'The writer’s identity in its lease, as DISPATCH_LEASE_ID is the dispatcher’s: restarted with the same, it takes its lease back at once (`matchbox start` gives its own one).',
+    'The writer’s identity in its lease, as DISPATCH_LEASE_ID is the dispatcher’s: restarted with the same, it takes its lease back at once: give it to one process and the one replacing it, never to two running (`matchbox start` gives its own one).',
   ),
   writerFlushMs: setting(
     'WRITER_FLUSH_MS',

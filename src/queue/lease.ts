@@ -6,10 +6,13 @@
 // each blind to what the other holds (see batch-writer.ts).
 //
 // The lease is for liveness, not safety: a holder paused past its expiry (a stopped process, a
-// suspended VM) goes on for a moment beside the one that took over, and what keeps that harmless is
-// what kept two at once harmless before. For dispatchers: each batch's write is checked against W,
-// read in one step at each cycle's start (redis-state.ts, write-batch.lua), and the engine refuses
-// a rollback below its pinned snapshot. For writers: every statement is idempotent and monotonic.
+// suspended VM) goes on for a moment beside the one that took over, and other checks keep that
+// harmless. For dispatchers: each batch's write is checked against W, read in one step at each
+// cycle's start (redis-state.ts, write-batch.lua), and the engine refuses a rollback below its
+// pinned snapshot. For writers: a read of new entries is made only while the key holds the
+// writer's value (WATCH, then MULTI/EXEC: batch-writer.ts, readNew), so none is delivered to one
+// that lost the lease, and what such a one commits meanwhile is written again, changing nothing,
+// by the one that has it.
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -65,6 +68,13 @@ export class ShardLease {
   private everHeld = false;
   /** The holder the last answer named, when another. */
   private other: string | undefined;
+  /**
+   * How many times this process has taken the lease anew (from nobody, or from another): the same
+   * while it keeps renewing it. A holder that finds it changed knows another may have held the
+   * lease in between, though its own view never lapsed.
+   */
+  term = 0;
+  private unanswered = false;
 
   constructor(private readonly options: ShardLeaseOptions) {
     const nonce = randomUUID();
@@ -102,9 +112,19 @@ export class ShardLease {
     this.schedule(0);
   }
 
+  /** The key's value while this process holds the lease, for scripts that check it. */
+  get fence(): string {
+    return this.value;
+  }
+
   /** Whether the lease is surely this process's now. */
   held(): boolean {
     return performance.now() < this.until;
+  }
+
+  /** Whether the last call for the lease went unanswered (or failed). */
+  failing(): boolean {
+    return this.unanswered;
   }
 
   /** Whether the last answer said another process holds the lease. */
@@ -144,6 +164,9 @@ export class ShardLease {
   private async tick(): Promise<void> {
     const { key, ms, logger, role } = this.options;
     const sent = performance.now();
+    // Lapsed here before this call (a pause of this process, say): one that stood by since is
+    // woken by its answer, though onChange last said held.
+    const lapsed = !this.held();
     // Standing by, or after a failed call: asked again soon.
     let next = RETRY_MS;
     try {
@@ -162,6 +185,7 @@ export class ShardLease {
         }
         this.everHeld = true;
         this.other = undefined;
+        if (holder !== this.value) this.term++;
         this.until = sent + ms;
         // Renewed a third of the lease after this call was sent, however long its answer took.
         next = Math.max(0, sent + ms / 3 - performance.now());
@@ -173,22 +197,24 @@ export class ShardLease {
         this.other = holder;
         this.until = 0;
       }
+      this.unanswered = false;
     } catch (err) {
+      this.unanswered = true;
       if (this.reported && !this.held()) {
         logger.warn({ err }, 'the shard’s lease lapsed: Redis did not answer its renewal');
       } else logger.debug({ err }, 'the lease could not be renewed (Redis?)');
     }
-    this.report(this.held());
+    this.report(this.held(), lapsed);
     this.schedule(next);
   }
 
-  /** Tells onChange (and the log) when the lease was taken or lost. */
-  private report(held: boolean): void {
-    if (held === this.reported) return;
-    this.reported = held;
-    if (held) {
+  /** Tells onChange (and the log) when the lease was taken or lost, or taken again after a lapse. */
+  private report(held: boolean, lapsed = false): void {
+    if (held === this.reported && !(held && lapsed)) return;
+    if (held && !this.reported) {
       this.options.logger.info(`took the shard’s lease: this ${this.options.role} runs the shard`);
     }
+    this.reported = held;
     this.options.onChange(held);
   }
 }

@@ -155,7 +155,7 @@ export async function startSystem(
           databaseUrl: config.databaseUrl,
           snapshotEvery: config.snapshotEvery,
           snapshotIntervalMs: config.snapshotIntervalMs,
-          logger: logger.child({ component: 'engine', shard: n }),
+          logger: logger.child({ component: 'engine' }),
         });
         addresses[n] = `127.0.0.1:${service.port}`;
         stops.push(() => service.stop());
@@ -182,7 +182,7 @@ export async function startSystem(
           lingerMs: config.orderPath === 'sync' ? 0 : config.dispatchLingerMs,
           leaseMs: config.dispatchLeaseMs,
           ...(config.dispatchLeaseId === undefined ? {} : { leaseId: config.dispatchLeaseId }),
-          logger: logger.child({ component: 'dispatcher', shard: n }),
+          logger: logger.child({ component: 'dispatcher' }),
         });
         d.start();
         dispatchers.push(d);

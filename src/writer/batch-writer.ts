@@ -44,8 +44,7 @@ export interface BatchWriterOptions {
   consumer?: string;
   /**
    * How long a shard's writer lease lasts unless renewed (WRITER_LEASE_MS): after a writer's
-   * death, how long one standing by waits to take over. Default 3000; 0 runs without a lease
-   * (tests of two writers at once).
+   * death, how long one standing by waits to take over. Default 3000; 0 runs without a lease.
    */
   leaseMs?: number;
   /**
@@ -334,6 +333,13 @@ class ShardLoop {
    * pending for the writer that has the shard now) and taken the lease again.
    */
   private yielding = false;
+  /** The lease's term (ShardLease.term) this turn runs in. */
+  private turn = 0;
+  /**
+   * A read found the lease's key not this writer's (another took it, or it expired): the next
+   * turn waits for the lease to be taken anew, whatever this writer's own view of it says.
+   */
+  private turnSpent = false;
 
   constructor(
     private readonly w: BatchWriter,
@@ -398,6 +404,8 @@ class ShardLoop {
   /** Starts asking for the shard's lease (the loop waits for it). */
   startLease(): void {
     const { shard } = this.keys;
+    // Stopped while its groups were being made: nothing to take.
+    if (this.w.stopping) return;
     if (this.leaseMs === 0) {
       writerMetrics.leaseHeld.set({ shard }, 1);
       return;
@@ -419,9 +427,18 @@ class ShardLoop {
     this.lease.start();
   }
 
-  /** Whether this writer may write the shard: it holds the lease, or runs without one. */
+  /** Whether this writer holds the shard's lease now (or runs without one). */
   holdsLease(): boolean {
     return this.leaseMs === 0 || (this.lease?.held() ?? false);
+  }
+
+  /**
+   * Whether this turn goes on: the lease is held, and has been since the turn began (the same
+   * term; not taken anew after another may have held it), and no read found it another's.
+   */
+  private onTurn(): boolean {
+    if (this.lease === undefined) return this.leaseMs === 0;
+    return this.lease.held() && this.lease.term === this.turn && !this.turnSpent;
   }
 
   /** Ends a wait for the lease now. */
@@ -431,9 +448,10 @@ class ShardLoop {
 
   /** Waits until the lease is this writer's; false if the writer stops first. */
   private async takeTurn(): Promise<boolean> {
-    while (!this.w.stopping && !this.holdsLease()) {
+    const ready = () => this.holdsLease() && !(this.turnSpent && this.lease?.term === this.turn);
+    while (!this.w.stopping && !ready()) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.leaseMs);
+        const timer = setTimeout(resolve, Math.min(this.leaseMs, 250));
         this.wakeUp = () => {
           clearTimeout(timer);
           resolve();
@@ -441,6 +459,8 @@ class ShardLoop {
       });
       this.wakeUp = undefined;
     }
+    this.turn = this.lease?.term ?? 0;
+    this.turnSpent = false;
     return !this.w.stopping;
   }
 
@@ -455,8 +475,9 @@ class ShardLoop {
     this.clear();
     this.statesThrough = this.statesWritten;
     this.firstAt = 0;
-    // Handed over: not a failure. Lapsed for want of Redis's answers (the lease logs which): one.
-    if (this.lease?.heldByAnother() !== true) {
+    // Handed over, or this process paused past its lease: not a failure of Redis. Lapsed for
+    // want of Redis's answers (the lease logs it): one.
+    if (this.lease?.failing() === true) {
       componentErrors.inc({ dependency: 'redis', component: 'writer' });
     }
     this.w.options.logger.info(
@@ -466,13 +487,18 @@ class ShardLoop {
   }
 
   /**
-   * The lease taken again: another writer may have written the shard meanwhile, so this one
-   * starts as a starting writer does, from the group, and reads its consumer's pending entries.
+   * A turn begins: another writer may have written the shard since this one read the group (at
+   * its start, or before its last turn), and set entries aside, so this one starts as a starting
+   * writer does, from the group, and reads its consumer's pending entries first.
    */
   private async resume(): Promise<void> {
     this.yielding = false;
     this.restarted = false;
     this.lostDelivery = false;
+    // As after a lost delivery: what is read now may not follow what was read before (the streams
+    // may even have been made again meanwhile), so no PLACE up to the outcomes read then is
+    // passed over.
+    this.placesKeptThrough = Math.max(this.placesKeptThrough, this.statesThrough);
     while (!this.w.stopping) {
       try {
         await this.createGroups();
@@ -543,10 +569,8 @@ class ShardLoop {
 
   /** Writes the shard at each turn this writer holds its lease, until the writer stops. */
   async run(): Promise<void> {
-    let first = true;
     while (await this.takeTurn()) {
-      if (!first) await this.resume();
-      first = false;
+      await this.resume();
       await this.work();
     }
   }
@@ -562,7 +586,7 @@ class ShardLoop {
     // records, not per page.
     let backlogged = false;
     while (!this.w.stopping) {
-      if (this.yielding || !this.holdsLease()) {
+      if (this.yielding || !this.onTurn()) {
         await this.yieldShard();
         return;
       }
@@ -613,7 +637,7 @@ class ShardLoop {
           // Not with a delivery lost: what was read since may not be what the group was given.
           const ahead = this.statesWritten >= this.ordersThrough + READ_COUNT;
           const sure = !this.lostDelivery && !this.abandoned && !this.restarted && !this.yielding;
-          if (ahead && sure) await this.skipWritten();
+          if (ahead && sure && this.onTurn()) await this.skipWritten();
         });
         // Awaited by settle(); handled here so that it is never an unhandled rejection.
         flushing.catch(() => undefined);
@@ -634,7 +658,7 @@ class ShardLoop {
         // COUNT is one for both streams, sized for the event entries; order entries are small,
         // so a full read of them is topped up to READ_COUNT rather than left for the next read.
         if (got.orders >= count && count < READ_COUNT) {
-          got.orders += (await this.readOne(this.keys.orders, '>', READ_COUNT - count)).length;
+          got.orders += (await this.read(READ_COUNT - count, undefined, 'orders')).orders;
         }
         redisDelay = RETRY_FIRST_MS;
       } catch (err) {
@@ -695,7 +719,7 @@ class ShardLoop {
     for (const which of ['orders', 'events'] as const) {
       for (;;) {
         // Lost the lease: the loop drops what is held and waits for it.
-        if (this.w.stopping || !this.holdsLease()) return;
+        if (this.w.stopping || !this.onTurn()) return;
         let got: Entries;
         try {
           got =
@@ -724,21 +748,19 @@ class ShardLoop {
     }
   }
 
+  /** XREADGROUP's arguments for this consumer: `streams` are the keys, then an id for each. */
+  private groupRead(count: number, ...streams: string[]): (string | number)[] {
+    return ['GROUP', WRITER_GROUP, this.consumer, 'COUNT', count, 'STREAMS', ...streams];
+  }
+
   /**
-   * Reads up to `count` entries of one stream without blocking: new ones (`from` is `>`), or this
-   * consumer's pending ones after the id `from`. Returns them, taken.
+   * Reads up to `count` of this consumer's pending entries of one stream after the id `from`.
+   * Returns them, taken.
    */
   private async readOne(stream: string, from: string, count: number): Promise<Entries> {
     const reply = (await this.reader.call(
       'XREADGROUP',
-      'GROUP',
-      WRITER_GROUP,
-      this.consumer,
-      'COUNT',
-      count,
-      'STREAMS',
-      stream,
-      from,
+      ...this.groupRead(count, stream, from),
     )) as ReadReply;
     const entries = reply?.[0]?.[1] ?? [];
     this.hold(stream, entries);
@@ -746,31 +768,81 @@ class ShardLoop {
   }
 
   /**
-   * Reads up to `count` new entries of each stream, blocking up to `block` ms if given; returns
-   * how many of each.
+   * Reads up to `count` new entries of each stream, or of the order stream alone, and holds them.
+   * When nothing was new and `block` is given, waits up to that many ms for the next entry of
+   * either stream, to be read by the next call. Returns how many of each.
    */
-  private async read(count: number, block?: number): Promise<{ orders: number; events: number }> {
-    const reply = (await this.reader.call(
-      'XREADGROUP',
-      'GROUP',
-      WRITER_GROUP,
-      this.consumer,
-      'COUNT',
-      count,
-      ...(block === undefined ? [] : ['BLOCK', block]),
-      'STREAMS',
-      this.keys.orders,
-      this.keys.events,
-      '>',
-      '>',
-    )) as ReadReply;
+  private async read(
+    count: number,
+    block?: number,
+    which: 'both' | 'orders' = 'both',
+  ): Promise<{ orders: number; events: number }> {
+    const { orders, events } = this.keys;
     const got = { orders: 0, events: 0 };
+    const answer = await this.readNew(count, which);
+    if (answer === undefined) {
+      // The lease is not this writer's in Redis: the turn is over.
+      this.turnSpent = true;
+      return got;
+    }
+    const { reply, last } = answer;
     for (const [stream, entries] of reply ?? []) {
       this.hold(stream, entries);
-      got[stream === this.keys.orders ? 'orders' : 'events'] += entries.length;
+      got[stream === orders ? 'orders' : 'events'] += entries.length;
     }
+    if (which === 'orders') return got;
     this.readSize.read(got.events);
+    if (reply === null && block !== undefined) {
+      // From the last entries there were as the group was read: whatever came since wakes it.
+      await this.reader.call('XREAD', 'BLOCK', block, 'STREAMS', orders, events, ...last);
+    }
     return got;
+  }
+
+  /**
+   * XREADGROUP of new entries, sent only while the lease's key holds this writer's value, so that
+   * none is delivered to a writer that no longer has the lease (one paused past it sends its read
+   * when it wakes) while the one that has it, reading as the same consumer, would never see them:
+   * WATCH and GET the key, then the read in MULTI/EXEC, which Redis refuses if the key changed in
+   * between (taken by another; or renewed by this writer, and then asked again). A script would
+   * do it in one call, but copying a megabyte of entries into Lua and back cost a tenth of the
+   * writer's throughput. Returns the reply and the id of each stream's last entry, or undefined
+   * when the lease is another's, or nobody's.
+   */
+  private async readNew(
+    count: number,
+    which: 'both' | 'orders',
+  ): Promise<{ reply: ReadReply; last: [string, string] } | undefined> {
+    const { orders, events, writerLease } = this.keys;
+    const streams = which === 'orders' ? [orders, '>'] : [orders, events, '>', '>'];
+    for (;;) {
+      if (this.lease !== undefined) {
+        const [watched, holder] = (await this.reader
+          .pipeline()
+          .watch(writerLease)
+          .get(writerLease)
+          .exec()) as [[Error | null, unknown], [Error | null, unknown]];
+        const failed = watched[0] ?? holder[0];
+        if (failed !== null) throw failed;
+        if (holder[1] !== this.lease.fence) {
+          await this.reader.unwatch();
+          return undefined;
+        }
+      }
+      const done = await this.reader
+        .multi()
+        .call('XREADGROUP', ...this.groupRead(count, ...streams))
+        .xrevrange(orders, '+', '-', 'COUNT', 1)
+        .xrevrange(events, '+', '-', 'COUNT', 1)
+        .exec();
+      // Refused: the key changed since WATCH.
+      if (done === null) continue;
+      const [read, lastOrder, lastEvent] = done as [Error | null, unknown][];
+      for (const r of [read, lastOrder, lastEvent]) if (r?.[0]) throw r[0];
+      const lastOf = (r: [Error | null, unknown] | undefined) =>
+        (r?.[1] as [string, unknown][] | undefined)?.[0]?.[0] ?? '0-0';
+      return { reply: read?.[1] as ReadReply, last: [lastOf(lastOrder), lastOf(lastEvent)] };
+    }
   }
 
   private hold(stream: string, entries: Entries): void {
@@ -879,7 +951,7 @@ class ShardLoop {
     const since = Date.now();
     let delay = RETRY_FIRST_MS;
     for (let attempt = 1; ; attempt++) {
-      if (!this.yielding && !this.holdsLease()) this.yielding = true;
+      if (!this.yielding && !this.onTurn()) this.yielding = true;
       if (this.abandoned || this.restarted || this.yielding) return;
       try {
         await this.flushOnce(flush);

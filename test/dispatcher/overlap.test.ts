@@ -13,6 +13,7 @@ import { pinReplayBound } from '../../src/engine-service/snapshot-store.js';
 import { componentErrors } from '../../src/metrics/pipeline.js';
 import { shardKeys } from '../../src/queue/keys.js';
 import type { ShardKeys } from '../../src/queue/keys.js';
+import { hooked, through } from '../support/hooked-redis.js';
 import { freshDatabase, freshRedis } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 import { quietLogger, sleep, waitFor } from '../engine-service/helpers.js';
@@ -26,37 +27,6 @@ const INSTRUMENTS: Instrument[] = [
   { symbol: 'AAA', tick: '0.01', lot: '1' },
   { symbol: 'BBB', tick: '0.5', lot: '0.001' },
 ];
-
-type Call = (target: Redis, args: unknown[]) => unknown;
-
-/**
- * A client whose connections (the dispatcher makes its own with `duplicate`) run `hook` before
- * each named command: what it returns is the command's answer, undefined lets it through.
- */
-function hooked(redis: Redis, hook: (name: string) => Call | undefined): Redis {
-  return new Proxy(redis, {
-    get(target, prop, receiver) {
-      if (prop !== 'duplicate') return Reflect.get(target, prop, receiver) as unknown;
-      return (...a: Parameters<Redis['duplicate']>) =>
-        new Proxy(target.duplicate(...a), {
-          get(conn, name) {
-            const v = Reflect.get(conn, name) as unknown;
-            if (typeof v !== 'function') return v;
-            return (...args: unknown[]) => {
-              const answer = hook(String(name))?.(conn, args);
-              return answer ?? (v as (...x: unknown[]) => unknown).apply(conn, args);
-            };
-          },
-        });
-    },
-  });
-}
-
-/** The command `name` sent on `conn` as it is (from a hook). */
-const through = (conn: Redis, name: string, args: unknown[]): Promise<unknown> =>
-  (conn as unknown as Record<string, (...x: unknown[]) => Promise<unknown>>)[name]?.(
-    ...args,
-  ) as Promise<unknown>;
 
 describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
   let db: TestDatabase;

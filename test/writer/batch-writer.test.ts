@@ -4,7 +4,14 @@ import type { OrderState } from '../../src/queue/records.js';
 import { WRITER_GROUP } from '../../src/queue/keys.js';
 import { rejectsKey } from '../../src/writer/batch-writer.js';
 import { allTrades, filled, orderState, trade } from '../db/fixtures.js';
-import { harness, logOrderWrites, ordersById, rowVersions, waitFor } from './harness.js';
+import {
+  harness,
+  lockOrders,
+  logOrderWrites,
+  ordersById,
+  rowVersions,
+  waitFor,
+} from './harness.js';
 import type { Harness } from './harness.js';
 
 /** XREADGROUP calls Redis has run so far (its command statistics). */
@@ -197,23 +204,13 @@ describe('batch writer', () => {
       orders: states(11_001, 12_000),
       trades: [],
     });
-    let release = (): void => undefined;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let locked = (): void => undefined;
-    const isLocked = new Promise<void>((resolve) => (locked = resolve));
-    const holding = h.db.sql.begin(async (tx) => {
-      await tx`LOCK TABLE orders IN EXCLUSIVE MODE`;
-      locked();
-      await released;
-    });
-    await isLocked;
+    const lock = await lockOrders(h.db.sql);
     const w = h.writer({ flushMs: 1_000 });
     await w.start();
     // Every entry delivered, none committed: the next flush is taken as soon as the reads run dry.
     await waitFor(async () => (await h.pending(h.keys.orders)) === 12_000, 30_000);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    release();
-    await holding;
+    await lock.release();
     await waitFor(() => w.stats.entriesWritten + w.stats.entriesSkipped === 12_003, 30_000);
     await aRowForEveryOrder();
     await w.stop();

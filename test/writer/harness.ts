@@ -123,6 +123,29 @@ export async function waitFor(check: () => Promise<boolean> | boolean, ms = 5_00
   }
 }
 
+/**
+ * Takes an exclusive lock on `orders` in a transaction of its own, held until `release()`
+ * resolves: a flush waits on it meanwhile.
+ */
+export async function lockOrders(sql: Sql): Promise<{ release(): Promise<void> }> {
+  let release = (): void => undefined;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked = (): void => undefined;
+  const isLocked = new Promise<void>((resolve) => (locked = resolve));
+  const holding = sql.begin(async (tx) => {
+    await tx`LOCK TABLE orders IN EXCLUSIVE MODE`;
+    locked();
+    await released;
+  });
+  await isLocked;
+  return {
+    async release() {
+      release();
+      await holding;
+    },
+  };
+}
+
 /** Every order row as OrderState, by id. */
 export async function ordersById(sql: Sql): Promise<Map<string, OrderState>> {
   const ids = await sql<{ id: string }[]>`SELECT id FROM orders ORDER BY id`;

@@ -3,13 +3,21 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import { TcpProxy } from '../../src/faults/tcp-proxy.js';
-import { writerMetrics } from '../../src/metrics/pipeline.js';
+import { componentErrors, writerMetrics } from '../../src/metrics/pipeline.js';
 import { orderState } from '../db/fixtures.js';
-import { harness, ordersById, waitFor } from './harness.js';
+import { hooked } from '../support/hooked-redis.js';
+import { harness, lockOrders, ordersById, waitFor } from './harness.js';
 import type { Harness } from './harness.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A pipeline sent only once `gate` opens. */
+function gated(pipeline: ChainableCommander, gate: Promise<void>): ChainableCommander {
+  const exec = pipeline.exec.bind(pipeline);
+  return Object.assign(pipeline, { exec: () => gate.then(() => exec()) });
+}
 
 describe('batch writer lease', () => {
   let h: Harness;
@@ -84,6 +92,94 @@ describe('batch writer lease', () => {
       viaProxy.disconnect();
       await proxy.close();
     }
+  });
+
+  it('takes over with what the group says now, not what it read at its own start', async () => {
+    const a = h.writer({ leaseMs: 60_000 });
+    await a.start();
+    await waitFor(() => a.leasesHeld() === 1);
+    // B reads the group as it starts: nothing delivered yet.
+    const b = h.writer({ leaseMs: 60_000, deferMs: 10 });
+    await b.start();
+    // A sets aside an unreadable outcome (batch 1, whose PLACE has not arrived), writes batch 2.
+    await h.redis.xadd(h.keys.events, '0-1', 'b', '{"orders": [ not json');
+    await h.events({ first_seq: 2, last_seq: 2, orders: [], trades: [] });
+    await waitFor(() => a.stats.entriesWritten === 2);
+    await a.stop();
+    await waitFor(() => b.leasesHeld() === 1);
+    // An outcome past the PLACE, then the PLACE: its state may be in the batch set aside, so it is
+    // written, not passed over as superseded.
+    await h.events({ first_seq: 3, last_seq: 3, orders: [], trades: [] });
+    await waitFor(() => b.stats.entriesWritten === 1);
+    await h.place(1, orderState(h.alice));
+    await waitFor(() => b.stats.entriesWritten === 2);
+    assert.equal(await rows(), 1, 'the PLACE has its row');
+    await b.stop();
+  });
+
+  it('delivers nothing to a writer whose read reaches Redis after another took its lease', async () => {
+    let paused = false;
+    let open = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    // A stops renewing its lease and its next read of new entries waits: A paused right after it
+    // saw its lease held, say, and the read goes out when it wakes.
+    const a = h.writer({
+      leaseMs: 600,
+      redis: hooked(h.redis, (name) => {
+        if (!paused) return undefined;
+        if (name === 'mbTakeLease') return () => Promise.reject(new Error('paused'));
+        // Its read of new entries: the lease's key watched and read, then the read itself.
+        if (name === 'pipeline') return (conn) => gated(conn.pipeline(), gate);
+        if (name === 'multi') return (conn) => gated(conn.multi(), gate);
+        return undefined;
+      }),
+    });
+    await a.start();
+    await waitFor(() => a.leasesHeld() === 1);
+    const b = h.writer({ leaseMs: 600 });
+    await b.start();
+    paused = true;
+    await waitFor(() => b.leasesHeld() === 1);
+    // B busy with its first flush (a lock holds it), not waiting in a read of its own.
+    const lock = await lockOrders(h.db.sql);
+    await place(1, 1);
+    await waitFor(async () => (await h.pending(h.keys.orders)) === 1);
+    await place(2, 3);
+    // A's read goes out now, while B commits.
+    open();
+    await waitFor(() => a.leasesHeld() === 0);
+    await sleep(300);
+    await lock.release();
+    await waitFor(async () => (await rows()) === 3);
+    await waitFor(async () => (await h.pending(h.keys.orders)) === 0);
+    assert.equal(b.stats.entriesWritten, 3, 'B read all three');
+    assert.equal(a.stats.entriesWritten, 0);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('takes its lease again after this process was paused past it, counting no failure', async () => {
+    const redisErrors = async (): Promise<number> =>
+      (await componentErrors.get()).values.find(
+        (v) => v.labels.dependency === 'redis' && v.labels.component === 'writer',
+      )?.value ?? 0;
+    const w = h.writer({ leaseMs: 600 });
+    await w.start();
+    await place(1, 5);
+    await waitFor(async () => (await rows()) === 5);
+    const before = await redisErrors();
+    // The whole process stops for a second (as under SIGSTOP, or a long GC): the lease's key
+    // expires in Redis meanwhile, and no timer of the writer runs.
+    const until = Date.now() + 1_000;
+    while (Date.now() < until) {
+      // paused
+    }
+    assert.equal(await h.redis.exists(h.keys.writerLease), 0, 'expired');
+    await place(6, 10);
+    await waitFor(async () => (await rows()) === 10);
+    assert.equal(w.leasesHeld(), 1);
+    assert.equal(await redisErrors(), before, 'Redis answered throughout: no failure of it');
+    await w.stop();
   });
 
   it('stands by while another holds its lease, and writes once the lease is free', async () => {
