@@ -69,9 +69,9 @@ export class ShardLease {
   /** The holder the last answer named, when another. */
   private other: string | undefined;
   /**
-   * How many times this process has taken the lease anew (from nobody, or from another): the same
-   * while it keeps renewing it. A holder that finds it changed knows another may have held the
-   * lease in between, though its own view never lapsed.
+   * How many times this process has taken the lease anew (from nobody, from another, or after it
+   * lapsed here): the same while it keeps renewing it in time. A holder that finds it changed
+   * knows another may have held the lease in between, though its own view never lapsed.
    */
   term = 0;
   private unanswered = false;
@@ -185,7 +185,9 @@ export class ShardLease {
         }
         this.everHeld = true;
         this.other = undefined;
-        if (holder !== this.value) this.term++;
+        // Taken from nobody or another, or after a lapse here: a renewal that timed out may have
+        // run late in Redis, after another had held the key and let it go.
+        if (holder !== this.value || lapsed) this.term++;
         this.until = sent + ms;
         // Renewed a third of the lease after this call was sent, however long its answer took.
         next = Math.max(0, sent + ms / 3 - performance.now());

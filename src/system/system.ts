@@ -155,7 +155,7 @@ export async function startSystem(
           databaseUrl: config.databaseUrl,
           snapshotEvery: config.snapshotEvery,
           snapshotIntervalMs: config.snapshotIntervalMs,
-          logger: logger.child({ component: 'engine' }),
+          logger: logger.child({ component: 'engine', shard: n }),
         });
         addresses[n] = `127.0.0.1:${service.port}`;
         stops.push(() => service.stop());

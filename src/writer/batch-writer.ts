@@ -109,6 +109,8 @@ const EXPIRE_CHUNK = 250;
 const MAX_FLUSH_ENTRIES = 10_000;
 const MAX_FLUSH_BYTES = 32 * 1024 * 1024;
 const DEFER_MS = 100;
+/** A read of new entries refused this many times in a row (the lease's key changing) fails. */
+const MAX_ABORTED_READS = 10;
 /** WRITER_LEASE_MS's default. */
 const LEASE_MS = 3_000;
 const SKIP_SCRIPT = 'skip-written-2.lua';
@@ -348,16 +350,36 @@ class ShardLoop {
   ) {
     this.deferMs = w.options.deferMs ?? DEFER_MS;
     this.leaseMs = w.options.leaseMs ?? LEASE_MS;
-    this.reader = w.options.redis.duplicate();
+    // A read is never sent on a connection other than the one it was meant for: not queued while
+    // the connection is down, nor sent again after a reconnect. A read of new entries is fenced by
+    // a WATCH, which a new connection does not have (see readNew).
+    this.reader = w.options.redis.duplicate({
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+    });
     // Connection errors surface as failed commands (retried); the event only needs a home.
     this.reader.on('error', (err: Error) =>
       w.options.logger.debug({ err: err.message }, 'stream reader connection error'),
     );
-    // A read whose connection broke is re-sent by the client after reconnecting, not failed:
-    // what Redis had delivered on the old connection is pending in the group, never received.
+    // A read whose connection broke fails: what Redis had delivered on the old connection may be
+    // pending in the group, never received.
     this.reader.on('close', () => {
       this.lostDelivery = true;
+      this.connections++;
     });
+  }
+
+  /** Connections of the reader closed so far: a WATCH holds only on the one it was sent on. */
+  private connections = 0;
+  /**
+   * The connection (its number in `connections`) on which the lease's key is watched, and was
+   * found to hold this writer's value; undefined if none is.
+   */
+  private watching: number | undefined;
+
+  /** Waits until the reader is connected (or the writer stops). */
+  private async readerReady(): Promise<void> {
+    while (this.reader.status !== 'ready' && !this.w.stopping) await sleep(20);
   }
 
   /** A read's reply may have been lost: its entries may be pending in the group, unreceived. */
@@ -715,6 +737,7 @@ class ShardLoop {
    * stream order, before any new entry.
    */
   private async readPending(): Promise<void> {
+    await this.readerReady();
     const cursor = { orders: '0', events: '0' };
     for (const which of ['orders', 'events'] as const) {
       for (;;) {
@@ -794,7 +817,17 @@ class ShardLoop {
     this.readSize.read(got.events);
     if (reply === null && block !== undefined) {
       // From the last entries there were as the group was read: whatever came since wakes it.
-      await this.reader.call('XREAD', 'BLOCK', block, 'STREAMS', orders, events, ...last);
+      await this.reader.call(
+        'XREAD',
+        'COUNT',
+        1,
+        'BLOCK',
+        block,
+        'STREAMS',
+        orders,
+        events,
+        ...last,
+      );
     }
     return got;
   }
@@ -802,47 +835,72 @@ class ShardLoop {
   /**
    * XREADGROUP of new entries, sent only while the lease's key holds this writer's value, so that
    * none is delivered to a writer that no longer has the lease (one paused past it sends its read
-   * when it wakes) while the one that has it, reading as the same consumer, would never see them:
-   * WATCH and GET the key, then the read in MULTI/EXEC, which Redis refuses if the key changed in
-   * between (taken by another; or renewed by this writer, and then asked again). A script would
-   * do it in one call, but copying a megabyte of entries into Lua and back cost a tenth of the
-   * writer's throughput. Returns the reply and the id of each stream's last entry, or undefined
-   * when the lease is another's, or nobody's.
+   * when it wakes) while the one that has it, reading as the same consumer, would never see them.
+   * The key is watched (WATCH) and read, and found to hold this writer's value; then the read goes
+   * in MULTI/EXEC, which Redis refuses if the key changed since (taken by another; or renewed by
+   * this writer: then it is watched and asked again). The WATCH for the next read is sent with
+   * each read, so a read costs one round trip as before. A WATCH holds on the connection it was
+   * sent on only: the reader neither queues nor re-sends commands across a reconnect, and a WATCH
+   * sent on a connection that has closed since is sent again. (A script would do it all in one
+   * call, but copying a megabyte of entries into Lua and back cost a tenth of the throughput.)
+   * Returns the reply and the id of each stream's last entry, or undefined when the lease is
+   * another's, or nobody's.
    */
   private async readNew(
     count: number,
     which: 'both' | 'orders',
   ): Promise<{ reply: ReadReply; last: [string, string] } | undefined> {
-    const { orders, events, writerLease } = this.keys;
+    const { orders, events } = this.keys;
     const streams = which === 'orders' ? [orders, '>'] : [orders, events, '>', '>'];
-    for (;;) {
-      if (this.lease !== undefined) {
-        const [watched, holder] = (await this.reader
-          .pipeline()
-          .watch(writerLease)
-          .get(writerLease)
-          .exec()) as [[Error | null, unknown], [Error | null, unknown]];
-        const failed = watched[0] ?? holder[0];
-        if (failed !== null) throw failed;
-        if (holder[1] !== this.lease.fence) {
-          await this.reader.unwatch();
-          return undefined;
-        }
+    const fence = this.lease?.fence;
+    for (let attempt = 1; ; attempt++) {
+      if (fence !== undefined && this.watching !== this.connections) {
+        const on = this.connections;
+        if (!(await this.watchLease(fence))) return undefined;
+        // Sent on a connection that closed since: the WATCH is gone with it.
+        if (this.connections !== on) continue;
+        this.watching = on;
       }
-      const done = await this.reader
+      const on = this.connections;
+      const read = this.reader
         .multi()
         .call('XREADGROUP', ...this.groupRead(count, ...streams))
         .xrevrange(orders, '+', '-', 'COUNT', 1)
         .xrevrange(events, '+', '-', 'COUNT', 1)
         .exec();
-      // Refused: the key changed since WATCH.
-      if (done === null) continue;
-      const [read, lastOrder, lastEvent] = done as [Error | null, unknown][];
-      for (const r of [read, lastOrder, lastEvent]) if (r?.[0]) throw r[0];
+      // EXEC ends the WATCH: the next read's is sent behind it (never rejects).
+      this.watching = undefined;
+      const next = fence === undefined ? undefined : this.watchLease(fence).catch(() => false);
+      const done = await read;
+      if (next !== undefined && (await next) && this.connections === on) this.watching = on;
+      if (done === null) {
+        // Refused: the key changed since it was watched (renewed, most likely). Asked again.
+        if (attempt >= MAX_ABORTED_READS) throw new Error('the writer lease key keeps changing');
+        continue;
+      }
+      const [result, lastOrder, lastEvent] = done as [Error | null, unknown][];
+      for (const r of [result, lastOrder, lastEvent]) if (r?.[0]) throw r[0];
       const lastOf = (r: [Error | null, unknown] | undefined) =>
         (r?.[1] as [string, unknown][] | undefined)?.[0]?.[0] ?? '0-0';
-      return { reply: read?.[1] as ReadReply, last: [lastOf(lastOrder), lastOf(lastEvent)] };
+      return { reply: result?.[1] as ReadReply, last: [lastOf(lastOrder), lastOf(lastEvent)] };
     }
+  }
+
+  /**
+   * WATCHes the lease's key and reads it: true if it holds `fence`. When it does not, the WATCH is
+   * dropped (UNWATCH), and the next read is not sent.
+   */
+  private async watchLease(fence: string): Promise<boolean> {
+    const key = this.keys.writerLease;
+    const [watched, holder] = (await this.reader.pipeline().watch(key).get(key).exec()) as [
+      [Error | null, unknown],
+      [Error | null, unknown],
+    ];
+    const failed = watched[0] ?? holder[0];
+    if (failed !== null) throw failed;
+    if (holder[1] === fence) return true;
+    await this.reader.unwatch();
+    return false;
   }
 
   private hold(stream: string, entries: Entries): void {

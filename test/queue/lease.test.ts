@@ -24,7 +24,8 @@ describe('shard lease', () => {
     new ShardLease({
       redis,
       key,
-      ms: 600,
+      // Renewed every second: a renewal late by two seconds, on a busy machine, is a lapse.
+      ms: 3_000,
       role: 'writer',
       idSetting: 'WRITER_LEASE_ID',
       ...(id === undefined ? {} : { id }),
@@ -40,8 +41,8 @@ describe('shard lease', () => {
       await waitFor('taken', () => l.held());
       assert.equal(l.term, 1);
       assert.equal(await redis.get(key), l.fence, 'the key holds its value');
-      // Renewed a few times (every 200 ms): the same term.
-      await sleep(700);
+      // Renewed a few times (every second): the same term.
+      await sleep(2_500);
       assert.equal(l.term, 1);
       // Another takes it and gives it up between two renewals: taken anew.
       await redis.set(key, 'another', 'PX', 60_000);

@@ -144,6 +144,8 @@ describe('batch writer lease', () => {
     const lock = await lockOrders(h.db.sql);
     await place(1, 1);
     await waitFor(async () => (await h.pending(h.keys.orders)) === 1);
+    // Well past B's flush interval: B waits on the lock, reading nothing, when 2 and 3 come.
+    await sleep(300);
     await place(2, 3);
     // A's read goes out now, while B commits.
     open();
