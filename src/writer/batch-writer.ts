@@ -351,11 +351,14 @@ class ShardLoop {
     this.deferMs = w.options.deferMs ?? DEFER_MS;
     this.leaseMs = w.options.leaseMs ?? LEASE_MS;
     // A read is never sent on a connection other than the one it was meant for: not queued while
-    // the connection is down, nor sent again after a reconnect. A read of new entries is fenced by
-    // a WATCH, which a new connection does not have (see readNew).
+    // the connection is down, nor sent again after a reconnect, but failed (a read unanswered when
+    // its connection closes fails then: with retries, the client would keep it unsettled for good
+    // once it does not re-send it). A read of new entries is fenced by a WATCH, which a new
+    // connection does not have (see readNew).
     this.reader = w.options.redis.duplicate({
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
     });
     // Connection errors surface as failed commands (retried); the event only needs a home.
     this.reader.on('error', (err: Error) =>
