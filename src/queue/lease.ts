@@ -73,7 +73,7 @@ export class ShardLease {
    * lapsed here): the same while it keeps renewing it in time. A holder that finds it changed
    * knows another may have held the lease in between, though its own view never lapsed.
    */
-  term = 0;
+  private terms = 0;
   private unanswered = false;
 
   constructor(private readonly options: ShardLeaseOptions) {
@@ -112,9 +112,14 @@ export class ShardLease {
     this.schedule(0);
   }
 
-  /** The key's value while this process holds the lease, for scripts that check it. */
+  /** The key's value while this process holds the lease, for a reader that checks the key. */
   get fence(): string {
     return this.value;
+  }
+
+  /** See `terms`. */
+  get term(): number {
+    return this.terms;
   }
 
   /** Whether the lease is surely this process's now. */
@@ -187,7 +192,7 @@ export class ShardLease {
         this.other = undefined;
         // Taken from nobody or another, or after a lapse here: a renewal that timed out may have
         // run late in Redis, after another had held the key and let it go.
-        if (holder !== this.value || lapsed) this.term++;
+        if (holder !== this.value || lapsed) this.terms++;
         this.until = sent + ms;
         // Renewed a third of the lease after this call was sent, however long its answer took.
         next = Math.max(0, sent + ms / 3 - performance.now());

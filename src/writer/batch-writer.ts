@@ -496,10 +496,7 @@ class ShardLoop {
   private async yieldShard(): Promise<void> {
     this.yielding = true;
     await this.settle();
-    const dropped = this.held;
-    this.clear();
-    this.statesThrough = this.statesWritten;
-    this.firstAt = 0;
+    const dropped = this.dropHeld();
     // Handed over, or this process paused past its lease: not a failure of Redis. Lapsed for
     // want of Redis's answers (the lease logs it): one.
     if (this.lease?.failing() === true) {
@@ -710,10 +707,7 @@ class ShardLoop {
    * unwritten; what survived is pending in the group and read again from it.
    */
   private forgetHeld(runId: string): void {
-    const dropped = this.held;
-    this.clear();
-    this.statesThrough = this.statesWritten;
-    this.firstAt = 0;
+    const dropped = this.dropHeld();
     this.restarted = false;
     this.runId = runId;
     this.w.options.logger.warn(
@@ -1252,6 +1246,18 @@ class ShardLoop {
     for (let i = 0; i < ids.length; i += ACK_CHUNK) {
       await this.w.options.redis.xack(stream, WRITER_GROUP, ...ids.slice(i, i + ACK_CHUNK));
     }
+  }
+
+  /**
+   * Drops everything held, unwritten (it stays pending in the group): the outcomes read are then
+   * those written. Returns how many entries it dropped.
+   */
+  private dropHeld(): number {
+    const dropped = this.held;
+    this.clear();
+    this.statesThrough = this.statesWritten;
+    this.firstAt = 0;
+    return dropped;
   }
 
   private clear(): void {
