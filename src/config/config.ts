@@ -21,6 +21,9 @@ const int =
     return Number.isSafeInteger(n) && n >= min && n <= max ? n : undefined;
   };
 const text: Parse<string> = (raw) => (raw.length > 0 ? raw : undefined);
+/** A process's identity in a lease: `|` ends it in the lease's value (src/queue/lease.ts). */
+const leaseIdentity: Parse<string> = (raw) =>
+  raw.length > 0 && !raw.includes('|') ? raw : undefined;
 const oneOf =
   <T extends string>(...values: T[]): Parse<T> =>
   (raw) =>
@@ -142,8 +145,7 @@ export const SETTINGS = {
   ),
   dispatchLeaseId: optional(
     'DISPATCH_LEASE_ID',
-    // `|` ends the identity in the lease's value (src/queue/lease.ts).
-    (raw) => (raw.length > 0 && !raw.includes('|') ? raw : undefined),
+    leaseIdentity,
     'text without |',
     'The dispatcher’s identity in the lease; unset: new at each start. Restarted with the same, it takes its lease back at once, not at expiry: give it to one process and the one replacing it (`matchbox start` does for its own).',
   ),
@@ -156,7 +158,7 @@ export const SETTINGS = {
   ),
   writerLeaseId: optional(
     'WRITER_LEASE_ID',
-    (raw) => (raw.length > 0 && !raw.includes('|') ? raw : undefined),
+    leaseIdentity,
     'text without |',
     'The writer’s identity in its lease, as DISPATCH_LEASE_ID is the dispatcher’s: restarted with the same, it takes its lease back at once: give it to one process and the one replacing it, never to two running (`matchbox start` gives its own one).',
   ),

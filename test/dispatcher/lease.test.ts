@@ -8,8 +8,8 @@ import { EngineClient } from '../../src/engine-service/client.js';
 import { startEngineService } from '../../src/engine-service/server.js';
 import type { EngineService } from '../../src/engine-service/server.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
-import { componentErrors } from '../../src/metrics/pipeline.js';
 import { shardKeys } from '../../src/queue/keys.js';
+import { componentErrorCount } from '../support/component-errors.js';
 import { freshDatabase, ownRedis } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 import { quietLogger, sleep, waitFor } from '../engine-service/helpers.js';
@@ -63,10 +63,7 @@ describe('dispatcher lease with Redis away', () => {
       leaseMs: 600,
       logger: quietLogger(),
     });
-    const redisErrors = async (): Promise<number> =>
-      (await componentErrors.get()).values.find(
-        (v) => v.labels.dependency === 'redis' && v.labels.component === 'dispatcher',
-      )?.value ?? 0;
+    const redisErrors = () => componentErrorCount('redis', 'dispatcher');
     d.start();
     let stopped = false;
     try {

@@ -10,10 +10,10 @@ import { EngineClient } from '../../src/engine-service/client.js';
 import { startEngineService } from '../../src/engine-service/server.js';
 import type { EngineService } from '../../src/engine-service/server.js';
 import { pinReplayBound } from '../../src/engine-service/snapshot-store.js';
-import { componentErrors } from '../../src/metrics/pipeline.js';
 import { shardKeys } from '../../src/queue/keys.js';
 import type { ShardKeys } from '../../src/queue/keys.js';
 import { hooked, through } from '../support/hooked-redis.js';
+import { componentErrorCount } from '../support/component-errors.js';
 import { freshDatabase, freshRedis } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 import { quietLogger, sleep, waitFor } from '../engine-service/helpers.js';
@@ -217,10 +217,7 @@ describe('dispatcher: overlapping sessions, PostgreSQL away', () => {
   });
   it('counts a cycle that PostgreSQL failed against PostgreSQL, not Redis', async () => {
     await freshShard(1_000_000);
-    const count = async (dependency: string): Promise<number> =>
-      (await componentErrors.get()).values.find(
-        (v) => v.labels.dependency === dependency && v.labels.component === 'dispatcher',
-      )?.value ?? 0;
+    const count = (dependency: string) => componentErrorCount(dependency, 'dispatcher');
     const [pg, rd] = [await count('postgres'), await count('redis')];
     // A PostgreSQL nothing listens for: the instruments were never read, so no cycle gets going.
     const nowhere = connect('postgres://postgres@127.0.0.1:1/matchbox', { max: 1 });

@@ -5,13 +5,13 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { ChainableCommander } from 'ioredis';
 import { TcpProxy } from '../../src/faults/tcp-proxy.js';
-import { componentErrors, writerMetrics } from '../../src/metrics/pipeline.js';
+import { writerMetrics } from '../../src/metrics/pipeline.js';
 import { orderState } from '../db/fixtures.js';
+import { sleep } from '../engine-service/helpers.js';
+import { componentErrorCount } from '../support/component-errors.js';
 import { hooked } from '../support/hooked-redis.js';
 import { harness, lockOrders, ordersById, waitFor } from './harness.js';
 import type { Harness } from './harness.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A pipeline sent only once `gate` opens. */
 function gated(pipeline: ChainableCommander, gate: Promise<void>): ChainableCommander {
@@ -161,10 +161,7 @@ describe('batch writer lease', () => {
   });
 
   it('takes its lease again after this process was paused past it, counting no failure', async () => {
-    const redisErrors = async (): Promise<number> =>
-      (await componentErrors.get()).values.find(
-        (v) => v.labels.dependency === 'redis' && v.labels.component === 'writer',
-      )?.value ?? 0;
+    const redisErrors = () => componentErrorCount('redis', 'writer');
     const w = h.writer({ leaseMs: 600 });
     await w.start();
     await place(1, 5);
