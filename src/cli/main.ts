@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig } from '../config/config.js';
@@ -19,6 +20,7 @@ import { allowedCpus, boundCommand, pin, planLayout } from '../infra/cpu-layout.
 import type { CpuLayout } from '../infra/cpu-layout.js';
 import { startLocalServices } from '../infra/local-services.js';
 import { startMetricsServer } from '../metrics/metrics-server.js';
+import { adoptShardLayout } from '../queue/shard-layout.js';
 import type { LocalServices } from '../infra/local-services.js';
 import { startSystem } from '../system/system.js';
 import type { Components } from '../system/system.js';
@@ -221,8 +223,19 @@ async function start(config: Config): Promise<void> {
   };
   // The schema must exist before the engine loads its snapshots.
   const sql = connect(full.databaseUrl as string, { max: 1 });
-  await migrate(sql);
-  await sql.end();
+  const redis = new Redis(full.redisUrl as string, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await migrate(sql);
+    // Before any part starts: a SHARDS that would strand resting orders stops everything here.
+    await redis.connect();
+    await adoptShardLayout(redis, sql, full.redisPrefix, full.shards, log);
+  } catch (err) {
+    await services?.stop();
+    throw err;
+  } finally {
+    redis.disconnect();
+    await sql.end();
+  }
   // Four processes: the engine; the dispatcher; the writer; and this one, the gateway alone, so
   // that answering clients never waits behind a batch. The dispatcher and the writer are apart
   // so that a large flush (thousands of records concatenated, sent and acknowledged) never holds

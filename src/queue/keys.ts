@@ -70,15 +70,38 @@ export function shardKeys(prefix: string, n: number): ShardKeys {
   };
 }
 
-/** The shard that owns a symbol: a stable FNV-1a hash of the symbol modulo the shard count. */
+/**
+ * How `shardOf` places symbols, recorded with the shard count in Redis (queue/shard-layout.ts):
+ * a change of either moves symbols between engines, which is allowed only while no order rests
+ * on a symbol that would move.
+ */
+export const SHARD_HASH = 'fnv1a-fmix32';
+
+/**
+ * The shard that owns a symbol: FNV-1a of the symbol, mixed by MurmurHash3's 32-bit finaliser,
+ * modulo the shard count. FNV-1a alone is weak in its low bits: each is set by the same low bits of
+ * the characters (its multiplier is odd), so modulo 2 it is the parity of the characters' low bits
+ * and put all five default symbols on one shard of two. The finaliser spreads every input bit over
+ * the low ones.
+ */
 export function shardOf(symbol: string, shards: number): number {
   if (shards <= 1) return 0;
   let h = 0x811c9dc5;
   for (let i = 0; i < symbol.length; i++) {
     h ^= symbol.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
+    h = Math.imul(h, 0x01000193);
   }
-  return h % shards;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) % shards;
+}
+
+/** The layout key's value for `shards` shards: the hash and the count. */
+export function shardLayout(shards: number): string {
+  return `${SHARD_HASH}/${Math.max(1, shards)}`;
 }
 
 /** Writer consumer group name on both streams. */

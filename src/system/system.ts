@@ -17,6 +17,7 @@ import { buildGateway, closeGateway } from '../gateway/app.js';
 import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
 import { shardOf } from '../queue/keys.js';
+import { adoptShardLayout, followShardLayout } from '../queue/shard-layout.js';
 import { BatchWriter } from '../writer/batch-writer.js';
 import { untilReachable } from '../db/pg-errors.js';
 import { pgGatewayStore } from './pg-gateway-store.js';
@@ -126,6 +127,11 @@ export async function startSystem(
       },
     });
     await queue.checkDurability();
+    // The gateway refuses a SHARDS (or shard hash) that would move a symbol with resting orders
+    // to another engine, and records the layout otherwise; the other parts follow the record.
+    if (components.gateway) {
+      await adoptShardLayout(redis, sql, config.redisPrefix, config.shards, logger);
+    } else await followShardLayout(redis, config.redisPrefix, config.shards);
     // Advice only: a Redis that will not say (CONFIG renamed away) is not refused for it.
     await queue.advice().then(
       (advice) => {
