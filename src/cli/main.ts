@@ -224,17 +224,22 @@ async function start(config: Config): Promise<void> {
   // The schema must exist before the engine loads its snapshots.
   const sql = connect(full.databaseUrl as string, { max: 1 });
   const redis = new Redis(full.redisUrl as string, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+  let refused: { err: unknown } | undefined;
   try {
     await migrate(sql);
     // Before any part starts: a SHARDS that would strand resting orders stops everything here.
     await redis.connect();
     await adoptShardLayout(redis, sql, full.redisPrefix, full.shards, log);
   } catch (err) {
-    await services?.stop();
-    throw err;
+    refused = { err };
   } finally {
     redis.disconnect();
     await sql.end();
+  }
+  if (refused !== undefined) {
+    await services?.stop();
+    throw refused.err;
   }
   // Four processes: the engine; the dispatcher; the writer; and this one, the gateway alone, so
   // that answering clients never waits behind a batch. The dispatcher and the writer are apart

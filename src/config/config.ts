@@ -99,7 +99,7 @@ export const SETTINGS = {
     1,
     int(1, 256),
     'an integer 1–256',
-    'Engine shards (symbols are hashed onto them).',
+    'Engine shards (symbols are hashed onto them; a change that would move a symbol with open orders is refused).',
   ),
   engineAddress: setting(
     'ENGINE_ADDRESS',

@@ -71,35 +71,32 @@ export function shardKeys(prefix: string, n: number): ShardKeys {
 }
 
 /**
- * How `shardOf` places symbols, recorded with the shard count in Redis (queue/shard-layout.ts):
- * a change of either moves symbols between engines, which is allowed only while no order rests
- * on a symbol that would move.
+ * How `shardOf` places symbols, recorded with the shard count in Redis (queue/shard-layout.ts): a
+ * change of either moves symbols between engines, which is allowed only while no order rests on a
+ * symbol that would move. A better-mixed hash would be a new name here, taken that way.
  */
-export const SHARD_HASH = 'fnv1a-fmix32';
+export const SHARD_HASH = 'fnv1a';
 
 /**
- * The shard that owns a symbol: FNV-1a of the symbol, mixed by MurmurHash3's 32-bit finaliser,
- * modulo the shard count. FNV-1a alone is weak in its low bits: each is set by the same low bits of
- * the characters (its multiplier is odd), so modulo 2 it is the parity of the characters' low bits
- * and put all five default symbols on one shard of two. The finaliser spreads every input bit over
- * the low ones.
+ * The shard that owns a symbol: a stable FNV-1a hash of the symbol modulo the shard count. Its
+ * low bits are set by the characters' low bits alone (the multiplier is odd), so with a power of
+ * two shards symbols differing only in high bits share a shard (the five default symbols are all
+ * on one shard of two); real symbol sets spread.
  */
 export function shardOf(symbol: string, shards: number): number {
   if (shards <= 1) return 0;
   let h = 0x811c9dc5;
   for (let i = 0; i < symbol.length; i++) {
     h ^= symbol.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
+    h = Math.imul(h, 0x01000193) >>> 0;
   }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return (h >>> 0) % shards;
+  return h % shards;
 }
 
-/** The layout key's value for `shards` shards: the hash and the count. */
+/** The key holding the recorded shard layout. */
+export const layoutKey = (prefix: string): string => `${prefix}:shard-layout`;
+
+/** The layout of `shards` shards as recorded: the hash and the count. */
 export function shardLayout(shards: number): string {
   return `${SHARD_HASH}/${Math.max(1, shards)}`;
 }

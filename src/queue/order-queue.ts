@@ -1,7 +1,7 @@
 // The gateway's side of the Redis queue: accept and cancel each in one round trip (a Lua script
 // per operation), and read the status cache. It knows keys and records, nothing of HTTP.
 import type { Redis } from 'ioredis';
-import { shardKeys, shardOf, STATUS_HASH_MAX_VALUE } from './keys.js';
+import { layoutKey, shardKeys, shardLayout, shardOf, STATUS_HASH_MAX_VALUE } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { RecentAccepts } from './recent-accepts.js';
 import type { Accepted, FinishedOrders, RequeueReport, Resubmitted } from './recent-accepts.js';
@@ -9,7 +9,7 @@ import { WriteCoalescer } from './write-coalescer.js';
 import type { ShardKeys } from './keys.js';
 import type { Fill, OrderState, TradeRecord } from './records.js';
 
-const SUBMIT = 'submit-order-5.lua';
+const SUBMIT = 'submit-order-6.lua';
 const CANCEL = 'cancel-order-3.lua';
 const SETTLE = 'settle-submit-1.lua';
 /** How long a submit whose reply was lost keeps asking Redis what became of it. */
@@ -44,6 +44,11 @@ export type SubmitResult =
   | { kind: 'overloaded'; backlog: number }
   /** Redis ran the script only after the gateway had given up on it: nothing was written. */
   | { kind: 'expired' }
+  /**
+   * The recorded shard layout is not the one this gateway routes by (SHARDS changed, or is
+   * changing: queue/shard-layout.ts): nothing was written.
+   */
+  | { kind: 'misrouted'; recorded: string }
   /**
    * The reply was lost and Redis could not be asked in time what became of the order: it may
    * have been accepted.
@@ -92,6 +97,9 @@ export class OrderQueue {
   private readonly recentPerUser: number;
   private readonly writes: WriteCoalescer;
   private readonly recentAccepts: RecentAccepts | undefined;
+  /** The shard layout this gateway routes by, and its key (queue/shard-layout.ts). */
+  readonly layout: string;
+  private readonly layoutKey: string;
 
   constructor(
     redis: Redis,
@@ -99,6 +107,8 @@ export class OrderQueue {
   ) {
     this.shards = Array.from({ length: options.shards }, (_, n) => shardKeys(options.prefix, n));
     this.recentPerUser = options.recentPerUser ?? 1000;
+    this.layout = shardLayout(options.shards);
+    this.layoutKey = layoutKey(options.prefix);
     redis.defineCommand('mbSubmitOrder', {
       numberOfKeys: keyCount(SUBMIT),
       lua: lua(SUBMIT),
@@ -165,6 +175,7 @@ export class OrderQueue {
     }
     if (code === 2) return { kind: 'duplicate', orderId: String(reply[1]) };
     if (code === 3) return { kind: 'overloaded', backlog: Number(reply[1]) };
+    if (code === 5) return { kind: 'misrouted', recorded: String(reply[1]) };
     return { kind: 'expired' };
   }
 
@@ -200,6 +211,7 @@ export class OrderQueue {
         // across shards (see ShardKeys.idempotency).
         (this.shards[0] as ShardKeys).idempotency(order.user_id, cid ?? ''),
         k.recent(order.user_id),
+        this.layoutKey,
         JSON.stringify(order),
         order.user_id,
         order.id,
@@ -208,6 +220,7 @@ export class OrderQueue {
         Date.parse(order.created_at),
         this.recentPerUser,
         deadlineMs,
+        this.layout,
       ),
     );
   }

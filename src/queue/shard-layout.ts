@@ -1,31 +1,42 @@
 // Which engine holds which symbol's book is decided by `shardOf` and SHARDS. Change either and a
-// symbol moves to another engine: new orders on it would go to an empty book there while its
-// resting orders stay on the old engine, matched against nothing and out of their cancels' reach
-// (a cancel goes to the symbol's shard). So the layout is recorded in Redis, and every part checks
-// it as it starts. The gateway decides where each order goes, so it (and `matchbox start`, before
-// any part) adopts the layout: the same, nothing to do; another (or none recorded yet), the new
-// one is recorded only when no order would be stranded:
-//   - every shard with a queue (the new ones and the old ones alike) has dispatched and written
-//     everything accepted, so PostgreSQL holds every order;
-//   - PostgreSQL has no open order (PENDING, NEW, PARTIALLY_FILLED) on a symbol that would move.
-// Otherwise the part refuses to start and says which symbols hold it back. Symbols that stay put
-// keep their orders, so SHARDS can grow or shrink with books open, as long as the moved symbols'
-// are empty (canceled or filled under the old layout). A dispatcher or a writer only follows: it
-// refuses to start with a layout other than the one recorded (a part left with the old SHARDS
-// would leave the new shards' orders unmatched or unwritten).
+// symbol moves to another engine: its new orders go to an empty book there while its resting
+// orders stay on the old one, matched against nothing. So the layout (the hash and the count) is
+// recorded in Redis, and it fences every accept: the submit script queues an order only when the
+// gateway routes by the recorded layout (src/queue/lua/submit-order-6.lua), so a gateway left
+// with another SHARDS, or running while the layout changes, refuses orders (503) instead of
+// splitting a book.
+//
+// The gateway, which routes orders, adopts the layout as it starts (`matchbox start` does, before
+// any part): the same, nothing to do; another, or none recorded yet, it changes in two steps.
+//   1. The key is set to `changing:<new>`: from then on no gateway accepts an order.
+//   2. It waits (up to DRAIN_MS) until every shard with a queue — the new ones and the old ones
+//      alike — has matched and written everything accepted, so that PostgreSQL holds every order;
+//      then it looks for open orders (PENDING, NEW, PARTIALLY_FILLED) on a symbol that would move.
+//   Any: the key is put back and the part refuses to start, naming them. None: the new layout is
+//   recorded. Symbols that stay keep their books, so SHARDS can grow or shrink with books open, as
+//   long as the moved symbols' are empty (canceled or filled under the old layout). A part that
+//   dies mid-change leaves a marker that expires (MARKER_MS); the next submit records its own.
+//
+// Dispatchers and writers only follow: they refuse to start with a layout other than the one
+// recorded (one left with the old SHARDS would leave the new shards' orders unmatched or
+// unwritten), and start during a change (the old ones must drain it).
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
 import { OPEN_STATUSES } from '../db/orders.js';
 import { seqOf } from '../writer/stream-ids.js';
-import { shardKeys, shardLayout, shardOf } from './keys.js';
+import { layoutKey, shardKeys, shardLayout, shardOf } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
-import { lastGeneratedSeq, writerBacklog } from './stream-info.js';
+import { lastGeneratedSeq, streamInfo, undelivered, writerGroup } from './stream-info.js';
 
 const RECORD = 'record-layout-1.lua';
-
-/** The key holding the recorded layout (`<hash>/<shards>`). */
-export const layoutKey = (prefix: string): string => `${prefix}:shard-layout`;
+const CHANGING = 'changing:';
+/** How long a change holds new orders back for the queues to drain. */
+const DRAIN_MS = 10_000;
+/** A change's marker expires after this, should its part die mid-change. */
+const MARKER_MS = 60_000;
+/** SHARDS's upper bound (config.ts): every shard that may have a queue is looked at. */
+const MAX_SHARDS = 256;
 
 /** A layout change that would strand orders; the message says what to do. */
 export class ShardLayoutError extends Error {
@@ -54,14 +65,31 @@ export interface LayoutCheck {
   changed: boolean;
 }
 
-/** Shards with a queue in Redis: 0 … shards − 1, and past them as long as one has a sequence. */
-async function shardsWithQueues(redis: Redis, prefix: string, shards: number): Promise<number[]> {
-  const found: number[] = [];
-  for (let n = 0; ; n++) {
-    const exists = (await redis.exists(shardKeys(prefix, n).seq)) === 1;
-    if (exists) found.push(n);
-    else if (n >= shards) return found;
-  }
+/** Compare-and-set of the layout key ('' for none); true when set. */
+async function cas(redis: Redis, key: string, from: string, to: string, ttlMs = 0) {
+  return (await redis.eval(lua(RECORD), keyCount(RECORD) as number, key, from, to, ttlMs)) === 1;
+}
+
+/** Shards with a queue in Redis (a sequence counter), whatever their number. */
+async function shardsWithQueues(redis: Redis, prefix: string): Promise<number[]> {
+  const pipe = redis.pipeline();
+  for (let n = 0; n < MAX_SHARDS; n++) pipe.exists(shardKeys(prefix, n).seq);
+  const replies = (await pipe.exec()) ?? [];
+  return replies.flatMap(([err, exists], n) => {
+    if (err) throw err;
+    return exists === 1 ? [n] : [];
+  });
+}
+
+/** Entries of a stream the writer has not committed; all of them when it has no group there. */
+async function unwritten(redis: Redis, stream: string): Promise<number> {
+  const [group, info] = await Promise.all([
+    writerGroup(redis, stream).catch(() => undefined),
+    streamInfo(redis, stream),
+  ]);
+  if (info === undefined) return 0;
+  if (group === undefined) return info.length;
+  return Number(group.pending) + undelivered(group, info.lastSeq);
 }
 
 async function backlogOf(redis: Redis, prefix: string, n: number): Promise<ShardBacklog> {
@@ -69,8 +97,8 @@ async function backlogOf(redis: Redis, prefix: string, n: number): Promise<Shard
   const [seq, last, orders, events] = await Promise.all([
     redis.get(k.seq),
     redis.xrevrange(k.events, '+', '-', 'COUNT', 1),
-    writerBacklog(redis, k.orders),
-    writerBacklog(redis, k.events),
+    unwritten(redis, k.orders),
+    unwritten(redis, k.events),
   ]);
   // The event stream's last id is the last sequence dispatched; the writer trims the stream, so
   // an empty one still knows it (XINFO).
@@ -85,19 +113,59 @@ async function backlogOf(redis: Redis, prefix: string, n: number): Promise<Shard
   };
 }
 
+/** The shards still holding work, once none do or `ms` have passed. */
+async function untilDrained(redis: Redis, prefix: string, ms: number): Promise<ShardBacklog[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const queues = await shardsWithQueues(redis, prefix);
+    const busy = (await Promise.all(queues.map((n) => backlogOf(redis, prefix, n)))).filter(
+      (b) => b.undispatched > 0 || b.unwritten > 0,
+    );
+    if (busy.length === 0 || Date.now() >= deadline) return busy;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Open orders in PostgreSQL on symbols whose shard differs under `shards`. */
 async function moversIn(sql: Sql, shards: number): Promise<Mover[]> {
   const rows = await sql<{ symbol: string; shard: string; open: number }[]>`
     SELECT symbol, shard, count(*)::int AS open FROM orders
     WHERE status IN ${sql(OPEN_STATUSES)} GROUP BY symbol, shard ORDER BY symbol, shard`;
   return rows
-    .map((r) => ({
-      symbol: r.symbol,
-      from: r.shard,
-      to: `s${shardOf(r.symbol, shards)}`,
-      open: r.open,
-    }))
-    .filter((m) => m.from !== m.to);
+    .map((r) => ({ ...r, to: `s${shardOf(r.symbol, shards)}` }))
+    .filter((m) => m.shard !== m.to)
+    .map((m) => ({ symbol: m.symbol, from: m.shard, to: m.to, open: m.open }));
+}
+
+/** Why a change is refused, once the queues have been given their time. */
+async function refusal(
+  redis: Redis,
+  sql: Sql,
+  prefix: string,
+  shards: number,
+  drainMs: number | undefined,
+): Promise<string | undefined> {
+  const busy = drainMs === undefined ? [] : await untilDrained(redis, prefix, drainMs);
+  if (busy.length > 0) {
+    const what = busy
+      .map((b) => `s${b.shard}: ${b.undispatched} to match, ${b.unwritten} to write`)
+      .join('; ');
+    return (
+      `orders accepted before are still on their way (${what}). Run every part with the SHARDS ` +
+      'they were accepted under until they are matched and written, then change it'
+    );
+  }
+  const movers = await moversIn(sql, shards);
+  if (movers.length === 0) return undefined;
+  const what = movers
+    .slice(0, 5)
+    .map((m) => `${m.symbol} (${m.open} open on ${m.from}, would move to ${m.to})`)
+    .join(', ');
+  const more = movers.length > 5 ? ` and ${movers.length - 5} more` : '';
+  return (
+    `it would move symbols with open orders off the engine that holds their book: ${what}${more}. ` +
+    'Cancel those orders (or let them fill) with the SHARDS they were placed under first'
+  );
 }
 
 /**
@@ -110,46 +178,43 @@ export async function adoptShardLayout(
   prefix: string,
   shards: number,
   logger: Pick<Logger, 'info' | 'warn'>,
+  drainMs = DRAIN_MS,
 ): Promise<LayoutCheck> {
   const now = shardLayout(shards);
   const key = layoutKey(prefix);
   const was = (await redis.get(key)) ?? undefined;
   if (was === now) return { was, now, changed: false };
-
-  const queues = await shardsWithQueues(redis, prefix, shards);
-  const busy = (await Promise.all(queues.map((n) => backlogOf(redis, prefix, n)))).filter(
-    (b) => b.undispatched > 0 || b.unwritten > 0,
-  );
-  const from = was === undefined ? 'the layout before it was recorded' : was;
-  if (busy.length > 0) {
-    const what = busy
-      .map((b) => `s${b.shard}: ${b.undispatched} to match, ${b.unwritten} to write`)
-      .join('; ');
-    throw new ShardLayoutError(
-      `SHARDS=${shards} (${now}) differs from ${from}, and orders are still on their way (${what}). ` +
-        'Start every part with the layout they were accepted under until the queues are empty, then change it.',
+  const refuse = (why: string) =>
+    new ShardLayoutError(
+      `SHARDS=${shards} (${now}) differs from ${was ?? 'the layout before one was recorded'}: ${why}.`,
+    );
+  if (was?.startsWith(CHANGING)) {
+    throw refuse(
+      `another part is changing it to ${was.slice(CHANGING.length)}; start this one after`,
     );
   }
-  const movers = await moversIn(sql, shards);
-  if (movers.length > 0) {
-    const what = movers
-      .slice(0, 5)
-      .map((m) => `${m.symbol} (${m.open} open on ${m.from}, would move to ${m.to})`)
-      .join(', ');
-    const more = movers.length > 5 ? ` and ${movers.length - 5} more` : '';
-    throw new ShardLayoutError(
-      `SHARDS=${shards} (${now}) differs from ${from} and would move symbols with open orders ` +
-        `off their engine: ${what}${more}. Cancel those orders (or let them fill) with the layout ` +
-        'they rest under, or keep it.',
-    );
+  const marker = `${CHANGING}${now}`;
+  if (!(await cas(redis, key, was ?? '', marker, MARKER_MS))) {
+    // A gateway of the same layout may have recorded it first (its submit does, when none is).
+    if ((await redis.get(key)) === now) return { was, now, changed: false };
+    throw refuse('another part changed it meanwhile; every part must run with the same SHARDS');
   }
-  // Recorded only if no other part recorded another meanwhile.
-  const set = await redis.eval(lua(RECORD), keyCount(RECORD) as number, key, was ?? '', now);
-  if (set !== 1) {
-    throw new ShardLayoutError(
-      `another part recorded a shard layout while this one (SHARDS=${shards}, ${now}) was checking: ` +
-        `every part must run with the same SHARDS (recorded now: ${String(await redis.get(key))})`,
-    );
+  let why: string | undefined;
+  try {
+    // None recorded: a deployment from before the record (or a Redis that came back empty),
+    // whose queues were filled under this very SHARDS as often as not. Waiting for them could
+    // wait for good (nothing drains them before this part starts), so only PostgreSQL is asked.
+    why = await refusal(redis, sql, prefix, shards, was === undefined ? undefined : drainMs);
+  } catch (err) {
+    await cas(redis, key, marker, was ?? '');
+    throw err;
+  }
+  if (why !== undefined) {
+    await cas(redis, key, marker, was ?? '');
+    throw refuse(why);
+  }
+  if (!(await cas(redis, key, marker, now))) {
+    throw refuse(`the change outlasted its marker (${MARKER_MS / 1000} s); start this part again`);
   }
   if (was === undefined) logger.info({ layout: now }, 'shard layout recorded');
   else logger.warn({ was, now }, 'shard layout changed: symbols moved between engines');
@@ -164,7 +229,7 @@ export async function followShardLayout(
 ): Promise<void> {
   const now = shardLayout(shards);
   const was = await redis.get(layoutKey(prefix));
-  if (was !== null && was !== now) {
+  if (was !== null && was !== now && !was.startsWith(CHANGING)) {
     throw new ShardLayoutError(
       `SHARDS=${shards} (${now}) differs from the layout the gateways route by (${was}): ` +
         'every part must run with the same SHARDS',

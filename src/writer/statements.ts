@@ -256,7 +256,7 @@ function eventColumns(batches: readonly string[]): string[] {
   ];
 }
 
-/** How an order-stream PLACE record begins (src/queue/lua/submit-order-5.lua writes it so). */
+/** How an order-stream PLACE record begins (src/queue/lua/submit-order-6.lua writes it so). */
 export const PLACE_PREFIX = '{"k":"place",';
 
 /**

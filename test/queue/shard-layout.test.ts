@@ -1,72 +1,48 @@
-// The shard layout (src/queue/shard-layout.ts): symbols spread over the shards, and a SHARDS that
-// would move a symbol with resting orders to another engine is refused at start, where before
-// its new orders went to an empty book on the new engine and its resting ones were stranded.
+// The shard layout (src/queue/shard-layout.ts). A SHARDS that would move a symbol with resting
+// orders to another engine is refused at start, and a gateway left with another SHARDS than the
+// recorded one queues nothing: before, new orders on a moved symbol went to an empty book on
+// its new engine while its resting orders stayed on the old one, matched against nothing.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { DEFAULT_INSTRUMENTS } from '../../src/db/instruments.js';
-import { shardKeys, shardLayout, shardOf } from '../../src/queue/keys.js';
-import { adoptShardLayout, layoutKey, ShardLayoutError } from '../../src/queue/shard-layout.js';
+import { layoutKey, shardKeys, shardLayout, shardOf } from '../../src/queue/keys.js';
+import {
+  adoptShardLayout,
+  followShardLayout,
+  ShardLayoutError,
+} from '../../src/queue/shard-layout.js';
 import { startSystem } from '../../src/system/system.js';
-import type { RunningSystem } from '../../src/system/system.js';
+import type { Components, RunningSystem } from '../../src/system/system.js';
 import { freshDatabase, freshRedis, redisUrl } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 import { eventually } from '../support/system.js';
 
 const quiet = pino({ level: 'silent' });
-const ALL = { engine: true, dispatcher: true, writer: true, gateway: true };
+const ALL: Components = { engine: true, dispatcher: true, writer: true, gateway: true };
+const PIPELINE: Components = { engine: true, dispatcher: true, writer: true, gateway: false };
 
 describe('shardOf', () => {
-  it('spreads the default symbols over two shards', () => {
-    const used = new Set(DEFAULT_INSTRUMENTS.map((i) => shardOf(i.symbol, 2)));
-    assert.deepEqual([...used].sort(), [0, 1]);
-  });
-
-  it('keeps each symbol where it was: a change moves books between engines', () => {
-    // Pinned: a change of the hash must come with a new SHARD_HASH (the layout check then
-    // refuses it while books on moving symbols are open).
-    assert.equal(shardLayout(2), 'fnv1a-fmix32/2');
+  it('keeps each symbol where it was: a change of the hash would move books between engines', () => {
+    assert.equal(shardLayout(3), 'fnv1a/3');
     const placed = ['AAPL', 'MSFT', 'GOOG', 'AMZN', 'TSLA'].map((s) =>
       [2, 3, 4, 8].map((n) => shardOf(s, n)).join(''),
     );
-    assert.deepEqual(placed, ['0122', '0222', '1033', '0004', '0204']);
-  });
-
-  it('uses every bit of every character, not only the low ones', () => {
-    // Pairs of symbols one letter apart by 16 (A and Q, B and R…): their characters' four low bits
-    // are equal, so FNV-1a alone put both of every pair on one shard of 16 (or 2, 4, 8).
-    let together = 0;
-    const pairs = 400;
-    for (let i = 0; i < pairs; i++) {
-      const base = `X${i.toString(36).toUpperCase()}`;
-      if (shardOf(`A${base}`, 16) === shardOf(`Q${base}`, 16)) together++;
-    }
-    // One pair in 16 expected (25 of 400).
-    assert.ok(together < 60, `${together} of ${pairs} pairs on one shard`);
-  });
-
-  it('fills sixteen shards evenly', () => {
-    const counts = new Array<number>(16).fill(0);
-    for (let i = 0; i < 1600; i++) {
-      const n = shardOf(`S${i.toString(36).toUpperCase()}`, 16);
-      counts[n] = (counts[n] ?? 0) + 1;
-    }
-    assert.ok(Math.min(...counts) > 60, `counts ${counts.join(',')}`);
-    assert.ok(Math.max(...counts) < 140, `counts ${counts.join(',')}`);
+    assert.deepEqual(placed, ['1133', '1133', '1111', '1037', '1137']);
   });
 });
 
-describe('the shard layout at start', () => {
+describe('the shard layout', () => {
   let db: TestDatabase;
   let prefix: string;
+  let redis: Redis;
   let redisCleanup: () => Promise<void>;
-  let redis: Awaited<ReturnType<typeof freshRedis>>['redis'];
   const adminToken = randomBytes(18).toString('base64url');
-  // Under two shards GOOG moves to shard 1 and AAPL stays on shard 0.
+  // Under three shards GOOG moves to shard 1 and AMZN stays on shard 0.
   const MOVES = 'GOOG';
-  const STAYS = 'AAPL';
+  const STAYS = 'AMZN';
 
   before(async () => {
     db = await freshDatabase();
@@ -100,7 +76,7 @@ describe('the shard layout at start', () => {
     method: string,
     path: string,
     body?: object,
-  ) => {
+  ): Promise<{ status: number; body: Record<string, unknown> }> => {
     const res = await fetch(`${s.url as string}${path}`, {
       method,
       headers: {
@@ -112,10 +88,23 @@ describe('the shard layout at start', () => {
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
 
+  const limit = (symbol: string, side: 'BUY' | 'SELL', quantity = '3') => ({
+    symbol,
+    side,
+    type: 'LIMIT',
+    quantity,
+    price: '100.00',
+  });
+
   const status = async (id: string): Promise<string | undefined> => {
     const [row] = await db.sql<{ status: string }[]>`SELECT status FROM orders WHERE id = ${id}`;
     return row?.status;
   };
+  const until = (id: string, wanted: string) =>
+    eventually(async () => ((await status(id)) === wanted ? true : undefined));
+
+  const adopt = (shards: number, drainMs = 300) =>
+    adoptShardLayout(redis, db.sql, prefix, shards, quiet, drainMs);
 
   let alice: string;
   let bob: string;
@@ -125,125 +114,119 @@ describe('the shard layout at start', () => {
   it('records the layout on the first start, and starts with it again', async () => {
     const s = await run(1);
     try {
-      assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a-fmix32/1');
+      assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
       const users = await Promise.all(
         ['alice', 'bob'].map((name) => call(s, adminToken, 'POST', '/v1/admin/users', { name })),
       );
       [alice, bob] = users.map((u) => u.body.api_key as string) as [string, string];
-      const sell = (symbol: string) =>
-        call(s, alice, 'POST', '/v1/orders', {
-          symbol,
-          side: 'SELL',
-          type: 'LIMIT',
-          quantity: '3',
-          price: '100.00',
-        });
-      const [m, st] = await Promise.all([sell(MOVES), sell(STAYS)]);
+      const [m, st] = await Promise.all([
+        call(s, alice, 'POST', '/v1/orders', limit(MOVES, 'SELL')),
+        call(s, alice, 'POST', '/v1/orders', limit(STAYS, 'SELL')),
+      ]);
       moving = m.body.id as string;
       staying = st.body.id as string;
-      await eventually(async () =>
-        (await status(moving)) === 'NEW' && (await status(staying)) === 'NEW' ? true : undefined,
-      );
+      // Partly filled: open all the same.
+      await call(s, bob, 'POST', '/v1/orders', limit(MOVES, 'BUY', '1'));
+      await until(moving, 'PARTIALLY_FILLED');
+      await until(staying, 'NEW');
     } finally {
       await s.stop();
     }
     await (await run(1)).stop();
   });
 
-  it('refuses two shards while an order rests on a symbol that would move, and says which', async () => {
-    assert.equal(shardOf(MOVES, 2), 1);
-    assert.equal(shardOf(STAYS, 2), 0);
-    await assert.rejects(run(2), (err: Error) => {
+  it('refuses three shards while an order rests on a symbol that would move, and says which', async () => {
+    assert.deepEqual([shardOf(MOVES, 3), shardOf(STAYS, 3)], [1, 0]);
+    await assert.rejects(run(3), (err: Error) => {
       assert.ok(err instanceof ShardLayoutError, String(err));
-      assert.match(err.message, /SHARDS=2/);
+      assert.match(err.message, /SHARDS=3 \(fnv1a\/3\) differs from fnv1a\/1/);
       assert.match(err.message, new RegExp(`${MOVES} \\(1 open on s0, would move to s1\\)`));
       assert.doesNotMatch(err.message, new RegExp(STAYS));
       return true;
     });
-    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a-fmix32/1', 'the record is unchanged');
-    // A deployment from before the layout was recorded (and the former hash) is checked alike.
+    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1', 'the record is put back');
+    // A deployment from before the layout was recorded (or a Redis that came back empty) is
+    // checked against PostgreSQL alike.
     await redis.del(layoutKey(prefix));
-    await assert.rejects(run(2), ShardLayoutError);
+    await assert.rejects(run(3), ShardLayoutError);
     assert.equal(await redis.get(layoutKey(prefix)), null);
   });
 
-  it('takes two shards once that symbol has no open order; the one that stays keeps its book', async () => {
-    const s1 = await run(1);
+  it('a gateway running with the layout before a change queues nothing after it', async () => {
+    const old = await run(1);
     try {
-      const cancel = await call(s1, alice, 'DELETE', `/v1/orders/${moving}`);
-      assert.equal(cancel.status, 202);
-      await eventually(async () => ((await status(moving)) === 'CANCELED' ? true : undefined));
+      assert.equal((await call(old, alice, 'DELETE', `/v1/orders/${moving}`)).status, 202);
+      await until(moving, 'CANCELED');
+      // While a change is under way, no gateway accepts an order, and no other part changes it.
+      await redis.set(layoutKey(prefix), 'changing:fnv1a/3');
+      const held = await call(old, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY'));
+      assert.equal(held.status, 503);
+      assert.equal((held.body.error as { code: string }).code, 'UNAVAILABLE');
+      await assert.rejects(adopt(2), /another part is changing it to fnv1a\/3/);
+      await redis.set(layoutKey(prefix), 'fnv1a/1');
+      // Another gateway takes three shards while this one runs: its queues drain, and the one
+      // symbol that moves has no open order left.
+      const seq = await redis.get(shardKeys(prefix, 0).seq);
+      assert.deepEqual(await adopt(3), { was: 'fnv1a/1', now: 'fnv1a/3', changed: true });
+      for (const symbol of [MOVES, STAYS]) {
+        const r = await call(old, bob, 'POST', '/v1/orders', limit(symbol, 'BUY'));
+        assert.equal(r.status, 503, `${symbol} refused`);
+      }
+      assert.equal(await redis.get(shardKeys(prefix, 0).seq), seq, 'nothing was queued');
     } finally {
-      await s1.stop();
-    }
-    const s2 = await run(2);
-    try {
-      assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a-fmix32/2');
-      // The resting SELL on the symbol that stayed is still on its engine and fills.
-      const buy = await call(s2, bob, 'POST', '/v1/orders', {
-        symbol: STAYS,
-        side: 'BUY',
-        type: 'LIMIT',
-        quantity: '3',
-        price: '100.00',
-      });
-      assert.equal(buy.status, 201);
-      await eventually(async () => ((await status(staying)) === 'FILLED' ? true : undefined));
-      // The moved symbol trades on its new shard.
-      const sell = await call(s2, alice, 'POST', '/v1/orders', {
-        symbol: MOVES,
-        side: 'SELL',
-        type: 'LIMIT',
-        quantity: '1',
-        price: '50.00',
-      });
-      const buyMoved = await call(s2, bob, 'POST', '/v1/orders', {
-        symbol: MOVES,
-        side: 'BUY',
-        type: 'MARKET',
-        quantity: '1',
-      });
-      assert.deepEqual([sell.status, buyMoved.status], [201, 201]);
-      await eventually(async () =>
-        (await status(buyMoved.body.id as string)) === 'FILLED' ? true : undefined,
-      );
-      const [row] = await db.sql<{ shard: string }[]>`
-        SELECT shard FROM orders WHERE id = ${buyMoved.body.id as string}`;
-      assert.equal(row?.shard, 's1');
-    } finally {
-      await s2.stop();
+      await old.stop();
     }
   });
 
-  it('refuses a change while a shard has orders not yet matched or written', async () => {
-    // One command accepted on shard 0 (its sequence moved) that no dispatcher has matched.
-    await redis.incr(shardKeys(prefix, 0).seq);
-    await assert.rejects(
-      adoptShardLayout(redis, db.sql, prefix, 3, quiet),
-      (err: Error) => err instanceof ShardLayoutError && /s0: 1 to match/.test(err.message),
-    );
-    // A shard past the new count is looked at too.
-    await redis.decr(shardKeys(prefix, 0).seq);
-    await redis.set(layoutKey(prefix), shardLayout(2));
-    await redis.incr(shardKeys(prefix, 1).seq);
-    await assert.rejects(
-      adoptShardLayout(redis, db.sql, prefix, 1, quiet),
-      (err: Error) => err instanceof ShardLayoutError && /s1: \d+ to match/.test(err.message),
-    );
-    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a-fmix32/2');
-    await redis.decr(shardKeys(prefix, 1).seq);
+  it('with three shards, the symbol that stayed keeps its book and the moved one trades anew', async () => {
+    const s = await run(3);
+    try {
+      const buy = await call(s, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY'));
+      assert.equal(buy.status, 201);
+      await until(staying, 'FILLED');
+      const sell = await call(s, alice, 'POST', '/v1/orders', limit(MOVES, 'SELL', '1'));
+      const take = await call(s, bob, 'POST', '/v1/orders', limit(MOVES, 'BUY', '1'));
+      assert.deepEqual([sell.status, take.status], [201, 201]);
+      await until(take.body.id as string, 'FILLED');
+      const [row] = await db.sql<{ shard: string }[]>`
+        SELECT shard FROM orders WHERE id = ${take.body.id as string}`;
+      assert.equal(row?.shard, 's1');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('refuses a change while any shard has orders not yet matched or written', async () => {
+    const s0 = shardKeys(prefix, 0);
+    const s2 = shardKeys(prefix, 2);
+    // One command accepted on shard 0 that no dispatcher matches.
+    await redis.incr(s0.seq);
+    await assert.rejects(adopt(1), /s0: 1 to match, 0 to write/);
+    await redis.decr(s0.seq);
+    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3', 'the record is put back');
+    // Shard 2 holds no default symbol and has had no queue: one there, past the gap, still counts.
+    await redis.incr(s2.seq);
+    await assert.rejects(adopt(1), /s2: 1 to match/);
+    // Matched, but in a stream the writer never read (it has no group there): unwritten.
+    await redis.xadd(s2.orders, '0-1', 'c', '{}');
+    await redis.xadd(s2.events, '0-1', 'b', '{}');
+    await assert.rejects(adopt(1), /s2: 0 to match, 2 to write/);
+    await redis.del(s2.seq, s2.orders, s2.events);
+    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3');
   });
 
   it('a dispatcher or a writer with another SHARDS than the recorded one refuses to start', async () => {
-    await redis.set(layoutKey(prefix), shardLayout(2));
-    const pipeline = { engine: true, dispatcher: true, writer: true, gateway: false };
     await assert.rejects(
-      run(1, pipeline),
+      run(1, PIPELINE),
       (err: Error) =>
         err instanceof ShardLayoutError &&
-        err.message.includes('the layout the gateways route by (fnv1a-fmix32/2)'),
+        err.message.includes('the layout the gateways route by (fnv1a/3)'),
     );
-    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a-fmix32/2', 'it records nothing');
-    await (await run(2, pipeline)).stop();
+    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3', 'it records nothing');
+    // During a change, those of the layout before start: they are what drains it.
+    await redis.set(layoutKey(prefix), 'changing:fnv1a/2');
+    await followShardLayout(redis, prefix, 1);
+    await redis.set(layoutKey(prefix), 'fnv1a/3');
+    await (await run(3, PIPELINE)).stop();
   });
 });

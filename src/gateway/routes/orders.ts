@@ -47,6 +47,9 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
   const { queue, store } = ctx;
 
   /** The order with this id if the caller owns it: the status cache first, then PostgreSQL. */
+  /** The recorded shard layout last refused by (logged once per value). */
+  let misrouted: string | undefined;
+
   async function ownOrder(id: string, userId: string): Promise<OrderState> {
     const order = (await queue.getOrder(id)) ?? (await store.getOrder(id));
     if (order === undefined || order.user_id !== userId) throw new ApiError('NOT_FOUND');
@@ -142,6 +145,23 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           throw new ApiError(
             'OVERLOADED',
             `The order queue holds ${result.backlog} commands; retry shortly.`,
+            undefined,
+            1,
+          );
+        }
+        if (result.kind === 'misrouted') {
+          if (sync) await store.deletePendingOrder(order.id);
+          // Once per layout seen, not per request: every order is refused alike until a restart.
+          if (misrouted !== result.recorded) {
+            misrouted = result.recorded;
+            req.log.error(
+              { recorded: result.recorded, routes_by: queue.layout },
+              'the shard layout is not the one this gateway routes by: restart it with the SHARDS of the other parts',
+            );
+          }
+          throw new ApiError(
+            'UNAVAILABLE',
+            'The engines are being laid out anew; retry shortly.',
             undefined,
             1,
           );

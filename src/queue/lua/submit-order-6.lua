@@ -9,6 +9,7 @@
 --                                               every shard, a client_order_id being the user's;
 --                                               not touched when there is no client_order_id)
 -- KEYS[5] the user's recent-orders sorted set  ({sN}:recent:<user>)
+-- KEYS[6] the shard layout (<prefix>:shard-layout, queue/shard-layout.ts), outside the slot too
 -- ARGV[1] the order as JSON (its seq is the stream id's, not in the JSON)
 -- ARGV[2] user id
 -- ARGV[3] order id
@@ -18,13 +19,17 @@
 -- ARGV[7] how many recent orders to keep per user
 -- ARGV[8] deadline, ms since the epoch: the gateway has answered 503 by then, so a script that
 --         only runs later (Redis was frozen, the request sat in a socket) must write nothing
+-- ARGV[9] the layout the gateway routes by: an order is queued only on the shard the recorded
+--         layout gives its symbol, so a gateway left with another SHARDS (or one running while the
+--         layout changes) cannot split a symbol's book across two engines
 --
 -- Returns {1, seq}: accepted; {1, seq, 1}: this very order was accepted before, nothing written
 -- (a client library that re-sends a script whose reply was lost, or the gateway queueing again
 -- what a restarted Redis may have lost, must not queue the order twice); {2, order id}:
 -- client_order_id already used (by that order);
 -- {3, entries}: the stream is at its high-water mark, nothing written; {4, now}: past the
--- deadline, nothing written.
+-- deadline, nothing written; {5, recorded layout}: the gateway routes by another layout, nothing
+-- written. No layout recorded (a Redis that came back empty): the gateway's is recorded.
 local accepted = redis.call('HGET', KEYS[3], 'q')
 if accepted then
   return {1, tonumber(accepted), 1}
@@ -32,6 +37,13 @@ end
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then
   return {4, now[1]}
+end
+local layout = redis.call('GET', KEYS[6])
+if layout ~= ARGV[9] then
+  if layout then
+    return {5, layout}
+  end
+  redis.call('SET', KEYS[6], ARGV[9])
 end
 if ARGV[5] ~= '0' then
   local existing = redis.call('GET', KEYS[4])
