@@ -81,6 +81,11 @@ export interface OrderQueueOptions {
    * holds them, and the submit script alone would queue them again.
    */
   finished?: FinishedOrders;
+  /**
+   * Puts the shard layout back in Redis when it has none (queue/shard-layout.ts): a submit refused
+   * for that is sent once more after it. Without it such a submit is refused.
+   */
+  restoreLayout?: () => Promise<unknown>;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -200,7 +205,16 @@ export class OrderQueue {
     return 'retry';
   }
 
-  private send(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {
+  /** `sendOnce`, and once more after putting back a shard layout Redis had lost. */
+  private async send(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {
+    const reply = await this.sendOnce(k, order, deadlineMs);
+    const restore = this.options.restoreLayout;
+    if (Number(reply[0]) !== 5 || reply[1] !== '' || restore === undefined) return reply;
+    await restore();
+    return this.sendOnce(k, order, deadlineMs);
+  }
+
+  private sendOnce(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {
     const cid = order.client_order_id;
     return this.writes.send(() =>
       this.redis.mbSubmitOrder(

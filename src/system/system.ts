@@ -17,7 +17,7 @@ import { buildGateway, closeGateway } from '../gateway/app.js';
 import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
 import { shardOf } from '../queue/keys.js';
-import { adoptShardLayout, followShardLayout } from '../queue/shard-layout.js';
+import { adoptShardLayout, followShardLayout, recordedShardLayout } from '../queue/shard-layout.js';
 import { BatchWriter } from '../writer/batch-writer.js';
 import { untilReachable } from '../db/pg-errors.js';
 import { pgGatewayStore } from './pg-gateway-store.js';
@@ -99,6 +99,7 @@ export async function startSystem(
       shards: config.shards,
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
+      restoreLayout: () => recordedShardLayout(redis, sql, config.redisPrefix),
       finished: {
         orders: (ids) => finishedOrders(sql, ids),
         expireAfterMs: config.statusTtlS * 1000,
@@ -131,7 +132,7 @@ export async function startSystem(
     // to another engine, and records the layout otherwise; the other parts follow the record.
     if (components.gateway) {
       await adoptShardLayout(redis, sql, config.redisPrefix, config.shards, logger);
-    } else await followShardLayout(redis, config.redisPrefix, config.shards);
+    } else await followShardLayout(redis, sql, config.redisPrefix, config.shards);
     // Advice only: a Redis that will not say (CONFIG renamed away) is not refused for it.
     await queue.advice().then(
       (advice) => {

@@ -17,6 +17,7 @@ it('creates the schema once, and a second run applies nothing', async () => {
         'instruments',
         'orders',
         'schema_migrations',
+        'shard_layout',
         'trades',
         'users',
       ],

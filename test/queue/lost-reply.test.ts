@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { TcpProxy } from '../../src/faults/tcp-proxy.js';
+import { layoutKey, shardLayout } from '../../src/queue/keys.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import { freshRedis } from '../support/services.js';
 import { order, sleep } from './orders.js';
@@ -35,7 +36,14 @@ describe('submit with a lost reply', () => {
     });
     viaProxy.on('error', () => undefined);
     await viaProxy.connect();
-    queue = new OrderQueue(viaProxy, { prefix, shards: 1, highWater: 1000, idempotencyTtlS: 60 });
+    queue = new OrderQueue(viaProxy, {
+      prefix,
+      shards: 1,
+      highWater: 1000,
+      idempotencyTtlS: 60,
+      // No PostgreSQL here: the layout is put back as a gateway with one shard would find it.
+      restoreLayout: () => viaProxy.set(layoutKey(prefix), shardLayout(1)),
+    });
   });
   after(async () => {
     viaProxy.disconnect();

@@ -13,6 +13,7 @@ import { Redis } from 'ioredis';
 import { finishedOrders } from '../../src/db/orders.js';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
+import { layoutKey, shardLayout } from '../../src/queue/keys.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
 import type { OrderState } from '../../src/queue/records.js';
@@ -64,6 +65,8 @@ before(async () => {
     idempotencyTtlS: 60,
     onRequeue: (r) => reports.push(r),
     requeueWindowMs: WINDOW_MS,
+    // The shard layout, put back as a gateway with one shard would find it.
+    restoreLayout: () => redis.set(layoutKey('mb'), shardLayout(1)),
     // So short that every restart here counts as a long outage: PostgreSQL is always asked.
     finished: {
       orders: (ids) =>

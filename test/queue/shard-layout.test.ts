@@ -13,6 +13,7 @@ import {
   adoptShardLayout,
   followShardLayout,
   ShardLayoutError,
+  storedShardLayout,
 } from '../../src/queue/shard-layout.js';
 import { startSystem } from '../../src/system/system.js';
 import type { Components, RunningSystem } from '../../src/system/system.js';
@@ -145,11 +146,16 @@ describe('the shard layout', () => {
       return true;
     });
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1', 'the record is put back');
-    // A deployment from before the layout was recorded (or a Redis that came back empty) is
-    // checked against PostgreSQL alike.
+    // A Redis that lost the key has it put back from PostgreSQL, and the change is checked alike.
     await redis.del(layoutKey(prefix));
     await assert.rejects(run(3), ShardLayoutError);
+    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
+    // A deployment from before the layout was recorded anywhere: PostgreSQL is asked alone.
+    await db.sql`DELETE FROM shard_layout`;
+    await redis.del(layoutKey(prefix));
+    await assert.rejects(run(3), /the layout before one was recorded: it would move symbols/);
     assert.equal(await redis.get(layoutKey(prefix)), null);
+    assert.equal(await storedShardLayout(db.sql), undefined);
   });
 
   it('a gateway running with the layout before a change queues nothing after it', async () => {
@@ -157,13 +163,17 @@ describe('the shard layout', () => {
     try {
       assert.equal((await call(old, alice, 'DELETE', `/v1/orders/${moving}`)).status, 202);
       await until(moving, 'CANCELED');
-      // While a change is under way, no gateway accepts an order, and no other part changes it.
-      await redis.set(layoutKey(prefix), 'changing:fnv1a/3');
+      // While a change is under way no gateway accepts an order. A marker left by a part that
+      // died expires; the key is then put back from PostgreSQL (not taken by the next submit),
+      // and a part waiting for the change to end goes on from there.
+      await redis.set(layoutKey(prefix), 'changing:fnv1a/3', 'PX', 1_500);
       const held = await call(old, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY'));
       assert.equal(held.status, 503);
       assert.equal((held.body.error as { code: string }).code, 'UNAVAILABLE');
-      await assert.rejects(adopt(2), /another part is changing it to fnv1a\/3/);
-      await redis.set(layoutKey(prefix), 'fnv1a/1');
+      assert.deepEqual(await adopt(1), { was: 'fnv1a/1', now: 'fnv1a/1', changed: false });
+      assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
+      // A row a sync-mode gateway left PENDING (it died before its submit) holds nothing back.
+      await db.sql`UPDATE orders SET status = 'PENDING' WHERE id = ${moving}`;
       // Another gateway takes three shards while this one runs: its queues drain, and the one
       // symbol that moves has no open order left.
       const seq = await redis.get(shardKeys(prefix, 0).seq);
@@ -172,6 +182,12 @@ describe('the shard layout', () => {
         const r = await call(old, bob, 'POST', '/v1/orders', limit(symbol, 'BUY'));
         assert.equal(r.status, 503, `${symbol} refused`);
       }
+      assert.equal(await redis.get(shardKeys(prefix, 0).seq), seq, 'nothing was queued');
+      // Redis loses the key: the stale gateway puts back PostgreSQL's, and is refused by it.
+      await redis.del(layoutKey(prefix));
+      const again = await call(old, bob, 'POST', '/v1/orders', limit(MOVES, 'BUY'));
+      assert.equal(again.status, 503);
+      assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3');
       assert.equal(await redis.get(shardKeys(prefix, 0).seq), seq, 'nothing was queued');
     } finally {
       await old.stop();
@@ -202,6 +218,10 @@ describe('the shard layout', () => {
     // One command accepted on shard 0 that no dispatcher matches.
     await redis.incr(s0.seq);
     await assert.rejects(adopt(1), /s0: 1 to match, 0 to write/);
+    // The same once the marker of a change whose part died has expired: the key comes back from
+    // PostgreSQL, not as "nothing recorded" (which would skip the queues).
+    await redis.set(layoutKey(prefix), 'changing:fnv1a/2', 'PX', 200);
+    await assert.rejects(adopt(1), /differs from fnv1a\/3: .*s0: 1 to match/);
     await redis.decr(s0.seq);
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3', 'the record is put back');
     // Shard 2 holds no default symbol and has had no queue: one there, past the gap, still counts.
@@ -225,8 +245,15 @@ describe('the shard layout', () => {
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3', 'it records nothing');
     // During a change, those of the layout before start: they are what drains it.
     await redis.set(layoutKey(prefix), 'changing:fnv1a/2');
-    await followShardLayout(redis, prefix, 1);
+    await followShardLayout(redis, db.sql, prefix, 1);
     await redis.set(layoutKey(prefix), 'fnv1a/3');
     await (await run(3, PIPELINE)).stop();
+  });
+
+  it('two gateways taking the same new layout at once both start', async () => {
+    const both = await Promise.all([adopt(2), adopt(2)]);
+    assert.deepEqual(both.map((c) => c.changed).sort(), [false, true]);
+    assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/2');
+    assert.equal(await storedShardLayout(db.sql), 'fnv1a/2');
   });
 });

@@ -195,7 +195,9 @@ describe('batch writer: outages and trimming', () => {
         };
       },
     });
-    const w = h.writer({ sql, flushMs: 1_000, stopTimeoutMs: 300 });
+    // Flushes cut by size, not by time: a slow machine reads fewer than 10,000 entries in a
+    // second, and a flush cut then left entries unread behind the two (CI, 2026-12-07).
+    const w = h.writer({ sql, flushMs: 60_000, stopTimeoutMs: 300 });
     await w.start();
     // Everything read: the first flush retrying, the next one taken behind it.
     await waitFor(

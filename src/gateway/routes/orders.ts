@@ -46,10 +46,10 @@ function withoutBody(req: FastifyRequest, _reply: FastifyReply, done: () => void
 export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
   const { queue, store } = ctx;
 
-  /** The order with this id if the caller owns it: the status cache first, then PostgreSQL. */
   /** The recorded shard layout last refused by (logged once per value). */
   let misrouted: string | undefined;
 
+  /** The order with this id if the caller owns it: the status cache first, then PostgreSQL. */
   async function ownOrder(id: string, userId: string): Promise<OrderState> {
     const order = (await queue.getOrder(id)) ?? (await store.getOrder(id));
     if (order === undefined || order.user_id !== userId) throw new ApiError('NOT_FOUND');
@@ -151,6 +151,14 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         if (result.kind === 'misrouted') {
           if (sync) await store.deletePendingOrder(order.id);
+          if (result.recorded.startsWith('changing:') || result.recorded === '') {
+            throw new ApiError(
+              'UNAVAILABLE',
+              'The engines are being laid out anew; retry shortly.',
+              undefined,
+              1,
+            );
+          }
           // Once per layout seen, not per request: every order is refused alike until a restart.
           if (misrouted !== result.recorded) {
             misrouted = result.recorded;
@@ -161,9 +169,9 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           }
           throw new ApiError(
             'UNAVAILABLE',
-            'The engines are being laid out anew; retry shortly.',
+            'This gateway is out of date with the engines; send orders to another, or retry once it has been restarted.',
             undefined,
-            1,
+            5,
           );
         }
         if (result.kind === 'expired') {

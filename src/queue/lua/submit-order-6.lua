@@ -28,8 +28,9 @@
 -- what a restarted Redis may have lost, must not queue the order twice); {2, order id}:
 -- client_order_id already used (by that order);
 -- {3, entries}: the stream is at its high-water mark, nothing written; {4, now}: past the
--- deadline, nothing written; {5, recorded layout}: the gateway routes by another layout, nothing
--- written. No layout recorded (a Redis that came back empty): the gateway's is recorded.
+-- deadline, nothing written; {5, recorded layout}: the gateway routes by another layout, or none
+-- is recorded ('': a Redis that came back empty; the gateway puts it back from PostgreSQL), nothing
+-- written.
 local accepted = redis.call('HGET', KEYS[3], 'q')
 if accepted then
   return {1, tonumber(accepted), 1}
@@ -40,10 +41,7 @@ if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV
 end
 local layout = redis.call('GET', KEYS[6])
 if layout ~= ARGV[9] then
-  if layout then
-    return {5, layout}
-  end
-  redis.call('SET', KEYS[6], ARGV[9])
+  return {5, layout or ''}
 end
 if ARGV[5] ~= '0' then
   local existing = redis.call('GET', KEYS[4])
