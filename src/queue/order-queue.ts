@@ -105,6 +105,8 @@ export class OrderQueue {
   /** The shard layout this gateway routes by, and its key (queue/shard-layout.ts). */
   readonly layout: string;
   private readonly layoutKey: string;
+  /** The shard layout being put back in Redis, when it is (see `send`). */
+  private restoring: Promise<unknown> | undefined;
 
   constructor(
     redis: Redis,
@@ -210,7 +212,12 @@ export class OrderQueue {
     const reply = await this.sendOnce(k, order, deadlineMs);
     const restore = this.options.restoreLayout;
     if (Number(reply[0]) !== 5 || reply[1] !== '' || restore === undefined) return reply;
-    await restore();
+    // One at a time for all the submits that found it missing; a failure leaves it missing, and
+    // the re-sent submit is refused again (503), or past its deadline.
+    this.restoring ??= restore()
+      .catch(() => undefined)
+      .finally(() => (this.restoring = undefined));
+    await this.restoring;
     return this.sendOnce(k, order, deadlineMs);
   }
 

@@ -6,7 +6,8 @@
 // another SHARDS, or running while the layout changes, refuses orders (503) instead of splitting a
 // book. PostgreSQL keeps the layout too (table shard_layout): when Redis has none (it came back
 // empty, or the marker of a change whose part died expired), the key is put back from there, by
-// the first gateway that finds it missing or the next part that starts; no submit records its own.
+// the first gateway that finds it missing or the next part that starts; no submit records its
+// own. Two copies that differ outside a change stop every part at start (recordedShardLayout).
 //
 // The gateway, which routes orders, adopts the layout as it starts (`matchbox start` does, before
 // any part): the same, nothing to do; another, it changes in two steps, once PostgreSQL has no
@@ -17,11 +18,13 @@
 //   2. It waits (up to DRAIN_MS) until every shard with a queue, the new ones and the old ones
 //      alike, has matched and written everything accepted, so that PostgreSQL holds every order;
 //      then asks PostgreSQL again. Refused: the key is put back and the part refuses to start,
-//      saying why. Otherwise PostgreSQL, then Redis, record the new layout.
+//      saying why. Otherwise PostgreSQL takes the new layout under a marker just renewed, then
+//      Redis (or PostgreSQL gives it back).
 // Symbols that stay keep their books, so SHARDS can grow or shrink with books open, as long as
 // the moved symbols' are empty (canceled or filled under the old layout). A part that finds a
 // change under way waits for it to end. With no layout recorded anywhere (a deployment from
-// before the record) only PostgreSQL is asked: nothing would drain its queues before it starts.
+// before the record), nothing would drain its queues before it starts: the symbols of the PLACEs
+// PostgreSQL may not have yet are read from the order streams instead of waiting.
 //
 // Dispatchers and writers only follow: they refuse to start with a layout other than the one
 // recorded (one left with the old SHARDS would leave the new shards' orders unmatched or
@@ -29,9 +32,9 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
-import { OPEN_STATUSES } from '../db/orders.js';
 import { seqOf } from '../writer/stream-ids.js';
-import { layoutKey, shardKeys, shardLayout, shardOf } from './keys.js';
+import { layoutKey, shardKeys, shardLayout, shardOf, WRITER_GROUP } from './keys.js';
+import type { CommandRecord } from './records.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { lastGeneratedSeq, streamInfo, undelivered, writerGroup } from './stream-info.js';
 
@@ -43,6 +46,8 @@ const DRAIN_MS = 10_000;
 const MARKER_MS = 30_000;
 /** How long a part waits for a change under way (another part's) to end. */
 const WAIT_MS = MARKER_MS + 5_000;
+/** Order-stream entries read at a time when looking for PLACEs not yet written. */
+const SCAN_STEP = 5_000;
 /** SHARDS's upper bound (config.ts): every shard that may have a queue is looked at. */
 const MAX_SHARDS = 256;
 
@@ -134,37 +139,102 @@ async function untilDrained(redis: Redis, prefix: string, ms: number): Promise<S
   }
 }
 
-/**
- * Open orders in PostgreSQL on symbols whose shard differs under `shards`. Once the queues are
- * drained, a PENDING row is no order: the writer has written every queued order's outcome, so it
- * is a row a sync-mode gateway inserted before a submit it then did not make (refused, or the
- * gateway died); it is left out.
- */
-async function moversIn(sql: Sql, shards: number, drained: boolean): Promise<Mover[]> {
-  const statuses = drained ? OPEN_STATUSES.filter((st) => st !== 'PENDING') : OPEN_STATUSES;
-  const rows = await sql<{ symbol: string; shard: string; open: number }[]>`
-    SELECT symbol, shard, count(*)::int AS open FROM orders
-    WHERE status IN ${sql(statuses)} GROUP BY symbol, shard ORDER BY symbol, shard`;
-  return rows
-    .map((r) => ({ ...r, to: `s${shardOf(r.symbol, shards)}` }))
-    .filter((m) => m.shard !== m.to)
-    .map((m) => ({ symbol: m.symbol, from: m.shard, to: m.to, open: m.open }));
+/** Adds one open order of `symbol` on `from` that would move under `shards`. */
+function count(movers: Map<string, Mover>, symbol: string, from: string, shards: number, n = 1) {
+  const to = `s${shardOf(symbol, shards)}`;
+  if (to === from) return;
+  const key = `${symbol} ${from}`;
+  const m = movers.get(key) ?? { symbol, from, to, open: 0 };
+  m.open += n;
+  movers.set(key, m);
 }
 
-function moversRefusal(movers: Mover[]): string | undefined {
-  if (movers.length === 0) return undefined;
-  const what = movers
+/**
+ * Open orders in PostgreSQL on symbols whose shard differs under `shards`. A PENDING row whose
+ * order has no status hash in Redis is no order (an order not final always has one): a sync-mode
+ * gateway inserted it before a submit it then did not make (refused, or the gateway died).
+ */
+async function moversIn(
+  redis: Redis,
+  sql: Sql,
+  prefix: string,
+  shards: number,
+): Promise<Map<string, Mover>> {
+  const movers = new Map<string, Mover>();
+  const rows = await sql<{ symbol: string; shard: string; open: number }[]>`
+    SELECT symbol, shard, count(*)::int AS open FROM orders
+    WHERE status IN ('NEW', 'PARTIALLY_FILLED') GROUP BY symbol, shard ORDER BY symbol, shard`;
+  for (const r of rows) count(movers, r.symbol, r.shard, shards, r.open);
+  const pending = (
+    await sql<{ id: string; symbol: string; shard: string }[]>`
+      SELECT id, symbol, shard FROM orders WHERE status = 'PENDING'`
+  ).filter((r) => r.shard !== `s${shardOf(r.symbol, shards)}`);
+  if (pending.length > 0) {
+    const pipe = redis.pipeline();
+    for (const r of pending) pipe.exists(shardKeys(prefix, Number(r.shard.slice(1))).order(r.id));
+    const held = (await pipe.exec()) ?? [];
+    pending.forEach((r, i) => {
+      if (held[i]?.[1] === 1) count(movers, r.symbol, r.shard, shards);
+    });
+  }
+  return movers;
+}
+
+/**
+ * Symbols of the PLACEs in a shard's order stream that PostgreSQL may not have: pending for the
+ * writer or never delivered to it (all of them where it has no group), with how many of each.
+ */
+async function unwrittenPlaces(redis: Redis, stream: string): Promise<Map<string, number>> {
+  const group = await writerGroup(redis, stream).catch(() => undefined);
+  const pending = new Set<string>();
+  let delivered = -1;
+  let from = '-';
+  if (group !== undefined) {
+    delivered = seqOf(String(group['last-delivered-id']));
+    const n = Number(group.pending);
+    if (n > 0) {
+      const rows = (await redis.xpending(stream, WRITER_GROUP, '-', '+', n)) as [string][];
+      for (const [id] of rows) pending.add(id);
+    }
+    from = pending.size > 0 ? ([...pending][0] as string) : `(0-${delivered}`;
+  }
+  const symbols = new Map<string, number>();
+  for (;;) {
+    const entries = await redis.xrange(stream, from, '+', 'COUNT', SCAN_STEP);
+    for (const [id, fields] of entries) {
+      if (seqOf(id) <= delivered && !pending.has(id)) continue;
+      const record = JSON.parse(fields[1] ?? '{}') as CommandRecord;
+      if (record.k === 'place') {
+        const symbol = record.order.symbol;
+        symbols.set(symbol, (symbols.get(symbol) ?? 0) + 1);
+      }
+    }
+    const last = entries[entries.length - 1];
+    if (last === undefined || entries.length < SCAN_STEP) return symbols;
+    from = `(${last[0]}`;
+  }
+}
+
+function moversRefusal(movers: Map<string, Mover>): string | undefined {
+  if (movers.size === 0) return undefined;
+  const list = [...movers.values()];
+  const what = list
     .slice(0, 5)
     .map((m) => `${m.symbol} (${m.open} open on ${m.from}, would move to ${m.to})`)
     .join(', ');
-  const more = movers.length > 5 ? ` and ${movers.length - 5} more` : '';
+  const more = list.length > 5 ? ` and ${list.length - 5} more` : '';
   return (
     `it would move symbols with open orders off the engine that holds their book: ${what}${more}. ` +
     'Cancel those orders (or let them fill) with the SHARDS they were placed under first'
   );
 }
 
-/** Why a change is refused under its marker, once the queues have been given their time. */
+/**
+ * Why a change is refused under its marker. With a layout recorded, the queues are given their
+ * time to drain, so that PostgreSQL holds every order. With none (a deployment from before the
+ * record), nothing would drain them before this part starts: the PLACEs PostgreSQL may not have
+ * yet are read from the streams instead.
+ */
 async function refusal(
   redis: Redis,
   sql: Sql,
@@ -172,17 +242,26 @@ async function refusal(
   shards: number,
   drainMs: number | undefined,
 ): Promise<string | undefined> {
-  const busy = drainMs === undefined ? [] : await untilDrained(redis, prefix, drainMs);
-  if (busy.length > 0) {
-    const what = busy
-      .map((b) => `s${b.shard}: ${b.undispatched} to match, ${b.unwritten} to write`)
-      .join('; ');
-    return (
-      `orders accepted before are still on their way (${what}). Run every part with the SHARDS ` +
-      'they were accepted under until they are matched and written, then change it'
-    );
+  if (drainMs !== undefined) {
+    const busy = await untilDrained(redis, prefix, drainMs);
+    if (busy.length > 0) {
+      const what = busy
+        .map((b) => `s${b.shard}: ${b.undispatched} to match, ${b.unwritten} to write`)
+        .join('; ');
+      return (
+        `orders accepted before are still on their way (${what}). Run every part with the SHARDS ` +
+        'they were accepted under until they are matched and written, then change it'
+      );
+    }
   }
-  return moversRefusal(await moversIn(sql, shards, drainMs !== undefined));
+  const movers = await moversIn(redis, sql, prefix, shards);
+  if (drainMs === undefined) {
+    for (const n of await shardsWithQueues(redis, prefix)) {
+      const places = await unwrittenPlaces(redis, shardKeys(prefix, n).orders);
+      for (const [symbol, k] of places) count(movers, symbol, `s${n}`, shards, k);
+    }
+  }
+  return moversRefusal(movers);
 }
 
 /** The layout PostgreSQL keeps, or undefined when none is. */
@@ -198,10 +277,11 @@ async function storeShardLayout(sql: Sql, layout: string): Promise<void> {
 }
 
 /**
- * The recorded layout, Redis's copy made to agree with PostgreSQL's: put back when Redis has none
- * or another (a Redis restored from an older file; a change whose part died after PostgreSQL took
- * it), left alone while a change is under way. Undefined: none anywhere (a deployment from before
- * the record).
+ * The recorded layout. Redis's copy is put back from PostgreSQL's when it has none (it came back
+ * empty; a change's marker expired). Two copies that differ (outside a change) are not settled
+ * here: one was restored from an older backup, or a part points at another database, and which
+ * layout the books were placed under is the operator's to say. Undefined: none anywhere (a
+ * deployment from before the record).
  */
 export async function recordedShardLayout(
   redis: Redis,
@@ -210,10 +290,18 @@ export async function recordedShardLayout(
 ): Promise<string | undefined> {
   const key = layoutKey(prefix);
   const [held, stored] = await Promise.all([redis.get(key), storedShardLayout(sql)]);
-  if (held?.startsWith(CHANGING) || stored === undefined || held === stored) {
-    return held ?? undefined;
+  if (held !== null) {
+    if (!held.startsWith(CHANGING) && stored !== undefined && held !== stored) {
+      throw new ShardLayoutError(
+        `Redis records the shard layout ${held} (${key}) and PostgreSQL ${stored} (table ` +
+          'shard_layout): one was restored from an older copy, or a part points elsewhere. Set ' +
+          'both to the layout the open orders were placed under, then start again.',
+      );
+    }
+    return held;
   }
-  await cas(redis, key, held ?? '', stored);
+  if (stored === undefined) return undefined;
+  await cas(redis, key, '', stored);
   return (await redis.get(key)) ?? undefined;
 }
 
@@ -237,8 +325,9 @@ export async function adoptShardLayout(
   for (;;) {
     const was = await recordedShardLayout(redis, sql, prefix);
     if (was === now) {
-      // Redis had it; PostgreSQL too, unless it is a deployment from before PostgreSQL kept it.
-      if ((await storedShardLayout(sql)) !== now) await storeShardLayout(sql, now);
+      // Redis had it; PostgreSQL too, unless it is a deployment from before PostgreSQL kept it
+      // (or another part recorded another layout there since: left to it).
+      await sql`INSERT INTO shard_layout (layout) VALUES (${now}) ON CONFLICT (one) DO NOTHING`;
       return { was, now, changed: false };
     }
     const refuse = (why: string) =>
@@ -252,10 +341,8 @@ export async function adoptShardLayout(
       await sleep(100);
       continue;
     }
-    // Asked before anything is held back: a part that will be refused stops no order. (PENDING
-    // rows are left out as under the marker, where the queues will have drained: there the
-    // question is asked again.)
-    const first = moversRefusal(await moversIn(sql, shards, was !== undefined));
+    // Asked before anything is held back: a part that will be refused stops no order.
+    const first = moversRefusal(await moversIn(redis, sql, prefix, shards));
     if (first !== undefined) throw refuse(first);
     const marker = `${CHANGING}${now}`;
     // Lost to another part: look again.
@@ -263,7 +350,6 @@ export async function adoptShardLayout(
     let why: string | undefined;
     try {
       why = await refusal(redis, sql, prefix, shards, was === undefined ? undefined : drainMs);
-      if (why === undefined) await storeShardLayout(sql, now);
     } catch (err) {
       await cas(redis, key, marker, was ?? '');
       throw err;
@@ -272,11 +358,23 @@ export async function adoptShardLayout(
       await cas(redis, key, marker, was ?? '');
       throw refuse(why);
     }
-    // The marker may have expired, and the key been put back from PostgreSQL: the new layout.
-    if (!(await cas(redis, key, marker, now)) && (await redis.get(key)) !== now) {
-      throw refuse(
-        `the change outlasted its marker (${MARKER_MS / 1000} s); start this part again`,
-      );
+    // PostgreSQL takes the new layout only under a marker renewed just before, and gives it back
+    // if Redis does not take it after: had the marker expired meanwhile, the old layout may have
+    // been put back and orders accepted under it since.
+    const outlasted = refuse(
+      `the change outlasted its marker (${MARKER_MS / 1000} s); start again`,
+    );
+    if (!(await cas(redis, key, marker, marker, MARKER_MS))) throw outlasted;
+    await storeShardLayout(sql, now);
+    if (!(await cas(redis, key, marker, now))) {
+      // Should this fail too, the two copies differ, and every part refuses to start until an
+      // operator sets them alike (recordedShardLayout): no book is split meanwhile.
+      if (was === undefined) await sql`DELETE FROM shard_layout WHERE layout = ${now}`;
+      else {
+        await sql`
+          UPDATE shard_layout SET layout = ${was}, changed_at = now() WHERE layout = ${now}`;
+      }
+      throw outlasted;
     }
     if (was === undefined) logger.info({ layout: now }, 'shard layout recorded');
     else logger.warn({ was, now }, 'shard layout changed: symbols moved between engines');

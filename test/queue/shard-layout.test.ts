@@ -150,12 +150,23 @@ describe('the shard layout', () => {
     await redis.del(layoutKey(prefix));
     await assert.rejects(run(3), ShardLayoutError);
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
-    // A deployment from before the layout was recorded anywhere: PostgreSQL is asked alone.
+    // A deployment from before the layout was recorded anywhere: PostgreSQL is asked, and the
+    // streams for what it may not have yet.
     await db.sql`DELETE FROM shard_layout`;
     await redis.del(layoutKey(prefix));
     await assert.rejects(run(3), /the layout before one was recorded: it would move symbols/);
     assert.equal(await redis.get(layoutKey(prefix)), null);
     assert.equal(await storedShardLayout(db.sql), undefined);
+    // Two copies that differ: neither is taken, whichever part starts.
+    await redis.set(layoutKey(prefix), 'fnv1a/1');
+    await db.sql`INSERT INTO shard_layout (layout) VALUES ('fnv1a/2')`;
+    for (const [shards, components] of [
+      [1, ALL],
+      [1, PIPELINE],
+    ] as const) {
+      await assert.rejects(run(shards, components), /Redis records the shard layout fnv1a\/1/);
+    }
+    await db.sql`UPDATE shard_layout SET layout = 'fnv1a/1'`;
   });
 
   it('a gateway running with the layout before a change queues nothing after it', async () => {
@@ -172,8 +183,11 @@ describe('the shard layout', () => {
       assert.equal((held.body.error as { code: string }).code, 'UNAVAILABLE');
       assert.deepEqual(await adopt(1), { was: 'fnv1a/1', now: 'fnv1a/1', changed: false });
       assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
-      // A row a sync-mode gateway left PENDING (it died before its submit) holds nothing back.
+      // A row a sync-mode gateway left PENDING (it died before its submit, so Redis never had the
+      // order) holds nothing back. One Redis has (its outcome not yet written) does.
       await db.sql`UPDATE orders SET status = 'PENDING' WHERE id = ${moving}`;
+      await assert.rejects(adopt(3), /GOOG \(1 open on s0, would move to s1\)/);
+      await redis.del(shardKeys(prefix, 0).order(moving));
       // Another gateway takes three shards while this one runs: its queues drain, and the one
       // symbol that moves has no open order left.
       const seq = await redis.get(shardKeys(prefix, 0).seq);
@@ -233,6 +247,18 @@ describe('the shard layout', () => {
     await assert.rejects(adopt(1), /s2: 0 to match, 2 to write/);
     await redis.del(s2.seq, s2.orders, s2.events);
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3');
+    // With no layout recorded anywhere nothing waits for the queues: a PLACE the writer has not
+    // written, on a symbol that would move, refuses the change.
+    const [stored] = await db.sql<{ layout: string }[]>`DELETE FROM shard_layout RETURNING layout`;
+    await redis.del(layoutKey(prefix));
+    const place = (symbol: string) =>
+      JSON.stringify({ k: 'place', order: { id: randomBytes(4).toString('hex'), symbol } });
+    await redis.xadd(s2.orders, '0-7', 'c', place(STAYS));
+    await redis.set(s2.seq, 7);
+    await assert.rejects(adopt(1), /AMZN \(1 open on s2, would move to s0\)/);
+    await redis.del(s2.seq, s2.orders);
+    await db.sql`INSERT INTO shard_layout (layout) VALUES (${stored?.layout ?? ''})`;
+    await redis.set(layoutKey(prefix), stored?.layout ?? '');
   });
 
   it('a dispatcher or a writer with another SHARDS than the recorded one refuses to start', async () => {

@@ -151,6 +151,12 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         if (result.kind === 'misrouted') {
           if (sync) await store.deletePendingOrder(order.id);
+          if (result.recorded === '' && misrouted !== '') {
+            misrouted = '';
+            req.log.error(
+              'no shard layout in Redis, and none could be put back from PostgreSQL: orders are refused until one is (restart a gateway)',
+            );
+          }
           if (result.recorded.startsWith('changing:') || result.recorded === '') {
             throw new ApiError(
               'UNAVAILABLE',
