@@ -32,13 +32,17 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.js';
+import { OPEN_STATUSES } from '../db/orders.js';
 import { seqOf } from '../writer/stream-ids.js';
 import { layoutKey, shardKeys, shardLayout, shardOf, WRITER_GROUP } from './keys.js';
 import type { CommandRecord } from './records.js';
+import { aofWritten, runIdOf } from './aof.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { lastGeneratedSeq, streamInfo, undelivered, writerGroup } from './stream-info.js';
 
 const RECORD = 'record-layout-1.lua';
+/** The statuses of an order not final, as the status cache spells them. */
+const OPEN = new Set<string>(OPEN_STATUSES);
 const CHANGING = 'changing:';
 /** How long a change holds new orders back for the queues to drain. */
 const DRAIN_MS = 10_000;
@@ -150,9 +154,10 @@ function count(movers: Map<string, Mover>, symbol: string, from: string, shards:
 }
 
 /**
- * Open orders in PostgreSQL on symbols whose shard differs under `shards`. A PENDING row whose
- * order has no status hash in Redis is no order (an order not final always has one): a sync-mode
- * gateway inserted it before a submit it then did not make (refused, or the gateway died).
+ * Open orders in PostgreSQL on symbols whose shard differs under `shards`. A PENDING row counts
+ * as Redis's status cache has it: without a status hash it is no order (an order not final always
+ * has one), but a row a sync-mode gateway inserted before a submit it then did not make (refused,
+ * or the gateway died); final there, its outcome is what PostgreSQL has not taken.
  */
 async function moversIn(
   redis: Redis,
@@ -171,10 +176,14 @@ async function moversIn(
   ).filter((r) => r.shard !== `s${shardOf(r.symbol, shards)}`);
   if (pending.length > 0) {
     const pipe = redis.pipeline();
-    for (const r of pending) pipe.exists(shardKeys(prefix, Number(r.shard.slice(1))).order(r.id));
+    for (const r of pending) {
+      pipe.hget(shardKeys(prefix, Number(r.shard.slice(1))).order(r.id), 's');
+    }
     const held = (await pipe.exec()) ?? [];
     pending.forEach((r, i) => {
-      if (held[i]?.[1] === 1) count(movers, r.symbol, r.shard, shards);
+      const [err, state] = held[i] ?? [null, null];
+      if (err) throw err;
+      if (typeof state === 'string' && OPEN.has(state)) count(movers, r.symbol, r.shard, shards);
     });
   }
   return movers;
@@ -203,8 +212,14 @@ async function unwrittenPlaces(redis: Redis, stream: string): Promise<Map<string
     const entries = await redis.xrange(stream, from, '+', 'COUNT', SCAN_STEP);
     for (const [id, fields] of entries) {
       if (seqOf(id) <= delivered && !pending.has(id)) continue;
-      const record = JSON.parse(fields[1] ?? '{}') as CommandRecord;
-      if (record.k === 'place') {
+      const at = fields.indexOf('c');
+      let record: CommandRecord | undefined;
+      try {
+        record = JSON.parse(fields[at + 1] ?? '') as CommandRecord;
+      } catch {
+        // Not a command (the writer sets such an entry aside): no order.
+      }
+      if (at % 2 === 0 && record?.k === 'place') {
         const symbol = record.order.symbol;
         symbols.set(symbol, (symbols.get(symbol) ?? 0) + 1);
       }
@@ -254,13 +269,17 @@ async function refusal(
       );
     }
   }
-  const movers = await moversIn(redis, sql, prefix, shards);
+  // The streams before PostgreSQL: a PLACE the writer commits in between is then seen in one
+  // of them at least, never in neither.
+  const unwrittenMovers = new Map<string, Mover>();
   if (drainMs === undefined) {
     for (const n of await shardsWithQueues(redis, prefix)) {
       const places = await unwrittenPlaces(redis, shardKeys(prefix, n).orders);
-      for (const [symbol, k] of places) count(movers, symbol, `s${n}`, shards, k);
+      for (const [symbol, k] of places) count(unwrittenMovers, symbol, `s${n}`, shards, k);
     }
   }
+  const movers = await moversIn(redis, sql, prefix, shards);
+  for (const m of unwrittenMovers.values()) count(movers, m.symbol, m.from, shards, m.open);
   return moversRefusal(movers);
 }
 
@@ -289,7 +308,13 @@ export async function recordedShardLayout(
   prefix: string,
 ): Promise<string | undefined> {
   const key = layoutKey(prefix);
-  const [held, stored] = await Promise.all([redis.get(key), storedShardLayout(sql)]);
+  let [held, stored] = await Promise.all([redis.get(key), storedShardLayout(sql)]);
+  if (held !== null && !held.startsWith(CHANGING) && stored !== undefined && held !== stored) {
+    // Read again in the order a change writes them (PostgreSQL first): one that ended between
+    // the two reads above is then seen whole.
+    stored = await storedShardLayout(sql);
+    held = await redis.get(key);
+  }
   if (held !== null) {
     if (!held.startsWith(CHANGING) && stored !== undefined && held !== stored) {
       throw new ShardLayoutError(
@@ -303,6 +328,31 @@ export async function recordedShardLayout(
   if (stored === undefined) return undefined;
   await cas(redis, key, '', stored);
   return (await redis.get(key)) ?? undefined;
+}
+
+/**
+ * After PostgreSQL took `now` and the marker had expired: true when Redis has `now` (a part put it
+ * back from PostgreSQL meanwhile: the change stands; nothing could be accepted under `was` with no
+ * key). Otherwise Redis takes `was` back first, then PostgreSQL, so the two never differ for long;
+ * false.
+ */
+async function settleAfterExpiry(
+  redis: Redis,
+  sql: Sql,
+  key: string,
+  was: string | undefined,
+  now: string,
+): Promise<boolean> {
+  for (;;) {
+    const held = await redis.get(key);
+    if (held === now) return true;
+    if (held === null && was !== undefined && !(await cas(redis, key, '', was))) continue;
+    if (was === undefined) await sql`DELETE FROM shard_layout WHERE layout = ${now}`;
+    else {
+      await sql`UPDATE shard_layout SET layout = ${was}, changed_at = now() WHERE layout = ${now}`;
+    }
+    return false;
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -345,6 +395,7 @@ export async function adoptShardLayout(
     const first = moversRefusal(await moversIn(redis, sql, prefix, shards));
     if (first !== undefined) throw refuse(first);
     const marker = `${CHANGING}${now}`;
+    const runId = await runIdOf(redis);
     // Lost to another part: look again.
     if (!(await cas(redis, key, was ?? '', marker, MARKER_MS))) continue;
     let why: string | undefined;
@@ -358,22 +409,21 @@ export async function adoptShardLayout(
       await cas(redis, key, marker, was ?? '');
       throw refuse(why);
     }
-    // PostgreSQL takes the new layout only under a marker renewed just before, and gives it back
-    // if Redis does not take it after: had the marker expired meanwhile, the old layout may have
-    // been put back and orders accepted under it since.
+    // PostgreSQL takes the new layout only under a marker renewed just before and in Redis's AOF
+    // (a Redis restarted then comes back with the marker, which expires, and the key is put back
+    // from PostgreSQL: the new layout), and gives it back if Redis does not take it after.
     const outlasted = refuse(
       `the change outlasted its marker (${MARKER_MS / 1000} s); start again`,
     );
     if (!(await cas(redis, key, marker, marker, MARKER_MS))) throw outlasted;
+    await aofWritten(redis, runId);
+    // Failing here, the marker is left to expire: whether PostgreSQL took the layout is unknown,
+    // and the key comes back from whatever it holds.
     await storeShardLayout(sql, now);
-    if (!(await cas(redis, key, marker, now))) {
-      // Should this fail too, the two copies differ, and every part refuses to start until an
-      // operator sets them alike (recordedShardLayout): no book is split meanwhile.
-      if (was === undefined) await sql`DELETE FROM shard_layout WHERE layout = ${now}`;
-      else {
-        await sql`
-          UPDATE shard_layout SET layout = ${was}, changed_at = now() WHERE layout = ${now}`;
-      }
+    if (
+      !(await cas(redis, key, marker, now)) &&
+      !(await settleAfterExpiry(redis, sql, key, was, now))
+    ) {
       throw outlasted;
     }
     if (was === undefined) logger.info({ layout: now }, 'shard layout recorded');

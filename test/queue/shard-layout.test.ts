@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { layoutKey, shardKeys, shardLayout, shardOf } from '../../src/queue/keys.js';
+import { layoutKey, shardKeys, shardLayout, shardOf, WRITER_GROUP } from '../../src/queue/keys.js';
 import {
   adoptShardLayout,
   followShardLayout,
@@ -184,8 +184,10 @@ describe('the shard layout', () => {
       assert.deepEqual(await adopt(1), { was: 'fnv1a/1', now: 'fnv1a/1', changed: false });
       assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
       // A row a sync-mode gateway left PENDING (it died before its submit, so Redis never had the
-      // order) holds nothing back. One Redis has (its outcome not yet written) does.
+      // order) holds nothing back. One Redis has open (its outcome not yet written) does.
       await db.sql`UPDATE orders SET status = 'PENDING' WHERE id = ${moving}`;
+      const cached = shardKeys(prefix, 0).order(moving);
+      await redis.hset(cached, 's', 'NEW');
       await assert.rejects(adopt(3), /GOOG \(1 open on s0, would move to s1\)/);
       await redis.del(shardKeys(prefix, 0).order(moving));
       // Another gateway takes three shards while this one runs: its queues drain, and the one
@@ -256,6 +258,20 @@ describe('the shard layout', () => {
     await redis.xadd(s2.orders, '0-7', 'c', place(STAYS));
     await redis.set(s2.seq, 7);
     await assert.rejects(adopt(1), /AMZN \(1 open on s2, would move to s0\)/);
+    // Where the writer has a group: what it acknowledged is PostgreSQL's to say; what it holds
+    // pending, and what it was never given, is read.
+    await redis.del(s2.orders);
+    await redis.xgroup('CREATE', s2.orders, WRITER_GROUP, '0-0', 'MKSTREAM');
+    await redis.xadd(s2.orders, '0-5', 'c', place(MOVES));
+    await redis.xadd(s2.orders, '0-6', 'c', place(STAYS));
+    await redis.xadd(s2.orders, '0-7', 'c', place('TSLA'));
+    await redis.xreadgroup('GROUP', WRITER_GROUP, 'w', 'COUNT', 2, 'STREAMS', s2.orders, '>');
+    await redis.xack(s2.orders, WRITER_GROUP, '0-5');
+    await assert.rejects(adopt(1), (err: Error) => {
+      assert.match(err.message, /AMZN \(1 open on s2, would move to s0\), TSLA \(1 open on s2/);
+      assert.doesNotMatch(err.message, /GOOG/);
+      return true;
+    });
     await redis.del(s2.seq, s2.orders);
     await db.sql`INSERT INTO shard_layout (layout) VALUES (${stored?.layout ?? ''})`;
     await redis.set(layoutKey(prefix), stored?.layout ?? '');
@@ -277,6 +293,9 @@ describe('the shard layout', () => {
   });
 
   it('two gateways taking the same new layout at once both start', async () => {
+    // The PENDING row left above moves too, under two shards; Redis has its order final
+    // (PostgreSQL refused its outcome, say): no open order.
+    await redis.hset(shardKeys(prefix, 0).order(moving), 's', 'CANCELED');
     const both = await Promise.all([adopt(2), adopt(2)]);
     assert.deepEqual(both.map((c) => c.changed).sort(), [false, true]);
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/2');
