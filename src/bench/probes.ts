@@ -7,8 +7,7 @@ import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
 import { shardKeys, shardOf } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
-import { lastGeneratedSeq, streamInfo, undelivered, writerGroup } from '../queue/stream-info.js';
-import { seqOf } from '../writer/stream-ids.js';
+import { dispatchedThrough, streamInfo, undelivered, writerGroup } from '../queue/stream-info.js';
 import type { Target } from './system-process.js';
 
 export interface Backlog {
@@ -64,21 +63,13 @@ export class Probes {
   async backlog(): Promise<Backlog | undefined> {
     const r = this.redis;
     if (r === undefined) return undefined;
-    const [orders, events, seq, last] = await Promise.all([
+    const [orders, events, seq, dispatched] = await Promise.all([
       this.unacked(r, this.keys.orders),
       this.unacked(r, this.keys.events),
       r.get(this.keys.seq),
-      r.xrevrange(this.keys.events, '+', '-', 'COUNT', 1),
+      dispatchedThrough(r, this.keys.events),
     ]);
-    const accepted = Number(seq ?? 0);
-    let dispatched = 0;
-    if (last.length > 0) dispatched = seqOf((last[0] as [string, string[]])[0]);
-    else if (accepted > 0) {
-      // The writer trims the event stream below what it wrote, so an idle one can be empty; its
-      // last id is still known (XINFO STREAM, cheap on an empty stream; 0 without a stream).
-      dispatched = await lastGeneratedSeq(r, this.keys.events);
-    }
-    return { orders, events, undispatched: Math.max(0, accepted - dispatched) };
+    return { orders, events, undispatched: Math.max(0, Number(seq ?? 0) - dispatched) };
   }
 
   /** Orders of `userId` in PostgreSQL, and how many of them are FILLED there. */

@@ -38,7 +38,7 @@ import { layoutKey, shardKeys, shardLayout, shardOf, WRITER_GROUP } from './keys
 import type { CommandRecord } from './records.js';
 import { aofWritten, runIdOf } from './aof.js';
 import { keyCount, lua } from './lua-scripts.js';
-import { lastGeneratedSeq, streamInfo, undelivered, writerGroup } from './stream-info.js';
+import { dispatchedThrough, writerBacklog, writerGroup } from './stream-info.js';
 
 const RECORD = 'record-layout-1.lua';
 /** The statuses of an order not final, as the status cache spells them. */
@@ -98,31 +98,15 @@ async function shardsWithQueues(redis: Redis, prefix: string): Promise<number[]>
   });
 }
 
-/** Entries of a stream the writer has not committed; all of them when it has no group there. */
-async function unwritten(redis: Redis, stream: string): Promise<number> {
-  const [group, info] = await Promise.all([
-    writerGroup(redis, stream).catch(() => undefined),
-    streamInfo(redis, stream),
-  ]);
-  if (info === undefined) return 0;
-  if (group === undefined) return info.length;
-  return Number(group.pending) + undelivered(group, info.lastSeq);
-}
-
 async function backlogOf(redis: Redis, prefix: string, n: number): Promise<ShardBacklog> {
   const k = shardKeys(prefix, n);
-  const [seq, last, orders, events] = await Promise.all([
+  const [seq, dispatched, orders, events] = await Promise.all([
     redis.get(k.seq),
-    redis.xrevrange(k.events, '+', '-', 'COUNT', 1),
-    unwritten(redis, k.orders),
-    unwritten(redis, k.events),
+    dispatchedThrough(redis, k.events),
+    // A stream with no writer group is one the writer never read: all of it unwritten.
+    writerBacklog(redis, k.orders, 'all'),
+    writerBacklog(redis, k.events, 'all'),
   ]);
-  // The event stream's last id is the last sequence dispatched; the writer trims the stream, so
-  // an empty one still knows it (XINFO).
-  const dispatched =
-    last.length > 0
-      ? seqOf((last[0] as [string, string[]])[0])
-      : await lastGeneratedSeq(redis, k.events);
   return {
     shard: n,
     undispatched: Math.max(0, Number(seq ?? 0) - dispatched),

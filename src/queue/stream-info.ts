@@ -41,6 +41,16 @@ export async function writerGroup(
 }
 
 /**
+ * The last sequence dispatched on a shard: its event stream's last id, or, the writer having
+ * trimmed the stream empty, the last it generated (XINFO; 0 without a stream).
+ */
+export async function dispatchedThrough(redis: Redis, events: string): Promise<number> {
+  const last = await redis.xrevrange(events, '+', '-', 'COUNT', 1);
+  const top = last[0];
+  return top === undefined ? await lastGeneratedSeq(redis, events) : seqOf(top[0]);
+}
+
+/**
  * Entries of a stream never delivered to a group, from XINFO: 0 once the group has been given the
  * stream's last generated id. Redis's own `lag` (entries added minus entries read) is not enough:
  * it can be stale — after a restart from the AOF it stayed at thousands with everything delivered
@@ -56,13 +66,20 @@ export function undelivered(group: Record<string, unknown>, lastSeq: number): nu
   return typeof lag === 'number' && lag > 0 ? Math.min(lag, distance) : distance;
 }
 
-/** Entries the writer has not committed on a stream: pending in its group plus never delivered. */
-export async function writerBacklog(redis: Redis, stream: string): Promise<number> {
+/**
+ * Entries the writer has not committed on a stream: pending in its group plus never delivered.
+ * A stream it has no group on counts as none, or with `ungrouped: 'all'` as all its entries.
+ */
+export async function writerBacklog(
+  redis: Redis,
+  stream: string,
+  ungrouped: 'none' | 'all' = 'none',
+): Promise<number> {
   const [g, s] = await Promise.all([
     writerGroup(redis, stream).catch(() => undefined),
     streamInfo(redis, stream),
   ]);
-  if (g === undefined) return 0;
+  if (g === undefined) return ungrouped === 'all' ? (s?.length ?? 0) : 0;
   // The group exists, so the stream does: without its info, fall back on Redis's lag.
   if (s === undefined) return Number(g.pending) + (typeof g.lag === 'number' ? g.lag : 0);
   return Number(g.pending) + undelivered(g, s.lastSeq);

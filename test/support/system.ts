@@ -42,6 +42,31 @@ export async function eventually<T>(check: () => Promise<T | undefined>, ms = 10
   }
 }
 
+/** A small client for api-v1.md against the gateway at `url`. */
+export function apiOf(url: string): TestSystem['api'] {
+  return async (
+    key: string | undefined,
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<Answer> => {
+    const headers: Record<string, string> = {};
+    if (key !== undefined) headers.authorization = `Bearer ${key}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    const res = await fetch(url + path, { method, headers, body: payload });
+    const text = await res.text();
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: text.length > 0 && text.startsWith('{') ? (JSON.parse(text) as Answer['body']) : {},
+    };
+  };
+}
+
 export async function startTestSystem(env: Record<string, string> = {}): Promise<TestSystem> {
   const db = await freshDatabase();
   const adminToken = randomBytes(18).toString('base64url');
@@ -64,27 +89,7 @@ export async function startTestSystem(env: Record<string, string> = {}): Promise
   );
   const url = system.url as string;
 
-  const api = async (
-    key: string | undefined,
-    method: string,
-    path: string,
-    body?: unknown,
-  ): Promise<Answer> => {
-    const headers: Record<string, string> = {};
-    if (key !== undefined) headers.authorization = `Bearer ${key}`;
-    let payload: string | undefined;
-    if (body !== undefined) {
-      headers['content-type'] = 'application/json';
-      payload = typeof body === 'string' ? body : JSON.stringify(body);
-    }
-    const res = await fetch(url + path, { method, headers, body: payload });
-    const text = await res.text();
-    return {
-      status: res.status,
-      headers: res.headers,
-      body: text.length > 0 && text.startsWith('{') ? (JSON.parse(text) as Answer['body']) : {},
-    };
-  };
+  const api = apiOf(url);
 
   return {
     url,
