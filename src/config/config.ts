@@ -2,6 +2,9 @@
 // value stops the process with a line that names the variable. The README's configuration table
 // is this list.
 
+/** The most engine shards SHARDS may name. */
+export const MAX_SHARDS = 256;
+
 type Parse<T> = (raw: string) => T | undefined;
 
 interface Setting<T, D extends T | undefined = T | undefined> {
@@ -97,8 +100,8 @@ export const SETTINGS = {
   shards: setting(
     'SHARDS',
     1,
-    int(1, 256),
-    'an integer 1–256',
+    int(1, MAX_SHARDS),
+    `an integer 1–${MAX_SHARDS}`,
     'Engine shards (symbols are hashed onto them; a change that would move a symbol with open orders is refused).',
   ),
   engineAddress: setting(

@@ -31,6 +31,7 @@
 // unwritten), and start during a change (the old ones must drain it). They check at start only.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { MAX_SHARDS } from '../config/config.js';
 import type { Sql } from '../db/client.js';
 import { OPEN_STATUSES } from '../db/orders.js';
 import { seqOf } from '../writer/stream-ids.js';
@@ -52,8 +53,6 @@ const MARKER_MS = 30_000;
 const WAIT_MS = MARKER_MS + 5_000;
 /** Order-stream entries read at a time when looking for PLACEs not yet written. */
 const SCAN_STEP = 5_000;
-/** SHARDS's upper bound (config.ts): every shard that may have a queue is looked at. */
-const MAX_SHARDS = 256;
 
 /** A layout change that would strand orders; the message says what to do. */
 export class ShardLayoutError extends Error {
@@ -87,7 +86,7 @@ async function cas(redis: Redis, key: string, from: string, to: string, ttlMs = 
   return (await redis.eval(lua(RECORD), keyCount(RECORD) as number, key, from, to, ttlMs)) === 1;
 }
 
-/** Shards with a queue in Redis (a sequence counter), whatever their number. */
+/** Shards with a queue in Redis (a sequence counter), whatever their number up to SHARDS's bound. */
 async function shardsWithQueues(redis: Redis, prefix: string): Promise<number[]> {
   const pipe = redis.pipeline();
   for (let n = 0; n < MAX_SHARDS; n++) pipe.exists(shardKeys(prefix, n).seq);
