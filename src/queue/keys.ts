@@ -96,6 +96,9 @@ export function shardOf(symbol: string, shards: number): number {
 /** The key holding the recorded shard layout. */
 export const layoutKey = (prefix: string): string => `${prefix}:shard-layout`;
 
+/** What the layout key holds while a change is under way: this, then the new layout. */
+export const LAYOUT_CHANGING = 'changing:';
+
 /** The layout of `shards` shards as recorded: the hash and the count. */
 export function shardLayout(shards: number): string {
   return `${SHARD_HASH}/${Math.max(1, shards)}`;

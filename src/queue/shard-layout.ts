@@ -35,7 +35,14 @@ import { MAX_SHARDS } from '../config/config.js';
 import type { Sql } from '../db/client.js';
 import { OPEN_STATUSES } from '../db/orders.js';
 import { seqOf } from '../writer/stream-ids.js';
-import { layoutKey, shardKeys, shardLayout, shardOf, WRITER_GROUP } from './keys.js';
+import {
+  LAYOUT_CHANGING,
+  layoutKey,
+  shardKeys,
+  shardLayout,
+  shardOf,
+  WRITER_GROUP,
+} from './keys.js';
 import type { CommandRecord } from './records.js';
 import { aofWritten, runIdOf } from './aof.js';
 import { keyCount, lua } from './lua-scripts.js';
@@ -44,7 +51,6 @@ import { dispatchedThrough, writerBacklog, writerGroup } from './stream-info.js'
 const RECORD = 'record-layout-1.lua';
 /** The statuses of an order not final, as the status cache spells them. */
 const OPEN = new Set<string>(OPEN_STATUSES);
-const CHANGING = 'changing:';
 /** How long a change holds new orders back for the queues to drain. */
 const DRAIN_MS = 10_000;
 /** A change's marker expires after this, should its part die mid-change. */
@@ -60,14 +66,14 @@ export class ShardLayoutError extends Error {
 }
 
 /** A shard's queue that still holds work: accepted not yet matched, or not yet in PostgreSQL. */
-export interface ShardBacklog {
+interface ShardBacklog {
   shard: number;
   undispatched: number;
   unwritten: number;
 }
 
 /** An open order's symbol that the new layout would move off the shard its book is on. */
-export interface Mover {
+interface Mover {
   symbol: string;
   from: string;
   to: string;
@@ -292,14 +298,19 @@ export async function recordedShardLayout(
 ): Promise<string | undefined> {
   const key = layoutKey(prefix);
   let [held, stored] = await Promise.all([redis.get(key), storedShardLayout(sql)]);
-  if (held !== null && !held.startsWith(CHANGING) && stored !== undefined && held !== stored) {
+  if (
+    held !== null &&
+    !held.startsWith(LAYOUT_CHANGING) &&
+    stored !== undefined &&
+    held !== stored
+  ) {
     // Read again in the order a change writes them (PostgreSQL first): one that ended between
     // the two reads above is then seen whole.
     stored = await storedShardLayout(sql);
     held = await redis.get(key);
   }
   if (held !== null) {
-    if (!held.startsWith(CHANGING) && stored !== undefined && held !== stored) {
+    if (!held.startsWith(LAYOUT_CHANGING) && stored !== undefined && held !== stored) {
       throw new ShardLayoutError(
         `Redis records the shard layout ${held} (${key}) and PostgreSQL ${stored} (table ` +
           'shard_layout): one was restored from an older copy, or a part points elsewhere. Set ' +
@@ -367,9 +378,9 @@ export async function adoptShardLayout(
       new ShardLayoutError(
         `SHARDS=${shards} (${now}) differs from ${was ?? 'the layout before one was recorded'}: ${why}.`,
       );
-    if (was?.startsWith(CHANGING)) {
+    if (was?.startsWith(LAYOUT_CHANGING)) {
       if (Date.now() > waitUntil) {
-        throw refuse(`another part is changing it to ${was.slice(CHANGING.length)}`);
+        throw refuse(`another part is changing it to ${was.slice(LAYOUT_CHANGING.length)}`);
       }
       await sleep(100);
       continue;
@@ -377,7 +388,7 @@ export async function adoptShardLayout(
     // Asked before anything is held back: a part that will be refused stops no order.
     const first = moversRefusal(await moversIn(redis, sql, prefix, shards));
     if (first !== undefined) throw refuse(first);
-    const marker = `${CHANGING}${now}`;
+    const marker = `${LAYOUT_CHANGING}${now}`;
     const runId = await runIdOf(redis);
     // Lost to another part: look again.
     if (!(await cas(redis, key, was ?? '', marker, MARKER_MS))) continue;
@@ -424,7 +435,7 @@ export async function followShardLayout(
 ): Promise<void> {
   const now = shardLayout(shards);
   const was = await recordedShardLayout(redis, sql, prefix);
-  if (was !== undefined && was !== now && !was.startsWith(CHANGING)) {
+  if (was !== undefined && was !== now && !was.startsWith(LAYOUT_CHANGING)) {
     throw new ShardLayoutError(
       `SHARDS=${shards} (${now}) differs from the layout the gateways route by (${was}): ` +
         'every part must run with the same SHARDS',

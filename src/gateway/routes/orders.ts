@@ -2,6 +2,7 @@
 // I/O before the one Redis round trip but what an idempotency key needs.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { LAYOUT_CHANGING } from '../../queue/keys.js';
 import { FINAL_STATUSES, apiOrder } from '../../queue/records.js';
 import type { OrderState, StatusName } from '../../queue/records.js';
 import type { GatewayContext } from '../app.js';
@@ -157,7 +158,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
               'no shard layout in Redis, and none could be put back from PostgreSQL: orders are refused until one is (restart a gateway)',
             );
           }
-          if (result.recorded.startsWith('changing:') || result.recorded === '') {
+          if (result.recorded.startsWith(LAYOUT_CHANGING) || result.recorded === '') {
             throw new ApiError(
               'UNAVAILABLE',
               'The engines are being laid out anew; retry shortly.',
