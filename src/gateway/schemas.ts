@@ -143,6 +143,15 @@ export const Trades = Type.Object({
 const Component = Type.Enum(['ok', 'down'] as const);
 export const Ready = Type.Object({
   ready: Type.Boolean(),
+  layout: Type.Object({
+    /** The shard layout this gateway routes orders by (the hash and SHARDS: `fnv1a/1`). */
+    routes_by: Type.String(),
+    /**
+     * The layout Redis records (`changing:…` during a change); null when none is recorded or
+     * Redis did not answer.
+     */
+    recorded: Type.Union([Type.String(), Type.Null()]),
+  }),
   shards: Type.Array(
     Type.Object({
       shard: Type.String(),

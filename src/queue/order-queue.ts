@@ -210,15 +210,35 @@ export class OrderQueue {
   /** `sendOnce`, and once more after putting back a shard layout Redis had lost. */
   private async send(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {
     const reply = await this.sendOnce(k, order, deadlineMs);
+    if (Number(reply[0]) !== 5 || reply[1] !== '' || this.options.restoreLayout === undefined) {
+      return reply;
+    }
+    // A failure leaves it missing, and the re-sent submit is refused again (503), or past its
+    // deadline.
+    await this.restoreLayout();
+    return this.sendOnce(k, order, deadlineMs);
+  }
+
+  /** Puts the layout back from PostgreSQL: once at a time for all the callers that found none. */
+  private restoreLayout(): Promise<unknown> {
     const restore = this.options.restoreLayout;
-    if (Number(reply[0]) !== 5 || reply[1] !== '' || restore === undefined) return reply;
-    // One at a time for all the submits that found it missing; a failure leaves it missing, and
-    // the re-sent submit is refused again (503), or past its deadline.
+    if (restore === undefined) return Promise.resolve();
     this.restoring ??= restore()
       .catch(() => undefined)
       .finally(() => (this.restoring = undefined));
-    await this.restoring;
-    return this.sendOnce(k, order, deadlineMs);
+    return this.restoring;
+  }
+
+  /**
+   * The shard layout Redis records now (or the marker of a change under way), put back from
+   * PostgreSQL first when Redis has none, as a submit would: null when there is none to put back.
+   * The gateway is ready for orders only while it equals `layout`.
+   */
+  async recordedLayout(): Promise<string | null> {
+    const held = await this.redis.get(this.layoutKey);
+    if (held !== null || this.options.restoreLayout === undefined) return held;
+    await this.restoreLayout();
+    return this.redis.get(this.layoutKey);
   }
 
   private sendOnce(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {

@@ -71,8 +71,13 @@ describe('the shard layout', () => {
     return startSystem(config, components, quiet);
   };
 
-  const call = (s: RunningSystem, key: string, method: string, path: string, body?: object) =>
-    apiOf(s.url as string)(key, method, path, body);
+  const call = (
+    s: RunningSystem,
+    key: string | undefined,
+    method: string,
+    path: string,
+    body?: object,
+  ) => apiOf(s.url as string)(key, method, path, body);
 
   const limit = (symbol: string, side: 'BUY' | 'SELL', quantity = '3') => ({
     symbol,
@@ -115,6 +120,12 @@ describe('the shard layout', () => {
       await call(s, bob, 'POST', '/v1/orders', limit(MOVES, 'BUY', '1'));
       await until(moving, 'PARTIALLY_FILLED');
       await until(staying, 'NEW');
+      // /ready, as a submit, puts back a layout Redis lost, and is ready by it.
+      await redis.del(layoutKey(prefix));
+      const ready = await call(s, undefined, 'GET', '/ready');
+      assert.equal(ready.status, 200);
+      assert.deepEqual(ready.body.layout, { routes_by: 'fnv1a/1', recorded: 'fnv1a/1' });
+      assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
     } finally {
       await s.stop();
     }
@@ -166,6 +177,10 @@ describe('the shard layout', () => {
       const held = await call(old, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY'));
       assert.equal(held.status, 503);
       assert.equal(held.body.error?.code, 'UNAVAILABLE');
+      // Nor is any ready: a load balancer holds traffic back rather than have it refused.
+      const changing = await call(old, undefined, 'GET', '/ready');
+      assert.equal(changing.status, 503);
+      assert.equal((changing.body.layout as { recorded: string }).recorded, 'changing:fnv1a/3');
       assert.deepEqual(await adopt(1), { was: 'fnv1a/1', now: 'fnv1a/1', changed: false });
       assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
       // A row a sync-mode gateway left PENDING (it died before its submit, so Redis never had the
@@ -184,6 +199,10 @@ describe('the shard layout', () => {
         assert.equal(r.status, 503, `${symbol} refused`);
       }
       assert.equal(await redis.get(shardKeys(prefix, 0).seq), seq, 'nothing was queued');
+      // It says so to its load balancer, which sends orders to the gateways that take them.
+      const stale = await call(old, undefined, 'GET', '/ready');
+      assert.deepEqual([stale.status, stale.body.ready], [503, false]);
+      assert.deepEqual(stale.body.layout, { routes_by: 'fnv1a/1', recorded: 'fnv1a/3' });
       // Redis loses the key: the stale gateway puts back PostgreSQL's, and is refused by it.
       await redis.del(layoutKey(prefix));
       const again = await call(old, bob, 'POST', '/v1/orders', limit(MOVES, 'BUY'));

@@ -42,25 +42,30 @@ export function operationsRoutes(ctx: GatewayContext): FastifyPluginCallbackType
       {
         schema: {
           summary:
-            'Ready for traffic: every engine has applied its stream to within READY_MAX_LAG commands of the head',
+            'Ready for traffic: the recorded shard layout is the one this gateway routes by, and every engine has applied its stream to within READY_MAX_LAG commands of the head',
           security: [],
           response: { 200: Ready, 503: Ready },
         },
       },
       async (_req, reply) => {
-        const heads = await Promise.all(ctx.queue.shards.map((k) => ctx.redis.get(k.seq))).catch(
-          () => undefined,
-        );
+        const [heads, recorded] = await Promise.all([
+          Promise.all(ctx.queue.shards.map((k) => ctx.redis.get(k.seq))),
+          ctx.queue.recordedLayout(),
+        ]).catch(() => [undefined, null] as const);
         const applied = await probeValue(() => ctx.engine.lastApplied());
         const shards = ctx.queue.shards.map((k, n) => ({
           shard: k.shard,
           head: Number(heads?.[n] ?? 0),
           applied: applied?.[n] ?? null,
         }));
+        // A gateway whose SHARDS the others do not share, or one during a change of layout,
+        // refuses every order (503): a load balancer should send them elsewhere.
+        const layout = { routes_by: ctx.queue.layout, recorded };
         const ready =
           heads !== undefined &&
+          recorded === ctx.queue.layout &&
           shards.every((s) => s.applied !== null && s.head - s.applied <= ctx.config.readyMaxLag);
-        return reply.code(ready ? 200 : 503).send({ ready, shards });
+        return reply.code(ready ? 200 : 503).send({ ready, layout, shards });
       },
     );
 
