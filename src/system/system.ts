@@ -94,12 +94,30 @@ export async function startSystem(
       redis.disconnect();
       await Promise.resolve();
     });
+    // Why the layout could not be put back (PostgreSQL down, or the copies differ): said once
+    // per cause, not per refused order.
+    let restoreFailure: string | undefined;
+    const restoreLayout = () =>
+      recordedShardLayout(redis, sql, config.redisPrefix).then(
+        (layout) => {
+          restoreFailure = undefined;
+          return layout;
+        },
+        (err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err);
+          if (message !== restoreFailure) {
+            restoreFailure = message;
+            logger.error({ err: message }, 'the shard layout could not be put back in Redis');
+          }
+          throw err;
+        },
+      );
     const queue = new OrderQueue(redis, {
       prefix: config.redisPrefix,
       shards: config.shards,
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
-      restoreLayout: () => recordedShardLayout(redis, sql, config.redisPrefix),
+      restoreLayout,
       finished: {
         orders: (ids) => finishedOrders(sql, ids),
         expireAfterMs: config.statusTtlS * 1000,

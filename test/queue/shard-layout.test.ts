@@ -56,7 +56,7 @@ describe('the shard layout', () => {
     await db.drop();
   });
 
-  const run = (shards: number, components = ALL): Promise<RunningSystem> => {
+  const run = (shards: number, components = ALL, logger = quiet): Promise<RunningSystem> => {
     const config = loadConfig({
       REDIS_URL: redisUrl(),
       DATABASE_URL: db.url,
@@ -68,7 +68,7 @@ describe('the shard layout', () => {
       LOG_LEVEL: 'silent',
       SHARDS: String(shards),
     });
-    return startSystem(config, components, quiet);
+    return startSystem(config, components, logger);
   };
 
   const call = (
@@ -103,7 +103,9 @@ describe('the shard layout', () => {
   let staying: string;
 
   it('records the layout on the first start, and starts with it again', async () => {
-    const s = await run(1);
+    const errors: string[] = [];
+    const logged = pino({ level: 'error' }, { write: (line: string) => void errors.push(line) });
+    const s = await run(1, ALL, logged);
     try {
       assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
       const users = await Promise.all(
@@ -126,6 +128,23 @@ describe('the shard layout', () => {
       assert.equal(ready.status, 200);
       assert.deepEqual(ready.body.layout, { routes_by: 'fnv1a/1', recorded: 'fnv1a/1' });
       assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/1');
+      // Nor any copy to put back (PostgreSQL cannot be read): orders are refused, and the cause
+      // is logged once, not per order.
+      await db.sql`ALTER TABLE shard_layout RENAME TO shard_layout_away`;
+      try {
+        await redis.del(layoutKey(prefix));
+        for (let i = 0; i < 2; i++) {
+          const r = await call(s, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY'));
+          assert.equal(r.status, 503);
+        }
+        assert.equal((await call(s, undefined, 'GET', '/ready')).status, 503);
+      } finally {
+        await db.sql`ALTER TABLE shard_layout_away RENAME TO shard_layout`;
+      }
+      const causes = errors.filter((line) => line.includes('could not be put back in Redis'));
+      assert.equal(causes.length, 1, errors.join(''));
+      assert.match(causes[0] as string, /shard_layout/);
+      assert.equal((await call(s, undefined, 'GET', '/ready')).status, 200);
     } finally {
       await s.stop();
     }
