@@ -20,6 +20,7 @@ import { allowedCpus, boundCommand, pin, planLayout } from '../infra/cpu-layout.
 import type { CpuLayout } from '../infra/cpu-layout.js';
 import { startLocalServices } from '../infra/local-services.js';
 import { startMetricsServer } from '../metrics/metrics-server.js';
+import { ShardPlacement } from '../queue/keys.js';
 import { adoptShardLayout } from '../queue/shard-layout.js';
 import type { LocalServices } from '../infra/local-services.js';
 import { startSystem } from '../system/system.js';
@@ -230,7 +231,8 @@ async function start(config: Config): Promise<void> {
     await migrate(sql);
     // Before any part starts: a SHARDS that would strand resting orders stops everything here.
     await redis.connect();
-    await adoptShardLayout(redis, sql, full.redisPrefix, full.shards, log);
+    const placement = new ShardPlacement(full.shards, full.shardPins);
+    await adoptShardLayout(redis, sql, full.redisPrefix, placement, log);
   } catch (err) {
     refused = { err };
   } finally {

@@ -41,6 +41,22 @@ const url =
     }
   };
 
+/** A listed instrument's symbol, as src/db/instruments.ts takes it. */
+export const SYMBOL = /^[A-Z0-9._-]{1,16}$/;
+/** `SYMBOL=n,…`: each symbol once, n a shard number (checked against SHARDS by loadConfig). */
+const shardPins: Parse<ReadonlyMap<string, number>> = (raw) => {
+  const pins = new Map<string, number>();
+  for (const pair of raw.split(',')) {
+    const [symbol = '', n = '', ...rest] = pair.trim().split('=');
+    const shard = int(0, MAX_SHARDS - 1)(n);
+    if (rest.length > 0 || !SYMBOL.test(symbol) || shard === undefined || pins.has(symbol)) {
+      return undefined;
+    }
+    pins.set(symbol, shard);
+  }
+  return pins;
+};
+
 function setting<T>(
   env: string,
   def: T,
@@ -103,6 +119,13 @@ export const SETTINGS = {
     int(1, MAX_SHARDS),
     `an integer 1–${MAX_SHARDS}`,
     'Engine shards (symbols are hashed onto them; a change that would move a symbol with open orders is refused).',
+  ),
+  shardPins: setting(
+    'SHARD_PINS',
+    new Map<string, number>() as ReadonlyMap<string, number>,
+    shardPins,
+    '`SYMBOL=n` pairs separated by commas, each symbol once, n a shard below SHARDS',
+    'Symbols placed on a shard of your choice rather than by the hash (`AAPL=0,MSFT=1`): a busy symbol on an engine of its own, or a few symbols spread evenly. Every part must have the same; a change is taken as one of `SHARDS`.',
   ),
   engineAddress: setting(
     'ENGINE_ADDRESS',
@@ -311,5 +334,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     out[key] = value;
   }
-  return out as Config;
+  const config = out as Config;
+  for (const [symbol, n] of config.shardPins) {
+    if (n >= config.shards) {
+      throw new ConfigError(
+        'SHARD_PINS',
+        `SHARD_PINS pins ${symbol} to shard ${n}, but SHARDS=${config.shards} has shards 0–${config.shards - 1}`,
+      );
+    }
+  }
+  return config;
 }

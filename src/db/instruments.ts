@@ -1,6 +1,7 @@
 // Listed instruments. Resting orders are kept in integer ticks and lots, so a symbol's tick and lot
 // size can never change once it exists: an upsert with other values is refused, not applied.
 import { Scale, parseDecimal } from '../engine/scale.js';
+import { SYMBOL } from '../config/config.js';
 import type { Sql } from './client.js';
 
 /** An instrument as the API shows it; sizes are decimal strings without trailing zeros. */
@@ -16,8 +17,6 @@ export type UpsertInstrumentResult =
   | { kind: 'conflict'; existing: Instrument }
   /** A value is malformed: `field` names it. */
   | { kind: 'invalid'; field: 'symbol' | 'tick_size' | 'lot_size'; message: string };
-
-const SYMBOL = /^[A-Z0-9._-]{1,16}$/;
 
 export const DEFAULT_INSTRUMENTS: readonly Instrument[] = [
   'AAPL',

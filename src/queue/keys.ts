@@ -99,9 +99,44 @@ export const layoutKey = (prefix: string): string => `${prefix}:shard-layout`;
 /** What the layout key holds while a change is under way: this, then the new layout. */
 export const LAYOUT_CHANGING = 'changing:';
 
-/** The layout of `shards` shards as recorded: the hash and the count. */
+/**
+ * Where each symbol's book is: on the shard it is pinned to (SHARD_PINS), else by `shardOf`.
+ * `layout` is how it is recorded: the hash and the count (`fnv1a/4`), then the pins in symbol
+ * order (`fnv1a/4;AAPL=0,MSFT=1`).
+ */
+export class ShardPlacement {
+  readonly layout: string;
+
+  constructor(
+    readonly shards: number,
+    readonly pins: ReadonlyMap<string, number> = new Map(),
+  ) {
+    const pinned = [...pins]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([symbol, n]) => {
+        if (!Number.isInteger(n) || n < 0 || n >= shards) {
+          throw new RangeError(`${symbol} is pinned to shard ${n}, not one of ${shards}`);
+        }
+        return `${symbol}=${n}`;
+      });
+    this.layout = `${SHARD_HASH}/${Math.max(1, shards)}${pinned.length > 0 ? `;${pinned.join(',')}` : ''}`;
+  }
+
+  /** The shard that owns `symbol`. */
+  of(symbol: string): number {
+    return this.pins.get(symbol) ?? shardOf(symbol, this.shards);
+  }
+
+  /** How the settings that make it are spelt, for messages. */
+  get settings(): string {
+    const pins = [...this.pins].map(([symbol, n]) => `${symbol}=${n}`).join(',');
+    return `SHARDS=${this.shards}${pins === '' ? '' : ` SHARD_PINS=${pins}`}`;
+  }
+}
+
+/** The layout of `shards` shards, none pinned, as recorded: the hash and the count. */
 export function shardLayout(shards: number): string {
-  return `${SHARD_HASH}/${Math.max(1, shards)}`;
+  return new ShardPlacement(shards).layout;
 }
 
 /** Writer consumer group name on both streams. */

@@ -1,7 +1,7 @@
 // The gateway's side of the Redis queue: accept and cancel each in one round trip (a Lua script
 // per operation), and read the status cache. It knows keys and records, nothing of HTTP.
 import type { Redis } from 'ioredis';
-import { layoutKey, shardKeys, shardLayout, shardOf, STATUS_HASH_MAX_VALUE } from './keys.js';
+import { layoutKey, ShardPlacement, shardKeys, STATUS_HASH_MAX_VALUE } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { RecentAccepts } from './recent-accepts.js';
 import type { Accepted, FinishedOrders, RequeueReport, Resubmitted } from './recent-accepts.js';
@@ -64,6 +64,8 @@ export type CancelResult =
 export interface OrderQueueOptions {
   prefix: string;
   shards: number;
+  /** Symbols placed on a shard of their own choosing (SHARD_PINS); the rest by the hash. */
+  pins?: ReadonlyMap<string, number>;
   highWater: number;
   idempotencyTtlS: number;
   /** Recent orders kept per user for listing before PostgreSQL has them. */
@@ -102,7 +104,8 @@ export class OrderQueue {
   private readonly recentPerUser: number;
   private readonly writes: WriteCoalescer;
   private readonly recentAccepts: RecentAccepts | undefined;
-  /** The shard layout this gateway routes by, and its key (queue/shard-layout.ts). */
+  /** Where each symbol's book is: the shard layout this gateway routes by (queue/shard-layout.ts). */
+  readonly placement: ShardPlacement;
   readonly layout: string;
   private readonly layoutKey: string;
   /** The shard layout being put back in Redis, when it is (see `send`). */
@@ -114,7 +117,8 @@ export class OrderQueue {
   ) {
     this.shards = Array.from({ length: options.shards }, (_, n) => shardKeys(options.prefix, n));
     this.recentPerUser = options.recentPerUser ?? 1000;
-    this.layout = shardLayout(options.shards);
+    this.placement = new ShardPlacement(options.shards, options.pins);
+    this.layout = this.placement.layout;
     this.layoutKey = layoutKey(options.prefix);
     redis.defineCommand('mbSubmitOrder', {
       numberOfKeys: keyCount(SUBMIT),
@@ -150,7 +154,7 @@ export class OrderQueue {
 
   /** The index of the shard that owns `symbol`. */
   shardIndex(symbol: string): number {
-    return shardOf(symbol, this.shards.length);
+    return this.placement.of(symbol);
   }
 
   /** The keys of the shard that owns `symbol`. */

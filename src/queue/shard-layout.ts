@@ -1,13 +1,14 @@
-// Which engine holds which symbol's book is decided by `shardOf` and SHARDS. Change either and a
-// symbol moves to another engine: its new orders go to an empty book there while its resting
-// orders stay on the old one, matched against nothing. So the layout (the hash and the count) is
-// recorded, and it fences every accept: the submit script queues an order only when the gateway
-// routes by the layout Redis holds (src/queue/lua/submit-order-6.lua), so a gateway left with
-// another SHARDS, or running while the layout changes, refuses orders (503) instead of splitting a
-// book. PostgreSQL keeps the layout too (table shard_layout): when Redis has none (it came back
-// empty, or the marker of a change whose part died expired), the key is put back from there, by
-// the first gateway that finds it missing or the next part that starts; no submit records its
-// own. Two copies that differ outside a change stop every part at start (recordedShardLayout).
+// Which engine holds which symbol's book is decided by SHARD_PINS, else by `shardOf` and SHARDS
+// (ShardPlacement in keys.ts). Change any of them and a symbol moves to another engine: its new
+// orders go to an empty book there while its resting orders stay on the old one, matched against
+// nothing. So the layout (the hash, the count and the pins) is recorded, and it fences every
+// accept: the submit script queues an order only when the gateway routes by the layout Redis holds
+// (src/queue/lua/submit-order-6.lua), so a gateway left with another SHARDS, or running while the
+// layout changes, refuses orders (503) instead of splitting a book. PostgreSQL keeps the layout too
+// (table shard_layout): when Redis has none (it came back empty, or the marker of a change whose
+// part died expired), the key is put back from there, by the first gateway that finds it missing
+// or the next part that starts; no submit records its own. Two copies that differ outside a change
+// stop every part at start (recordedShardLayout).
 //
 // The gateway, which routes orders, adopts the layout as it starts (`matchbox start` does, before
 // any part): the same, nothing to do; another, it changes in two steps, once PostgreSQL has no
@@ -35,14 +36,8 @@ import { MAX_SHARDS } from '../config/config.js';
 import type { Sql } from '../db/client.js';
 import { OPEN_STATUSES } from '../db/orders.js';
 import { seqOf } from '../writer/stream-ids.js';
-import {
-  LAYOUT_CHANGING,
-  layoutKey,
-  shardKeys,
-  shardLayout,
-  shardOf,
-  WRITER_GROUP,
-} from './keys.js';
+import { LAYOUT_CHANGING, layoutKey, shardKeys, WRITER_GROUP } from './keys.js';
+import type { ShardPlacement } from './keys.js';
 import type { CommandRecord } from './records.js';
 import { aofWritten, runIdOf } from './aof.js';
 import { keyCount, lua } from './lua-scripts.js';
@@ -132,9 +127,15 @@ async function untilDrained(redis: Redis, prefix: string, ms: number): Promise<S
   }
 }
 
-/** Adds one open order of `symbol` on `from` that would move under `shards`. */
-function count(movers: Map<string, Mover>, symbol: string, from: string, shards: number, n = 1) {
-  const to = `s${shardOf(symbol, shards)}`;
+/** Adds one open order of `symbol` on `from` that would move under `placement`. */
+function count(
+  movers: Map<string, Mover>,
+  symbol: string,
+  from: string,
+  placement: ShardPlacement,
+  n = 1,
+) {
+  const to = `s${placement.of(symbol)}`;
   if (to === from) return;
   const key = `${symbol} ${from}`;
   const m = movers.get(key) ?? { symbol, from, to, open: 0 };
@@ -143,7 +144,7 @@ function count(movers: Map<string, Mover>, symbol: string, from: string, shards:
 }
 
 /**
- * Open orders in PostgreSQL on symbols whose shard differs under `shards`. A PENDING row counts
+ * Open orders in PostgreSQL on symbols whose shard differs under `placement`. A PENDING row counts
  * as Redis's status cache has it: without a status hash it is no order (an order not final always
  * has one), but a row a sync-mode gateway inserted before a submit it then did not make (refused,
  * or the gateway died); final there, its outcome is what PostgreSQL has not taken.
@@ -152,17 +153,17 @@ async function moversIn(
   redis: Redis,
   sql: Sql,
   prefix: string,
-  shards: number,
+  placement: ShardPlacement,
 ): Promise<Map<string, Mover>> {
   const movers = new Map<string, Mover>();
   const rows = await sql<{ symbol: string; shard: string; open: number }[]>`
     SELECT symbol, shard, count(*)::int AS open FROM orders
     WHERE status IN ('NEW', 'PARTIALLY_FILLED') GROUP BY symbol, shard ORDER BY symbol, shard`;
-  for (const r of rows) count(movers, r.symbol, r.shard, shards, r.open);
+  for (const r of rows) count(movers, r.symbol, r.shard, placement, r.open);
   const pending = (
     await sql<{ id: string; symbol: string; shard: string }[]>`
       SELECT id, symbol, shard FROM orders WHERE status = 'PENDING'`
-  ).filter((r) => r.shard !== `s${shardOf(r.symbol, shards)}`);
+  ).filter((r) => r.shard !== `s${placement.of(r.symbol)}`);
   if (pending.length > 0) {
     const pipe = redis.pipeline();
     for (const r of pending) {
@@ -172,7 +173,9 @@ async function moversIn(
     pending.forEach((r, i) => {
       const [err, state] = held[i] ?? [null, null];
       if (err) throw err;
-      if (typeof state === 'string' && OPEN.has(state)) count(movers, r.symbol, r.shard, shards);
+      if (typeof state === 'string' && OPEN.has(state)) {
+        count(movers, r.symbol, r.shard, placement);
+      }
     });
   }
   return movers;
@@ -229,7 +232,7 @@ function moversRefusal(movers: Map<string, Mover>): string | undefined {
   const more = list.length > 5 ? ` and ${list.length - 5} more` : '';
   return (
     `it would move symbols with open orders off the engine that holds their book: ${what}${more}. ` +
-    'Cancel those orders (or let them fill) with the SHARDS they were placed under first'
+    'Cancel those orders (or let them fill) with the SHARDS (and SHARD_PINS) they were placed under first'
   );
 }
 
@@ -243,7 +246,7 @@ async function refusal(
   redis: Redis,
   sql: Sql,
   prefix: string,
-  shards: number,
+  placement: ShardPlacement,
   drainMs: number | undefined,
 ): Promise<string | undefined> {
   if (drainMs !== undefined) {
@@ -264,11 +267,11 @@ async function refusal(
   if (drainMs === undefined) {
     for (const n of await shardsWithQueues(redis, prefix)) {
       const places = await unwrittenPlaces(redis, shardKeys(prefix, n).orders);
-      for (const [symbol, k] of places) count(unwrittenMovers, symbol, `s${n}`, shards, k);
+      for (const [symbol, k] of places) count(unwrittenMovers, symbol, `s${n}`, placement, k);
     }
   }
-  const movers = await moversIn(redis, sql, prefix, shards);
-  for (const m of unwrittenMovers.values()) count(movers, m.symbol, m.from, shards, m.open);
+  const movers = await moversIn(redis, sql, prefix, placement);
+  for (const m of unwrittenMovers.values()) count(movers, m.symbol, m.from, placement, m.open);
   return moversRefusal(movers);
 }
 
@@ -352,18 +355,18 @@ async function settleAfterExpiry(
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Checks the recorded shard layout against `shards` and records it when it may change (see the
- * top of this file). Throws ShardLayoutError when it may not.
+ * Checks the recorded shard layout against `placement` and records it when it may change (see
+ * the top of this file). Throws ShardLayoutError when it may not.
  */
 export async function adoptShardLayout(
   redis: Redis,
   sql: Sql,
   prefix: string,
-  shards: number,
+  placement: ShardPlacement,
   logger: Pick<Logger, 'info' | 'warn'>,
   drainMs = DRAIN_MS,
 ): Promise<LayoutCheck> {
-  const now = shardLayout(shards);
+  const now = placement.layout;
   const key = layoutKey(prefix);
   const waitUntil = Date.now() + WAIT_MS;
   for (;;) {
@@ -376,7 +379,7 @@ export async function adoptShardLayout(
     }
     const refuse = (why: string) =>
       new ShardLayoutError(
-        `SHARDS=${shards} (${now}) differs from ${was ?? 'the layout before one was recorded'}: ${why}.`,
+        `${placement.settings} (${now}) differs from ${was ?? 'the layout before one was recorded'}: ${why}.`,
       );
     if (was?.startsWith(LAYOUT_CHANGING)) {
       if (Date.now() > waitUntil) {
@@ -386,7 +389,7 @@ export async function adoptShardLayout(
       continue;
     }
     // Asked before anything is held back: a part that will be refused stops no order.
-    const first = moversRefusal(await moversIn(redis, sql, prefix, shards));
+    const first = moversRefusal(await moversIn(redis, sql, prefix, placement));
     if (first !== undefined) throw refuse(first);
     const marker = `${LAYOUT_CHANGING}${now}`;
     const runId = await runIdOf(redis);
@@ -394,7 +397,7 @@ export async function adoptShardLayout(
     if (!(await cas(redis, key, was ?? '', marker, MARKER_MS))) continue;
     let why: string | undefined;
     try {
-      why = await refusal(redis, sql, prefix, shards, was === undefined ? undefined : drainMs);
+      why = await refusal(redis, sql, prefix, placement, was === undefined ? undefined : drainMs);
     } catch (err) {
       await cas(redis, key, marker, was ?? '');
       throw err;
@@ -426,19 +429,19 @@ export async function adoptShardLayout(
   }
 }
 
-/** Throws ShardLayoutError when a layout other than that of `shards` is recorded. */
+/** Throws ShardLayoutError when a layout other than that of `placement` is recorded. */
 export async function followShardLayout(
   redis: Redis,
   sql: Sql,
   prefix: string,
-  shards: number,
+  placement: ShardPlacement,
 ): Promise<void> {
-  const now = shardLayout(shards);
+  const now = placement.layout;
   const was = await recordedShardLayout(redis, sql, prefix);
   if (was !== undefined && was !== now && !was.startsWith(LAYOUT_CHANGING)) {
     throw new ShardLayoutError(
-      `SHARDS=${shards} (${now}) differs from the layout the gateways route by (${was}): ` +
-        'every part must run with the same SHARDS',
+      `${placement.settings} (${now}) differs from the layout the gateways route by (${was}): ` +
+        'every part must run with the same SHARDS and SHARD_PINS',
     );
   }
 }

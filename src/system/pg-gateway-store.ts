@@ -6,7 +6,7 @@ import * as orders from '../db/orders.js';
 import * as trades from '../db/trades.js';
 import * as users from '../db/users.js';
 import type { GatewayStore, InstrumentRow, UpsertResult } from '../gateway/store.js';
-import { shardOf } from '../queue/keys.js';
+import type { ShardPlacement } from '../queue/keys.js';
 import type { OrderState } from '../queue/records.js';
 
 /**
@@ -75,7 +75,7 @@ function tagged<A extends unknown[], R>(f: (...args: A) => Promise<R>): (...args
     });
 }
 
-export function pgGatewayStore(sql: Sql, shards: number): GatewayStore {
+export function pgGatewayStore(sql: Sql, placement: ShardPlacement): GatewayStore {
   const timed = breaker();
   return {
     loadUsers: tagged(() => users.loadUsers(sql)),
@@ -93,7 +93,7 @@ export function pgGatewayStore(sql: Sql, shards: number): GatewayStore {
       orders.findByClientOrderId(sql, userId, cid),
     ),
     insertPendingOrder: tagged((order: OrderState) =>
-      orders.insertPendingOrder(sql, order, `s${shardOf(order.symbol, shards)}`),
+      orders.insertPendingOrder(sql, order, `s${placement.of(order.symbol)}`),
     ),
     deletePendingOrder: tagged(async (orderId: string) => {
       await sql`DELETE FROM orders WHERE id = ${orderId} AND status = 'PENDING'`;

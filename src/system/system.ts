@@ -16,7 +16,7 @@ import type { EngineService } from '../engine-service/server.js';
 import { buildGateway, closeGateway } from '../gateway/app.js';
 import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
-import { shardOf } from '../queue/keys.js';
+import type { ShardPlacement } from '../queue/keys.js';
 import { adoptShardLayout, followShardLayout, recordedShardLayout } from '../queue/shard-layout.js';
 import { BatchWriter } from '../writer/batch-writer.js';
 import { untilReachable } from '../db/pg-errors.js';
@@ -43,10 +43,10 @@ export interface RunningSystem {
 }
 
 /** One engine client per shard, seen by the gateway as a single view routed by symbol. */
-function engineView(clients: EngineClient[]): EngineView {
+function engineView(clients: EngineClient[], placement: ShardPlacement): EngineView {
   return {
     depth: (symbol, levels) =>
-      (clients[shardOf(symbol, clients.length)] as EngineClient).depth(symbol, levels),
+      (clients[placement.of(symbol)] as EngineClient).depth(symbol, levels),
     lastApplied: () => Promise.all(clients.map((c) => c.lastApplied())),
   };
 }
@@ -115,6 +115,7 @@ export async function startSystem(
     const queue = new OrderQueue(redis, {
       prefix: config.redisPrefix,
       shards: config.shards,
+      pins: config.shardPins,
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
       restoreLayout,
@@ -149,8 +150,8 @@ export async function startSystem(
     // The gateway refuses a SHARDS (or shard hash) that would move a symbol with resting orders
     // to another engine, and records the layout otherwise; the other parts follow the record.
     if (components.gateway) {
-      await adoptShardLayout(redis, sql, config.redisPrefix, config.shards, logger);
-    } else await followShardLayout(redis, sql, config.redisPrefix, config.shards);
+      await adoptShardLayout(redis, sql, config.redisPrefix, queue.placement, logger);
+    } else await followShardLayout(redis, sql, config.redisPrefix, queue.placement);
     // Advice only: a Redis that will not say (CONFIG renamed away) is not refused for it.
     await queue.advice().then(
       (advice) => {
@@ -241,8 +242,8 @@ export async function startSystem(
         config,
         queue,
         redis,
-        store: pgGatewayStore(sql, config.shards),
-        engine: engineView(engines),
+        store: pgGatewayStore(sql, queue.placement),
+        engine: engineView(engines, queue.placement),
         logger: logger.child({ component: 'gateway' }),
         pingRedis: async () => {
           await redis.ping();

@@ -18,6 +18,15 @@ describe('configuration', () => {
   it('parses given values', () => {
     const c = loadConfig({ PORT: '9000', ORDER_PATH: 'sync', REDIS_URL: 'redis://10.0.0.1:7000' });
     assert.deepEqual([c.port, c.orderPath, c.redisUrl], [9000, 'sync', 'redis://10.0.0.1:7000']);
+    const pinned = loadConfig({ SHARDS: '3', SHARD_PINS: 'MSFT=2, AAPL=0' });
+    assert.deepEqual(
+      [...pinned.shardPins],
+      [
+        ['MSFT', 2],
+        ['AAPL', 0],
+      ],
+    );
+    assert.equal(loadConfig({}).shardPins.size, 0);
     const socket = loadConfig({ REDIS_URL: '/srv/matchbox/redis.sock', CPU_LAYOUT: 'off' });
     assert.deepEqual([socket.redisUrl, socket.cpuLayout], ['/srv/matchbox/redis.sock', 'off']);
   });
@@ -34,6 +43,12 @@ describe('configuration', () => {
       ['DATABASE_URL', 'not a url'],
       ['MATCHBOX_ADMIN_TOKEN', 'short'],
       ['LOG_LEVEL', 'loud'],
+      ['SHARD_PINS', 'AAPL'],
+      ['SHARD_PINS', 'aapl=0'],
+      ['SHARD_PINS', 'AAPL=0,AAPL=0'],
+      ['SHARD_PINS', 'AAPL=-1'],
+      ['SHARD_PINS', 'AAPL=0=1'],
+      ['SHARD_PINS', 'AAPL=1'], // SHARDS=1 has shard 0 alone
     ];
     for (const [name, value] of bad) {
       assert.throws(

@@ -9,6 +9,7 @@ import { connect } from '../../src/db/client.js';
 import type { Sql } from '../../src/db/client.js';
 import type { GatewayStore } from '../../src/gateway/store.js';
 import { freePort } from '../../src/infra/free-port.js';
+import { ShardPlacement } from '../../src/queue/keys.js';
 import { pgGatewayStore } from '../../src/system/pg-gateway-store.js';
 import { orderState } from '../db/fixtures.js';
 import { databaseUrl } from '../support/services.js';
@@ -22,7 +23,7 @@ describe('the gateway’s PostgreSQL store', () => {
   before(async () => {
     // Nothing listens there: every connection is refused.
     sql = connect(`postgres://postgres@127.0.0.1:${await freePort()}/nowhere`, { max: 1 });
-    store = pgGatewayStore(sql, 1);
+    store = pgGatewayStore(sql, new ShardPlacement(1));
   });
   after(() => sql.end({ timeout: 0 }));
 

@@ -8,7 +8,14 @@ import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { layoutKey, shardKeys, shardLayout, shardOf, WRITER_GROUP } from '../../src/queue/keys.js';
+import {
+  layoutKey,
+  ShardPlacement,
+  shardKeys,
+  shardLayout,
+  shardOf,
+  WRITER_GROUP,
+} from '../../src/queue/keys.js';
 import {
   adoptShardLayout,
   followShardLayout,
@@ -56,7 +63,12 @@ describe('the shard layout', () => {
     await db.drop();
   });
 
-  const run = (shards: number, components = ALL, logger = quiet): Promise<RunningSystem> => {
+  const run = (
+    shards: number,
+    components = ALL,
+    logger = quiet,
+    pins = '',
+  ): Promise<RunningSystem> => {
     const config = loadConfig({
       REDIS_URL: redisUrl(),
       DATABASE_URL: db.url,
@@ -67,6 +79,7 @@ describe('the shard layout', () => {
       MATCHBOX_ADMIN_TOKEN: adminToken,
       LOG_LEVEL: 'silent',
       SHARDS: String(shards),
+      SHARD_PINS: pins,
     });
     return startSystem(config, components, logger);
   };
@@ -94,8 +107,8 @@ describe('the shard layout', () => {
   const until = (id: string, wanted: string) =>
     eventually(async () => ((await status(id)) === wanted ? true : undefined));
 
-  const adopt = (shards: number, drainMs = 300) =>
-    adoptShardLayout(redis, db.sql, prefix, shards, quiet, drainMs);
+  const adopt = (shards: number, drainMs = 300, pins = new Map<string, number>()) =>
+    adoptShardLayout(redis, db.sql, prefix, new ShardPlacement(shards, pins), quiet, drainMs);
 
   let alice: string;
   let bob: string;
@@ -310,7 +323,7 @@ describe('the shard layout', () => {
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/3', 'it records nothing');
     // During a change, those of the layout before start: they are what drains it.
     await redis.set(layoutKey(prefix), 'changing:fnv1a/2');
-    await followShardLayout(redis, db.sql, prefix, 1);
+    await followShardLayout(redis, db.sql, prefix, new ShardPlacement(1));
     await redis.set(layoutKey(prefix), 'fnv1a/3');
     await (await run(3, PIPELINE)).stop();
   });
@@ -323,5 +336,54 @@ describe('the shard layout', () => {
     assert.deepEqual(both.map((c) => c.changed).sort(), [false, true]);
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/2');
     assert.equal(await storedShardLayout(db.sql), 'fnv1a/2');
+  });
+
+  it('a pinned symbol is matched on its shard, and a pin is changed as SHARDS is', async () => {
+    // By the hash, every default symbol is on shard 1 of two.
+    assert.deepEqual(
+      [STAYS, MOVES].map((sym) => shardOf(sym, 2)),
+      [1, 1],
+    );
+    const s = await run(2, ALL, quiet, `${STAYS}=0`);
+    let resting: string;
+    try {
+      assert.equal(await redis.get(layoutKey(prefix)), `fnv1a/2;${STAYS}=0`);
+      assert.equal(await storedShardLayout(db.sql), `fnv1a/2;${STAYS}=0`);
+      const sell = await call(s, alice, 'POST', '/v1/orders', limit(STAYS, 'SELL'));
+      const buy = await call(s, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY', '1'));
+      resting = sell.body.id as string;
+      await until(resting, 'PARTIALLY_FILLED');
+      const rows = await db.sql<{ shard: string }[]>`
+        SELECT shard FROM orders WHERE id IN (${resting}, ${buy.body.id as string})`;
+      assert.deepEqual(
+        rows.map((r) => r.shard),
+        ['s0', 's0'],
+      );
+      // The book is asked of the engine that holds it.
+      const book = await call(s, alice, 'GET', `/v1/instruments/${STAYS}/book`);
+      assert.deepEqual(book.body.asks, [{ price: '100.00', quantity: '2' }]);
+      // The other symbols stay where the hash puts them.
+      const other = await call(s, alice, 'POST', '/v1/orders', limit(MOVES, 'SELL', '1'));
+      await until(other.body.id as string, 'NEW');
+      const [row] = await db.sql<{ shard: string }[]>`
+        SELECT shard FROM orders WHERE id = ${other.body.id as string}`;
+      assert.equal(row?.shard, 's1');
+      assert.equal(
+        (await call(s, alice, 'DELETE', `/v1/orders/${other.body.id as string}`)).status,
+        202,
+      );
+      await until(other.body.id as string, 'CANCELED');
+    } finally {
+      await s.stop();
+    }
+    // Unpinned, the symbol would move off the engine that holds its resting order: refused.
+    await assert.rejects(run(2), (err: Error) => {
+      assert.match(err.message, /^SHARDS=2 \(fnv1a\/2\) differs from fnv1a\/2;AMZN=0: /);
+      assert.match(err.message, new RegExp(`${STAYS} \\(1 open on s0, would move to s1\\)`));
+      return true;
+    });
+    // A dispatcher or writer without the pin does not start.
+    await assert.rejects(run(2, PIPELINE), /must run with the same SHARDS and SHARD_PINS/);
+    assert.equal(await redis.get(layoutKey(prefix)), `fnv1a/2;${STAYS}=0`);
   });
 });
