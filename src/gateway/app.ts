@@ -196,7 +196,9 @@ export async function buildGateway(
     // debug, request lines are not written, and faults are logged with the URL instead.
     childLoggerFactory: (logger, bindings, opts) =>
       requestLoggers ? logger.child(bindings, opts) : logger,
-    return503OnClosing: true,
+    // A request that reaches a closing gateway (pipelined, or on a connection not yet closed) is
+    // refused by the onRequest hook below, in api-v1.md's shape; Fastify's own 503 has another.
+    return503OnClosing: false,
     // Malformed URLs and requests the HTTP parser refuses are answered in api-v1.md's error
     // shape too (Fastify's own answers have another).
     frameworkErrors: refuseUrl,
@@ -282,9 +284,15 @@ export async function buildGateway(
     } else done(new ApiError('UNSUPPORTED_MEDIA_TYPE'));
   });
   app.decorateRequest('rawNumbers', null as unknown as Record<string, string>);
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
   app.addHook('onRequest', (req, _reply, done) => {
     req.rawNumbers = {};
-    done();
+    if (closing) done(new ApiError('UNAVAILABLE', 'The gateway is stopping; retry.', undefined, 1));
+    else done();
   });
   // Draining: every answer, including those to requests taken before, closes its connection.
   app.addHook('onSend', (_req, reply, payload, done) => {

@@ -6,10 +6,10 @@ import { hashApiKey } from '../db/users.js';
 import type { Caller } from './order-builder.js';
 import type { UserKey } from './store.js';
 
-/** Bearer token of an Authorization header, or undefined. */
+/** Bearer token of an Authorization header, or undefined (the scheme's case is free: RFC 9110). */
 export function bearer(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
-  const m = /^Bearer ([\x21-\x7e]{1,256})$/.exec(header);
+  const m = /^Bearer ([\x21-\x7e]{1,256})$/i.exec(header);
   return m?.[1];
 }
 

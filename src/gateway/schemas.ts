@@ -94,7 +94,8 @@ export const Fills = Type.Object({
 });
 
 export const UserRequest = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 100 }) },
+  // No control characters: PostgreSQL's text cannot hold NUL, and a name is shown, not parsed.
+  { name: Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }) },
   { additionalProperties: false },
 );
 export const User = Type.Object({ id: Uuid, name: Type.String(), api_key: Type.String() });

@@ -334,6 +334,37 @@ describe('errors, idempotency and isolation', () => {
     );
   });
 
+  it('takes an order id in capitals, as a UUID is: read, fills and cancel', async () => {
+    const r = await t.api(alice.key, 'POST', '/v1/orders', { ...limit, price: '12.00' });
+    const id = r.body.id as string;
+    const upper = id.toUpperCase();
+    assert.notEqual(upper, id);
+    const read = await t.api(alice.key, 'GET', `/v1/orders/${upper}`);
+    assert.deepEqual([read.status, read.body.id], [200, id]);
+    assert.equal((await t.api(alice.key, 'GET', `/v1/orders/${upper}/fills`)).status, 200);
+    assertError(await t.api(bob.key, 'GET', `/v1/orders/${upper}`), 404, 'NOT_FOUND');
+    await eventually(async () => {
+      const o = await t.api(alice.key, 'GET', `/v1/orders/${id}`);
+      return o.body.status === 'NEW' ? o : undefined;
+    });
+    const cancel = await t.api(alice.key, 'DELETE', `/v1/orders/${upper}`);
+    assert.deepEqual([cancel.status, cancel.body.id], [202, id]);
+    await eventually(async () => {
+      const o = await t.api(alice.key, 'GET', `/v1/orders/${id}`);
+      return o.body.status === 'CANCELED' ? o : undefined;
+    });
+  });
+
+  it('reads the authorization scheme in any case, and refuses a user name PostgreSQL cannot hold', async () => {
+    const res = await fetch(`${t.url}/v1/orders?status=ALL`, {
+      headers: { authorization: `bearer ${alice.key}` },
+    });
+    assert.equal(res.status, 200);
+    const nul = await t.api(t.adminToken, 'POST', '/v1/admin/users', { name: 'a\u0000b' });
+    assertError(nul, 400, 'VALIDATION_ERROR');
+    assert.equal((nul.body.error?.details?.[0] as { field: string }).field, 'name');
+  });
+
   it('409 ORDER_CLOSED when cancelling a final order', async () => {
     const r = await t.api(alice.key, 'POST', '/v1/orders', {
       symbol: 'MSFT',

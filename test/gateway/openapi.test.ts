@@ -47,6 +47,32 @@ describe('OpenAPI', () => {
     }
   });
 
+  it('marks as needing a key exactly the routes that answer 401 without one', async () => {
+    const doc = (await (await fetch(`${t.url}/docs/json`)).json()) as {
+      security?: unknown[];
+      paths: Record<string, Record<string, { security?: unknown[] }>>;
+    };
+    let checked = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      if (path.startsWith('/docs')) continue;
+      const url = path
+        .replace('{symbol}', 'AAPL')
+        .replace('{id}', '0190f0b0-0000-7000-8000-000000000000');
+      for (const [method, op] of Object.entries(ops)) {
+        const needsKey = (op.security ?? doc.security ?? []).length > 0;
+        const r = await t.api(
+          undefined,
+          method.toUpperCase(),
+          url,
+          method === 'get' ? undefined : {},
+        );
+        assert.equal(r.status === 401, needsKey, `${method.toUpperCase()} ${path}: ${r.status}`);
+        checked++;
+      }
+    }
+    assert.ok(checked >= 12, `only ${checked} routes`);
+  });
+
   it('serves the page to read and try it at /docs', async () => {
     const res = await fetch(`${t.url}/docs`, { redirect: 'follow' });
     assert.equal(res.status, 200);

@@ -12,7 +12,7 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
   return (app, _options, done) => {
     app.get(
       '/v1/instruments',
-      { schema: { summary: 'Listed instruments', response: { 200: Instruments } } },
+      { schema: { summary: 'Listed instruments', security: [], response: { 200: Instruments } } },
       async () => {
         const rows = await ctx.store.listInstruments();
         for (const row of rows) ctx.instruments.put(row);
@@ -25,6 +25,7 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
       {
         schema: {
           summary: 'Aggregated L2 book, best levels first',
+          security: [],
           params: SymbolParam,
           querystring: BookQuery,
           response: { 200: Book, ...errors },
@@ -52,6 +53,7 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
       {
         schema: {
           summary: 'Recent trades, newest first',
+          security: [],
           params: SymbolParam,
           querystring: TradesQuery,
           response: { 200: Trades, ...errors },

@@ -35,6 +35,12 @@ const SUBMIT_DEADLINE_MS = 750;
  * parser (a 400) or refusing another type (a 415). A cancel that does send a body still has it
  * parsed.
  */
+/**
+ * An order id as the system keeps it: a UUID is case-insensitive, and a client may send one in
+ * capitals, but Redis's keys are not.
+ */
+const orderId = (params: { id: string }): string => params.id.toLowerCase();
+
 function withoutBody(req: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   const h = req.headers;
   const empty =
@@ -221,7 +227,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
     app.get(
       '/v1/orders/:id',
       { schema: { summary: 'One order', params: OrderId, response: { 200: Order, ...errors } } },
-      async (req) => apiOrder(await ownOrder(req.params.id, req.caller.id)),
+      async (req) => apiOrder(await ownOrder(orderId(req.params), req.caller.id)),
     );
 
     app.get(
@@ -290,7 +296,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         },
       },
       async (req, reply) => {
-        const id = req.params.id;
+        const id = orderId(req.params);
         const result = await queue.cancel(id, req.caller.id, req.caller.no, new Date());
         if (result.kind === 'foreign') throw new ApiError('NOT_FOUND');
         if (result.kind === 'queued') return reply.code(202).send(apiOrder(result.order));
@@ -313,7 +319,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         },
       },
       async (req) => {
-        const order = await ownOrder(req.params.id, req.caller.id);
+        const order = await ownOrder(orderId(req.params), req.caller.id);
         const fills = (await queue.fills(order.id)) ?? (await store.fillsOfOrder(order.id));
         return { fills };
       },
