@@ -5,7 +5,7 @@
 import { Redis } from 'ioredis';
 import { connect } from '../db/client.js';
 import type { Sql } from '../db/client.js';
-import { shardKeys, shardOf } from '../queue/keys.js';
+import { ShardPlacement, shardKeys } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { dispatchedThrough, streamInfo, undelivered, writerGroup } from '../queue/stream-info.js';
 import type { Target } from './system-process.js';
@@ -26,8 +26,9 @@ export class Probes {
   /** The backlog when a quiesce last gave up, for the report. */
   lastStuck: Backlog | undefined;
 
-  constructor(target: Target, symbol: string, shards = 1) {
-    this.keys = shardKeys(target.redisPrefix, shardOf(symbol, shards));
+  /** `placement`: where the system places the symbol (SHARDS and SHARD_PINS). */
+  constructor(target: Target, symbol: string, placement = new ShardPlacement(1)) {
+    this.keys = shardKeys(target.redisPrefix, placement.of(symbol));
     this.redis =
       target.redisUrl === undefined
         ? undefined

@@ -11,6 +11,8 @@ import type { Options, ScenarioName } from './bench-options.js';
 import { buildCharts } from './charts.js';
 import { closedLoop } from './http-load.js';
 import { describeMachine } from './machine.js';
+import { loadConfig } from '../config/config.js';
+import { ShardPlacement } from '../queue/keys.js';
 import { Probes } from './probes.js';
 import { Progress } from './progress.js';
 import { SEED_REPORT, improvement } from './report.js';
@@ -77,6 +79,19 @@ async function detectMode(ctx: PassContext): Promise<'queue' | 'sync'> {
   });
   const body = (await res.json()) as { status?: string };
   return body.status === 'PENDING' ? 'queue' : 'sync';
+}
+
+/**
+ * Where the systems the bench starts place its symbol: they inherit SHARDS and SHARD_PINS from
+ * this environment. A bad setting there is left for the system's own start to report.
+ */
+function placementOf(env: NodeJS.ProcessEnv): ShardPlacement {
+  try {
+    const config = loadConfig(env);
+    return new ShardPlacement(config.shards, config.shardPins);
+  } catch {
+    return new ShardPlacement(1);
+  }
 }
 
 class Bench {
@@ -155,7 +170,7 @@ class Bench {
     if (this.report.machine.node === '') {
       this.report.machine = await describeMachine(target.redisUrl, target.databaseUrl);
     }
-    const probes = new Probes(target, SYMBOL);
+    const probes = new Probes(target, SYMBOL, placementOf(process.env));
     const info: SystemInfo = {
       name: target.name,
       mode: target.mode,

@@ -101,8 +101,8 @@ export const LAYOUT_CHANGING = 'changing:';
 
 /**
  * Where each symbol's book is: on the shard it is pinned to (SHARD_PINS), else by `shardOf`.
- * `layout` is how it is recorded: the hash and the count (`fnv1a/4`), then the pins in symbol
- * order (`fnv1a/4;AAPL=0,MSFT=1`).
+ * `layout` is how it is recorded: the hash and the count (`fnv1a/4`), then the pins that move a
+ * symbol off its hashed shard, in symbol order (`fnv1a/4;AAPL=0,MSFT=1`).
  */
 export class ShardPlacement {
   readonly layout: string;
@@ -111,14 +111,16 @@ export class ShardPlacement {
     readonly shards: number,
     readonly pins: ReadonlyMap<string, number> = new Map(),
   ) {
+    for (const [symbol, n] of pins) {
+      if (!Number.isInteger(n) || n < 0 || n >= shards) {
+        throw new RangeError(`${symbol} is pinned to shard ${n}, not one of ${shards}`);
+      }
+    }
+    // A pin to where the hash puts the symbol anyway changes nothing, and is not recorded.
     const pinned = [...pins]
+      .filter(([symbol, n]) => n !== shardOf(symbol, shards))
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([symbol, n]) => {
-        if (!Number.isInteger(n) || n < 0 || n >= shards) {
-          throw new RangeError(`${symbol} is pinned to shard ${n}, not one of ${shards}`);
-        }
-        return `${symbol}=${n}`;
-      });
+      .map(([symbol, n]) => `${symbol}=${n}`);
     this.layout = `${SHARD_HASH}/${Math.max(1, shards)}${pinned.length > 0 ? `;${pinned.join(',')}` : ''}`;
   }
 

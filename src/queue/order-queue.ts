@@ -19,6 +19,8 @@ const SETTLE_EVERY_MS = 100;
 const REQUEUE_DEADLINE_MS = 750;
 /** How long a read or a cancel of an order being queued again waits for it (see missingForNow). */
 const REQUEUE_WAIT_MS = 2_000;
+/** Longest a submit or /ready waits for the shard layout to be put back from PostgreSQL. */
+const RESTORE_WAIT_MS = 1_000;
 
 /**
  * An order accepted here is missing from a Redis that restarted without it, and the re-queue that
@@ -223,14 +225,20 @@ export class OrderQueue {
     return this.sendOnce(k, order, deadlineMs);
   }
 
-  /** Puts the layout back from PostgreSQL: once at a time for all the callers that found none. */
+  /**
+   * Puts the layout back from PostgreSQL: once at a time for all the callers that found none.
+   * A caller waits for it RESTORE_WAIT_MS at most (a PostgreSQL that stopped answering must not
+   * hold every submit and every /ready); the attempt itself goes on, and later callers join it.
+   */
   private restoreLayout(): Promise<unknown> {
     const restore = this.options.restoreLayout;
     if (restore === undefined) return Promise.resolve();
     this.restoring ??= restore()
       .catch(() => undefined)
       .finally(() => (this.restoring = undefined));
-    return this.restoring;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise((resolve) => (timer = setTimeout(resolve, RESTORE_WAIT_MS)));
+    return Promise.race([this.restoring, waited]).finally(() => clearTimeout(timer));
   }
 
   /**

@@ -104,10 +104,13 @@ export async function startSystem(
           return layout;
         },
         (err: unknown) => {
-          const message = err instanceof Error ? err.message : String(err);
-          if (message !== restoreFailure) {
-            restoreFailure = message;
-            logger.error({ err: message }, 'the shard layout could not be put back in Redis');
+          // By code where there is one: a refused connection to several addresses is an
+          // AggregateError with no message.
+          const e = err as { code?: unknown; message?: unknown };
+          const cause = String(e.code ?? e.message ?? err);
+          if (cause !== restoreFailure) {
+            restoreFailure = cause;
+            logger.error({ err }, 'the shard layout could not be put back in Redis');
           }
           throw err;
         },

@@ -40,6 +40,20 @@ describe('shardOf', () => {
     );
     assert.deepEqual(placed, ['1133', '1133', '1111', '1037', '1137']);
   });
+
+  it('records the pins that move a symbol off its hashed shard, in symbol order', () => {
+    const pins = new Map([
+      ['MSFT', 0],
+      ['AMZN', 1], // where the hash puts it anyway: no change, not recorded
+      ['AAPL', 0],
+    ]);
+    assert.equal(new ShardPlacement(2, pins).layout, 'fnv1a/2;AAPL=0,MSFT=0');
+    assert.deepEqual(
+      ['AAPL', 'MSFT', 'AMZN', 'TSLA'].map((s) => new ShardPlacement(2, pins).of(s)),
+      [0, 0, 1, 1],
+    );
+    assert.throws(() => new ShardPlacement(2, new Map([['AAPL', 2]])), RangeError);
+  });
 });
 
 describe('the shard layout', () => {

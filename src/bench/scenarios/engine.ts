@@ -125,6 +125,7 @@ export async function runEngine(
       ENGINE_ADDRESS: `127.0.0.1:${port}`,
       SHARD: '0',
       SHARDS: '1',
+      SHARD_PINS: '',
       LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'ignore', 'inherit'],

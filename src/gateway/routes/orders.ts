@@ -177,7 +177,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
             misrouted = result.recorded;
             req.log.error(
               { recorded: result.recorded, routes_by: queue.layout },
-              'the shard layout is not the one this gateway routes by: restart it with the SHARDS of the other parts',
+              'the shard layout is not the one this gateway routes by: restart it with the SHARDS and SHARD_PINS of the other parts',
             );
           }
           throw new ApiError(
