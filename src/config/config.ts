@@ -41,8 +41,11 @@ const url =
     }
   };
 
-/** A listed instrument's symbol, as src/db/instruments.ts takes it. */
-export const SYMBOL = /^[A-Z0-9._-]{1,16}$/;
+/**
+ * A listed instrument's symbol: 1–16 of A-Z 0-9 . - _, but not `.` or `..`, which a URL's path
+ * cannot carry as a segment (clients resolve them away: `/v1/instruments/../book`).
+ */
+export const SYMBOL = /^(?!\.\.?$)[A-Z0-9._-]{1,16}$/;
 /** `SYMBOL=n,…`: each symbol once, n a shard number (checked against SHARDS by loadConfig). */
 const shardPins: Parse<ReadonlyMap<string, number>> = (raw) => {
   const pins = new Map<string, number>();

@@ -50,7 +50,11 @@ export async function upsertInstrument(
   input: Instrument,
 ): Promise<UpsertInstrumentResult> {
   if (!SYMBOL.test(input.symbol)) {
-    return { kind: 'invalid', field: 'symbol', message: '1–16 characters of A-Z 0-9 . - _' };
+    return {
+      kind: 'invalid',
+      field: 'symbol',
+      message: '1–16 characters of A-Z 0-9 . - _, not `.` or `..`',
+    };
   }
   const tick = normaliseSize(input.tick_size);
   if (tick === undefined) {

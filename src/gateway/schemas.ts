@@ -2,10 +2,13 @@
 // the handler its TypeScript type, serialises the answer and is the OpenAPI entry.
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
+import { SYMBOL } from '../config/config.js';
 import { ORDER_TYPES, SIDES, STATUSES, STP_MODES, TIFS } from '../queue/records.js';
 
-export const SYMBOL_PATTERN = '^[A-Z0-9._-]{1,16}$';
-const Symbol_ = Type.String({ pattern: SYMBOL_PATTERN, description: '1–16 of A-Z 0-9 . - _' });
+const Symbol_ = Type.String({
+  pattern: SYMBOL.source,
+  description: '1–16 of A-Z 0-9 . - _ (not `.` or `..`)',
+});
 const Uuid = Type.String({ format: 'uuid' });
 const Time = Type.String({ format: 'date-time', description: 'ISO 8601 UTC, milliseconds' });
 /** A request decimal: a string such as "187.25" or a JSON number. */

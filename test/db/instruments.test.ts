@@ -87,6 +87,9 @@ describe('instruments', () => {
     const bad = [
       [{ symbol: 'abc', tick_size: '0.01', lot_size: '1' }, 'symbol'],
       [{ symbol: 'A'.repeat(17), tick_size: '0.01', lot_size: '1' }, 'symbol'],
+      // Dot-segments: no URL can name them (/v1/instruments/../book resolves away).
+      [{ symbol: '.', tick_size: '0.01', lot_size: '1' }, 'symbol'],
+      [{ symbol: '..', tick_size: '0.01', lot_size: '1' }, 'symbol'],
       [{ symbol: 'ABC', tick_size: '0', lot_size: '1' }, 'tick_size'],
       [{ symbol: 'ABC', tick_size: '-1', lot_size: '1' }, 'tick_size'],
       [{ symbol: 'ABC', tick_size: '1e-2', lot_size: '1' }, 'tick_size'],

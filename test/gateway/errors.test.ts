@@ -365,6 +365,23 @@ describe('errors, idempotency and isolation', () => {
     assert.equal((nul.body.error?.details?.[0] as { field: string }).field, 'name');
   });
 
+  it('refuses to list the symbols . and .., which no URL can name; ... is a symbol', async () => {
+    const sizes = { tick_size: '0.01', lot_size: '1' };
+    // Sent as written: fetch, as any WHATWG client, resolves the dot-segments away.
+    const body = JSON.stringify(sizes);
+    for (const name of ['.', '..', '%2E%2E']) {
+      const r = await raw(
+        `PUT /v1/admin/instruments/${name} HTTP/1.1\r\nHost: x\r\n` +
+          `Authorization: Bearer ${t.adminToken}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error?.code, 'VALIDATION_ERROR');
+    }
+    const dots = await t.api(t.adminToken, 'PUT', '/v1/admin/instruments/...', sizes);
+    assert.equal(dots.status, 201, JSON.stringify(dots.body));
+  });
+
   it('409 ORDER_CLOSED when cancelling a final order', async () => {
     const r = await t.api(alice.key, 'POST', '/v1/orders', {
       symbol: 'MSFT',
