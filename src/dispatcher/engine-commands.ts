@@ -27,6 +27,15 @@ export function engineCommand(seq: number, record: CommandRecord): Command {
       stp: engineStp(o.self_trade_prevention),
     };
   }
+  if (record.k === 'forget') {
+    return {
+      ...blankCommand(),
+      type: CommandType.FORGET,
+      seq,
+      ts: Date.parse(record.requested_at),
+      symbol: record.symbol,
+    };
+  }
   return {
     ...blankCommand(),
     type: CommandType.CANCEL,

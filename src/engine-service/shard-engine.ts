@@ -58,6 +58,8 @@ export class ShardEngine {
       }
       this.out.clear();
       if (!this.engine.apply(cmd, this.out)) continue;
+      // A forgotten symbol is listed again by its next PLACE, as a new one.
+      if (cmd.type === CommandType.FORGET) this.listed = new Set(this.engine.symbols());
       applied++;
       if (!reporting) continue;
       for (let i = 0; i < this.out.length; i++) reports.push(toWireReport(this.out.at(i)));

@@ -94,6 +94,9 @@ export class MatchingEngine {
       case CommandType.REPLACE:
         this.replace(cmd);
         break;
+      case CommandType.FORGET:
+        this.forget(cmd.symbol);
+        break;
       default:
         this.rejectCommand(REJECTED, cmd, Reason.INVALID_ORDER);
     }
@@ -154,6 +157,14 @@ export class MatchingEngine {
   }
 
   // ---- commands ------------------------------------------------------------------------------
+
+  /** Drops the book of `symbol` if it holds no order (see CommandType.FORGET). */
+  private forget(symbol: string): void {
+    const book = this.books.get(symbol);
+    if (book === undefined || book.stops.size > 0) return;
+    if (book.bids.levels.length > 0 || book.asks.levels.length > 0) return;
+    this.books.delete(symbol);
+  }
 
   private place(cmd: Command): void {
     const book = this.books.get(cmd.symbol);

@@ -16,7 +16,7 @@ export type TimeInForce = (typeof TimeInForce)[keyof typeof TimeInForce];
 export const Stp = { NONE: 0, CANCEL_NEWEST: 1, CANCEL_OLDEST: 2, CANCEL_BOTH: 3 } as const;
 export type Stp = (typeof Stp)[keyof typeof Stp];
 
-export const CommandType = { PLACE: 0, CANCEL: 1, REPLACE: 2 } as const;
+export const CommandType = { PLACE: 0, CANCEL: 1, REPLACE: 2, FORGET: 3 } as const;
 export type CommandType = (typeof CommandType)[keyof typeof CommandType];
 
 /**
@@ -26,6 +26,9 @@ export type CommandType = (typeof CommandType)[keyof typeof CommandType];
  * - PLACE: every field is read.
  * - CANCEL: `orderId` is the order to cancel, `ownerId` must be its owner.
  * - REPLACE: `orderId`, `ownerId`, and the new `price` and total `quantity` (filled included).
+ * - FORGET: `symbol` only. Its book is dropped if it holds no order (resting or waiting), its last
+ *   trade price with it; one that holds any is kept. No report. For a symbol that comes back to
+ *   this engine from another (src/queue/shard-layout.ts): what this engine last knew of it is stale.
  */
 export interface Command {
   type: CommandType;

@@ -124,6 +124,23 @@ export class ShardPlacement {
     this.layout = `${SHARD_HASH}/${Math.max(1, shards)}${pinned.length > 0 ? `;${pinned.join(',')}` : ''}`;
   }
 
+  /** The placement a recorded layout names; undefined for one it does not (another hash). */
+  static parse(layout: string): ShardPlacement | undefined {
+    const m = /^([a-z0-9]+)\/([0-9]+)(?:;(.+))?$/.exec(layout);
+    if (m === null || m[1] !== SHARD_HASH) return undefined;
+    const pins = new Map<string, number>();
+    for (const pair of m[3]?.split(',') ?? []) {
+      const [symbol = '', n = ''] = pair.split('=');
+      if (!/^[0-9]+$/.test(n)) return undefined;
+      pins.set(symbol, Number(n));
+    }
+    try {
+      return new ShardPlacement(Number(m[2]), pins);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The shard that owns `symbol`. */
   of(symbol: string): number {
     return this.pins.get(symbol) ?? shardOf(symbol, this.shards);

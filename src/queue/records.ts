@@ -80,7 +80,13 @@ export type CommandRecord =
       /** The PLACE sequence of the order to cancel: its engine id. */
       target_seq: number;
       requested_at: string;
-    };
+    }
+  /**
+   * A symbol moved onto this shard by a change of the shard layout: its engine drops what it
+   * still held of the symbol from an earlier stay (an empty book, a stale last trade price).
+   * Written by src/queue/shard-layout.ts, never by a gateway; no order, nothing to write.
+   */
+  | { k: 'forget'; symbol: string; requested_at: string };
 
 /** A trade as stored and shown. */
 export interface TradeRecord {

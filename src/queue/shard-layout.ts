@@ -36,14 +36,19 @@ import { MAX_SHARDS } from '../config/config.js';
 import type { Sql } from '../db/client.js';
 import { OPEN_STATUSES } from '../db/orders.js';
 import { seqOf } from '../writer/stream-ids.js';
-import { LAYOUT_CHANGING, layoutKey, shardKeys, WRITER_GROUP } from './keys.js';
-import type { ShardPlacement } from './keys.js';
+import { LAYOUT_CHANGING, layoutKey, ShardPlacement, shardKeys, WRITER_GROUP } from './keys.js';
+import type { ShardKeys } from './keys.js';
 import type { CommandRecord } from './records.js';
 import { aofWritten, runIdOf } from './aof.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { dispatchedThrough, writerBacklog, writerGroup } from './stream-info.js';
 
 const RECORD = 'record-layout-1.lua';
+const FORGET = 'forget-symbols-3.lua';
+/** Most forgets looked at in a shard's backlog (one per listed symbol moved onto it, at most). */
+const FORGET_SCAN = 10_000;
+/** Forgets queued per call of the script (its arguments, and Redis's time in one call). */
+const FORGET_CALL = 500;
 /** The statuses of an order not final, as the status cache spells them. */
 const OPEN = new Set<string>(OPEN_STATUSES);
 /** How long a change holds new orders back for the queues to drain. */
@@ -98,6 +103,40 @@ async function shardsWithQueues(redis: Redis, prefix: string): Promise<number[]>
   });
 }
 
+/** Whether an order-stream entry is a forget (see forgetMoved). */
+const isForget = (fields: string[]): boolean =>
+  (fields[fields.indexOf('c') + 1] ?? '').startsWith('{"k":"forget"');
+
+/**
+ * True when every order-stream entry of the shard not yet dispatched or not yet written is a
+ * forget: a change that queued them and then failed leaves them where no dispatcher may ever run
+ * (a shard of the layout it did not take). Run late, a forget drops only what it would have
+ * dropped then (every later order on the shard comes after it), so they hold no change back.
+ */
+async function onlyForgets(
+  redis: Redis,
+  k: ShardKeys,
+  dispatched: number,
+  backlog: { undispatched: number; unwritten: number },
+): Promise<boolean> {
+  if (backlog.undispatched > FORGET_SCAN || backlog.unwritten > FORGET_SCAN) return false;
+  // Each entry counted found, and a forget: a count with no entry behind it is work all the same.
+  const forgets = (entries: [string, string[]][]) =>
+    entries.filter(([, fields]) => isForget(fields)).length;
+  const after = (from: string) => redis.xrange(k.orders, from, '+', 'COUNT', FORGET_SCAN + 1);
+  if (forgets(await after(`(0-${dispatched}`)) !== backlog.undispatched) return false;
+  const group = await writerGroup(redis, k.orders).catch(() => undefined);
+  if (group === undefined) return forgets(await after('-')) === backlog.unwritten;
+  let found = 0;
+  const pending = Number(group.pending);
+  if (pending > 0) {
+    const rows = (await redis.xpending(k.orders, WRITER_GROUP, '-', '+', pending)) as [string][];
+    for (const [id] of rows) found += forgets(await redis.xrange(k.orders, id, id));
+  }
+  found += forgets(await after(`(${String(group['last-delivered-id'])}`));
+  return found === backlog.unwritten;
+}
+
 async function backlogOf(redis: Redis, prefix: string, n: number): Promise<ShardBacklog> {
   const k = shardKeys(prefix, n);
   const [seq, dispatched, orders, events] = await Promise.all([
@@ -107,11 +146,16 @@ async function backlogOf(redis: Redis, prefix: string, n: number): Promise<Shard
     writerBacklog(redis, k.orders, 'all'),
     writerBacklog(redis, k.events, 'all'),
   ]);
-  return {
-    shard: n,
-    undispatched: Math.max(0, Number(seq ?? 0) - dispatched),
-    unwritten: orders + events,
-  };
+  const undispatched = Math.max(0, Number(seq ?? 0) - dispatched);
+  const backlog = { undispatched, unwritten: orders };
+  if (
+    events === 0 &&
+    undispatched + orders > 0 &&
+    (await onlyForgets(redis, k, dispatched, backlog))
+  ) {
+    return { shard: n, undispatched: 0, unwritten: 0 };
+  }
+  return { shard: n, undispatched, unwritten: orders + events };
 }
 
 /** The shards still holding work, once none do or `ms` have passed. */
@@ -275,6 +319,72 @@ async function refusal(
   return moversRefusal(movers);
 }
 
+/**
+ * Queues a forget on each listed symbol's new shard when the change moves it there, so that the
+ * engine drops what it still holds of the symbol from an earlier stay: an empty book and, with
+ * it, the last trade price that stop orders would otherwise be triggered by (a price from before
+ * the symbol left). Under the change's marker, with every queue drained: before any order under
+ * the new layout. Nothing is queued on the shards the symbols leave: the stale state waits there,
+ * harmless, until a symbol comes back, and is forgotten then. With no layout recorded before, where symbols were is not known: none.
+ */
+async function forgetMoved(
+  redis: Redis,
+  sql: Sql,
+  prefix: string,
+  was: string | undefined,
+  placement: ShardPlacement,
+  marker: string,
+): Promise<number> {
+  const before = was === undefined ? undefined : ShardPlacement.parse(was);
+  if (before === undefined) return 0;
+  const rows = await sql<{ symbol: string }[]>`SELECT symbol FROM instruments ORDER BY symbol`;
+  const onto = new Map<number, string[]>();
+  for (const { symbol } of rows) {
+    const to = placement.of(symbol);
+    if (before.of(symbol) === to) continue;
+    const list = onto.get(to);
+    if (list === undefined) onto.set(to, [symbol]);
+    else list.push(symbol);
+  }
+  const at = new Date().toISOString();
+  let queued = 0;
+  for (const [shard, all] of onto) {
+    const k = shardKeys(prefix, shard);
+    for (let i = 0; i < all.length; i += FORGET_CALL) {
+      const n = await queueForgets(redis, k, prefix, marker, all.slice(i, i + FORGET_CALL), at);
+      if (n < 0) return -1;
+      queued += n;
+    }
+  }
+  return queued;
+}
+
+/** One call of the script: the forgets of `symbols` on one shard; -1 when the marker was gone. */
+async function queueForgets(
+  redis: Redis,
+  k: ShardKeys,
+  prefix: string,
+  marker: string,
+  symbols: string[],
+  at: string,
+): Promise<number> {
+  const records = symbols.map((symbol) =>
+    JSON.stringify({ k: 'forget', symbol, requested_at: at } satisfies CommandRecord),
+  );
+  const n = Number(
+    await redis.eval(
+      lua(FORGET),
+      keyCount(FORGET) as number,
+      k.seq,
+      k.orders,
+      layoutKey(prefix),
+      marker,
+      ...records,
+    ),
+  );
+  return n === records.length ? n : -1;
+}
+
 /** The layout PostgreSQL keeps, or undefined when none is. */
 export async function storedShardLayout(sql: Sql): Promise<string | undefined> {
   const [row] = await sql<{ layout: string }[]>`SELECT layout FROM shard_layout`;
@@ -406,13 +516,23 @@ export async function adoptShardLayout(
       await cas(redis, key, marker, was ?? '');
       throw refuse(why);
     }
+    // Harmless should the change not be taken after all: a symbol is forgotten only on a shard
+    // the old layout does not place it on, and only a book with no order in it; left there
+    // undispatched, forgets hold no later change back (onlyForgets).
+    let forgotten: number;
+    try {
+      forgotten = await forgetMoved(redis, sql, prefix, was, placement, marker);
+    } catch (err) {
+      await cas(redis, key, marker, was ?? '');
+      throw err;
+    }
     // PostgreSQL takes the new layout only under a marker renewed just before and in Redis's AOF
     // (a Redis restarted then comes back with the marker, which expires, and the key is put back
     // from PostgreSQL: the new layout), and gives it back if Redis does not take it after.
     const outlasted = refuse(
       `the change outlasted its marker (${MARKER_MS / 1000} s); start again`,
     );
-    if (!(await cas(redis, key, marker, marker, MARKER_MS))) throw outlasted;
+    if (forgotten < 0 || !(await cas(redis, key, marker, marker, MARKER_MS))) throw outlasted;
     await aofWritten(redis, runId);
     // Failing here, the marker is left to expire: whether PostgreSQL took the layout is unknown,
     // and the key comes back from whatever it holds.
@@ -424,7 +544,9 @@ export async function adoptShardLayout(
       throw outlasted;
     }
     if (was === undefined) logger.info({ layout: now }, 'shard layout recorded');
-    else logger.warn({ was, now }, 'shard layout changed: symbols moved between engines');
+    else {
+      logger.warn({ was, now, forgotten }, 'shard layout changed: symbols moved between engines');
+    }
     return { was, now, changed: true };
   }
 }

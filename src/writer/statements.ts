@@ -260,8 +260,8 @@ function eventColumns(batches: readonly string[]): string[] {
 export const PLACE_PREFIX = '{"k":"place",';
 
 /**
- * Refuses an order-stream record that is neither a PLACE nor a cancel: the statement writes the
- * PLACEs and passes over the rest, so one of another kind would be acknowledged unwritten.
+ * Refuses an order-stream record that is not a PLACE, a cancel or a forget: the statement writes
+ * the PLACEs and passes over the rest, so one of another kind would be acknowledged unwritten.
  * (A record that is not JSON, PostgreSQL refuses.)
  */
 function checkCommand(raw: string): void {
@@ -273,9 +273,9 @@ function checkCommand(raw: string): void {
     return;
   }
   const k = isObject(parsed) ? parsed.k : undefined;
-  if (k !== 'place' && k !== 'cancel') {
+  if (k !== 'place' && k !== 'cancel' && k !== 'forget') {
     throw new RecordError(
-      `order-stream record of kind ${JSON.stringify(k)}: neither place nor cancel`,
+      `order-stream record of kind ${JSON.stringify(k)}: not place, cancel or forget`,
     );
   }
 }

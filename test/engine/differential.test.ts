@@ -74,7 +74,13 @@ interface ReplaceStep {
   bad: number;
 }
 
-type Step = (PlaceStep | CancelStep | ReplaceStep) & { seqMode: number };
+/** A FORGET of a listed symbol (a symbol moved onto the engine's shard). */
+interface ForgetStep {
+  k: 'forget';
+  sym: number;
+}
+
+type Step = (PlaceStep | CancelStep | ReplaceStep | ForgetStep) & { seqMode: number };
 
 type Mutation = (c: Command, recentId: number) => void;
 
@@ -99,7 +105,7 @@ const MUTATIONS: readonly Mutation[] = [
   (c) => (c.tif = 0.5 as number as TimeInForce),
   (c) => (c.orderType = 1.5 as number as OrderType),
   (c) => (c.stp = 2.5 as number as Stp),
-  (c) => (c.type = 3 as number as CommandType),
+  (c) => (c.type = 4 as number as CommandType),
 ];
 
 const side = fc.constantFrom<Side>(Side.BUY, Side.SELL);
@@ -188,6 +194,11 @@ const replaceStep: fc.Arbitrary<ReplaceStep> = fc.record({
   ),
 });
 
+const forgetStep: fc.Arbitrary<ForgetStep> = fc.record({
+  k: fc.constant('forget' as const),
+  sym: fc.constantFrom(0, 1),
+});
+
 /** 0: next, 1: a gap, 2: the last applied seq again, 3: an older one, 4: not an integer. */
 const seqMode = fc.oneof(
   { arbitrary: fc.constant(0), weight: 80 },
@@ -200,6 +211,7 @@ const step: fc.Arbitrary<Step> = fc
       { arbitrary: placeStep, weight: 16 },
       { arbitrary: cancelStep, weight: 2 },
       { arbitrary: replaceStep, weight: 3 },
+      { arbitrary: forgetStep, weight: 1 },
     ),
     seqMode,
   )
@@ -256,7 +268,9 @@ function toCommands(steps: readonly Step[]): Command[] {
     if (Number.isSafeInteger(cmdSeq)) seq = Math.max(seq, cmdSeq);
     const ts = TS_BASE + cmdSeq * 7;
     let c: Command;
-    if (s.k === 'place') {
+    if (s.k === 'forget') {
+      c = command(cmdSeq, { ts, type: CommandType.FORGET, symbol: SYMBOLS[s.sym] ?? 'AAA' });
+    } else if (s.k === 'place') {
       const market = !hasLimitPrice(s.type);
       const t = market && s.tif === TimeInForce.GTC ? TimeInForce.IOC : s.tif;
       c = place(cmdSeq, {
@@ -304,6 +318,8 @@ function toCommands(steps: readonly Step[]): Command[] {
       }
     }
     out.push(c);
+    if (c.type === CommandType.PLACE && (SYMBOLS as readonly string[]).includes(c.symbol))
+      shadow.listInstrument(c.symbol);
     shadow.apply(c);
   }
   return out;
@@ -318,6 +334,9 @@ const KIND_NAMES = Object.keys(EventKind);
 
 /** A command as a call to the builders in commands.ts, to paste into a scenario test. */
 function describe(c: Command): string {
+  if (c.type === CommandType.FORGET) {
+    return `command(${c.seq}, { type: CommandType.FORGET, symbol: ${JSON.stringify(c.symbol)} })`;
+  }
   const base =
     c.type === CommandType.PLACE
       ? place(c.seq)
@@ -376,7 +395,11 @@ function checkBooks(engine: MatchingEngine, live: OrderView[]): void {
   }
   for (const symbol of SYMBOLS) {
     const d = engine.depth(symbol, 1000);
-    assert.ok(d !== undefined, `no depth for ${symbol}`);
+    if (d === undefined) {
+      // Forgotten: only a book with no order goes.
+      assert.ok(!live.some((o) => o.symbol === symbol), `${symbol} forgotten with orders`);
+      continue;
+    }
     const resting = live.filter(
       (o) => o.symbol === symbol && o.status !== OrderStatus.WAITING_TRIGGER,
     );
@@ -457,6 +480,12 @@ function runDifferential(cmds: readonly Command[]): void {
     const before = engine.liveOrders();
     const seqBefore = ref.lastSeq;
     out.clear();
+    // Close to the service (which lists only on a PLACE it applies): a symbol is listed on its
+    // first PLACE, and again after a FORGET.
+    if (cmd.type === CommandType.PLACE && (SYMBOLS as readonly string[]).includes(cmd.symbol)) {
+      engine.listInstrument(cmd.symbol);
+      ref.listInstrument(cmd.symbol);
+    }
     const applied = engine.apply(cmd, out);
     const expected = ref.apply(cmd);
     const actual = out.toArray();

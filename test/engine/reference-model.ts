@@ -139,8 +139,16 @@ export class ReferenceEngine {
     if (cmd.type === CommandType.PLACE) this.place(run);
     else if (cmd.type === CommandType.CANCEL) this.cancel(run);
     else if (cmd.type === CommandType.REPLACE) this.replace(run);
+    else if (cmd.type === CommandType.FORGET) this.forget(cmd.symbol);
     else this.echoReject(run, EventKind.REJECTED, Reason.INVALID_ORDER);
     return run.out;
+  }
+
+  /** FORGET: the book goes if it holds no order at all (resting or waiting); no report. */
+  private forget(symbol: string): void {
+    const book = this.book(symbol);
+    if (book === undefined || book.bids.length + book.asks.length + book.stops.length > 0) return;
+    this.books.splice(this.books.indexOf(book), 1);
   }
 
   depth(symbol: string, n: number): Depth | undefined {

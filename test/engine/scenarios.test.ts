@@ -1,8 +1,8 @@
 // One scenario per rule of docs/engine-rules.md, each stating every report and the whole book.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OrderType, Side, Stp, TimeInForce } from '../../src/engine/types.js';
-import { cancel, place, replace } from './commands.js';
+import { CommandType, OrderType, Side, Stp, TimeInForce } from '../../src/engine/types.js';
+import { DEFAULT_SYMBOL, cancel, command, place, replace } from './commands.js';
 import { Harness } from './engine-helpers.js';
 
 const { BUY, SELL } = Side;
@@ -470,6 +470,44 @@ describe('validation', () => {
     );
     assert.deepEqual(h.book(), { bids: ['1@90'], asks: [] });
     assert.equal(h.engine.lastSeq, 13);
+  });
+});
+
+describe('forget', () => {
+  const forget = (seq: number, symbol = DEFAULT_SYMBOL) =>
+    command(seq, { type: CommandType.FORGET, symbol, ownerId: 0 });
+
+  it('drops an empty book and its last trade price; a stop then waits for a trade here', () => {
+    const h = new Harness();
+    h.run(
+      place(1, { side: SELL, price: 100, quantity: 1, ownerId: 9 }),
+      place(2, { side: BUY, price: 100, quantity: 1, ownerId: 8 }),
+    );
+    assert.deepEqual(h.run(forget(3)), []);
+    assert.equal(h.engine.depth(DEFAULT_SYMBOL, 1), undefined, 'no book any more');
+    // Listed again (the service lists a symbol on its first PLACE): no last price, so a sell
+    // stop at 150 waits, where the forgotten trade at 100 would have triggered it at once.
+    h.engine.listInstrument(DEFAULT_SYMBOL);
+    const stop = place(4, {
+      side: SELL,
+      orderType: STOP_MARKET,
+      tif: IOC,
+      price: 0,
+      stopPrice: 150,
+    });
+    assert.deepEqual(h.run(stop), ['ACCEPTED #4']);
+    // A book with an order waiting (or resting) is kept, whole.
+    const before = h.engine.snapshot();
+    assert.deepEqual(h.run(forget(5)), []);
+    assert.equal(h.engine.order(4)?.stopPrice, 150);
+    h.run(place(6, { side: BUY, price: 90, quantity: 1 }));
+    h.run(cancel(7, 4));
+    h.run(forget(8));
+    assert.deepEqual(h.book(), { bids: ['1@90'], asks: [] });
+    assert.notDeepEqual(h.engine.snapshot(), before);
+    // An unknown symbol: nothing.
+    assert.deepEqual(h.run(forget(9, 'ZZZ')), []);
+    assert.equal(h.engine.lastSeq, 9);
   });
 });
 

@@ -16,6 +16,8 @@ import {
   shardOf,
   WRITER_GROUP,
 } from '../../src/queue/keys.js';
+import { dispatchedThrough, writerBacklog } from '../../src/queue/stream-info.js';
+import { rejectsKey } from '../../src/writer/batch-writer.js';
 import {
   adoptShardLayout,
   followShardLayout,
@@ -53,6 +55,13 @@ describe('shardOf', () => {
       [0, 0, 1, 1],
     );
     assert.throws(() => new ShardPlacement(2, new Map([['AAPL', 2]])), RangeError);
+    // Read back from its record, as a change reads the layout it leaves.
+    for (const layout of ['fnv1a/1', 'fnv1a/2;AAPL=0,MSFT=0']) {
+      assert.equal(ShardPlacement.parse(layout)?.layout, layout);
+    }
+    for (const other of ['murmur/2', 'fnv1a/2;AAPL=2', 'fnv1a/x', 'changing:fnv1a/2']) {
+      assert.equal(ShardPlacement.parse(other), undefined, other);
+    }
   });
 });
 
@@ -346,10 +355,30 @@ describe('the shard layout', () => {
     // The PENDING row left above moves too, under two shards; Redis has its order final
     // (PostgreSQL refused its outcome, say): no open order.
     await redis.hset(shardKeys(prefix, 0).order(moving), 's', 'CANCELED');
+    // Forgets a change queued and then failed to take (left where no dispatcher runs) hold no
+    // change back: run late, they drop only what they would have dropped then.
+    const s5 = shardKeys(prefix, 5);
+    const forget = { k: 'forget', symbol: 'TSLA', requested_at: new Date().toISOString() };
+    await redis.xadd(s5.orders, '0-1', 'c', JSON.stringify(forget));
+    await redis.set(s5.seq, 1);
+    const shards = [0, 1, 2].map((n) => shardKeys(prefix, n));
+    const heads = await Promise.all(shards.map(async (k) => Number(await redis.get(k.seq))));
     const both = await Promise.all([adopt(2), adopt(2)]);
     assert.deepEqual(both.map((c) => c.changed).sort(), [false, true]);
     assert.equal(await redis.get(layoutKey(prefix)), 'fnv1a/2');
     assert.equal(await storedShardLayout(db.sql), 'fnv1a/2');
+    await redis.del(s5.seq, s5.orders);
+    // From three shards to two only AMZN moves, from 0 onto 1: one forget, there alone.
+    const queued = await Promise.all(
+      shards.map(async (k, n) => {
+        const entries = await redis.xrange(k.orders, `(0-${heads[n] ?? 0}`, '+');
+        return entries.map(([, fields]) => JSON.parse(fields[1] ?? '{}') as { k: string });
+      }),
+    );
+    assert.deepEqual(
+      queued.map((entries) => entries.map((e) => `${e.k} ${(e as { symbol?: string }).symbol}`)),
+      [[], [`forget ${STAYS}`], []],
+    );
   });
 
   it('a pinned symbol is matched on its shard, and a pin is changed as SHARDS is', async () => {
@@ -358,11 +387,49 @@ describe('the shard layout', () => {
       [STAYS, MOVES].map((sym) => shardOf(sym, 2)),
       [1, 1],
     );
+    // The change to two shards above moved AMZN onto shard 1, and queued there a forget of it
+    // (the engine drops what it held of AMZN from an earlier stay); the parts then take it.
+    const s1 = shardKeys(prefix, 1);
+    const plain = await run(2);
+    try {
+      await eventually(async () => {
+        const head = Number(await redis.get(s1.seq));
+        const through = await dispatchedThrough(redis, s1.events);
+        const unwritten = await writerBacklog(redis, s1.orders);
+        return through === head && unwritten === 0 ? true : undefined;
+      });
+      // Passed over by the writer, as a cancel is: not set aside.
+      assert.equal(await redis.xlen(rejectsKey(s1.orders)), 0);
+    } finally {
+      await plain.stop();
+    }
+    // Pinned to shard 0, AMZN moves back to the engine it traded on (at 100.00, its book empty
+    // since): a forget there too, so that a stop does not take that price for the market's.
     const s = await run(2, ALL, quiet, `${STAYS}=0`);
     let resting: string;
     try {
       assert.equal(await redis.get(layoutKey(prefix)), `fnv1a/2;${STAYS}=0`);
       assert.equal(await storedShardLayout(db.sql), `fnv1a/2;${STAYS}=0`);
+      const stop = await call(s, alice, 'POST', '/v1/orders', {
+        symbol: STAYS,
+        side: 'SELL',
+        type: 'STOP_MARKET',
+        quantity: '1',
+        stop_price: '150.00',
+      });
+      const next = await call(s, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY', '1'));
+      // Matched in order: once the later order rests, the stop's fate is decided. By a last
+      // trade at 100.00 it would have triggered (and, with no bid, been canceled); with none
+      // known on this engine, it waits.
+      await until(next.body.id as string, 'NEW');
+      assert.equal(await status(stop.body.id as string), 'NEW');
+      for (const [key, id] of [
+        [alice, stop.body.id],
+        [bob, next.body.id],
+      ] as [string, string][]) {
+        assert.equal((await call(s, key, 'DELETE', `/v1/orders/${id}`)).status, 202);
+        await until(id, 'CANCELED');
+      }
       const sell = await call(s, alice, 'POST', '/v1/orders', limit(STAYS, 'SELL'));
       const buy = await call(s, bob, 'POST', '/v1/orders', limit(STAYS, 'BUY', '1'));
       resting = sell.body.id as string;
