@@ -121,7 +121,7 @@ export const SETTINGS = {
     1,
     int(1, MAX_SHARDS),
     `an integer 1–${MAX_SHARDS}`,
-    'Engine shards (symbols are hashed onto them; a change that would move a symbol with open orders is refused).',
+    'Engine shards (symbols are hashed onto them unless SHARD_PINS places them; a change that would move a symbol with open orders is refused).',
   ),
   shardPins: setting(
     'SHARD_PINS',

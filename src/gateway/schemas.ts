@@ -148,7 +148,10 @@ const Component = Type.Enum(['ok', 'down'] as const);
 export const Ready = Type.Object({
   ready: Type.Boolean(),
   layout: Type.Object({
-    /** The shard layout this gateway routes orders by (the hash, SHARDS and any SHARD_PINS: `fnv1a/1`, `fnv1a/2;AAPL=0`). */
+    /**
+     * The shard layout this gateway routes orders by: the hash, SHARDS and any SHARD_PINS
+     * (`fnv1a/1`, `fnv1a/2;AAPL=0`).
+     */
     routes_by: Type.String(),
     /**
      * The layout Redis records (`changing:…` during a change); null when none is recorded or

@@ -30,17 +30,17 @@ const SYNC_TIMEOUT_MS = 5_000;
 const SUBMIT_DEADLINE_MS = 750;
 
 /**
- * A cancel has no body. Many clients send `Content-Type: application/json` with every request;
- * with no body to go with it, that header is dropped rather than sending an empty body to the JSON
- * parser (a 400) or refusing another type (a 415). A cancel that does send a body still has it
- * parsed.
- */
-/**
  * An order id as the system keeps it: a UUID is case-insensitive, and a client may send one in
  * capitals, but Redis's keys are not.
  */
 const orderId = (params: { id: string }): string => params.id.toLowerCase();
 
+/**
+ * A cancel has no body. Many clients send `Content-Type: application/json` with every request;
+ * with no body to go with it, that header is dropped rather than sending an empty body to the JSON
+ * parser (a 400) or refusing another type (a 415). A cancel that does send a body still has it
+ * parsed.
+ */
 function withoutBody(req: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   const h = req.headers;
   const empty =
