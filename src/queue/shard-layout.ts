@@ -125,15 +125,11 @@ async function onlyForgets(
     entries.filter(([, fields]) => isForget(fields)).length;
   const after = (from: string) => redis.xrange(k.orders, from, '+', 'COUNT', FORGET_SCAN + 1);
   if (forgets(await after(`(0-${dispatched}`)) !== backlog.undispatched) return false;
-  const group = await writerGroup(redis, k.orders).catch(() => undefined);
-  if (group === undefined) return forgets(await after('-')) === backlog.unwritten;
   let found = 0;
-  const pending = Number(group.pending);
-  if (pending > 0) {
-    const rows = (await redis.xpending(k.orders, WRITER_GROUP, '-', '+', pending)) as [string][];
-    for (const [id] of rows) found += forgets(await redis.xrange(k.orders, id, id));
+  for await (const fields of unwrittenEntries(redis, k.orders)) {
+    if (!isForget(fields)) return false;
+    found++;
   }
-  found += forgets(await after(`(${String(group['last-delivered-id'])}`));
   return found === backlog.unwritten;
 }
 
@@ -226,10 +222,10 @@ async function moversIn(
 }
 
 /**
- * Symbols of the PLACEs in a shard's order stream that PostgreSQL may not have: pending for the
- * writer or never delivered to it (all of them where it has no group), with how many of each.
+ * The entries of a shard's order stream the writer has not written, in order: pending for it or
+ * never delivered to it (all of them where it has no group).
  */
-async function unwrittenPlaces(redis: Redis, stream: string): Promise<Map<string, number>> {
+async function* unwrittenEntries(redis: Redis, stream: string): AsyncGenerator<string[]> {
   const group = await writerGroup(redis, stream).catch(() => undefined);
   const pending = new Set<string>();
   let delivered = -1;
@@ -243,27 +239,37 @@ async function unwrittenPlaces(redis: Redis, stream: string): Promise<Map<string
     }
     from = pending.size > 0 ? ([...pending][0] as string) : `(0-${delivered}`;
   }
-  const symbols = new Map<string, number>();
   for (;;) {
     const entries = await redis.xrange(stream, from, '+', 'COUNT', SCAN_STEP);
     for (const [id, fields] of entries) {
-      if (seqOf(id) <= delivered && !pending.has(id)) continue;
-      const at = fields.indexOf('c');
-      let record: CommandRecord | undefined;
-      try {
-        record = JSON.parse(fields[at + 1] ?? '') as CommandRecord;
-      } catch {
-        // Not a command (the writer sets such an entry aside): no order.
-      }
-      if (at % 2 === 0 && record?.k === 'place') {
-        const symbol = record.order.symbol;
-        symbols.set(symbol, (symbols.get(symbol) ?? 0) + 1);
-      }
+      if (seqOf(id) > delivered || pending.has(id)) yield fields;
     }
     const last = entries[entries.length - 1];
-    if (last === undefined || entries.length < SCAN_STEP) return symbols;
+    if (last === undefined || entries.length < SCAN_STEP) return;
     from = `(${last[0]}`;
   }
+}
+
+/**
+ * Symbols of the PLACEs in a shard's order stream that PostgreSQL may not have (the writer has not
+ * written them), with how many of each.
+ */
+async function unwrittenPlaces(redis: Redis, stream: string): Promise<Map<string, number>> {
+  const symbols = new Map<string, number>();
+  for await (const fields of unwrittenEntries(redis, stream)) {
+    const at = fields.indexOf('c');
+    let record: CommandRecord | undefined;
+    try {
+      record = JSON.parse(fields[at + 1] ?? '') as CommandRecord;
+    } catch {
+      // Not a command (the writer sets such an entry aside): no order.
+    }
+    if (at % 2 === 0 && record?.k === 'place') {
+      const symbol = record.order.symbol;
+      symbols.set(symbol, (symbols.get(symbol) ?? 0) + 1);
+    }
+  }
+  return symbols;
 }
 
 function moversRefusal(movers: Map<string, Mover>): string | undefined {
