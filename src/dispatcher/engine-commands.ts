@@ -36,13 +36,32 @@ export function engineCommand(seq: number, record: CommandRecord): Command {
       symbol: record.symbol,
     };
   }
-  return {
-    ...blankCommand(),
-    type: CommandType.CANCEL,
-    seq,
-    ts: Date.parse(record.requested_at),
-    symbol: record.symbol,
-    orderId: record.target_seq,
-    ownerId: record.owner_no,
-  };
+  if (record.k === 'replace') {
+    return {
+      ...blankCommand(),
+      type: CommandType.REPLACE,
+      seq,
+      ts: Date.parse(record.requested_at),
+      symbol: record.symbol,
+      orderId: record.target_seq,
+      ownerId: record.owner_no,
+      price: record.price_ticks,
+      quantity: record.quantity_lots,
+    };
+  }
+  if (record.k === 'cancel') {
+    return {
+      ...blankCommand(),
+      type: CommandType.CANCEL,
+      seq,
+      ts: Date.parse(record.requested_at),
+      symbol: record.symbol,
+      orderId: record.target_seq,
+      ownerId: record.owner_no,
+    };
+  }
+  // A kind a later gateway writes (this dispatcher is older than it): upgrade the dispatcher first.
+  throw new Error(
+    `order-stream entry 0-${seq} is of kind ${JSON.stringify((record as { k: unknown }).k)}, unknown to this dispatcher`,
+  );
 }

@@ -77,6 +77,16 @@ export function project(input: ProjectionInput): ProjectedBatch {
       case EventKind.CANCELED:
         close(touch(r.orderId, r), 'CANCELED', r.reason);
         break;
+      case EventKind.REPLACED: {
+        // The new price and total quantity; its status (NEW or PARTIALLY_FILLED) is unchanged.
+        const o = touch(r.orderId, r);
+        const { tick, lot } = input.scales(o.symbol);
+        o.price_ticks = r.price;
+        o.price = tick.toDecimal(r.price);
+        o.quantity_lots = r.quantity;
+        o.quantity = lot.toDecimal(r.quantity);
+        break;
+      }
       case EventKind.TRADE: {
         const taker = touch(r.orderId, r);
         const maker = touch(r.makerOrderId, r);
@@ -103,8 +113,8 @@ export function project(input: ProjectionInput): ProjectedBatch {
         break;
       }
       default:
-        // TRIGGERED (a stop stays NEW until it trades), CANCEL_REJECTED and the replace kinds
-        // (the gateway sends no replaces) change no order.
+        // TRIGGERED (a stop stays NEW until it trades), CANCEL_REJECTED and REPLACE_REJECTED
+        // change no order.
         break;
     }
   }

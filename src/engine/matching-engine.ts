@@ -250,13 +250,16 @@ export class MatchingEngine {
 
   private replace(cmd: Command): void {
     const o = this.index.get(cmd.orderId);
+    // 0 keeps the order's own: what it is when the command is applied, not when it was sent.
+    const price = cmd.price === 0 && o !== undefined ? o.price : cmd.price;
+    const quantity = cmd.quantity === 0 && o !== undefined ? o.quantity : cmd.quantity;
     let reason: Reason = Reason.NONE;
     if (o === undefined || o.owner !== cmd.ownerId) reason = Reason.UNKNOWN_ORDER;
     else if (o.waiting) reason = Reason.NOT_REPLACEABLE;
-    else if (!isCount(cmd.price)) reason = Reason.INVALID_PRICE;
-    else if (!isCount(cmd.quantity)) reason = Reason.INVALID_QUANTITY;
-    else if (cmd.quantity <= o.filled) reason = Reason.QUANTITY_AT_OR_BELOW_FILLED;
-    else if (o.postOnly && this.bookOf(o).wouldTrade(o.side, cmd.price)) {
+    else if (!isCount(price)) reason = Reason.INVALID_PRICE;
+    else if (!isCount(quantity)) reason = Reason.INVALID_QUANTITY;
+    else if (quantity <= o.filled) reason = Reason.QUANTITY_AT_OR_BELOW_FILLED;
+    else if (o.postOnly && this.bookOf(o).wouldTrade(o.side, price)) {
       reason = Reason.POST_ONLY_WOULD_TRADE;
     }
     if (o === undefined || reason !== Reason.NONE) {
@@ -264,19 +267,19 @@ export class MatchingEngine {
       return;
     }
     const book = this.bookOf(o);
-    const leaves = cmd.quantity - o.filled;
-    if (cmd.price === o.price && cmd.quantity <= o.quantity) {
+    const leaves = quantity - o.filled;
+    if (price === o.price && quantity <= o.quantity) {
       // A smaller order at the same price keeps its place in the queue.
       (o.level as PriceLevel).total += leaves - o.leaves;
-      o.quantity = cmd.quantity;
+      o.quantity = quantity;
       o.leaves = leaves;
       this.report(REPLACED, o, o.price, o.quantity, Reason.NONE);
       return;
     }
     this.unrest(book, o);
     this.index.delete(o.id);
-    o.price = cmd.price;
-    o.quantity = cmd.quantity;
+    o.price = price;
+    o.quantity = quantity;
     o.leaves = leaves;
     o.priority = cmd.seq;
     this.report(REPLACED, o, o.price, o.quantity, Reason.NONE);

@@ -25,7 +25,8 @@ export type CommandType = (typeof CommandType)[keyof typeof CommandType];
  *
  * - PLACE: every field is read.
  * - CANCEL: `orderId` is the order to cancel, `ownerId` must be its owner.
- * - REPLACE: `orderId`, `ownerId`, and the new `price` and total `quantity` (filled included).
+ * - REPLACE: `orderId`, `ownerId`, and the new `price` and total `quantity` (filled included);
+ *   0 for either keeps the order's own, as it is when the command is applied.
  * - FORGET: `symbol` only. Its book is dropped if it holds no order (resting or waiting), its last
  *   trade price with it; one that holds any is kept. No report. For a symbol that comes back to
  *   this engine from another (src/queue/shard-layout.ts): what this engine last knew of it is stale.
@@ -42,7 +43,7 @@ export interface Command {
   side: Side;
   orderType: OrderType;
   tif: TimeInForce;
-  /** Limit price in ticks (LIMIT, STOP_LIMIT, REPLACE); 0 otherwise. */
+  /** Limit price in ticks (LIMIT, STOP_LIMIT, REPLACE: 0 keeps the order's); 0 otherwise. */
   price: number;
   /** Stop price in ticks (STOP_MARKET, STOP_LIMIT); 0 otherwise. */
   stopPrice: number;

@@ -9,6 +9,7 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, message: 'No such resource.' },
   CONFLICT: { status: 409, message: 'The request conflicts with an earlier one.' },
   ORDER_CLOSED: { status: 409, message: 'The order is already final.' },
+  NOT_AMENDABLE: { status: 409, message: 'Only a LIMIT GTC order can be amended.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The body must be application/json.' },
   REQUEST_TIMEOUT: { status: 408, message: 'The request did not arrive in time.' },

@@ -8,7 +8,7 @@ import type { ScaleError } from '../engine/scale.js';
 import type { OrderState, TifName } from '../queue/records.js';
 import { invalid } from './errors.js';
 import type { ApiError, ErrorDetail } from './errors.js';
-import type { OrderRequest } from './schemas.js';
+import type { AmendRequest, OrderRequest } from './schemas.js';
 
 /** A listed instrument with its scales. */
 export interface InstrumentScales {
@@ -207,6 +207,45 @@ export function buildOrder(
     filled_lots: 0,
     notional: '0',
   };
+}
+
+/** The new price (ticks) and total quantity (lots) of an amend; 0 leaves either as it is. */
+export interface AmendValues {
+  priceTicks: number;
+  quantityLots: number;
+}
+
+/**
+ * The price and total quantity an amend gives `order`, or the 400 that names every bad field. A
+ * field left out is 0: the engine keeps the order's own as it is when it applies the amend (not as
+ * this read of it, which another amend queued meanwhile may have changed). A new quantity must be
+ * above what has filled of the order as it stands here; the queue checks that again against the
+ * order as it is then, and the engine once more.
+ */
+export function buildAmend(
+  body: AmendRequest,
+  rawNumbers: Readonly<Record<string, string>>,
+  instrument: InstrumentScales,
+  order: OrderState,
+): AmendValues | ApiError {
+  const details: ErrorDetail[] = [];
+  const convert = (field: 'price' | 'quantity'): number => {
+    const value = body[field];
+    if (value === undefined) return 0;
+    const read = readMoney(field, value, rawNumbers[field], instrument);
+    if (typeof read === 'number') return read;
+    details.push({ field, message: read.message });
+    return 0;
+  };
+  const priceTicks = convert('price');
+  const quantityLots = convert('quantity');
+  if (details.length === 0 && quantityLots > 0 && quantityLots <= order.filled_lots) {
+    details.push({
+      field: 'quantity',
+      message: `must be above the quantity already filled, ${order.filled_quantity} (it is the new total)`,
+    });
+  }
+  return details.length > 0 ? invalid(details) : { priceTicks, quantityLots };
 }
 
 /** True when a repeated client_order_id carries the same order as the one first accepted. */

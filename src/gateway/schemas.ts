@@ -51,6 +51,24 @@ export const OrderRequest = Type.Object(
 );
 export type OrderRequest = Static<typeof OrderRequest>;
 
+export const AmendRequest = Type.Object(
+  {
+    price: Type.Optional(DecimalIn),
+    quantity: Type.Optional(
+      Type.Union([Type.String({ maxLength: 40 }), Type.Number()], {
+        description: 'The new total quantity, filled included (as FIX’s OrderQty)',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description:
+      'A new price, a new total quantity, or both. The same price with no more quantity keeps the order’s place in its queue; a new price or a larger quantity puts it at the back, at its (new) price, where it trades first if it crosses.',
+  },
+);
+export type AmendRequest = Static<typeof AmendRequest>;
+
 export const Order = Type.Object({
   id: Uuid,
   client_order_id: Nullable(Type.String()),

@@ -31,7 +31,10 @@ export interface ShardKeys {
   writerLease: string;
   /** Pub/sub channel: the last sequence whose reports are written (sync mode waits on it). */
   applied: string;
-  /** The status cache of one order: hash with `j` (order JSON), `s` (status), `u` (user id). */
+  /**
+   * The status cache of one order: hash with `j` (order JSON), `s` (status), `u` (user id), `q`
+   * (its PLACE's sequence), and `a` once amended (the newest amend id queued).
+   */
   order(orderId: string): string;
   /** Fills of one order, newest last: list of fill JSON. */
   fills(orderId: string): string;

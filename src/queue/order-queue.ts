@@ -1,5 +1,5 @@
-// The gateway's side of the Redis queue: accept and cancel each in one round trip (a Lua script
-// per operation), and read the status cache. It knows keys and records, nothing of HTTP.
+// The gateway's side of the Redis queue: accept, cancel and amend each in one round trip (a Lua
+// script per operation), and read the status cache. It knows keys and records, nothing of HTTP.
 import type { Redis } from 'ioredis';
 import { layoutKey, ShardPlacement, shardKeys, STATUS_HASH_MAX_VALUE } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
@@ -7,10 +7,11 @@ import { RecentAccepts } from './recent-accepts.js';
 import type { Accepted, FinishedOrders, RequeueReport, Resubmitted } from './recent-accepts.js';
 import { WriteCoalescer } from './write-coalescer.js';
 import type { ShardKeys } from './keys.js';
-import type { Fill, OrderState, TradeRecord } from './records.js';
+import type { CommandRecord, Fill, OrderState, TradeRecord } from './records.js';
 
 const SUBMIT = 'submit-order-6.lua';
 const CANCEL = 'cancel-order-3.lua';
+const REPLACE = 'replace-order-3.lua';
 const SETTLE = 'settle-submit-1.lua';
 /** How long a submit whose reply was lost keeps asking Redis what became of it. */
 const SETTLE_FOR_MS = 2_000;
@@ -37,6 +38,7 @@ type Reply = (string | number)[];
 interface ScriptedRedis {
   mbSubmitOrder(...args: (string | number)[]): Promise<Reply>;
   mbCancelOrder(...args: (string | number)[]): Promise<Reply>;
+  mbReplaceOrder(...args: (string | number)[]): Promise<Reply>;
   mbSettleSubmit(...args: (string | number)[]): Promise<Reply>;
 }
 
@@ -62,6 +64,35 @@ export type CancelResult =
   | { kind: 'foreign' }
   | { kind: 'final'; order: OrderState }
   | { kind: 'queued'; order: OrderState; seq: number };
+
+/** An amend of an order (`PATCH /v1/orders/{id}`), as the gateway accepted it. */
+export interface Amend {
+  orderId: string;
+  userId: string;
+  ownerNo: number;
+  symbol: string;
+  /** The new price and new total quantity, filled included; 0 leaves either as it is. */
+  priceTicks: number;
+  quantityLots: number;
+  at: Date;
+  /**
+   * Its place among the order's amends, given by Redis once queued (replace-order-3.lua): an
+   * amend sent again after a Redis restart is queued only if no later one is there.
+   */
+  place?: string;
+}
+
+export type AmendResult =
+  | { kind: 'missing' }
+  | { kind: 'foreign' }
+  | { kind: 'final'; order: OrderState }
+  /** Not a LIMIT GTC order: nothing of it rests to amend. */
+  | { kind: 'not-amendable'; order: OrderState }
+  /** The new quantity is not above what has filled: nothing would be left open. */
+  | { kind: 'filled-past'; order: OrderState }
+  | { kind: 'queued'; order: OrderState; seq: number }
+  /** Sent again after a Redis restart, and Redis still holds it, or a later amend of the order. */
+  | { kind: 'present' };
 
 export interface OrderQueueOptions {
   prefix: string;
@@ -129,6 +160,10 @@ export class OrderQueue {
     redis.defineCommand('mbCancelOrder', {
       numberOfKeys: keyCount(CANCEL),
       lua: lua(CANCEL),
+    });
+    redis.defineCommand('mbReplaceOrder', {
+      numberOfKeys: keyCount(REPLACE),
+      lua: lua(REPLACE),
     });
     redis.defineCommand('mbSettleSubmit', {
       numberOfKeys: keyCount(SETTLE),
@@ -200,6 +235,11 @@ export class OrderQueue {
     if (what.kind === 'cancel') {
       const c = await this.cancelOnce(what.orderId, what.userId, what.ownerNo, what.at);
       return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
+    }
+    if (what.kind === 'replace') {
+      const r = await this.replaceOnce(what.amend);
+      // Already there (or a later amend is), or the order has since become final: nothing to do.
+      return r.kind === 'queued' ? 'requeued' : r.kind === 'missing' ? 'missing' : 'present';
     }
     const order = what.order;
     const reply = await this.send(
@@ -348,6 +388,58 @@ export class OrderQueue {
       if (code === 4) return { kind: 'foreign' };
       const order = JSON.parse(String(reply[1])) as OrderState;
       if (code === 5) return { kind: 'final', order };
+      return { kind: 'queued', order, seq: Number(reply[2]) };
+    }
+    return { kind: 'missing' };
+  }
+
+  /**
+   * Queues an amend of an order if the caller owns it, it is not final, it is a LIMIT GTC order,
+   * and the new quantity is above its filled quantity (each checked in the script, with the
+   * order as it is then).
+   */
+  async replace(amend: Amend): Promise<AmendResult> {
+    let result = await this.replaceOnce(amend);
+    if (result.kind === 'missing' && (await this.missingForNow(amend.orderId))) {
+      result = await this.replaceOnce(amend);
+    }
+    if (result.kind === 'queued') this.recentAccepts?.add({ kind: 'replace', amend });
+    return result;
+  }
+
+  /** Sends the amend (again, when `amend.place` is set); a queued amend is given its place. */
+  private async replaceOnce(amend: Amend): Promise<AmendResult> {
+    // All but target_seq, which the script adds: see replace-order-3.lua.
+    const record: Omit<Extract<CommandRecord, { k: 'replace' }>, 'target_seq'> = {
+      k: 'replace',
+      order_id: amend.orderId,
+      user_id: amend.userId,
+      owner_no: amend.ownerNo,
+      symbol: amend.symbol,
+      price_ticks: amend.priceTicks,
+      quantity_lots: amend.quantityLots,
+      requested_at: amend.at.toISOString(),
+    };
+    const json = JSON.stringify(record);
+    for (const k of this.shards) {
+      const reply = await this.redis.mbReplaceOrder(
+        k.seq,
+        k.orders,
+        k.order(amend.orderId),
+        amend.userId,
+        json,
+        amend.quantityLots,
+        amend.place ?? '',
+      );
+      const code = Number(reply[0]);
+      if (code === 0) continue;
+      if (code === 4) return { kind: 'foreign' };
+      if (code === 8) return { kind: 'present' };
+      const order = JSON.parse(String(reply[1])) as OrderState;
+      if (code === 5) return { kind: 'final', order };
+      if (code === 6) return { kind: 'not-amendable', order };
+      if (code === 7) return { kind: 'filled-past', order };
+      amend.place = String(reply[3]);
       return { kind: 'queued', order, seq: Number(reply[2]) };
     }
     return { kind: 'missing' };

@@ -12,15 +12,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { probeValue } from '../infra/probe-value.js';
 import { runIdOf } from './aof.js';
+import type { Amend } from './order-queue.js';
 import type { OrderState } from './records.js';
 
-/** What was accepted: an order (201), or the cancel of one (202). */
+/** What was accepted: an order (201), or the cancel or an amend of one (202). */
 export type Accepted =
   | { kind: 'order'; order: OrderState }
-  | { kind: 'cancel'; orderId: string; userId: string; ownerNo: number; at: Date };
+  | { kind: 'cancel'; orderId: string; userId: string; ownerNo: number; at: Date }
+  | { kind: 'replace'; amend: Amend };
 
-const keyOf = (a: Accepted): string => (a.kind === 'order' ? a.order.id : `cancel:${a.orderId}`);
-const idOf = (a: Accepted): string => (a.kind === 'order' ? a.order.id : a.orderId);
+const keyOf = (a: Accepted): string =>
+  a.kind === 'order'
+    ? a.order.id
+    : a.kind === 'cancel'
+      ? `cancel:${a.orderId}`
+      : `replace:${a.amend.orderId}:${a.amend.place}`;
+const idOf = (a: Accepted): string =>
+  a.kind === 'order' ? a.order.id : a.kind === 'cancel' ? a.orderId : a.amend.orderId;
 
 /** Redis's everysec policy may leave up to 2 s unwritten; the margin covers the fsync interval. */
 export const REQUEUE_WINDOW_MS = 3_000;
@@ -56,6 +64,11 @@ export interface RequeueReport {
   requeued: string[];
   /** Order ids whose cancel was sent again and queued (the order was still open). */
   cancels: string[];
+  /**
+   * Order ids whose amend was queued again (Redis had lost it, and held no later amend of the
+   * order).
+   */
+  replaces: string[];
   present: number;
   /** Orders not in Redis but final in PostgreSQL (expired during the outage): not sent again. */
   finished: string[];
@@ -173,6 +186,7 @@ export class RecentAccepts {
     const report: RequeueReport = {
       requeued: [],
       cancels: [],
+      replaces: [],
       present: 0,
       finished: [],
       unchecked: 0,
@@ -203,7 +217,8 @@ export class RecentAccepts {
           return 'retry';
         });
         if (r === 'requeued' || (r === 'present' && resent)) {
-          (what.kind === 'order' ? report.requeued : report.cancels).push(idOf(what));
+          const list = { order: report.requeued, cancel: report.cancels, replace: report.replaces };
+          list[what.kind].push(idOf(what));
           // Its new writes wait on the same fsync as any other: a second restart soon after
           // must find it in the window again.
           this.add(what);

@@ -82,6 +82,24 @@ export type CommandRecord =
       requested_at: string;
     }
   /**
+   * An amend of a resting LIMIT GTC order (`PATCH /v1/orders/{id}`): its new price and new total
+   * quantity (filled included); 0 for what the request left as it is, which the engine resolves
+   * when it applies the REPLACE (so an amend queued behind another does not undo it). Same price
+   * and no more lots keeps the order's place in the queue.
+   */
+  | {
+      k: 'replace';
+      order_id: string;
+      user_id: string;
+      owner_no: number;
+      symbol: string;
+      /** Added by the queue's script from the status hash: see replace-order-3.lua. */
+      target_seq: number;
+      price_ticks: number;
+      quantity_lots: number;
+      requested_at: string;
+    }
+  /**
    * A symbol moved onto this shard by a change of the shard layout: its engine drops what it
    * still held of the symbol from an earlier stay (an empty book, a stale last trade price).
    * Written by src/queue/shard-layout.ts, never by a gateway; no order, nothing to write.

@@ -130,6 +130,7 @@ export async function startSystem(
         const fields = {
           requeued: r.requeued.length,
           cancels: r.cancels,
+          replaces: r.replaces,
           present: r.present,
           finished: r.finished.length,
           unchecked: r.unchecked,
@@ -144,7 +145,12 @@ export async function startSystem(
             fields,
             'Redis restarted after a long outage and PostgreSQL did not say which orders are finished; Redis alone decided what to queue again',
           );
-        } else if (r.requeued.length > 0 || r.cancels.length > 0 || r.superseded.length > 0) {
+        } else if (
+          r.requeued.length > 0 ||
+          r.cancels.length > 0 ||
+          r.replaces.length > 0 ||
+          r.superseded.length > 0
+        ) {
           logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');
         } else logger.info(fields, 'Redis restarted; every order accepted just before is there');
       },

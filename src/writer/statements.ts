@@ -260,7 +260,7 @@ function eventColumns(batches: readonly string[]): string[] {
 export const PLACE_PREFIX = '{"k":"place",';
 
 /**
- * Refuses an order-stream record that is not a PLACE, a cancel or a forget: the statement writes
+ * Refuses an order-stream record that is not a PLACE, a cancel, an amend or a forget: the statement writes
  * the PLACEs and passes over the rest, so one of another kind would be acknowledged unwritten.
  * (A record that is not JSON, PostgreSQL refuses.)
  */
@@ -273,9 +273,9 @@ function checkCommand(raw: string): void {
     return;
   }
   const k = isObject(parsed) ? parsed.k : undefined;
-  if (k !== 'place' && k !== 'cancel' && k !== 'forget') {
+  if (k !== 'place' && k !== 'cancel' && k !== 'replace' && k !== 'forget') {
     throw new RecordError(
-      `order-stream record of kind ${JSON.stringify(k)}: not place, cancel or forget`,
+      `order-stream record of kind ${JSON.stringify(k)}: not place, cancel, replace or forget`,
     );
   }
 }

@@ -188,9 +188,11 @@ const replaceStep: fc.Arbitrary<ReplaceStep> = fc.record({
     { arbitrary: fc.integer({ min: -3, max: 3 }), weight: 1 },
   ),
   dQty: fc.integer({ min: -6, max: 4 }),
+  // 1, 2: a price or quantity that is refused; 3, 4: 0 for either, the order's own kept.
   bad: fc.oneof(
     { arbitrary: fc.constant(0), weight: 20 },
     { arbitrary: fc.constantFrom(1, 2), weight: 1 },
+    { arbitrary: fc.constantFrom(3, 4), weight: 4 },
   ),
 });
 
@@ -314,7 +316,8 @@ function toCommands(steps: readonly Step[]): Command[] {
         // A market order's price is 0; replacing it to 0 + delta would mostly test INVALID_PRICE.
         const p = Math.max(1, (target?.price || 100) + s.dPrice);
         const q = Math.max(1, (target?.qty ?? 5) + s.dQty);
-        c = replace(cmdSeq, id, s.bad === 1 ? 0 : p, s.bad === 2 ? 0 : q, fields);
+        const price = s.bad === 1 ? -1 : s.bad === 3 ? 0 : p;
+        c = replace(cmdSeq, id, price, s.bad === 2 ? -1 : s.bad === 4 ? 0 : q, fields);
       }
     }
     out.push(c);

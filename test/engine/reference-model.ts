@@ -241,24 +241,28 @@ export class ReferenceEngine {
   private replace(run: Run): void {
     const cmd = run.cmd;
     const o = this.findLive(cmd.orderId);
+    // A price or quantity of 0 stands for the order's own.
+    const price = cmd.price === 0 ? o?.price : cmd.price;
+    const quantity = cmd.quantity === 0 ? o?.quantity : cmd.quantity;
     let reason: Reason = Reason.NONE;
     if (o === undefined || o.ownerId !== cmd.ownerId) reason = Reason.UNKNOWN_ORDER;
     else if (o.waiting) reason = Reason.NOT_REPLACEABLE;
-    else if (!isSafeAtLeast(cmd.price, 1)) reason = Reason.INVALID_PRICE;
-    else if (!isSafeAtLeast(cmd.quantity, 1)) reason = Reason.INVALID_QUANTITY;
-    else if (cmd.quantity <= o.filled) reason = Reason.QUANTITY_AT_OR_BELOW_FILLED;
-    else if (o.postOnly && this.wouldCross(o.symbol, o.side, cmd.price)) {
+    else if (!isSafeAtLeast(price as number, 1)) reason = Reason.INVALID_PRICE;
+    else if (!isSafeAtLeast(quantity as number, 1)) reason = Reason.INVALID_QUANTITY;
+    else if ((quantity as number) <= o.filled) reason = Reason.QUANTITY_AT_OR_BELOW_FILLED;
+    else if (o.postOnly && this.wouldCross(o.symbol, o.side, price as number)) {
       reason = Reason.POST_ONLY_WOULD_TRADE;
     }
     if (o === undefined || reason !== Reason.NONE) {
       this.echoReject(run, EventKind.REPLACE_REJECTED, reason);
       return;
     }
+    const [p, q] = [price as number, quantity as number];
     const book = this.book(o.symbol) as RefBook;
-    const keepsPlace = cmd.price === o.price && cmd.quantity <= o.quantity;
-    o.price = cmd.price;
-    o.quantity = cmd.quantity;
-    o.leaves = cmd.quantity - o.filled;
+    const keepsPlace = p === o.price && q <= o.quantity;
+    o.price = p;
+    o.quantity = q;
+    o.leaves = q - o.filled;
     this.report(run, EventKind.REPLACED, o, o.price, o.quantity, Reason.NONE);
     if (keepsPlace) return;
     this.remove(o);

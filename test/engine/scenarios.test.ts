@@ -219,6 +219,20 @@ describe('replace', () => {
     assert.deepEqual(h.book(), { bids: [], asks: ['3@98', '5@100'] });
   });
 
+  it('takes a price or quantity of 0 for the order’s own, as it is when the replace is applied', () => {
+    const h = queue();
+    // Queued one behind the other, each naming only what it changes: neither undoes the other.
+    assert.deepEqual(h.run(replace(3, 1, 0, 3), replace(4, 1, 101, 0)), [
+      'REPLACED #1 3@100 leaves 3',
+      'REPLACED #1 3@101 leaves 3',
+    ]);
+    assert.deepEqual(h.book(), { bids: [], asks: ['5@100', '3@101'] });
+    // The quantity kept is the total, filled included.
+    h.run(place(5, { quantity: 6, price: 101, ownerId: 2 }));
+    assert.deepEqual(h.run(replace(6, 1, 102, 0)), ['REPLACED #1 3@102 leaves 2']);
+    assert.deepEqual(h.book(), { bids: [], asks: ['2@102'] });
+  });
+
   it('counts the new quantity as the total, filled included', () => {
     const h = queue();
     h.run(take(3, 2));
@@ -237,8 +251,8 @@ describe('replace', () => {
       h.run(
         replace(5, 77, 100, 1),
         replace(6, 1, 100, 1, { ownerId: 9 }),
-        replace(7, 1, 0, 1),
-        replace(8, 1, 100, 0),
+        replace(7, 1, -1, 1),
+        replace(8, 1, 100, -1),
         replace(9, 4, 121, 1),
         replace(10, 3, 100, 1, { ownerId: 2 }),
       ),

@@ -173,6 +173,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   assert.deepEqual(reports[0], {
     requeued: lost.map((o) => o.id),
     cancels: [],
+    replaces: [],
     present: survived.length,
     finished: [],
     unchecked: 0,
@@ -202,6 +203,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
   assert.deepEqual(reports[1], {
     requeued: lost.map((o) => o.id),
     cancels: [],
+    replaces: [],
     present: 0,
     finished: [],
     unchecked: 0,
@@ -252,6 +254,90 @@ it('sends again the cancels Redis lost, after their orders', async () => {
   assert.ok(at('place', c.id) < at('cancel', c.id));
 });
 
+it('sends again only the amends Redis lost, never one that a later amend supersedes', async () => {
+  await sleep(WINDOW_MS + 500); // the earlier tests' orders and cancels out of the window
+  const a = order(31);
+  assert.equal((await queue.submit(a, Date.now() + 750)).kind, 'accepted');
+  const amend = async (priceTicks: number, o = a): Promise<void> => {
+    const r = await queue.replace({
+      orderId: o.id,
+      userId: o.user_id,
+      ownerNo: o.owner_no,
+      symbol: o.symbol,
+      priceTicks,
+      quantityLots: 0,
+      at: new Date(),
+    });
+    assert.equal(r.kind, 'queued');
+  };
+  /** The order's amends in the stream, in stream order: price, and the engine id named. */
+  const amendsOf = async (o: OrderState): Promise<[number, number][]> =>
+    (await direct.xrange(queue.shards[0]?.orders as string, '-', '+')).flatMap(([, f]) => {
+      const x = JSON.parse(f[1] as string) as {
+        k: string;
+        order_id?: string;
+        price_ticks?: number;
+        target_seq?: number;
+      };
+      return x.k === 'replace' && x.order_id === o.id
+        ? [[x.price_ticks as number, x.target_seq as number] as [number, number]]
+        : [];
+    });
+  const amends = async (): Promise<number[]> => (await amendsOf(a)).map(([price]) => price);
+
+  // Both amends survive: neither is sent again. (Sent blindly, the first would follow the
+  // second and take the order back to its price.)
+  await amend(101);
+  await amend(102);
+  await aofWritten();
+  const aof = incrementFile();
+  let seen = reports.length;
+  await crashLosingTail(aof, statSync(aof).size);
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  await queue.requeued();
+  assert.deepEqual((reports[seen] as RequeueReport).replaces, []);
+  assert.deepEqual(await amends(), [101, 102]);
+
+  // The first of two survives, the second is lost: the second alone is sent again.
+  await sleep(WINDOW_MS + 500);
+  await amend(103);
+  await aofWritten();
+  const aof2 = incrementFile();
+  const cut = statSync(aof2).size;
+  await amend(104);
+  await aofWritten();
+  seen = reports.length;
+  const kept = await crashLosingTail(aof2, cut);
+  assert.ok(!kept.includes('"price_ticks":104'), 'the cut AOF still holds the second amend');
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  await queue.requeued();
+  assert.deepEqual((reports[seen] as RequeueReport).replaces, [a.id]);
+  assert.deepEqual((reports[seen] as RequeueReport).failed, []);
+  assert.deepEqual(await amends(), [101, 102, 103, 104]);
+
+  // An order and its amend both lost, and the sequence numbers they had taken by others (another
+  // gateway's accept, lost with them): the amend sent again names the order's new engine id.
+  await sleep(WINDOW_MS + 500);
+  const aof3 = incrementFile();
+  await aofWritten();
+  const cut3 = statSync(aof3).size;
+  await direct.incr(queue.shards[0]?.seq as string);
+  const b = order(32);
+  assert.equal((await queue.submit(b, Date.now() + 750)).kind, 'accepted');
+  const before = Number(await direct.hget(queue.shards[0]?.order(b.id) as string, 'q'));
+  await amend(105, b);
+  await aofWritten();
+  seen = reports.length;
+  await crashLosingTail(aof3, cut3);
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  await queue.requeued();
+  assert.deepEqual((reports[seen] as RequeueReport).requeued, [b.id]);
+  assert.deepEqual((reports[seen] as RequeueReport).replaces, [b.id]);
+  const now = Number(await direct.hget(queue.shards[0]?.order(b.id) as string, 'q'));
+  assert.equal(now, before - 1);
+  assert.deepEqual(await amendsOf(b), [[105, now]]);
+});
+
 it('after a long outage, does not queue again an order final in PostgreSQL that expired from Redis', async () => {
   await sleep(WINDOW_MS + 500); // the earlier tests' orders out of the window
   const { alice } = await arrange(db.sql);
@@ -281,6 +367,7 @@ it('after a long outage, does not queue again an order final in PostgreSQL that 
   assert.deepEqual(reports[seen], {
     requeued: [open.id],
     cancels: [],
+    replaces: [],
     present: 1,
     finished: [done.id],
     unchecked: 0,
@@ -311,6 +398,7 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
   assert.deepEqual(reports[seen], {
     requeued: [],
     cancels: [],
+    replaces: [],
     present: 1,
     finished: [],
     unchecked: 1,

@@ -1,4 +1,4 @@
-// /v1/orders: submit, read, list, cancel, fills. The submit path is the system's hot path: no
+// /v1/orders: submit, read, list, cancel, amend, fills. The submit path is the system's hot path: no
 // I/O before the one Redis round trip but what an idempotency key needs.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -9,8 +9,16 @@ import type { GatewayContext } from '../app.js';
 import { ApiError } from '../errors.js';
 import { userGuard } from '../guard.js';
 import { newestFirst } from '../newest-first.js';
-import { buildOrder, moneyDetails, sameOrder } from '../order-builder.js';
-import { Fills, Order, OrderId, OrderList, OrderListQuery, OrderRequest } from '../schemas.js';
+import { buildAmend, buildOrder, moneyDetails, sameOrder } from '../order-builder.js';
+import {
+  AmendRequest,
+  Fills,
+  Order,
+  OrderId,
+  OrderList,
+  OrderListQuery,
+  OrderRequest,
+} from '../schemas.js';
 
 const errors = {
   400: { $ref: 'Error#' },
@@ -306,6 +314,92 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         // Open in PostgreSQL but gone from the cache: the cache was lost; refuse rather than guess.
         throw new ApiError('UNAVAILABLE', 'The order’s live state is unavailable.', undefined, 1);
+      },
+    );
+
+    app.patch(
+      '/v1/orders/:id',
+      {
+        config: {
+          // A body the schema refused: its money fields judged against the order's instrument
+          // when the caller's order is found, else by their form alone.
+          moreDetails: async (req, named) => {
+            const params = req.params as { id?: unknown };
+            const id = typeof params.id === 'string' ? params.id.toLowerCase() : '';
+            const order = await queue.getOrder(id).catch(() => undefined);
+            const listed =
+              order !== undefined && order.user_id === req.caller.id
+                ? await ctx.instruments.get(order.symbol)
+                : undefined;
+            return moneyDetails(req.body, req.rawNumbers, listed, named);
+          },
+        },
+        schema: {
+          summary:
+            'Amend a LIMIT GTC order: a new price, total quantity, or both (202: the engine takes the amend unless the order is final by then, or the amend would not leave it valid)',
+          params: OrderId,
+          body: AmendRequest,
+          response: { 202: Order, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const id = orderId(req.params);
+        const order = await ownOrder(id, req.caller.id);
+        if (FINAL_STATUSES.includes(order.status)) {
+          throw new ApiError('ORDER_CLOSED', `The order is already ${order.status}.`);
+        }
+        if (order.type !== 'LIMIT' || order.time_in_force !== 'GTC') {
+          throw new ApiError(
+            'NOT_AMENDABLE',
+            `Only a LIMIT GTC order rests to be amended; this one is ${order.type} ${order.time_in_force}.`,
+          );
+        }
+        const instrument = await ctx.instruments.get(order.symbol);
+        if (instrument === undefined) {
+          throw new ApiError('UNAVAILABLE', 'The order’s instrument is unavailable.', undefined, 1);
+        }
+        const values = buildAmend(req.body, req.rawNumbers, instrument, order);
+        if (values instanceof ApiError) throw values;
+        const result = await queue.replace({
+          orderId: id,
+          userId: req.caller.id,
+          ownerNo: req.caller.no,
+          symbol: order.symbol,
+          ...values,
+          at: new Date(),
+        });
+        switch (result.kind) {
+          case 'queued':
+            return reply.code(202).send(apiOrder(result.order));
+          case 'foreign':
+            throw new ApiError('NOT_FOUND');
+          case 'final':
+            throw new ApiError('ORDER_CLOSED', `The order is already ${result.order.status}.`);
+          case 'missing': {
+            // Gone from the cache since the read above: final, and expired; or the cache lost.
+            const now = await ownOrder(id, req.caller.id);
+            if (FINAL_STATUSES.includes(now.status)) {
+              throw new ApiError('ORDER_CLOSED', `The order is already ${now.status}.`);
+            }
+            throw new ApiError(
+              'UNAVAILABLE',
+              'The order’s live state is unavailable.',
+              undefined,
+              1,
+            );
+          }
+          case 'filled-past':
+            throw new ApiError('VALIDATION_ERROR', 'Invalid field(s): quantity.', [
+              {
+                field: 'quantity',
+                message: `must be above the quantity already filled, ${result.order.filled_quantity} (it is the new total)`,
+              },
+            ]);
+          default:
+            // 'not-amendable' cannot be (the type and time in force never change), nor 'present'
+            // (only an amend sent again after a Redis restart).
+            throw new ApiError('NOT_AMENDABLE');
+        }
       },
     );
 
