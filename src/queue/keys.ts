@@ -33,7 +33,8 @@ export interface ShardKeys {
   applied: string;
   /**
    * The status cache of one order: hash with `j` (order JSON), `s` (status), `u` (user id), `q`
-   * (its PLACE's sequence), and `a` once amended (the newest amend id queued).
+   * (its PLACE's sequence), and once amended `ap` and `aq` (the places of the newest amends queued
+   * that named a price and a quantity: replace-order-3.lua).
    */
   order(orderId: string): string;
   /** Fills of one order, newest last: list of fill JSON. */

@@ -91,8 +91,14 @@ export type AmendResult =
   /** The new quantity is not above what has filled: nothing would be left open. */
   | { kind: 'filled-past'; order: OrderState }
   | { kind: 'queued'; order: OrderState; seq: number }
-  /** Sent again after a Redis restart, and Redis still holds it, or a later amend of the order. */
-  | { kind: 'present' };
+  /** The stream is at its high-water mark: nothing written. */
+  | { kind: 'overloaded'; backlog: number }
+  /** Redis ran the script only after the gateway had given up on it: nothing written. */
+  | { kind: 'expired' }
+  /** Sent again after a Redis restart: Redis holds it. */
+  | { kind: 'present' }
+  /** Sent again after a Redis restart: every field it names was set by a later amend since. */
+  | { kind: 'superseded' };
 
 export interface OrderQueueOptions {
   prefix: string;
@@ -237,9 +243,13 @@ export class OrderQueue {
       return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
     }
     if (what.kind === 'replace') {
-      const r = await this.replaceOnce(what.amend);
-      // Already there (or a later amend is), or the order has since become final: nothing to do.
-      return r.kind === 'queued' ? 'requeued' : r.kind === 'missing' ? 'missing' : 'present';
+      const r = await this.replaceOnce(what.amend, Date.now() + REQUEUE_DEADLINE_MS);
+      if (r.kind === 'queued') return 'requeued';
+      if (r.kind === 'missing') return 'missing';
+      if (r.kind === 'superseded') return 'superseded';
+      if (r.kind === 'expired' || r.kind === 'overloaded') return 'retry';
+      // Already there, or the order has since become final: nothing to do.
+      return 'present';
     }
     const order = what.order;
     const reply = await this.send(
@@ -398,26 +408,27 @@ export class OrderQueue {
    * and the new quantity is above its filled quantity (each checked in the script, with the
    * order as it is then).
    */
-  async replace(amend: Amend): Promise<AmendResult> {
-    let result = await this.replaceOnce(amend);
+  async replace(amend: Amend, deadlineMs: number): Promise<AmendResult> {
+    let result = await this.replaceOnce(amend, deadlineMs);
     if (result.kind === 'missing' && (await this.missingForNow(amend.orderId))) {
-      result = await this.replaceOnce(amend);
+      result = await this.replaceOnce(amend, deadlineMs);
     }
     if (result.kind === 'queued') this.recentAccepts?.add({ kind: 'replace', amend });
     return result;
   }
 
   /** Sends the amend (again, when `amend.place` is set); a queued amend is given its place. */
-  private async replaceOnce(amend: Amend): Promise<AmendResult> {
-    // All but target_seq, which the script adds: see replace-order-3.lua.
-    const record: Omit<Extract<CommandRecord, { k: 'replace' }>, 'target_seq'> = {
+  private async replaceOnce(amend: Amend, deadlineMs: number): Promise<AmendResult> {
+    // All but the numbers, which the script adds: see replace-order-3.lua.
+    const record: Omit<
+      Extract<CommandRecord, { k: 'replace' }>,
+      'target_seq' | 'price_ticks' | 'quantity_lots'
+    > = {
       k: 'replace',
       order_id: amend.orderId,
       user_id: amend.userId,
       owner_no: amend.ownerNo,
       symbol: amend.symbol,
-      price_ticks: amend.priceTicks,
-      quantity_lots: amend.quantityLots,
       requested_at: amend.at.toISOString(),
     };
     const json = JSON.stringify(record);
@@ -428,13 +439,19 @@ export class OrderQueue {
         k.order(amend.orderId),
         amend.userId,
         json,
-        amend.quantityLots,
+        String(amend.priceTicks),
+        String(amend.quantityLots),
         amend.place ?? '',
+        this.options.highWater,
+        deadlineMs,
       );
       const code = Number(reply[0]);
       if (code === 0) continue;
       if (code === 4) return { kind: 'foreign' };
       if (code === 8) return { kind: 'present' };
+      if (code === 9) return { kind: 'superseded' };
+      if (code === 10) return { kind: 'expired' };
+      if (code === 11) return { kind: 'overloaded', backlog: Number(reply[1]) };
       const order = JSON.parse(String(reply[1])) as OrderState;
       if (code === 5) return { kind: 'final', order };
       if (code === 6) return { kind: 'not-amendable', order };

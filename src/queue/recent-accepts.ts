@@ -52,7 +52,10 @@ export type Resubmitted =
   | 'present'
   /** Redis had lost it: queued again (a cancel: queued, whether or not it had been lost). */
   | 'requeued'
-  /** Its client_order_id now names another order (the client re-sent it after the restart). */
+  /**
+   * Its client_order_id now names another order (the client re-sent it after the restart); an
+   * amend: every field it names was set by a later amend since.
+   */
   | 'superseded'
   /** A cancel whose order Redis does not hold: reported as failed. */
   | 'missing'
@@ -77,6 +80,7 @@ export interface RequeueReport {
    * have expired and PostgreSQL did not answer within ASK_PG_FOR_MS.
    */
   unchecked: number;
+  /** Orders whose client_order_id names another now; amends (by order id) later ones replaced. */
   superseded: string[];
   /** Orders (or cancels, by order id) that could not be queued again within a minute, when the
    * client was closed, or whose order was gone. */

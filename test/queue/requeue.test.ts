@@ -258,16 +258,19 @@ it('sends again only the amends Redis lost, never one that a later amend superse
   await sleep(WINDOW_MS + 500); // the earlier tests' orders and cancels out of the window
   const a = order(31);
   assert.equal((await queue.submit(a, Date.now() + 750)).kind, 'accepted');
-  const amend = async (priceTicks: number, o = a): Promise<void> => {
-    const r = await queue.replace({
-      orderId: o.id,
-      userId: o.user_id,
-      ownerNo: o.owner_no,
-      symbol: o.symbol,
-      priceTicks,
-      quantityLots: 0,
-      at: new Date(),
-    });
+  const amend = async (priceTicks: number, o = a, quantityLots = 0): Promise<void> => {
+    const r = await queue.replace(
+      {
+        orderId: o.id,
+        userId: o.user_id,
+        ownerNo: o.owner_no,
+        symbol: o.symbol,
+        priceTicks,
+        quantityLots,
+        at: new Date(),
+      },
+      Date.now() + 750,
+    );
     assert.equal(r.kind, 'queued');
   };
   /** The order's amends in the stream, in stream order: price, and the engine id named. */
@@ -284,6 +287,13 @@ it('sends again only the amends Redis lost, never one that a later amend superse
         : [];
     });
   const amends = async (): Promise<number[]> => (await amendsOf(a)).map(([price]) => price);
+  const fieldsOf = async (o: OrderState): Promise<[number, number][]> =>
+    (await direct.xrange(queue.shards[0]?.orders as string, '-', '+')).flatMap(([, f]) => {
+      const x = JSON.parse(f[1] as string) as Record<string, unknown>;
+      return x.k === 'replace' && x.order_id === o.id
+        ? [[x.price_ticks as number, x.quantity_lots as number] as [number, number]]
+        : [];
+    });
 
   // Both amends survive: neither is sent again. (Sent blindly, the first would follow the
   // second and take the order back to its price.)
@@ -336,6 +346,34 @@ it('sends again only the amends Redis lost, never one that a later amend superse
   const now = Number(await direct.hget(queue.shards[0]?.order(b.id) as string, 'q'));
   assert.equal(now, before - 1);
   assert.deepEqual(await amendsOf(b), [[105, now]]);
+
+  // Two amends lost, and while the re-queue waits for PostgreSQL a new amend of the quantity:
+  // the first is sent again with its price alone, the second (quantity only) not at all.
+  await sleep(WINDOW_MS + 500);
+  const c = order(33);
+  assert.equal((await queue.submit(c, Date.now() + 750)).kind, 'accepted');
+  await aofWritten();
+  const aof4 = incrementFile();
+  const cut4 = statSync(aof4).size;
+  await amend(106, c, 40);
+  await amend(0, c, 41);
+  seen = reports.length;
+  hang = true;
+  try {
+    const back = once(redis, 'ready');
+    await crashLosingTail(aof4, cut4);
+    await back;
+    await amend(0, c, 45);
+    await queue.requeued();
+  } finally {
+    hang = false;
+  }
+  const report = reports[seen] as RequeueReport;
+  assert.deepEqual([report.replaces, report.superseded], [[c.id], [c.id]]);
+  assert.deepEqual(await fieldsOf(c), [
+    [0, 45],
+    [106, 0],
+  ]);
 });
 
 it('after a long outage, does not queue again an order final in PostgreSQL that expired from Redis', async () => {

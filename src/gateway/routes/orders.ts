@@ -360,14 +360,17 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         const values = buildAmend(req.body, req.rawNumbers, instrument, order);
         if (values instanceof ApiError) throw values;
-        const result = await queue.replace({
-          orderId: id,
-          userId: req.caller.id,
-          ownerNo: req.caller.no,
-          symbol: order.symbol,
-          ...values,
-          at: new Date(),
-        });
+        const result = await queue.replace(
+          {
+            orderId: id,
+            userId: req.caller.id,
+            ownerNo: req.caller.no,
+            symbol: order.symbol,
+            ...values,
+            at: new Date(),
+          },
+          Date.now() + SUBMIT_DEADLINE_MS,
+        );
         switch (result.kind) {
           case 'queued':
             return reply.code(202).send(apiOrder(result.order));
@@ -395,10 +398,22 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
                 message: `must be above the quantity already filled, ${result.order.filled_quantity} (it is the new total)`,
               },
             ]);
-          default:
-            // 'not-amendable' cannot be (the type and time in force never change), nor 'present'
-            // (only an amend sent again after a Redis restart).
+          case 'overloaded':
+            ctx.metrics.ordersRefused.inc({ code: 'OVERLOADED' });
+            throw new ApiError(
+              'OVERLOADED',
+              `The order queue holds ${result.backlog} commands; retry shortly.`,
+              undefined,
+              1,
+            );
+          case 'expired':
+            throw new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
+          case 'not-amendable':
+            // Checked above; the type and time in force of an order never change.
             throw new ApiError('NOT_AMENDABLE');
+          default:
+            // 'present' and 'superseded' answer only an amend sent again after a Redis restart.
+            throw new Error(`amend of ${id}: unexpected ${result.kind}`);
         }
       },
     );
