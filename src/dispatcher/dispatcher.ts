@@ -29,7 +29,7 @@ import { shardKeys } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
 import type { CommandRecord, OrderState } from '../queue/records.js';
 import { writeBatch } from './batch-write.js';
-import { engineCommand } from './engine-commands.js';
+import { engineCommand, UnknownRecordError } from './engine-commands.js';
 import { Instruments } from './instruments.js';
 import { ShardLease } from '../queue/lease.js';
 import { commit, project } from './projector.js';
@@ -267,8 +267,9 @@ export class Dispatcher {
         }
         componentErrors.inc({ dependency: dependencyOf(err), component: 'dispatcher' });
         dispatcherMetrics.reconnects.inc({ shard: this.keys.shard });
-        if (err instanceof StreamGapError) this.logger.error({ err }, 'dispatch cannot go on');
-        else this.logger.warn({ err, retryInMs: backoff }, 'dispatch interrupted; reconnecting');
+        if (err instanceof StreamGapError || err instanceof UnknownRecordError) {
+          this.logger.error({ err, retryInMs: backoff }, 'dispatch cannot go on');
+        } else this.logger.warn({ err, retryInMs: backoff }, 'dispatch interrupted; reconnecting');
         await this.sleep(backoff);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       } finally {

@@ -6,6 +6,14 @@ import type { Command } from '../engine/types.js';
 import { engineOrderType, engineSide, engineStp, engineTif } from '../queue/records.js';
 import type { CommandRecord } from '../queue/records.js';
 
+/**
+ * An order-stream record of a kind this dispatcher does not know: one a later gateway writes. The
+ * shard waits, its entry unread, until the dispatcher is upgraded (upgrade it before gateways).
+ */
+export class UnknownRecordError extends Error {
+  override readonly name = 'UnknownRecordError';
+}
+
 /** The engine command of the order-stream entry `0-<seq>`. */
 export function engineCommand(seq: number, record: CommandRecord): Command {
   if (record.k === 'place') {
@@ -60,8 +68,7 @@ export function engineCommand(seq: number, record: CommandRecord): Command {
       ownerId: record.owner_no,
     };
   }
-  // A kind a later gateway writes (this dispatcher is older than it): upgrade the dispatcher first.
-  throw new Error(
+  throw new UnknownRecordError(
     `order-stream entry 0-${seq} is of kind ${JSON.stringify((record as { k: unknown }).k)}, unknown to this dispatcher`,
   );
 }

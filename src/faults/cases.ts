@@ -146,7 +146,7 @@ export const CASES: FaultCase[] = [
       );
       if (shed === 0) ctx.fail('the gateway never shed load while the engine was paused');
       if (load.retryAfter503 < shed) ctx.fail('a 503 came without Retry-After');
-      // Cancels are not refused at the high-water mark (they shrink the book).
+      // Cancels are not refused at the high-water mark (they shrink the book); amends are.
       const cancels = Object.values(load.cancels).reduce((a, b) => a + b, 0);
       if (ctx.maxBacklog() > highWater + cancels) {
         ctx.fail(`the order stream grew to ${ctx.maxBacklog()}, past the high-water mark`);

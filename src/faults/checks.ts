@@ -237,6 +237,35 @@ export async function checkCase(
     }
   }
 
+  // Every amend answered 202 was applied, or refused by the engine as it may be: an open order
+  // ends with the quantity of one of its accepted amends, or with its own and all of them at or
+  // below what it had filled by then. Orders with an amend whose answer was not definite (none
+  // came, or a 5xx) are passed over: it may or may not have been queued.
+  const placedQuantity = new Map<string, string>();
+  for (const r of load.orders.values()) {
+    if (r.id !== undefined) placedQuantity.set(r.id, r.body.quantity as string);
+  }
+  for (const [id, sent] of load.amends) {
+    const row = byId.get(id);
+    if (row === undefined || !OPEN.has(row.status)) continue;
+    if (sent.some((a) => a.status === 0 || a.status >= 500)) continue;
+    const accepted = sent.filter((a) => a.status === 202).map((a) => units(a.quantity));
+    if (accepted.length === 0) continue;
+    const quantity = units(row.quantity);
+    const own = placedQuantity.get(id);
+    const filled = units(row.filled_quantity);
+    const kept = own !== undefined && quantity === units(own) && accepted.every((q) => q <= filled);
+    if (!accepted.includes(quantity) && !kept) {
+      problem(
+        'amend',
+        `${id} ends with ${row.quantity} (filled ${row.filled_quantity}); accepted amends: ${sent
+          .filter((a) => a.status === 202)
+          .map((a) => a.quantity)
+          .join(', ')}`,
+      );
+    }
+  }
+
   // 3. The status cache says what PostgreSQL says.
   const ids = orders.map((o) => o.id);
   for (let i = 0; i < ids.length; i += 500) {
@@ -255,6 +284,12 @@ export async function checkCase(
       const cachedOrder = JSON.parse(j) as OrderState;
       if (s !== row.status || cachedOrder.status !== row.status) {
         problem('cache', `${id}: cache ${s}, PostgreSQL ${row.status}`);
+      }
+      if (units(cachedOrder.quantity) !== units(row.quantity)) {
+        problem(
+          'cache',
+          `${id}: cache quantity ${cachedOrder.quantity}, PostgreSQL ${row.quantity}`,
+        );
       }
       if (units(cachedOrder.filled_quantity) !== units(row.filled_quantity)) {
         problem(

@@ -52,6 +52,8 @@ export interface LoadSummary {
   settled: number;
   byStatus: Record<string, number>;
   cancels: Record<string, number>;
+  /** Amends sent, by answer (status and code). */
+  amends: Record<string, number>;
   /** Requests (orders and cancels) sent per second from the end of the ramp to the stop. */
   requestsPerSec: number;
   /** HTTP answers (of any status) per second over the same time. */
@@ -88,6 +90,12 @@ export class FaultLoad {
   private readonly pool: Pool;
   private readonly rnd: () => number;
   private readonly cancels: Record<string, number> = {};
+  private readonly amendAnswers: Record<string, number> = {};
+  /**
+   * Every amend sent, by order id: the new total quantity asked for, and the answer's status (0:
+   * none came).
+   */
+  readonly amends = new Map<string, { quantity: string; status: number }[]>();
   /** Resting candidates for cancels: accepted LIMIT GTC order ids per user. */
   private readonly cancelable: string[][];
   private inFlight = 0;
@@ -208,6 +216,7 @@ export class FaultLoad {
       ...count,
       byStatus,
       cancels: { ...this.cancels },
+      amends: { ...this.amendAnswers },
       retryAfter503: this.retryAfter503,
       requestsPerSec: Math.round(
         ((this.requests - (this.rampRequests ?? this.requests)) * 1000) / window,
@@ -232,7 +241,10 @@ export class FaultLoad {
     this.pending.add(done);
   }
 
-  /** The next request: 55% LIMIT GTC, 5% LIMIT IOC, 20% MARKET, 20% cancel. */
+  /**
+   * The next request: 55% LIMIT GTC, 5% LIMIT IOC, 20% MARKET, 10% cancel, 10% amend (of the
+   * quantity alone: a trade is then always at its maker's price as PostgreSQL ends with it).
+   */
   private async next(): Promise<void> {
     const user = Math.floor(this.rnd() * this.options.users.length);
     const roll = this.rnd();
@@ -240,6 +252,10 @@ export class FaultLoad {
     const side = this.rnd() < 0.5 ? 'BUY' : 'SELL';
     const quantity = String(1 + Math.floor(this.rnd() * 5));
     const own = this.cancelable[user] as string[];
+    if (roll >= 0.9 && own.length > 0) {
+      const id = own[Math.floor(this.rnd() * own.length)] as string;
+      return this.amend(user, id, String(1 + Math.floor(this.rnd() * 8)));
+    }
     if (roll >= 0.8 && own.length > 0) {
       const id = own.splice(Math.floor(this.rnd() * own.length), 1)[0] as string;
       return this.cancel(user, id);
@@ -292,6 +308,15 @@ export class FaultLoad {
     this.cancels[k] = (this.cancels[k] ?? 0) + 1;
   }
 
+  private async amend(user: number, id: string, quantity: string): Promise<void> {
+    const sent = { quantity, status: 0 };
+    this.amends.set(id, [...(this.amends.get(id) ?? []), sent]);
+    const a = await this.request(user, 'PATCH', `/v1/orders/${id}`, JSON.stringify({ quantity }));
+    sent.status = a.status;
+    const k = a.code === undefined ? String(a.status) : `${a.status} ${a.code}`;
+    this.amendAnswers[k] = (this.amendAnswers[k] ?? 0) + 1;
+  }
+
   private post(
     user: number,
     body: Record<string, unknown>,
@@ -302,7 +327,7 @@ export class FaultLoad {
   /** One request; status 0 and the error's code when no answer came. */
   private async request(
     user: number,
-    method: 'POST' | 'DELETE' | 'GET',
+    method: 'POST' | 'DELETE' | 'GET' | 'PATCH',
     path: string,
     body: string | undefined,
   ): Promise<{ status: number; code: string | undefined; id: string | undefined }> {

@@ -373,6 +373,7 @@ function emptySummary(): LoadSummary {
     settled: 0,
     byStatus: {},
     cancels: {},
+    amends: {},
     retryAfter503: 0,
     requestsPerSec: 0,
     answeredPerSec: 0,

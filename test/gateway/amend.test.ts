@@ -3,6 +3,8 @@
 // price crosses, and every refusal, each changing nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { shardKeys } from '../../src/queue/keys.js';
 import { eventually, startTestSystem } from '../support/system.js';
 import type { Answer, TestSystem } from '../support/system.js';
 
@@ -162,6 +164,21 @@ describe('amending an order', () => {
     assert.equal((await amend(alice.key, o.id, { price: '201.00' })).status, 202);
     const done = await until(alice.key, o.id, (x) => x.price === '201.00');
     assert.deepEqual([done.status, done.quantity], ['NEW', '3']);
+    // As queued: each names only its own field (0 for the other), whatever the gateway read.
+    const redis = new Redis(t.config.redisUrl as string);
+    try {
+      const keys = shardKeys(t.config.redisPrefix, t.system.queue.shardIndex('TSLA'));
+      const queued = (await redis.xrange(keys.orders, '-', '+')).flatMap(([, f]) => {
+        const r = JSON.parse(f[1] as string) as Record<string, unknown>;
+        return r.k === 'replace' && r.order_id === o.id ? [[r.price_ticks, r.quantity_lots]] : [];
+      });
+      assert.deepEqual(queued, [
+        [0, 3],
+        [20100, 0],
+      ]);
+    } finally {
+      redis.disconnect();
+    }
     assert.deepEqual((await book('TSLA')).bids, [{ price: '201.00', quantity: '3' }]);
 
     // A post-only order's new price that would trade: the engine refuses it, and the order is
