@@ -210,7 +210,7 @@ export const SETTINGS = {
     500_000,
     int(1),
     'a positive integer',
-    'Commands waiting in a shard\u2019s stream above which POST /v1/orders answers 503 OVERLOADED.',
+    'Commands waiting in a shard\u2019s stream above which POST /v1/orders, and an amend, answer 503 OVERLOADED.',
   ),
   statusTtlS: setting(
     'STATUS_TTL_S',

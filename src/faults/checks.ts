@@ -239,8 +239,9 @@ export async function checkCase(
 
   // Every amend answered 202 was applied, or refused by the engine as it may be: an open order
   // ends with the quantity of one of its accepted amends, or with its own and all of them at or
-  // below what it had filled by then. Orders with an amend whose answer was not definite (none
-  // came, or a 5xx) are passed over: it may or may not have been queued.
+  // below what it had filled by then. Orders with an amend whose answer was not definite are
+  // passed over: none came (but a refused connection), or a 5xx but OVERLOADED; it may or may
+  // not have been queued.
   const placedQuantity = new Map<string, string>();
   for (const r of load.orders.values()) {
     if (r.id !== undefined) placedQuantity.set(r.id, r.body.quantity as string);
@@ -248,7 +249,9 @@ export async function checkCase(
   for (const [id, sent] of load.amends) {
     const row = byId.get(id);
     if (row === undefined || !OPEN.has(row.status)) continue;
-    if (sent.some((a) => a.status === 0 || a.status >= 500)) continue;
+    const indefinite = (a: { status: number; code?: string }): boolean =>
+      a.status === 0 ? a.code !== 'ECONNREFUSED' : a.status >= 500 && a.code !== 'OVERLOADED';
+    if (sent.some(indefinite)) continue;
     const accepted = sent.filter((a) => a.status === 202).map((a) => units(a.quantity));
     if (accepted.length === 0) continue;
     const quantity = units(row.quantity);

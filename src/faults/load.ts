@@ -1,8 +1,8 @@
-// The fault suite's traffic: a steady, paced mix of LIMIT, MARKET and cancel requests from several
-// users on a few symbols, and the ledger of what each request was answered. Half the orders carry
-// a unique client_order_id, so that one whose answer was lost can be settled afterwards the way a
-// real client does it, by sending it again; the other half show the path without one (which
-// needs no PostgreSQL lookup, so it keeps working while PostgreSQL is down).
+// The fault suite's traffic: a steady, paced mix of LIMIT, MARKET, cancel and amend requests from
+// several users on a few symbols, and the ledger of what each request was answered. Half the
+// orders carry a unique client_order_id, so that one whose answer was lost can be settled
+// afterwards the way a real client does it, by sending it again; the other half show the path
+// without one (which needs no PostgreSQL lookup, so it keeps working while PostgreSQL is down).
 import { Pool } from 'undici';
 import { rng } from '../bench/engine-workload.js';
 import { assertLoopback } from '../bench/http-load.js';
@@ -54,7 +54,7 @@ export interface LoadSummary {
   cancels: Record<string, number>;
   /** Amends sent, by answer (status and code). */
   amends: Record<string, number>;
-  /** Requests (orders and cancels) sent per second from the end of the ramp to the stop. */
+  /** Requests (orders, cancels, amends) sent per second from the end of the ramp to the stop. */
   requestsPerSec: number;
   /** HTTP answers (of any status) per second over the same time. */
   answeredPerSec: number;
@@ -68,7 +68,7 @@ export interface LoadSummary {
 export interface LoadOptions {
   url: string;
   users: LoadUser[];
-  /** Orders and cancels per second, paced every 10 ms. */
+  /** Orders, cancels and amends per second, paced every 10 ms. */
   rate: number;
   /**
    * The rate rises from 0 to `rate` over this long first (ms), as a load test ramps: a system
@@ -95,8 +95,10 @@ export class FaultLoad {
    * Every amend sent, by order id: the new total quantity asked for, and the answer's status (0:
    * none came).
    */
-  readonly amends = new Map<string, { quantity: string; status: number }[]>();
-  /** Resting candidates for cancels: accepted LIMIT GTC order ids per user. */
+  readonly amends = new Map<string, { quantity: string; status: number; code?: string }[]>();
+  /** The quantity each resting candidate was placed with, by id. */
+  private readonly placedQuantity = new Map<string, number>();
+  /** Resting candidates for cancels and amends: accepted LIMIT GTC order ids per user. */
   private readonly cancelable: string[][];
   private inFlight = 0;
   private held = 0;
@@ -106,7 +108,7 @@ export class FaultLoad {
   private timer: NodeJS.Timeout | undefined;
   private startedAt = 0;
   private stoppedAt = 0;
-  /** Requests sent (orders and cancels), and how many of them were sent during the ramp. */
+  /** Requests sent (orders, cancels, amends), and how many of them during the ramp. */
   private requests = 0;
   private rampRequests: number | undefined;
   private readonly pending = new Set<Promise<void>>();
@@ -254,10 +256,14 @@ export class FaultLoad {
     const own = this.cancelable[user] as string[];
     if (roll >= 0.9 && own.length > 0) {
       const id = own[Math.floor(this.rnd() * own.length)] as string;
-      return this.amend(user, id, String(1 + Math.floor(this.rnd() * 8)));
+      // 1–8 but the quantity it was placed with: an amend to that could be lost unseen.
+      const placed = this.placedQuantity.get(id) ?? 0;
+      const q = 1 + Math.floor(this.rnd() * 7);
+      return this.amend(user, id, String(q >= placed ? q + 1 : q));
     }
     if (roll >= 0.8 && own.length > 0) {
       const id = own.splice(Math.floor(this.rnd() * own.length), 1)[0] as string;
+      this.placedQuantity.delete(id);
       return this.cancel(user, id);
     }
     this.n += 1;
@@ -293,7 +299,8 @@ export class FaultLoad {
       record.id = a.id;
       if (body.type === 'LIMIT' && body.time_in_force === undefined && a.id !== undefined) {
         own.push(a.id);
-        if (own.length > 200) own.shift();
+        this.placedQuantity.set(a.id, Number(body.quantity));
+        if (own.length > 200) this.placedQuantity.delete(own.shift() as string);
       }
     } else if (a.status === 0 && a.code !== 'ECONNREFUSED') record.outcome = 'unknown';
     else if (a.status === 504) {
@@ -309,12 +316,23 @@ export class FaultLoad {
   }
 
   private async amend(user: number, id: string, quantity: string): Promise<void> {
-    const sent = { quantity, status: 0 };
+    const sent: { quantity: string; status: number; code?: string } = { quantity, status: 0 };
     this.amends.set(id, [...(this.amends.get(id) ?? []), sent]);
     const a = await this.request(user, 'PATCH', `/v1/orders/${id}`, JSON.stringify({ quantity }));
     sent.status = a.status;
+    if (a.code !== undefined) sent.code = a.code;
     const k = a.code === undefined ? String(a.status) : `${a.status} ${a.code}`;
     this.amendAnswers[k] = (this.amendAnswers[k] ?? 0) + 1;
+    // Final: no more amends of it (they would all be 409).
+    if (a.code === 'ORDER_CLOSED') this.forget(user, id);
+  }
+
+  /** Drops a resting candidate that is final. */
+  private forget(user: number, id: string): void {
+    const own = this.cancelable[user] as string[];
+    const at = own.indexOf(id);
+    if (at >= 0) own.splice(at, 1);
+    this.placedQuantity.delete(id);
   }
 
   private post(

@@ -63,7 +63,7 @@ export class GatewayMetrics {
   });
   readonly ordersRefused = counter({
     name: 'matchbox_orders_refused_total',
-    help: 'POST /v1/orders answered with an error, by error code.',
+    help: 'POST /v1/orders (or an amend) answered with an error, by error code.',
     labelNames: ['code'],
   });
   readonly clientErrors = counter({

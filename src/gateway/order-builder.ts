@@ -98,6 +98,21 @@ function readMoney(
   };
 }
 
+/** A money field in steps, or 0 when absent (or bad: what is wrong goes to `details`). */
+function moneyOrZero(
+  value: string | number | null | undefined,
+  field: MoneyField,
+  rawNumbers: Readonly<Record<string, string>>,
+  instrument: InstrumentScales,
+  details: ErrorDetail[],
+): number {
+  if (value === undefined || value === null) return 0;
+  const read = readMoney(field, value, rawNumbers[field], instrument);
+  if (typeof read === 'number') return read;
+  details.push({ field, message: read.message });
+  return 0;
+}
+
 /** Steps of 1, for judging what no step decides: the form, the sign, the length. */
 const ANY_INSTRUMENT = instrumentScales('', '1', '1');
 
@@ -138,14 +153,8 @@ export function buildOrder(
   const priced = body.type === 'LIMIT' || body.type === 'STOP_LIMIT';
   const stop = body.type === 'STOP_LIMIT' || body.type === 'STOP_MARKET';
 
-  const convert = (field: MoneyField): number => {
-    const value = body[field];
-    if (value === undefined || value === null) return 0;
-    const read = readMoney(field, value, rawNumbers[field], instrument);
-    if (typeof read === 'number') return read;
-    details.push({ field, message: read.message });
-    return 0;
-  };
+  const convert = (field: MoneyField): number =>
+    moneyOrZero(body[field], field, rawNumbers, instrument, details);
 
   const lots = convert('quantity');
   const hasPrice = body.price !== undefined && body.price !== null;
@@ -229,24 +238,19 @@ export function buildAmend(
   order: OrderState,
 ): AmendValues | ApiError {
   const details: ErrorDetail[] = [];
-  const convert = (field: 'price' | 'quantity'): number => {
-    const value = body[field];
-    if (value === undefined) return 0;
-    const read = readMoney(field, value, rawNumbers[field], instrument);
-    if (typeof read === 'number') return read;
-    details.push({ field, message: read.message });
-    return 0;
-  };
-  const priceTicks = convert('price');
-  const quantityLots = convert('quantity');
+  const priceTicks = moneyOrZero(body.price, 'price', rawNumbers, instrument, details);
+  const quantityLots = moneyOrZero(body.quantity, 'quantity', rawNumbers, instrument, details);
   if (details.length === 0 && quantityLots > 0 && quantityLots <= order.filled_lots) {
-    details.push({
-      field: 'quantity',
-      message: `must be above the quantity already filled, ${order.filled_quantity} (it is the new total)`,
-    });
+    details.push(filledPast(order));
   }
   return details.length > 0 ? invalid(details) : { priceTicks, quantityLots };
 }
+
+/** What is wrong with an amend's quantity that would leave nothing of `order` open. */
+export const filledPast = (order: OrderState): ErrorDetail => ({
+  field: 'quantity',
+  message: `must be above the quantity already filled, ${order.filled_quantity} (it is the new total)`,
+});
 
 /** True when a repeated client_order_id carries the same order as the one first accepted. */
 export function sameOrder(a: OrderState, b: OrderState): boolean {

@@ -95,6 +95,8 @@ export type AmendResult =
   | { kind: 'overloaded'; backlog: number }
   /** Redis ran the script only after the gateway had given up on it: nothing written. */
   | { kind: 'expired' }
+  /** The reply was lost: it may have been queued. */
+  | { kind: 'unknown' }
   /** Sent again after a Redis restart: Redis holds it. */
   | { kind: 'present' }
   /** Sent again after a Redis restart: every field it names was set by a later amend since. */
@@ -234,8 +236,9 @@ export class OrderQueue {
   }
 
   /**
-   * Sends an accepted order again after a Redis restart (queued only if Redis lost it), or an
-   * accepted cancel (queued again if the order is still open: a second cancel changes nothing).
+   * Sends an accepted order again after a Redis restart (queued only if Redis lost it), an
+   * accepted cancel (queued again if the order is still open: a second cancel changes nothing), or
+   * an accepted amend (queued with the fields no amend queued since has set).
    */
   private async resubmit(what: Accepted): Promise<Resubmitted> {
     if (what.kind === 'cancel') {
@@ -248,7 +251,7 @@ export class OrderQueue {
       if (r.kind === 'missing') return 'missing';
       if (r.kind === 'superseded') return 'superseded';
       if (r.kind === 'expired' || r.kind === 'overloaded') return 'retry';
-      // Already there, or the order has since become final: nothing to do.
+      // Already there, or nothing to do: the order is final now, or the quantity is filled past.
       return 'present';
     }
     const order = what.order;
@@ -355,6 +358,12 @@ export class OrderQueue {
   private async missingForNow(orderId: string): Promise<boolean> {
     const recent = this.recentAccepts;
     if (recent === undefined || !recent.holds(orderId)) return false;
+    await this.requeueOver(recent, orderId);
+    return true;
+  }
+
+  /** Until the re-queue is over; RequeuePendingError past REQUEUE_WAIT_MS. */
+  private async requeueOver(recent: RecentAccepts, orderId: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const over = await Promise.race([
       recent.settled().then(() => true),
@@ -362,7 +371,6 @@ export class OrderQueue {
     ]);
     clearTimeout(timer);
     if (!over) throw new RequeuePendingError(orderId);
-    return true;
   }
 
   /** Queues the cancel of an order if the caller owns it and it is not final. */
@@ -409,11 +417,23 @@ export class OrderQueue {
    * order as it is then).
    */
   async replace(amend: Amend, deadlineMs: number): Promise<AmendResult> {
-    let result = await this.replaceOnce(amend, deadlineMs);
-    if (result.kind === 'missing' && (await this.missingForNow(amend.orderId))) {
+    // An amend of this order accepted here just before Redis restarted may be about to be sent
+    // again: this one waits for it, so as to be queued after it (a re-sent amend is queued only
+    // with the fields no amend queued since has set).
+    const recent = this.recentAccepts;
+    if (recent?.holdsAmendOf(amend.orderId) === true) await this.requeueOver(recent, amend.orderId);
+    let result: AmendResult;
+    try {
       result = await this.replaceOnce(amend, deadlineMs);
+      if (result.kind === 'missing' && (await this.missingForNow(amend.orderId))) {
+        result = await this.replaceOnce(amend, deadlineMs);
+      }
+    } catch (err) {
+      // The script may have run: only the order, read later, can say.
+      if (replyLost(err)) return { kind: 'unknown' };
+      throw err;
     }
-    if (result.kind === 'queued') this.recentAccepts?.add({ kind: 'replace', amend });
+    if (result.kind === 'queued') recent?.add({ kind: 'replace', amend });
     return result;
   }
 

@@ -1,13 +1,14 @@
 // The orders this gateway answered 201 in the last few seconds, kept to queue them again if Redis
 // restarts without them. With `appendfsync everysec`, Redis answers a script before its AOF write
-// whenever a background fsync is still running (it postpones the write for up to 2 s), so a
-// kill -9 in that moment loses orders (and cancels) that were already accepted; so does a failover
-// to a replica that was behind by less than the window. Both come back as a Redis with a new
-// run_id: what was accepted shortly before the connection broke is sent again, in the order it was
-// accepted — orders through the submit script, which queues an order only if Redis does not hold
-// it, and cancels through the cancel script (a second cancel of an order changes nothing). A final
-// order leaves Redis STATUS_TTL_S after the writer committed it, so after an outage about that
-// long PostgreSQL is asked first: an order it holds final is done, and not sent again.
+// whenever a background fsync is still running (it postpones the write for up to 2 s), so a kill -9
+// in that moment loses orders (cancels, amends) that were already accepted; so does a failover to a
+// replica that was behind by less than the window. Both come back as a Redis with a new run_id:
+// what was accepted shortly before the connection broke is sent again, in the order it was accepted
+// — orders through the submit script, which queues an order only if Redis does not hold it, cancels
+// through the cancel script (a second cancel of an order changes nothing), and amends through the
+// amend script, with only the fields no amend queued since has set. A final order leaves Redis
+// STATUS_TTL_S after the writer committed it, so after an outage about that long PostgreSQL is
+// asked first: an order it holds final is done, and not sent again.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { probeValue } from '../infra/probe-value.js';
@@ -57,7 +58,7 @@ export type Resubmitted =
    * amend: every field it names was set by a later amend since.
    */
   | 'superseded'
-  /** A cancel whose order Redis does not hold: reported as failed. */
+  /** A cancel or an amend whose order Redis does not hold: reported as failed. */
   | 'missing'
   /** Not now (overloaded, past the deadline, unreachable): try again. */
   | 'retry';
@@ -82,8 +83,10 @@ export interface RequeueReport {
   unchecked: number;
   /** Orders whose client_order_id names another now; amends (by order id) later ones replaced. */
   superseded: string[];
-  /** Orders (or cancels, by order id) that could not be queued again within a minute, when the
-   * client was closed, or whose order was gone. */
+  /**
+   * Orders (or cancels and amends, by order id) that could not be queued again within a minute,
+   * when the client was closed, or whose order was gone.
+   */
   failed: string[];
 }
 
@@ -94,6 +97,8 @@ export class RecentAccepts {
   private orders: { what: Accepted; at: number }[] = [];
   /** The ids of the orders (not cancels) in `orders`, and of some just pruned from it. */
   private orderIds = new Set<string>();
+  /** The same for the orders of the amends in `orders`. */
+  private amendedIds = new Set<string>();
   private runId: string | undefined;
   /** When the connection broke (clock()); 0 while connected and checked. */
   private closedAt = 0;
@@ -117,11 +122,12 @@ export class RecentAccepts {
     if (redis.status === 'ready') this.queue(() => this.connected());
   }
 
-  /** Records an order (201) or a cancel (202) just accepted, or just queued again. */
+  /** Records an order (201), a cancel or an amend (202) just accepted, or just queued again. */
   add(what: Accepted): void {
     const now = clock();
     this.orders.push({ what, at: now });
     if (what.kind === 'order') this.orderIds.add(what.order.id);
+    if (what.kind === 'replace') this.amendedIds.add(what.amend.orderId);
     // Oldest first: drop what fell out of the window (in chunks, not one shift per order). Not
     // between a break and its check: replies to commands re-sent on the new connection arrive
     // before the check, and the window is counted back from the break.
@@ -129,6 +135,9 @@ export class RecentAccepts {
       this.orders = this.orders.filter((e) => e.at >= now - this.windowMs);
       this.orderIds = new Set(
         this.orders.flatMap((e) => (e.what.kind === 'order' ? [e.what.order.id] : [])),
+      );
+      this.amendedIds = new Set(
+        this.orders.flatMap((e) => (e.what.kind === 'replace' ? [e.what.amend.orderId] : [])),
       );
     }
   }
@@ -139,6 +148,14 @@ export class RecentAccepts {
    */
   holds(orderId: string): boolean {
     return this.orderIds.has(orderId);
+  }
+
+  /**
+   * Whether an amend of the order `orderId` was accepted here within the window: one Redis lost
+   * may be about to be sent again, and an amend made now must be queued after it.
+   */
+  holdsAmendOf(orderId: string): boolean {
+    return this.amendedIds.has(orderId);
   }
 
   /** Resolves when the checks and replays started so far are over. */

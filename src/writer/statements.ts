@@ -260,9 +260,9 @@ function eventColumns(batches: readonly string[]): string[] {
 export const PLACE_PREFIX = '{"k":"place",';
 
 /**
- * Refuses an order-stream record that is not a PLACE, a cancel, an amend or a forget: the statement writes
- * the PLACEs and passes over the rest, so one of another kind would be acknowledged unwritten.
- * (A record that is not JSON, PostgreSQL refuses.)
+ * Refuses an order-stream record that is not a PLACE, a cancel, an amend or a forget: the
+ * statement writes the PLACEs and passes over the rest, so one of another kind would be
+ * acknowledged unwritten. (A record that is not JSON, PostgreSQL refuses.)
  */
 function checkCommand(raw: string): void {
   if (raw.startsWith(PLACE_PREFIX)) return;

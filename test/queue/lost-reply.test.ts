@@ -101,6 +101,40 @@ describe('submit with a lost reply', () => {
     assert.equal(await streamLength(), before);
   });
 
+  it('an amend: unknown when its reply is lost; nothing written when Redis runs it late', async () => {
+    const o = order(6);
+    while (viaProxy.status !== 'ready') await sleep(20);
+    assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
+    const amend = (quantityLots: number) =>
+      queue.replace(
+        {
+          orderId: o.id,
+          userId: o.user_id,
+          ownerNo: o.owner_no,
+          symbol: o.symbol,
+          priceTicks: 0,
+          quantityLots,
+          at: new Date(),
+        },
+        Date.now() + 200,
+      );
+    const before = await streamLength();
+    proxy.mute();
+    const lost = await amend(9);
+    proxy.unmute();
+    assert.equal(lost.kind, 'unknown');
+    assert.equal(await streamLength(), before + 1, 'the amend was in fact queued');
+    while (viaProxy.status !== 'ready') await sleep(20);
+
+    // Run only after its deadline (Redis holds writes for 600 ms): it writes nothing, so it
+    // cannot follow an amend sent after it.
+    await direct.call('CLIENT', 'PAUSE', '600', 'WRITE');
+    const late = await amend(8);
+    assert.equal(late.kind, 'unknown');
+    await sleep(700);
+    assert.equal(await streamLength(), before + 1);
+  });
+
   it('answers unknown when Redis cannot be asked in time', async () => {
     const o = order(4);
     while (viaProxy.status !== 'ready') await sleep(20);

@@ -347,8 +347,9 @@ it('sends again only the amends Redis lost, never one that a later amend superse
   assert.equal(now, before - 1);
   assert.deepEqual(await amendsOf(b), [[105, now]]);
 
-  // Two amends lost, and while the re-queue waits for PostgreSQL a new amend of the quantity:
-  // the first is sent again with its price alone, the second (quantity only) not at all.
+  // Two amends lost, and while the re-queue waits for PostgreSQL a new amend of the quantity
+  // through another gateway: the first is sent again with its price alone, the second (quantity
+  // only) not at all. One through this gateway waits for the re-queue (past 2 s, a 503).
   await sleep(WINDOW_MS + 500);
   const c = order(33);
   assert.equal((await queue.submit(c, Date.now() + 750)).kind, 'accepted');
@@ -363,7 +364,26 @@ it('sends again only the amends Redis lost, never one that a later amend superse
     const back = once(redis, 'ready');
     await crashLosingTail(aof4, cut4);
     await back;
-    await amend(0, c, 45);
+    await assert.rejects(amend(0, c, 44), { name: 'RequeuePendingError' });
+    const other = new OrderQueue(direct, {
+      prefix: 'mb',
+      shards: 1,
+      highWater: 1_000,
+      idempotencyTtlS: 60,
+    });
+    const r = await other.replace(
+      {
+        orderId: c.id,
+        userId: c.user_id,
+        ownerNo: c.owner_no,
+        symbol: c.symbol,
+        priceTicks: 0,
+        quantityLots: 45,
+        at: new Date(),
+      },
+      Date.now() + 750,
+    );
+    assert.equal(r.kind, 'queued');
     await queue.requeued();
   } finally {
     hang = false;

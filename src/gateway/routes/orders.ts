@@ -6,10 +6,10 @@ import { LAYOUT_CHANGING } from '../../queue/keys.js';
 import { FINAL_STATUSES, apiOrder } from '../../queue/records.js';
 import type { OrderState, StatusName } from '../../queue/records.js';
 import type { GatewayContext } from '../app.js';
-import { ApiError } from '../errors.js';
+import { ApiError, invalid } from '../errors.js';
 import { userGuard } from '../guard.js';
 import { newestFirst } from '../newest-first.js';
-import { buildAmend, buildOrder, moneyDetails, sameOrder } from '../order-builder.js';
+import { buildAmend, buildOrder, filledPast, moneyDetails, sameOrder } from '../order-builder.js';
 import {
   AmendRequest,
   Fills,
@@ -70,6 +70,32 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
     if (order === undefined || order.user_id !== userId) throw new ApiError('NOT_FOUND');
     return order;
   }
+
+  /**
+   * The answer to a cancel or an amend of an order the status cache no longer holds: final (and
+   * expired from the cache) is 409; open in PostgreSQL, the cache was lost: refuse rather than
+   * guess.
+   */
+  function closedOrUnavailable(order: OrderState): ApiError {
+    if (FINAL_STATUSES.includes(order.status)) {
+      return new ApiError('ORDER_CLOSED', `The order is already ${order.status}.`);
+    }
+    return new ApiError('UNAVAILABLE', 'The order’s live state is unavailable.', undefined, 1);
+  }
+
+  /** 503 at the queue's high-water mark, counted. */
+  function overloaded(backlog: number): ApiError {
+    ctx.metrics.ordersRefused.inc({ code: 'OVERLOADED' });
+    return new ApiError(
+      'OVERLOADED',
+      `The order queue holds ${backlog} commands; retry shortly.`,
+      undefined,
+      1,
+    );
+  }
+
+  const EXPIRED = (): ApiError =>
+    new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
 
   /** Answer for a client_order_id seen before: the original (200) or a conflict (409). */
   async function repeated(
@@ -156,13 +182,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         });
         if (result.kind === 'overloaded') {
           if (sync) await store.deletePendingOrder(order.id);
-          ctx.metrics.ordersRefused.inc({ code: 'OVERLOADED' });
-          throw new ApiError(
-            'OVERLOADED',
-            `The order queue holds ${result.backlog} commands; retry shortly.`,
-            undefined,
-            1,
-          );
+          throw overloaded(result.backlog);
         }
         if (result.kind === 'misrouted') {
           if (sync) await store.deletePendingOrder(order.id);
@@ -197,7 +217,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         if (result.kind === 'expired') {
           if (sync) await store.deletePendingOrder(order.id);
-          throw new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
+          throw EXPIRED();
         }
         if (result.kind === 'unknown') {
           // Redis took the script and then could not be reached to say whether it ran. Sync mode:
@@ -308,12 +328,9 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         const result = await queue.cancel(id, req.caller.id, req.caller.no, new Date());
         if (result.kind === 'foreign') throw new ApiError('NOT_FOUND');
         if (result.kind === 'queued') return reply.code(202).send(apiOrder(result.order));
-        const order = result.kind === 'final' ? result.order : await ownOrder(id, req.caller.id);
-        if (FINAL_STATUSES.includes(order.status)) {
-          throw new ApiError('ORDER_CLOSED', `The order is already ${order.status}.`);
-        }
-        // Open in PostgreSQL but gone from the cache: the cache was lost; refuse rather than guess.
-        throw new ApiError('UNAVAILABLE', 'The order’s live state is unavailable.', undefined, 1);
+        throw closedOrUnavailable(
+          result.kind === 'final' ? result.order : await ownOrder(id, req.caller.id),
+        );
       },
     );
 
@@ -377,37 +394,25 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           case 'foreign':
             throw new ApiError('NOT_FOUND');
           case 'final':
-            throw new ApiError('ORDER_CLOSED', `The order is already ${result.order.status}.`);
-          case 'missing': {
+            throw closedOrUnavailable(result.order);
+          case 'missing':
             // Gone from the cache since the read above: final, and expired; or the cache lost.
-            const now = await ownOrder(id, req.caller.id);
-            if (FINAL_STATUSES.includes(now.status)) {
-              throw new ApiError('ORDER_CLOSED', `The order is already ${now.status}.`);
-            }
-            throw new ApiError(
-              'UNAVAILABLE',
-              'The order’s live state is unavailable.',
-              undefined,
-              1,
-            );
-          }
+            throw closedOrUnavailable(await ownOrder(id, req.caller.id));
           case 'filled-past':
-            throw new ApiError('VALIDATION_ERROR', 'Invalid field(s): quantity.', [
-              {
-                field: 'quantity',
-                message: `must be above the quantity already filled, ${result.order.filled_quantity} (it is the new total)`,
-              },
-            ]);
+            throw invalid([filledPast(result.order)]);
           case 'overloaded':
-            ctx.metrics.ordersRefused.inc({ code: 'OVERLOADED' });
+            throw overloaded(result.backlog);
+          case 'expired':
+            throw EXPIRED();
+          case 'unknown':
+            req.log.warn({ order_id: id }, 'amend outcome unknown: Redis unreachable');
             throw new ApiError(
-              'OVERLOADED',
-              `The order queue holds ${result.backlog} commands; retry shortly.`,
-              undefined,
+              'OUTCOME_UNKNOWN',
+              `The queue did not confirm the amend of order ${id} in time; it may have been queued. ` +
+                'Read the order, or send the same amend again.',
+              [{ field: 'id', message: id }],
               1,
             );
-          case 'expired':
-            throw new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
           case 'not-amendable':
             // Checked above; the type and time in force of an order never change.
             throw new ApiError('NOT_AMENDABLE');
