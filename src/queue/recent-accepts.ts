@@ -58,7 +58,10 @@ export type Resubmitted =
    * amend: every field it names was set by a later amend since.
    */
   | 'superseded'
-  /** A cancel or an amend whose order Redis does not hold: reported as failed. */
+  /**
+   * A cancel or an amend whose order Redis does not hold: sent again for up to a minute (another
+   * gateway may yet send the order again), then reported as failed.
+   */
   | 'missing'
   /** Not now (overloaded, past the deadline, unreachable): try again. */
   | 'retry';
@@ -204,16 +207,7 @@ export class RecentAccepts {
   }
 
   private async replay(due: Accepted[], downMs: number): Promise<void> {
-    const report: RequeueReport = {
-      requeued: [],
-      cancels: [],
-      replaces: [],
-      present: 0,
-      finished: [],
-      unchecked: 0,
-      superseded: [],
-      failed: [],
-    };
+    const report = emptyReport();
     // An order of the window was accepted at most windowMs before the break and committed after
     // that: below this outage, none can have expired, and Redis alone is exact.
     const ask = this.finished;
@@ -224,6 +218,7 @@ export class RecentAccepts {
       else finished = answer;
     }
     const giveUp = clock() + GIVE_UP_MS;
+    const missing: Accepted[] = [];
     // In the order they were accepted, one at a time: the stream keeps their relative order (an
     // order before its cancel).
     for (const what of due) {
@@ -231,34 +226,83 @@ export class RecentAccepts {
         report.finished.push(what.order.id);
         continue;
       }
-      let resent = false;
-      for (;;) {
-        const r = await this.resubmit(what).catch((): Resubmitted => {
-          resent = true; // the script may have run: a later "present" may be this send's doing
-          return 'retry';
-        });
-        if (r === 'requeued' || (r === 'present' && resent)) {
-          const list = { order: report.requeued, cancel: report.cancels, replace: report.replaces };
-          list[what.kind].push(idOf(what));
-          // Its new writes wait on the same fsync as any other: a second restart soon after
-          // must find it in the window again.
-          this.add(what);
-        } else if (r === 'present') report.present += 1;
-        else if (r === 'superseded') report.superseded.push(idOf(what));
-        // The cancel of an order that has since become final (and expired from Redis).
-        else if (r === 'missing' && finished.has(idOf(what))) report.present += 1;
-        else if (r === 'missing') report.failed.push(idOf(what));
-        else if (clock() < giveUp && !this.ended) {
-          await sleep(RETRY_MS, undefined, { ref: false });
-          continue;
-        } else report.failed.push(idOf(what));
-        break;
-      }
+      if (!(await this.sendAgain(what, report, giveUp))) continue;
+      // The cancel (or amend) of an order that has since become final (and expired from Redis).
+      if (finished.has(idOf(what))) report.present += 1;
+      // Its order may be on its way back through the gateway that took it: tried again below.
+      else if (what.kind !== 'order') missing.push(what);
+      else report.failed.push(idOf(what));
     }
+    this.report(report);
+    // Outside the replay (which a read of a lost order waits for), and reported apart.
+    if (missing.length > 0) void this.sendMissing(missing, giveUp);
+  }
+
+  /**
+   * Sends one accepted request again until Redis takes it or has no use for it, recording what
+   * became of it in `report`; true when its order is missing from Redis (recorded nowhere).
+   */
+  private async sendAgain(what: Accepted, report: RequeueReport, giveUp: number): Promise<boolean> {
+    let resent = false;
+    for (;;) {
+      const r = await this.resubmit(what).catch((): Resubmitted => {
+        resent = true; // the script may have run: a later "present" may be this send's doing
+        return 'retry';
+      });
+      if (r === 'requeued' || (r === 'present' && resent)) {
+        const list = { order: report.requeued, cancel: report.cancels, replace: report.replaces };
+        list[what.kind].push(idOf(what));
+        // Its new writes wait on the same fsync as any other: a second restart soon after must
+        // find it in the window again.
+        this.add(what);
+      } else if (r === 'present') report.present += 1;
+      else if (r === 'superseded') report.superseded.push(idOf(what));
+      else if (r === 'missing') return true;
+      else if (clock() < giveUp && !this.ended) {
+        await sleep(RETRY_MS, undefined, { ref: false });
+        continue;
+      } else report.failed.push(idOf(what));
+      return false;
+    }
+  }
+
+  /**
+   * Cancels and amends whose order Redis did not hold when they were sent again: with more than
+   * one gateway, the order may be one another gateway accepted and has yet to send again. Each
+   * is sent again, in order, every RETRY_MS until its order is there or GIVE_UP_MS from the
+   * replay's start, and reported in a report of their own.
+   */
+  private async sendMissing(missing: Accepted[], giveUp: number): Promise<void> {
+    const report = emptyReport();
+    let left = missing;
+    while (left.length > 0 && clock() < giveUp && !this.ended) {
+      await sleep(RETRY_MS, undefined, { ref: false });
+      const still: Accepted[] = [];
+      for (const what of left) if (await this.sendAgain(what, report, giveUp)) still.push(what);
+      left = still;
+    }
+    for (const what of left) report.failed.push(idOf(what));
+    this.report(report);
+  }
+
+  private report(report: RequeueReport): void {
     try {
       this.onReport(report);
     } catch {
       // The report is the caller's to make; its failure must not stop the next replay.
     }
   }
+}
+
+function emptyReport(): RequeueReport {
+  return {
+    requeued: [],
+    cancels: [],
+    replaces: [],
+    present: 0,
+    finished: [],
+    unchecked: 0,
+    superseded: [],
+    failed: [],
+  };
 }

@@ -465,6 +465,73 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
   });
 });
 
+it('sends again a cancel taken by one gateway once another has sent its lost order again', async () => {
+  await sleep(WINDOW_MS + 500);
+  // Gateway B, beside this one (A): its own connection, and no PostgreSQL to ask, so its re-queue
+  // runs at once while A's waits for PostgreSQL.
+  const b = new Redis(server.url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 1_000,
+    enableAutoPipelining: false,
+  });
+  b.on('error', () => undefined);
+  const reportsB: RequeueReport[] = [];
+  const gatewayB = new OrderQueue(b, {
+    prefix: 'mb',
+    shards: 1,
+    highWater: 1_000,
+    idempotencyTtlS: 60,
+    onRequeue: (r) => reportsB.push(r),
+    requeueWindowMs: WINDOW_MS,
+  });
+  try {
+    await once(b, 'ready');
+    await aofWritten();
+    const aof = incrementFile();
+    const cut = statSync(aof).size;
+    // Both lost: x, accepted by A, and its cancel, accepted by B.
+    const x = order(60);
+    assert.equal((await queue.submit(x, Date.now() + 750)).kind, 'accepted');
+    assert.equal((await gatewayB.cancel(x.id, x.user_id, x.owner_no, new Date())).kind, 'queued');
+    await aofWritten();
+    hang = true;
+    try {
+      await crashLosingTail(aof, cut);
+      // B finds x missing and keeps trying; A sends x again after its 5 s wait for PostgreSQL.
+      await waitFor('B sends the cancel again', () => reportsB.length >= 2, 15_000);
+      await queue.requeued();
+    } finally {
+      hang = false;
+    }
+    assert.deepEqual(
+      reportsB.map((r) => [r.cancels, r.failed]),
+      [
+        [[], []],
+        [[x.id], []],
+      ],
+    );
+    const after = await commands();
+    assert.deepEqual([after.placed.at(-1), after.canceled.at(-1)], [x.id, x.id]);
+    const entries = await direct.xrange(queue.shards[0]?.orders as string, '-', '+');
+    const last = (k: string): number => {
+      let found = -1;
+      entries.forEach(([, f], i) => {
+        const c = JSON.parse(f[1] as string) as {
+          k: string;
+          order?: OrderState;
+          order_id?: string;
+        };
+        if (c.k === k && (c.order?.id ?? c.order_id) === x.id) found = i;
+      });
+      return found;
+    };
+    assert.ok(last('place') < last('cancel'), 'the cancel follows its order');
+  } finally {
+    b.disconnect();
+  }
+});
+
 it('a read or a cancel of a lost order waits for the re-queue rather than answer "no such order"', async () => {
   await sleep(WINDOW_MS + 500);
   await aofWritten();
