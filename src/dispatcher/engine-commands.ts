@@ -35,38 +35,32 @@ export function engineCommand(seq: number, record: CommandRecord): Command {
       stp: engineStp(o.self_trade_prevention),
     };
   }
-  if (record.k === 'forget') {
-    return {
-      ...blankCommand(),
-      type: CommandType.FORGET,
-      seq,
-      ts: Date.parse(record.requested_at),
-      symbol: record.symbol,
-    };
-  }
-  if (record.k === 'replace') {
-    return {
-      ...blankCommand(),
-      type: CommandType.REPLACE,
-      seq,
-      ts: Date.parse(record.requested_at),
-      symbol: record.symbol,
-      orderId: record.target_seq,
-      ownerId: record.owner_no,
-      price: record.price_ticks,
-      quantity: record.quantity_lots,
-    };
-  }
-  if (record.k === 'cancel') {
-    return {
-      ...blankCommand(),
-      type: CommandType.CANCEL,
-      seq,
-      ts: Date.parse(record.requested_at),
-      symbol: record.symbol,
-      orderId: record.target_seq,
-      ownerId: record.owner_no,
-    };
+  // The rest carry their request's time and a symbol, and what each adds to them.
+  const base = {
+    ...blankCommand(),
+    seq,
+    ts: Date.parse(record.requested_at),
+    symbol: record.symbol,
+  };
+  switch (record.k) {
+    case 'forget':
+      return { ...base, type: CommandType.FORGET };
+    case 'cancel':
+      return {
+        ...base,
+        type: CommandType.CANCEL,
+        orderId: record.target_seq,
+        ownerId: record.owner_no,
+      };
+    case 'replace':
+      return {
+        ...base,
+        type: CommandType.REPLACE,
+        orderId: record.target_seq,
+        ownerId: record.owner_no,
+        price: record.price_ticks,
+        quantity: record.quantity_lots,
+      };
   }
   throw new UnknownRecordError(
     `order-stream entry 0-${seq} is of kind ${JSON.stringify((record as { k: unknown }).k)}, unknown to this dispatcher`,

@@ -77,7 +77,7 @@ export interface Amend {
   at: Date;
   /**
    * Its place among the order's amends, given by Redis once queued (replace-order-3.lua): an
-   * amend sent again after a Redis restart is queued only if no later one is there.
+   * amend sent again after a Redis restart is queued with only the fields no later one has set.
    */
   place?: string;
 }

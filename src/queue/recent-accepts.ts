@@ -72,8 +72,8 @@ export interface RequeueReport {
   /** Order ids whose cancel was sent again and queued (the order was still open). */
   cancels: string[];
   /**
-   * Order ids whose amend was queued again (Redis had lost it, and held no later amend of the
-   * order).
+   * Order ids whose amend was queued again (Redis had lost it), with the fields no later amend of
+   * the order had set.
    */
   replaces: string[];
   present: number;
