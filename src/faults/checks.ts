@@ -9,7 +9,7 @@ import { Side } from '../engine/types.js';
 import { lastGeneratedSeq, writerBacklog } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import type { OrderState } from '../queue/records.js';
-import type { FaultLoad, LoadUser } from './load.js';
+import type { AmendSent, FaultLoad, LoadUser } from './load.js';
 
 export interface CheckResult {
   /** Orders answered 201/200 (including unknown outcomes settled by re-sending). */
@@ -249,11 +249,12 @@ export async function checkCase(
   for (const [id, sent] of load.amends) {
     const row = byId.get(id);
     if (row === undefined || !OPEN.has(row.status)) continue;
-    const indefinite = (a: { status: number; code?: string }): boolean =>
+    const indefinite = (a: AmendSent): boolean =>
       a.status === 0 ? a.code !== 'ECONNREFUSED' : a.status >= 500 && a.code !== 'OVERLOADED';
     if (sent.some(indefinite)) continue;
-    const accepted = sent.filter((a) => a.status === 202).map((a) => units(a.quantity));
-    if (accepted.length === 0) continue;
+    const taken = sent.filter((a) => a.status === 202).map((a) => a.quantity);
+    if (taken.length === 0) continue;
+    const accepted = taken.map(units);
     const quantity = units(row.quantity);
     const own = placedQuantity.get(id);
     const filled = units(row.filled_quantity);
@@ -261,10 +262,7 @@ export async function checkCase(
     if (!accepted.includes(quantity) && !kept) {
       problem(
         'amend',
-        `${id} ends with ${row.quantity} (filled ${row.filled_quantity}); accepted amends: ${sent
-          .filter((a) => a.status === 202)
-          .map((a) => a.quantity)
-          .join(', ')}`,
+        `${id} ends with ${row.quantity} (filled ${row.filled_quantity}); accepted amends: ${taken.join(', ')}`,
       );
     }
   }

@@ -65,6 +65,13 @@ export interface LoadSummary {
   held: number;
 }
 
+/** One amend sent: the new total quantity asked for, and its answer (status 0: none came). */
+export interface AmendSent {
+  quantity: string;
+  status: number;
+  code?: string;
+}
+
 export interface LoadOptions {
   url: string;
   users: LoadUser[];
@@ -91,11 +98,8 @@ export class FaultLoad {
   private readonly rnd: () => number;
   private readonly cancels: Record<string, number> = {};
   private readonly amendAnswers: Record<string, number> = {};
-  /**
-   * Every amend sent, by order id: the new total quantity asked for, and the answer's status (0:
-   * none came).
-   */
-  readonly amends = new Map<string, { quantity: string; status: number; code?: string }[]>();
+  /** Every amend sent, by order id, oldest first. */
+  readonly amends = new Map<string, AmendSent[]>();
   /** The quantity each resting candidate was placed with, by id. */
   private readonly placedQuantity = new Map<string, number>();
   /** Resting candidates for cancels and amends: accepted LIMIT GTC order ids per user. */
@@ -316,7 +320,7 @@ export class FaultLoad {
   }
 
   private async amend(user: number, id: string, quantity: string): Promise<void> {
-    const sent: { quantity: string; status: number; code?: string } = { quantity, status: 0 };
+    const sent: AmendSent = { quantity, status: 0 };
     this.amends.set(id, [...(this.amends.get(id) ?? []), sent]);
     const a = await this.request(user, 'PATCH', `/v1/orders/${id}`, JSON.stringify({ quantity }));
     sent.status = a.status;

@@ -331,7 +331,8 @@ async function refusal(
  * it, the last trade price that stop orders would otherwise be triggered by (a price from before
  * the symbol left). Under the change's marker, with every queue drained: before any order under
  * the new layout. Nothing is queued on the shards the symbols leave: the stale state waits there,
- * harmless, until a symbol comes back, and is forgotten then. With no layout recorded before, where symbols were is not known: none.
+ * harmless, until a symbol comes back, and is forgotten then. With no layout recorded before,
+ * where symbols were is not known: none.
  */
 async function forgetMoved(
   redis: Redis,

@@ -1,5 +1,5 @@
-// /v1/orders: submit, read, list, cancel, amend, fills. The submit path is the system's hot path: no
-// I/O before the one Redis round trip but what an idempotency key needs.
+// /v1/orders: submit, read, list, cancel, amend, fills. The submit path is the system's hot path:
+// no I/O before the one Redis round trip but what an idempotency key needs.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LAYOUT_CHANGING } from '../../queue/keys.js';
@@ -94,8 +94,10 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
     );
   }
 
-  const EXPIRED = (): ApiError =>
-    new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
+  /** 503 for a script Redis ran only past its deadline: nothing was written. */
+  function expired(): ApiError {
+    return new ApiError('UNAVAILABLE', 'The queue did not answer in time.', undefined, 1);
+  }
 
   /** Answer for a client_order_id seen before: the original (200) or a conflict (409). */
   async function repeated(
@@ -217,7 +219,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         if (result.kind === 'expired') {
           if (sync) await store.deletePendingOrder(order.id);
-          throw EXPIRED();
+          throw expired();
         }
         if (result.kind === 'unknown') {
           // Redis took the script and then could not be reached to say whether it ran. Sync mode:
@@ -403,7 +405,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           case 'overloaded':
             throw overloaded(result.backlog);
           case 'expired':
-            throw EXPIRED();
+            throw expired();
           case 'unknown':
             req.log.warn({ order_id: id }, 'amend outcome unknown: Redis unreachable');
             throw new ApiError(
