@@ -257,6 +257,13 @@ export const SETTINGS = {
     'an integer ≥ 0 (0: off)',
     'Requests per second per API key before 429 RATE_LIMITED.',
   ),
+  streamsPerUser: setting(
+    'STREAMS_PER_USER',
+    8,
+    int(1, 10_000),
+    'an integer 1–10000',
+    'Most `GET /v1/events` streams one user may have open on one gateway before 429 RATE_LIMITED.',
+  ),
   logLevel: setting(
     'LOG_LEVEL',
     'info',

@@ -25,6 +25,7 @@ import { componentErrors } from '../metrics/pipeline.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { AppliedWatcher } from '../queue/applied-watcher.js';
+import { OrderFeed } from '../queue/order-feed.js';
 import type { OrderQueue } from '../queue/order-queue.js';
 import { KeyCache } from './auth.js';
 import { ApiError, invalid } from './errors.js';
@@ -33,6 +34,7 @@ import { InstrumentCache } from './instrument-cache.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { adminRoutes } from './routes/admin.js';
+import { eventRoutes } from './routes/events.js';
 import { marketRoutes } from './routes/market.js';
 import { operationsRoutes } from './routes/operations.js';
 import { orderRoutes } from './routes/orders.js';
@@ -50,6 +52,7 @@ export interface GatewayDeps {
     | 'readyMaxLag'
     | 'host'
     | 'port'
+    | 'streamsPerUser'
   >;
   queue: OrderQueue;
   /** The connection `queue` uses; sync mode subscribes through a duplicate of it. */
@@ -69,6 +72,8 @@ export interface GatewayContext extends GatewayDeps {
   metrics: GatewayMetrics;
   /** Sync mode's wait for the engine's answer. */
   applied: AppliedWatcher;
+  /** The users' live order updates (GET /v1/events). */
+  feed: OrderFeed;
 }
 
 declare module 'fastify' {
@@ -212,6 +217,7 @@ export async function buildGateway(
     limiter: new RateLimiter(deps.config.rateLimit),
     metrics: new GatewayMetrics(),
     applied: new AppliedWatcher(deps.redis, deps.queue.shards),
+    feed: new OrderFeed({ redis: deps.redis, shards: deps.queue.shards, logger: deps.logger }),
   };
   const unwatch = ctx.metrics.watch(deps.redis, deps.queue.shards);
   app.addHook('onClose', (_app, done) => {
@@ -287,6 +293,8 @@ export async function buildGateway(
   let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;
+    // Event streams never end by themselves: ended here, the server's close need not wait.
+    ctx.feed.stop();
     done();
   });
   app.addHook('onRequest', (req, _reply, done) => {
@@ -364,6 +372,7 @@ export async function buildGateway(
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   await app.register(orderRoutes(ctx));
+  await app.register(eventRoutes(ctx));
   await app.register(adminRoutes(ctx));
   await app.register(marketRoutes(ctx));
   await app.register(operationsRoutes(ctx));

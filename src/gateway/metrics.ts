@@ -71,6 +71,14 @@ export class GatewayMetrics {
     help: 'HTTP 4xx by code.',
     labelNames: ['code'],
   });
+  readonly eventStreams = gauge({
+    name: 'matchbox_event_streams',
+    help: 'Open GET /v1/events streams.',
+  });
+  readonly eventStreamsDropped = counter({
+    name: 'matchbox_event_streams_dropped_total',
+    help: 'GET /v1/events streams closed because their client read too slowly.',
+  });
   readonly requestSeconds = histogram({
     name: 'matchbox_http_request_seconds',
     help: 'HTTP request latency by route.',

@@ -1,0 +1,218 @@
+// /v1/events: the caller's execution reports as Server-Sent Events: each change the engine makes
+// to one of their orders, and each of their fills, as the dispatcher writes them. The feed
+// (queue/order-feed.ts) reads them from the event streams.
+import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import type { ServerResponse } from 'node:http';
+import type { GatewayContext } from '../app.js';
+import { ApiError } from '../errors.js';
+import { userGuard } from '../guard.js';
+import type { FeedEvent, FeedSink } from '../../queue/order-feed.js';
+
+/** How often an idle stream says it is alive, with its position. */
+const HEARTBEAT_MS = 15_000;
+/** What a client waits before reconnecting, as the stream advises it. */
+const RETRY_MS = 1_000;
+/**
+ * Bytes a stream holds for a client that does not read them. Past it the stream is closed: the
+ * client reconnects from the last id it read, rather than the gateway holding its events without
+ * end.
+ */
+export const MAX_HELD = 4 << 20;
+
+/** How long a closing gateway gives a stream to take what it holds. */
+const STOP_GRACE_MS = 1_000;
+
+/** One Server-Sent Event. JSON has no raw line break, so the data is one line. */
+function frame(event: string, data: unknown, id?: string): string {
+  return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * The text for one client, in order: the feed pushes, the response takes everything held at once
+ * (a batch's events, or all that piled up while the client was slow, in one write).
+ */
+export class Outbox implements FeedSink {
+  private chunks: string[] = [];
+  private held = 0;
+  private wake: (() => void) | undefined;
+  private ended = false;
+  /** Ended because the client read too slowly. */
+  overflowed = false;
+  /** Called when the feed stops (the gateway closes). */
+  onStop: (() => void) | undefined;
+  /** Called when the client is to be cut off. */
+  onOverflow: (() => void) | undefined;
+  /** Catching up, waiting for room. */
+  private waiting: (() => void)[] = [];
+
+  private push(text: string): void {
+    if (this.ended) return;
+    const bytes = Buffer.byteLength(text);
+    // One piece larger than the limit still goes, alone: it could never go otherwise.
+    if (this.held > 0 && this.held + bytes > MAX_HELD) {
+      this.overflowed = true;
+      this.chunks = [];
+      this.end();
+      this.onOverflow?.();
+      return;
+    }
+    this.chunks.push(text);
+    this.held += bytes;
+    this.wake?.();
+  }
+
+  room(): Promise<void> {
+    if (this.ended || this.held <= MAX_HELD / 4) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    for (const resolve of this.waiting.splice(0)) resolve();
+  }
+
+  open(position: string): void {
+    this.push(`retry: ${RETRY_MS}\n${frame('ready', {}, position)}`);
+  }
+
+  send(events: FeedEvent[], position: string): void {
+    let text = '';
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i] as FeedEvent;
+      text += frame(e.event, e.data, i === events.length - 1 ? position : undefined);
+    }
+    this.push(text);
+  }
+
+  resync(reason: string, position: string): void {
+    this.push(frame('resync', { reason }, position));
+  }
+
+  heartbeat(position: string): void {
+    if (this.chunks.length === 0) this.push(frame('heartbeat', {}, position));
+  }
+
+  end(): void {
+    this.ended = true;
+    this.wake?.();
+    this.release();
+  }
+
+  stop(): void {
+    this.end();
+    this.onStop?.();
+  }
+
+  /** Everything held, once there is any; undefined once ended. */
+  async take(): Promise<string | undefined> {
+    while (this.chunks.length === 0) {
+      if (this.ended) return undefined;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = undefined;
+    }
+    const text = this.chunks.length === 1 ? (this.chunks[0] as string) : this.chunks.join('');
+    this.chunks = [];
+    this.held = 0;
+    this.release();
+    return text;
+  }
+}
+
+/** Resolves once `res` can take more, or is closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+export function eventRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
+  return (app, _options, done) => {
+    app.addHook('onRequest', userGuard(ctx));
+
+    app.get(
+      '/v1/events',
+      {
+        schema: {
+          summary: 'The caller’s order updates and fills, live (text/event-stream)',
+          description:
+            'Server-Sent Events. `order`: an order of the caller as the engine left it. `fill`: ' +
+            'one of its fills. `resync`: events may have been missed; read the orders again. ' +
+            '`ready`, `heartbeat`: the position, nothing else. Each id is a position: sent back ' +
+            'as `Last-Event-ID`, the stream goes on after it.',
+          response: {
+            200: {
+              description: 'An endless text/event-stream.',
+              content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+            401: { $ref: 'Error#' },
+            429: { $ref: 'Error#' },
+            503: { $ref: 'Error#' },
+          },
+        },
+      },
+      async (req, reply) => {
+        const userId = req.caller.id;
+        const most = ctx.config.streamsPerUser;
+        const out = new Outbox();
+        const from = req.headers['last-event-id'];
+        const sub = await ctx.feed.subscribe(
+          userId,
+          typeof from === 'string' ? from : undefined,
+          out,
+          most,
+        );
+        if (sub === 'full') {
+          throw new ApiError(
+            'RATE_LIMITED',
+            `At most ${most} event streams may be open per user; close one first.`,
+            undefined,
+            1,
+          );
+        }
+        if (sub === 'stopped') {
+          throw new ApiError('UNAVAILABLE', 'The gateway is stopping; retry.', undefined, 1);
+        }
+        // From here the response is written here, not by Fastify.
+        void reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          // Ended only when the gateway stops (or cuts off a client that does not read): the
+          // connection goes with it, not back to an idle keep-alive that would hold the close.
+          connection: 'close',
+          // Proxies that buffer (nginx) would hold the events back.
+          'x-accel-buffering': 'no',
+        });
+        res.on('close', () => out.end());
+        // What is held goes out, but a client that does not read it does not hold the close up.
+        out.onStop = () => setTimeout(() => res.destroy(), STOP_GRACE_MS).unref();
+        // Not a graceful end: its socket is full, and the client is to reconnect from its last id.
+        out.onOverflow = () => res.destroy();
+        ctx.metrics.eventStreams.inc();
+        const beat = setInterval(() => out.heartbeat(sub.position), HEARTBEAT_MS);
+        try {
+          for (;;) {
+            const text = await out.take();
+            if (text === undefined || res.destroyed) break;
+            if (!res.write(text)) await drained(res);
+          }
+        } finally {
+          clearInterval(beat);
+          sub.close();
+          ctx.metrics.eventStreams.dec();
+          if (out.overflowed) {
+            ctx.metrics.eventStreamsDropped.inc();
+            req.log.warn({ user: userId }, 'event stream closed: the client reads too slowly');
+          } else res.end();
+        }
+      },
+    );
+    done();
+  };
+}

@@ -1,0 +1,472 @@
+// A user's execution reports as they happen, for `GET /v1/events`. The dispatcher writes every
+// batch of engine outcomes to its shard's event stream (one entry per batch, id `0-<last seq>`,
+// holding the new state of each order the batch changed and its trades); while a gateway has a
+// stream open, it reads every shard's event stream on a connection of its own and hands each
+// subscribed user the changes to their orders and their fills.
+//
+// A subscriber's position is the Redis it read from (its run_id, new at each start) and the last
+// sequence read per shard. It goes out as the SSE event id, and a client reconnecting with it
+// (`Last-Event-ID`) is sent what came after it, read back from the streams, before the live
+// events. The streams keep an entry until the batch writer has it in PostgreSQL (then a few
+// seconds more); each entry names the first sequence it covers, so a gap (trimmed, or lost with
+// a Redis restart) is seen, never passed over: the subscriber is told to read its orders afresh
+// (`resync`) and goes on from the streams' heads. A position from before a Redis restart is a
+// resync too: the restarted Redis may hold other batches under the same ids (one that lost its
+// last writes is written again from where its AOF ends).
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { runIdOf } from './aof.js';
+import type { ShardKeys } from './keys.js';
+import { SIDES, apiOrder } from './records.js';
+import type { ApiOrder, EventBatch, Fill, SideName } from './records.js';
+
+/** One fill of one of the subscriber's orders. */
+export interface OrderFill extends Fill {
+  order_id: string;
+  symbol: string;
+  side: SideName;
+}
+
+export type FeedEvent = { event: 'order'; data: ApiOrder } | { event: 'fill'; data: OrderFill };
+
+/** Where a subscription's events go; called in order, never concurrently with itself. */
+export interface FeedSink {
+  /** Resolves when the sink can take more (catching up waits on it between reads). */
+  room(): Promise<void>;
+  /** Subscribed, at this position; called before anything else. */
+  open(position: string): void;
+  /** The user's events of one batch, and the position after it. */
+  send(events: FeedEvent[], position: string): void;
+  /** Events may have been missed: the user's orders are to be read again. */
+  resync(reason: string, position: string): void;
+  /** The feed is stopping (the gateway closes): nothing more comes. */
+  stop(): void;
+}
+
+export interface Subscription {
+  /** The position after everything sent so far. */
+  readonly position: string;
+  close(): void;
+}
+
+/** Entries one read takes, per shard. */
+const READ_COUNT = 64;
+/** Entries one read-back takes: batches of up to DISPATCH_BATCH orders each. */
+const REPLAY_COUNT = 16;
+/** How long one blocking read waits: also how soon the loop sees that nobody is subscribed. */
+const BLOCK_MS = 1_000;
+/** The first sequence a batch covers, from the head of its JSON (batch-write.ts writes it first). */
+const FIRST_SEQ = /^\{"first_seq":([0-9]+),/;
+/** Past this many subscribed users, a batch is parsed without first looking for their ids. */
+const SCAN_USERS = 16;
+/** Live batches held for one subscriber while it catches up; past it, a resync. */
+const MAX_PENDING = 10_000;
+/** The part of Redis's run_id a position carries. */
+const RUN_CHARS = 12;
+
+/** `0-<seq>` → seq. */
+const seqOf = (id: string): number => Number(id.slice(id.indexOf('-') + 1));
+
+/**
+ * A position as a client sends it back: `<run>:<seq>,<seq>…`, the start of Redis's run_id, then
+ * the last sequence read on each shard. Undefined for text that is not one of `shards` shards.
+ */
+export function parsePosition(
+  text: string,
+  shards: number,
+): { run: string; seqs: number[] } | undefined {
+  const m = /^([0-9a-f]{1,40}):([0-9]{1,16}(?:,[0-9]{1,16})*)$/.exec(text);
+  if (m === null) return undefined;
+  const seqs = (m[2] as string).split(',').map(Number);
+  if (seqs.length !== shards || !seqs.every(Number.isSafeInteger)) return undefined;
+  return { run: m[1] as string, seqs };
+}
+
+class Subscriber implements Subscription {
+  /** Live batches held back while what came before them is read from the streams. */
+  pending: { shard: number; last: number; batch: ParsedBatch }[] | undefined;
+  /** Moves at each resync: a catch-up begun before one stops. */
+  epoch = 0;
+  closed = false;
+
+  constructor(
+    readonly userId: string,
+    readonly seqs: number[],
+    readonly sink: FeedSink,
+    private readonly feed: OrderFeed,
+  ) {}
+
+  get position(): string {
+    return `${this.feed.redisRun}:${this.seqs.join(',')}`;
+  }
+
+  /** Hands over the user's part of batch `last` of `shard`, or holds it while catching up. */
+  deliver(shard: number, last: number, batch: ParsedBatch, heads: readonly number[]): void {
+    if (this.pending === undefined) this.send(shard, last, batch, false);
+    else if (this.pending.length < MAX_PENDING) this.pending.push({ shard, last, batch });
+    else this.resync('Too much came while the events since Last-Event-ID were read.', heads);
+  }
+
+  /**
+   * Sends the user's part of batch `last` of `shard`, unless already past it. `scan`: look for
+   * the user's id in the batch's text before parsing it.
+   */
+  send(shard: number, last: number, batch: ParsedBatch, scan: boolean): void {
+    if (last <= (this.seqs[shard] as number)) return;
+    this.seqs[shard] = last;
+    if (scan && !batch.mentions(this.userId)) return;
+    const events = batch.of(this.userId);
+    if (events.length > 0) this.sink.send(events, this.position);
+  }
+
+  /** Skips batch `last` of `shard`, which has nothing of the user's. */
+  pass(shard: number, last: number): void {
+    if (this.pending !== undefined) return;
+    if (last > (this.seqs[shard] as number)) this.seqs[shard] = last;
+  }
+
+  resync(reason: string, heads: readonly number[]): void {
+    this.epoch++;
+    this.pending = undefined;
+    for (let i = 0; i < heads.length; i++) this.seqs[i] = heads[i] as number;
+    this.sink.resync(reason, this.position);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.feed.drop(this);
+  }
+}
+
+/** A batch's events by user, worked out once, when first asked for. */
+class ParsedBatch {
+  private byUser: Map<string, FeedEvent[]> | undefined;
+
+  constructor(private readonly json: string) {}
+
+  /** Whether the batch may concern `userId` (its id is in the text). */
+  mentions(userId: string): boolean {
+    return this.byUser?.has(userId) ?? this.json.includes(userId);
+  }
+
+  of(userId: string): FeedEvent[] {
+    this.byUser ??= eventsByUser(JSON.parse(this.json) as EventBatch);
+    return this.byUser.get(userId) ?? [];
+  }
+}
+
+/** Each user's fills, then the new state of each of their orders, in the batch's order. */
+function eventsByUser(batch: EventBatch): Map<string, FeedEvent[]> {
+  const out = new Map<string, FeedEvent[]>();
+  const add = (userId: string, e: FeedEvent): void => {
+    const list = out.get(userId);
+    if (list === undefined) out.set(userId, [e]);
+    else list.push(e);
+  };
+  for (const t of batch.trades) {
+    const fill = { trade_id: t.id, price: t.price, quantity: t.quantity };
+    const makerSide = SIDES[t.taker_side === 'BUY' ? 1 : 0];
+    add(t.taker_user_id, {
+      event: 'fill',
+      data: {
+        ...fill,
+        order_id: t.taker_order_id,
+        symbol: t.symbol,
+        side: t.taker_side,
+        liquidity: 'TAKER',
+        executed_at: t.executed_at,
+      },
+    });
+    add(t.maker_user_id, {
+      event: 'fill',
+      data: {
+        ...fill,
+        order_id: t.maker_order_id,
+        symbol: t.symbol,
+        side: makerSide,
+        liquidity: 'MAKER',
+        executed_at: t.executed_at,
+      },
+    });
+  }
+  for (const o of batch.orders) add(o.user_id, { event: 'order', data: apiOrder(o) });
+  return out;
+}
+
+export interface OrderFeedOptions {
+  redis: Redis;
+  shards: ShardKeys[];
+  logger: Logger;
+}
+
+/** One per gateway: reads the event streams while anyone is subscribed. */
+export class OrderFeed {
+  private readonly byUser = new Map<string, Set<Subscriber>>();
+  private reader: Redis | undefined;
+  /** For reading back what a reconnecting client missed: large replies, off the gateway's own. */
+  private replayer: Redis | undefined;
+  /** The last sequence read per shard; undefined until read from Redis (again). */
+  private heads: number[] | undefined;
+  /** The start of the run_id of the Redis the heads were read from. */
+  redisRun = '';
+  private loading: Promise<number[]> | undefined;
+  private running: Promise<void> | undefined;
+  /** The reader's connection closed since the heads were read: what it read may be gone. */
+  private lost = false;
+  private stopped = false;
+
+  constructor(private readonly options: OrderFeedOptions) {}
+
+  /**
+   * Subscribes `userId` from `from` (a position this feed gave, or undefined: from now), unless
+   * the user has `most` subscriptions open already (`full`) or the feed is stopping. What came
+   * after `from` is sent before any live event; a `from` that cannot be followed (from another
+   * layout, or past what the streams still hold) is a resync.
+   */
+  async subscribe(
+    userId: string,
+    from: string | undefined,
+    sink: FeedSink,
+    most: number,
+  ): Promise<Subscription | 'full' | 'stopped'> {
+    if ((this.byUser.get(userId)?.size ?? 0) >= most) return 'full';
+    // The heads the loop reads from (read again if it stopped meanwhile and forgot them).
+    let heads = await this.currentHeads();
+    while (heads !== this.heads && !this.stopped) heads = await this.currentHeads();
+    // Counted again once nothing awaits before the subscription is in.
+    if (this.stopped) return 'stopped';
+    if ((this.byUser.get(userId)?.size ?? 0) >= most) return 'full';
+    const resumed = from === undefined ? undefined : parsePosition(from, heads.length);
+    const follows = resumed !== undefined && resumed.run === this.redisRun;
+    const sub = new Subscriber(userId, (follows ? resumed.seqs : heads).slice(), sink, this);
+    let users = this.byUser.get(userId);
+    if (users === undefined) this.byUser.set(userId, (users = new Set()));
+    users.add(sub);
+    this.run();
+    sink.open(sub.position);
+    if (follows) {
+      sub.pending = [];
+      void this.catchUp(sub, heads.slice());
+    } else if (resumed !== undefined) {
+      sub.resync('Redis has restarted since Last-Event-ID; read the orders again.', heads);
+    } else if (from !== undefined) {
+      sub.resync('Last-Event-ID is not a position of this system’s event streams.', heads);
+    }
+    return sub;
+  }
+
+  /** Ends every subscription and the reader. */
+  stop(): void {
+    this.stopped = true;
+    const all = [...this.byUser.values()].flatMap((users) => [...users]);
+    this.byUser.clear();
+    for (const sub of all) {
+      sub.closed = true;
+      sub.sink.stop();
+    }
+    this.reader?.disconnect();
+    this.replayer?.disconnect();
+  }
+
+  drop(sub: Subscriber): void {
+    const users = this.byUser.get(sub.userId);
+    users?.delete(sub);
+    if (users?.size === 0) this.byUser.delete(sub.userId);
+  }
+
+  private connection(): Redis {
+    if (this.reader === undefined) {
+      // A read is failed, not sent again, when its connection closes: what came meanwhile on the
+      // old one may be lost (see run).
+      const reader = this.options.redis.duplicate({
+        enableOfflineQueue: false,
+        autoResendUnfulfilledCommands: false,
+        maxRetriesPerRequest: 0,
+        commandTimeout: undefined,
+        connectionName: 'matchbox-event-feed',
+        lazyConnect: false,
+      });
+      reader.on('error', (err: Error) =>
+        this.options.logger.debug({ err: err.message }, 'event feed connection error'),
+      );
+      reader.on('close', () => {
+        this.lost = true;
+      });
+      this.reader = reader;
+    }
+    return this.reader;
+  }
+
+  /** The heads, read from Redis if they are not known: each shard's last written sequence (W). */
+  private async currentHeads(): Promise<number[]> {
+    if (this.heads !== undefined) return this.heads;
+    this.loading ??= (async () => {
+      try {
+        // A close of the reader's connection before now is of no matter: nothing was read on it
+        // past these heads.
+        this.lost = false;
+        const redis = this.options.redis;
+        const run = (await runIdOf(redis)).slice(0, RUN_CHARS);
+        const written = await redis.mget(...this.options.shards.map((k) => k.written));
+        this.redisRun = run;
+        this.heads = written.map((w) => Number(w ?? 0));
+        return this.heads;
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
+  }
+
+  /** Starts the read loop if it is not running. */
+  private run(): void {
+    this.running ??= this.loop().finally(() => {
+      this.running = undefined;
+      // Someone subscribed as the loop was ending.
+      if (this.byUser.size > 0 && !this.stopped) this.run();
+    });
+  }
+
+  /** Whether the loop is to end: nobody subscribed. It then forgets the heads, stale from now. */
+  private idle(): boolean {
+    if (this.byUser.size > 0 && !this.stopped) return false;
+    this.heads = undefined;
+    return true;
+  }
+
+  private async loop(): Promise<void> {
+    const { shards, logger } = this.options;
+    const streams = shards.map((k) => k.events);
+    let failing = false;
+    while (!this.idle()) {
+      try {
+        const reader = this.connection();
+        if (reader.status !== 'ready') {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        if (this.lost) {
+          // Entries read on the old connection may be gone with a Redis restart, and others
+          // written in their place under the same ids: go on from the heads there are now.
+          this.heads = undefined;
+          const heads = await this.currentHeads();
+          this.resyncAll('The gateway lost its connection to Redis.', heads);
+          continue;
+        }
+        const heads = await this.currentHeads();
+        const reply = await reader.xread(
+          'COUNT',
+          READ_COUNT,
+          'BLOCK',
+          BLOCK_MS,
+          'STREAMS',
+          ...streams,
+          ...heads.map((h) => `0-${h}`),
+        );
+        if (failing) logger.info('event feed reading again');
+        failing = false;
+        if (this.lost || this.heads !== heads) continue;
+        for (const [stream, entries] of reply ?? []) {
+          const shard = streams.indexOf(stream);
+          for (const [id, fields] of entries) this.take(shard, seqOf(id), fields, heads);
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        if (!failing) logger.warn({ err }, 'event feed cannot read the event streams; retrying');
+        failing = true;
+        this.lost = true;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** One entry of shard `shard`'s event stream, read live. */
+  private take(shard: number, last: number, fields: string[], heads: number[]): void {
+    const json = fields[fields.indexOf('b') + 1] ?? '';
+    const first = Number(FIRST_SEQ.exec(json)?.[1] ?? NaN);
+    if (first !== (heads[shard] as number) + 1) {
+      heads[shard] = last;
+      this.resyncAll(
+        `The event stream of shard ${shard} does not follow on (a Redis restart?).`,
+        heads,
+      );
+      return;
+    }
+    heads[shard] = last;
+    const batch = new ParsedBatch(json);
+    const scan = this.byUser.size <= SCAN_USERS;
+    for (const [userId, users] of this.byUser) {
+      const skip = scan && !batch.mentions(userId);
+      for (const sub of users) {
+        if (skip && sub.pending === undefined) sub.pass(shard, last);
+        else sub.deliver(shard, last, batch, heads);
+      }
+    }
+  }
+
+  private resyncAll(reason: string, heads: readonly number[]): void {
+    for (const users of this.byUser.values()) for (const sub of users) sub.resync(reason, heads);
+  }
+
+  /**
+   * Sends `sub` what its shards' streams hold after its position up to `to` (the heads when it
+   * subscribed), then the live batches held meanwhile. A stream that no longer holds what
+   * follows the position is a resync.
+   */
+  private async catchUp(sub: Subscriber, to: number[]): Promise<void> {
+    const epoch = sub.epoch;
+    const gone = (shard: number, next: number): string =>
+      `Shard ${shard}'s events after ${next - 1} are no longer kept.`;
+    const { shards } = this.options;
+    // Queued until connected (it is made on first use); a Redis that does not answer in time
+    // fails the read-back, which is then a resync.
+    this.replayer ??= this.options.redis.duplicate({
+      connectionName: 'matchbox-event-replay',
+      enableOfflineQueue: true,
+      lazyConnect: false,
+      commandTimeout: 5_000,
+    });
+    const redis = this.replayer;
+    try {
+      for (let shard = 0; shard < shards.length; shard++) {
+        let next = (sub.seqs[shard] as number) + 1;
+        const end = to[shard] as number;
+        while (next <= end) {
+          const entries = await redis.xrange(
+            (shards[shard] as ShardKeys).events,
+            `0-${next}`,
+            `0-${end}`,
+            'COUNT',
+            REPLAY_COUNT,
+          );
+          if (sub.epoch !== epoch || sub.closed) return;
+          if (entries.length === 0) {
+            sub.resync(gone(shard, next), to);
+            return;
+          }
+          for (const [id, fields] of entries) {
+            // As fast as the client reads, not as Redis answers.
+            await sub.sink.room();
+            if (sub.epoch !== epoch || sub.closed) return;
+            const json = fields[fields.indexOf('b') + 1] ?? '';
+            if (Number(FIRST_SEQ.exec(json)?.[1] ?? NaN) !== next) {
+              sub.resync(gone(shard, next), to);
+              return;
+            }
+            const last = seqOf(id);
+            sub.send(shard, last, new ParsedBatch(json), true);
+            next = last + 1;
+          }
+        }
+      }
+      const held = sub.pending ?? [];
+      sub.pending = undefined;
+      for (const { shard, last, batch } of held) sub.send(shard, last, batch, false);
+    } catch (err) {
+      if (sub.epoch !== epoch || sub.closed) return;
+      this.options.logger.warn({ err }, 'event feed cannot read back a stream');
+      sub.resync('The events since Last-Event-ID could not be read.', this.heads ?? to);
+    }
+  }
+}
