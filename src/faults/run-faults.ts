@@ -69,6 +69,12 @@ export function faultMarkdown(report: FaultReport): string {
     [
       ...r.notes,
       `amends answered ${JSON.stringify(r.load.amends)}`,
+      ...(r.live === undefined
+        ? []
+        : [
+            `live updates: ${n(r.live.events)} events, ${r.live.resyncs} resyncs, ${r.live.connects} streams opened; ` +
+              `${n(r.live.fillsChecked)} fills and ${n(r.live.ordersChecked)} order states since each user's last resync checked against PostgreSQL`,
+          ]),
       ...r.failures.map((f) => `FAILED: ${f}`),
     ].map((x) => `- ${r.name}: ${x}`),
   );
@@ -77,7 +83,7 @@ export function faultMarkdown(report: FaultReport): string {
     '',
     `Load ${n(t.rate)} requests/s (55% LIMIT GTC, 5% LIMIT IOC, 20% MARKET, 10% cancel, 10% amend of ` +
       `a resting order's quantity, each answer checked against what the order ends as; 4 users, ` +
-      `3 symbols), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
+      `3 symbols, each following its live updates), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
       `at least ${t.loadMs / 1000} s per case; fault ${t.warmMs / 1000} s after the ramp; ` +
       `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s). The load is open ` +
       'loop: requests are sent on time whatever the answers, queued at the client while up to 16,384 are ' +

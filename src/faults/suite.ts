@@ -20,6 +20,8 @@ import { ensureServerPackages } from '../infra/packages.js';
 import { shardKeys } from '../queue/keys.js';
 import type { ShardKeys } from '../queue/keys.js';
 import { lastGeneratedSeq } from '../queue/stream-info.js';
+import { LiveWatch } from './live-watch.js';
+import type { LiveSummary } from './live-watch.js';
 import { checkCase, quiesce } from './checks.js';
 import type { CheckResult } from './checks.js';
 import { FaultLoad } from './load.js';
@@ -111,6 +113,8 @@ export interface CaseResult {
   /** From the end of the fault until the pipeline has caught up and a new order was accepted. */
   recoverMs: number | undefined;
   maxBacklog: number;
+  /** The load users' live update streams, followed through the case. */
+  live: LiveSummary | undefined;
   notes: string[];
   failures: string[];
   ok: boolean;
@@ -240,6 +244,8 @@ export class FaultSuite {
     const engine = new EngineClient(engineAddress, 0, { deadlineMs: 5_000 });
     const keys = shardKeys('mb', 0);
     let load: FaultLoad | undefined;
+    let watch: LiveWatch | undefined;
+    let live: LiveSummary | undefined;
     let check: CheckResult | undefined;
     let recoverMs: number | undefined;
     let maxBacklog = 0;
@@ -257,6 +263,7 @@ export class FaultSuite {
         const u = (await res.json()) as { id: string; api_key: string };
         users.push({ id: u.id, key: u.api_key });
       }
+      watch = new LiveWatch(gatewayUrl, users);
       load = new FaultLoad({
         url: gatewayUrl,
         users,
@@ -323,6 +330,9 @@ export class FaultSuite {
       await quiesce(redis, keys, engine, 60_000);
       check = await checkCase(l, users, sql, redis, keys, engine, gatewayUrl);
       failures.push(...check.problems);
+      const followed = await watch.check(sql, 30_000);
+      live = followed.summary;
+      failures.push(...followed.problems.map((p) => `live updates: ${p}`));
       await c.verify?.(ctx, l.summary(), check);
     } catch (err) {
       failures.push(`case aborted: ${err instanceof Error ? err.message : String(err)}`);
@@ -330,6 +340,7 @@ export class FaultSuite {
       if (sampler !== undefined) clearInterval(sampler);
       await load?.stop();
       await load?.close();
+      await watch?.stop();
       for (const name of [...PART_NAMES].reverse()) await parts[name].stop();
       // A crash fails the case. (One of postgres.js 3.4.x, porsager/postgres#1208, was let pass
       // as a note until the move to v4, which does not have it.)
@@ -356,6 +367,7 @@ export class FaultSuite {
       check,
       recoverMs,
       maxBacklog,
+      live,
       notes,
       failures,
       ok,

@@ -15,7 +15,6 @@
 // last writes is written again from where its AOF ends).
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { runIdOf } from './aof.js';
 import type { ShardKeys } from './keys.js';
 import { SIDES, apiOrder } from './records.js';
 import type { ApiOrder, EventBatch, Fill, SideName } from './records.js';
@@ -59,7 +58,7 @@ const BLOCK_MS = 1_000;
 const FIRST_SEQ = /^\{"first_seq":([0-9]+),/;
 /** Past this many subscribed users, a batch is parsed without first looking for their ids. */
 const SCAN_USERS = 16;
-/** Live batches held for one subscriber while it catches up; past it, a resync. */
+/** Live batches and events held for one subscriber while it catches up; past it, a resync. */
 const MAX_PENDING = 10_000;
 /** The part of Redis's run_id a position carries. */
 const RUN_CHARS = 12;
@@ -83,8 +82,13 @@ export function parsePosition(
 }
 
 class Subscriber implements Subscription {
-  /** Live batches held back while what came before them is read from the streams. */
-  pending: { shard: number; last: number; batch: ParsedBatch }[] | undefined;
+  /**
+   * The user's events of the live batches that came while what came before them is read back
+   * from the streams, held until then (an empty list: a batch with nothing of theirs).
+   */
+  pending: { shard: number; last: number; events: FeedEvent[] }[] | undefined;
+  /** Batches and events held in `pending`. */
+  private held = 0;
   /** Moves at each resync: a catch-up begun before one stops. */
   epoch = 0;
   closed = false;
@@ -100,34 +104,57 @@ class Subscriber implements Subscription {
     return `${this.feed.redisRun}:${this.seqs.join(',')}`;
   }
 
-  /** Hands over the user's part of batch `last` of `shard`, or holds it while catching up. */
-  deliver(shard: number, last: number, batch: ParsedBatch, heads: readonly number[]): void {
-    if (this.pending === undefined) this.send(shard, last, batch, false);
-    else if (this.pending.length < MAX_PENDING) this.pending.push({ shard, last, batch });
-    else this.resync('Too much came while the events since Last-Event-ID were read.', heads);
+  /**
+   * Hands over the user's part of live batch `last` of `shard` (`mentioned`: it may have some),
+   * or holds it while catching up.
+   */
+  deliver(
+    shard: number,
+    last: number,
+    batch: ParsedBatch,
+    mentioned: boolean,
+    heads: readonly number[],
+  ): void {
+    if (this.pending === undefined) {
+      this.emit(shard, last, mentioned ? batch.of(this.userId) : []);
+      return;
+    }
+    const events = mentioned ? batch.of(this.userId) : [];
+    this.held += 1 + events.length;
+    if (this.held > MAX_PENDING) {
+      this.resync('Too much came while the events since Last-Event-ID were read.', heads);
+    } else this.pending.push({ shard, last, events });
   }
 
-  /**
-   * Sends the user's part of batch `last` of `shard`, unless already past it. `scan`: look for
-   * the user's id in the batch's text before parsing it.
-   */
-  send(shard: number, last: number, batch: ParsedBatch, scan: boolean): void {
+  /** Sends the user's part of batch `last` of `shard`, read back: parsed only if it has some. */
+  replay(shard: number, last: number, batch: ParsedBatch): void {
+    if (last <= (this.seqs[shard] as number)) return;
+    this.emit(shard, last, batch.mentions(this.userId) ? batch.of(this.userId) : []);
+  }
+
+  /** Sends `events`, the user's of batch `last` of `shard`, unless already past it. */
+  emit(shard: number, last: number, events: FeedEvent[]): void {
     if (last <= (this.seqs[shard] as number)) return;
     this.seqs[shard] = last;
-    if (scan && !batch.mentions(this.userId)) return;
-    const events = batch.of(this.userId);
     if (events.length > 0) this.sink.send(events, this.position);
   }
 
-  /** Skips batch `last` of `shard`, which has nothing of the user's. */
-  pass(shard: number, last: number): void {
-    if (this.pending !== undefined) return;
-    if (last > (this.seqs[shard] as number)) this.seqs[shard] = last;
+  /** Sends what was held while catching up, as fast as the client reads it; then goes live. */
+  async flush(epoch: number): Promise<void> {
+    while (this.pending !== undefined && this.pending.length > 0) {
+      await this.sink.room();
+      if (this.epoch !== epoch || this.closed || this.pending === undefined) return;
+      const held = this.pending.splice(0, 256);
+      for (const { shard, last, events } of held) this.emit(shard, last, events);
+    }
+    this.pending = undefined;
+    this.held = 0;
   }
 
   resync(reason: string, heads: readonly number[]): void {
     this.epoch++;
     this.pending = undefined;
+    this.held = 0;
     for (let i = 0; i < heads.length; i++) this.seqs[i] = heads[i] as number;
     this.sink.resync(reason, this.position);
   }
@@ -298,7 +325,12 @@ export class OrderFeed {
     return this.reader;
   }
 
-  /** The heads, read from Redis if they are not known: each shard's last written sequence (W). */
+  /**
+   * The heads, read from Redis if they are not known: each shard's last written sequence (W),
+   * with the run of the Redis they are read from, in one step. Read again while anyone is
+   * subscribed (after a lost connection), every subscriber is resynced to them in the same step:
+   * none is ever left with the new run and the old sequences.
+   */
   private async currentHeads(): Promise<number[]> {
     if (this.heads !== undefined) return this.heads;
     this.loading ??= (async () => {
@@ -306,11 +338,19 @@ export class OrderFeed {
         // A close of the reader's connection before now is of no matter: nothing was read on it
         // past these heads.
         this.lost = false;
-        const redis = this.options.redis;
-        const run = (await runIdOf(redis)).slice(0, RUN_CHARS);
-        const written = await redis.mget(...this.options.shards.map((k) => k.written));
-        this.redisRun = run;
-        this.heads = written.map((w) => Number(w ?? 0));
+        const replies = await this.options.redis
+          .multi()
+          .info('server')
+          .mget(...this.options.shards.map((k) => k.written))
+          .exec();
+        const [[infoErr, info] = [null, null], [mgetErr, written] = [null, null]] = replies ?? [];
+        if (infoErr || mgetErr) throw (infoErr ?? mgetErr) as Error;
+        const run = /^run_id:([0-9a-f]+)/m.exec(String(info))?.[1];
+        if (run === undefined) throw new Error('INFO server has no run_id');
+        this.redisRun = run.slice(0, RUN_CHARS);
+        this.heads = (written as (string | null)[]).map((w) => Number(w ?? 0));
+        if (this.byUser.size > 0)
+          this.resyncAll('The gateway lost its connection to Redis.', this.heads);
         return this.heads;
       } finally {
         this.loading = undefined;
@@ -348,10 +388,10 @@ export class OrderFeed {
         }
         if (this.lost) {
           // Entries read on the old connection may be gone with a Redis restart, and others
-          // written in their place under the same ids: go on from the heads there are now.
+          // written in their place under the same ids: go on from the heads there are now (which
+          // resyncs every subscriber, whoever reads them first).
           this.heads = undefined;
-          const heads = await this.currentHeads();
-          this.resyncAll('The gateway lost its connection to Redis.', heads);
+          await this.currentHeads();
           continue;
         }
         const heads = await this.currentHeads();
@@ -397,11 +437,8 @@ export class OrderFeed {
     const batch = new ParsedBatch(json);
     const scan = this.byUser.size <= SCAN_USERS;
     for (const [userId, users] of this.byUser) {
-      const skip = scan && !batch.mentions(userId);
-      for (const sub of users) {
-        if (skip && sub.pending === undefined) sub.pass(shard, last);
-        else sub.deliver(shard, last, batch, heads);
-      }
+      const mentioned = !scan || batch.mentions(userId);
+      for (const sub of users) sub.deliver(shard, last, batch, mentioned, heads);
     }
   }
 
@@ -442,7 +479,9 @@ export class OrderFeed {
           );
           if (sub.epoch !== epoch || sub.closed) return;
           if (entries.length === 0) {
-            sub.resync(gone(shard, next), to);
+            // Live delivery goes on from the loop's heads, not from `to`: what came since is in
+            // Redis, for the client's fresh read, and the resync's position says so.
+            sub.resync(gone(shard, next), this.heads ?? to);
             return;
           }
           for (const [id, fields] of entries) {
@@ -451,18 +490,16 @@ export class OrderFeed {
             if (sub.epoch !== epoch || sub.closed) return;
             const json = fields[fields.indexOf('b') + 1] ?? '';
             if (Number(FIRST_SEQ.exec(json)?.[1] ?? NaN) !== next) {
-              sub.resync(gone(shard, next), to);
+              sub.resync(gone(shard, next), this.heads ?? to);
               return;
             }
             const last = seqOf(id);
-            sub.send(shard, last, new ParsedBatch(json), true);
+            sub.replay(shard, last, new ParsedBatch(json));
             next = last + 1;
           }
         }
       }
-      const held = sub.pending ?? [];
-      sub.pending = undefined;
-      for (const { shard, last, batch } of held) sub.send(shard, last, batch, false);
+      await sub.flush(epoch);
     } catch (err) {
       if (sub.epoch !== epoch || sub.closed) return;
       this.options.logger.warn({ err }, 'event feed cannot read back a stream');

@@ -177,33 +177,34 @@ export function eventRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         if (sub === 'stopped') {
           throw new ApiError('UNAVAILABLE', 'The gateway is stopping; retry.', undefined, 1);
         }
-        // From here the response is written here, not by Fastify.
-        void reply.hijack();
         const res = reply.raw;
-        res.writeHead(200, {
-          'content-type': 'text/event-stream',
-          'cache-control': 'no-cache',
-          // Ended only when the gateway stops (or cuts off a client that does not read): the
-          // connection goes with it, not back to an idle keep-alive that would hold the close.
-          connection: 'close',
-          // Proxies that buffer (nginx) would hold the events back.
-          'x-accel-buffering': 'no',
-        });
-        res.on('close', () => out.end());
-        // What is held goes out, but a client that does not read it does not hold the close up.
-        out.onStop = () => setTimeout(() => res.destroy(), STOP_GRACE_MS).unref();
-        // Not a graceful end: its socket is full, and the client is to reconnect from its last id.
-        out.onOverflow = () => res.destroy();
+        let beat: NodeJS.Timeout | undefined;
         ctx.metrics.eventStreams.inc();
-        const beat = setInterval(() => out.heartbeat(sub.position), HEARTBEAT_MS);
         try {
+          // From here the response is written here, not by Fastify.
+          void reply.hijack();
+          res.writeHead(200, {
+            'content-type': 'text/event-stream',
+            'cache-control': 'no-cache',
+            // Ended only when the gateway stops (or cuts off a client that does not read): the
+            // connection goes with it, not back to an idle keep-alive that would hold the close.
+            connection: 'close',
+            // Proxies that buffer (nginx) would hold the events back.
+            'x-accel-buffering': 'no',
+          });
+          res.on('close', () => out.end());
+          // What is held goes out, but a client that does not read it does not hold the close up.
+          out.onStop = () => setTimeout(() => res.destroy(), STOP_GRACE_MS).unref();
+          // Not a graceful end: its socket is full, and the client is to reconnect from its last id.
+          out.onOverflow = () => res.destroy();
+          beat = setInterval(() => out.heartbeat(sub.position), HEARTBEAT_MS);
           for (;;) {
             const text = await out.take();
             if (text === undefined || res.destroyed) break;
             if (!res.write(text)) await drained(res);
           }
         } finally {
-          clearInterval(beat);
+          if (beat !== undefined) clearInterval(beat);
           sub.close();
           ctx.metrics.eventStreams.dec();
           if (out.overflowed) {

@@ -1,0 +1,177 @@
+// Each load user's live updates (`GET /v1/events`) followed through the fault, as a client does:
+// reconnecting with Last-Event-ID whenever the stream breaks. After the case, what the stream
+// promised is checked against PostgreSQL: since the last `resync` (or the first `ready`), every
+// fill of the user's orders arrived, and each order changed since then arrived last in the state
+// PostgreSQL holds. A gap passed over without a resync fails the case.
+import { createParser } from 'eventsource-parser';
+import type { Sql } from '../db/client.js';
+import type { LoadUser } from './load.js';
+
+const RECONNECT_MS = 200;
+
+interface Follower {
+  user: LoadUser;
+  lastId: string | undefined;
+  /** Shard 0's sequence of the last resync's position (or the first ready's): checked from it. */
+  from: number | undefined;
+  fills: Set<string>;
+  orders: Map<string, Record<string, unknown>>;
+  events: number;
+  resyncs: number;
+  connects: number;
+}
+
+export interface LiveSummary {
+  events: number;
+  resyncs: number;
+  /** Streams opened, the first of each user's included. */
+  connects: number;
+  /** Fills and order states since the last resync checked against PostgreSQL. */
+  fillsChecked: number;
+  ordersChecked: number;
+}
+
+/** `<run>:<seq>` → seq (the fault suite runs one shard). */
+const seqOf = (position: string): number => Number(position.slice(position.indexOf(':') + 1));
+
+/** A decimal as text without trailing fractional zeros, to compare PostgreSQL's with the API's. */
+const plain = (d: string): string => (d.includes('.') ? d.replace(/\.?0+$/, '') : d);
+
+export class LiveWatch {
+  private readonly followers: Follower[];
+  private readonly controller = new AbortController();
+  private readonly running: Promise<void>[];
+
+  constructor(
+    private readonly url: string,
+    users: LoadUser[],
+  ) {
+    this.followers = users.map((user) => ({
+      user,
+      lastId: undefined,
+      from: undefined,
+      fills: new Set(),
+      orders: new Map(),
+      events: 0,
+      resyncs: 0,
+      connects: 0,
+    }));
+    this.running = this.followers.map((f) => this.follow(f));
+  }
+
+  private async follow(f: Follower): Promise<void> {
+    const signal = this.controller.signal;
+    const parser = createParser({
+      onEvent: (m) => {
+        if (m.id !== undefined) f.lastId = m.id;
+        f.events++;
+        const data = JSON.parse(m.data) as Record<string, unknown>;
+        if (m.event === 'resync' || (m.event === 'ready' && f.from === undefined)) {
+          if (m.event === 'resync') f.resyncs++;
+          // What came before is the client's to read afresh; the stream answers for what follows.
+          f.from = seqOf(m.id ?? '');
+          f.fills.clear();
+          f.orders.clear();
+        } else if (m.event === 'fill') f.fills.add(data.trade_id as string);
+        else if (m.event === 'order') f.orders.set(data.id as string, data);
+      },
+    });
+    while (!signal.aborted) {
+      try {
+        const headers: Record<string, string> = { authorization: `Bearer ${f.user.key}` };
+        if (f.lastId !== undefined) headers['last-event-id'] = f.lastId;
+        const res = await fetch(`${this.url}/v1/events`, { headers, signal });
+        if (res.status === 200 && res.body !== null) {
+          f.connects++;
+          parser.reset();
+          const decoder = new TextDecoder();
+          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            parser.feed(decoder.decode(chunk, { stream: true }));
+          }
+        } else await res.body?.cancel();
+      } catch {
+        // The gateway was killed, or is not up yet: as EventSource, try again shortly.
+      }
+      if (!signal.aborted) await new Promise((r) => setTimeout(r, RECONNECT_MS));
+    }
+  }
+
+  /**
+   * Waits (up to `ms`) until every user's stream holds what PostgreSQL says it must, then stops;
+   * returns the problems found (the first few of each user) and the counts.
+   */
+  async check(sql: Sql, ms: number): Promise<{ problems: string[]; summary: LiveSummary }> {
+    const deadline = Date.now() + ms;
+    let found = await this.findProblems(sql);
+    while (found.problems.length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      found = await this.findProblems(sql);
+    }
+    await this.stop();
+    const sum = (k: 'events' | 'resyncs' | 'connects'): number =>
+      this.followers.reduce((n, f) => n + f[k], 0);
+    return {
+      problems: found.problems,
+      summary: {
+        events: sum('events'),
+        resyncs: sum('resyncs'),
+        connects: sum('connects'),
+        fillsChecked: found.fills,
+        ordersChecked: found.orders,
+      },
+    };
+  }
+
+  /** What the streams lack now, and how many fills and orders that looked at. */
+  private async findProblems(
+    sql: Sql,
+  ): Promise<{ problems: string[]; fills: number; orders: number }> {
+    const problems: string[] = [];
+    let fills = 0;
+    let orders = 0;
+    for (const f of this.followers) {
+      const from = f.from;
+      if (from === undefined) {
+        problems.push(`${f.user.id}: the stream never opened`);
+        continue;
+      }
+      const trades = await sql<{ id: string }[]>`
+        SELECT id FROM trades
+        WHERE (taker_user_id = ${f.user.id} OR maker_user_id = ${f.user.id}) AND seq > ${from}`;
+      const missing = trades.filter((t) => !f.fills.has(t.id));
+      fills += trades.length;
+      if (missing.length > 0) {
+        problems.push(
+          `${f.user.id}: ${missing.length} of ${trades.length} fills since ${from} never came (${missing[0]?.id} …)`,
+        );
+      }
+      const changed = await sql<{ id: string; status: string; filled_quantity: string }[]>`
+        SELECT id, status, filled_quantity::text FROM orders
+        WHERE user_id = ${f.user.id} AND version > ${from}`;
+      orders += changed.length;
+      const wrong = changed.filter((o) => {
+        const seen = f.orders.get(o.id);
+        return (
+          seen === undefined ||
+          seen.status !== o.status ||
+          plain(String(seen.filled_quantity)) !== plain(o.filled_quantity)
+        );
+      });
+      const o = wrong[0];
+      if (o !== undefined) {
+        const seen = f.orders.get(o.id);
+        problems.push(
+          `${f.user.id}: ${wrong.length} of ${changed.length} orders changed since ${from} last came in another state ` +
+            `(${o.id}: ${seen === undefined ? 'never' : `${String(seen.status)} ${String(seen.filled_quantity)}`}, ` +
+            `PostgreSQL ${o.status} ${o.filled_quantity})`,
+        );
+      }
+    }
+    return { problems, fills, orders };
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await Promise.all(this.running);
+  }
+}
