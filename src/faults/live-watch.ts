@@ -5,6 +5,7 @@
 // PostgreSQL holds. A gap passed over without a resync fails the case.
 import { createParser } from 'eventsource-parser';
 import type { Sql } from '../db/client.js';
+import type { ApiOrder } from '../queue/records.js';
 import type { LoadUser } from './load.js';
 
 const RECONNECT_MS = 200;
@@ -15,7 +16,7 @@ interface Follower {
   /** Shard 0's sequence of the last resync's position (or the first ready's): checked from it. */
   from: number | undefined;
   fills: Set<string>;
-  orders: Map<string, Record<string, unknown>>;
+  orders: Map<string, ApiOrder>;
   events: number;
   resyncs: number;
   connects: number;
@@ -73,7 +74,7 @@ export class LiveWatch {
           f.fills.clear();
           f.orders.clear();
         } else if (m.event === 'fill') f.fills.add(data.trade_id as string);
-        else if (m.event === 'order') f.orders.set(data.id as string, data);
+        else if (m.event === 'order') f.orders.set(data.id as string, data as unknown as ApiOrder);
       },
     });
     while (!signal.aborted) {
@@ -145,16 +146,32 @@ export class LiveWatch {
           `${f.user.id}: ${missing.length} of ${trades.length} fills since ${from} never came (${missing[0]?.id} …)`,
         );
       }
-      const changed = await sql<{ id: string; status: string; filled_quantity: string }[]>`
-        SELECT id, status, filled_quantity::text FROM orders
+      const changed = await sql<
+        {
+          id: string;
+          status: string;
+          filled_quantity: string;
+          quantity: string;
+          price: string | null;
+        }[]
+      >`
+        SELECT id, status, filled_quantity::text, quantity::text, price::text FROM orders
         WHERE user_id = ${f.user.id} AND version > ${from}`;
       orders += changed.length;
+      if (trades.length + changed.length === 0) {
+        // A resync late in the case (or every reconnect one) would leave nothing to check.
+        problems.push(`${f.user.id}: nothing changed after its last resync at ${from}`);
+      }
+      // Status and filled quantity, and what an amend changes: quantity and price.
       const wrong = changed.filter((o) => {
         const seen = f.orders.get(o.id);
         return (
           seen === undefined ||
           seen.status !== o.status ||
-          plain(String(seen.filled_quantity)) !== plain(o.filled_quantity)
+          plain(seen.filled_quantity) !== plain(o.filled_quantity) ||
+          plain(seen.quantity) !== plain(o.quantity) ||
+          (seen.price === null ? null : plain(seen.price)) !==
+            (o.price === null ? null : plain(o.price))
         );
       });
       const o = wrong[0];
@@ -162,7 +179,7 @@ export class LiveWatch {
         const seen = f.orders.get(o.id);
         problems.push(
           `${f.user.id}: ${wrong.length} of ${changed.length} orders changed since ${from} last came in another state ` +
-            `(${o.id}: ${seen === undefined ? 'never' : `${String(seen.status)} ${String(seen.filled_quantity)}`}, ` +
+            `(${o.id}: ${seen === undefined ? 'never' : `${seen.status} ${seen.filled_quantity}`}, ` +
             `PostgreSQL ${o.status} ${o.filled_quantity})`,
         );
       }

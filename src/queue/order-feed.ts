@@ -142,10 +142,14 @@ class Subscriber implements Subscription {
   /** Sends what was held while catching up, as fast as the client reads it; then goes live. */
   async flush(epoch: number): Promise<void> {
     while (this.pending !== undefined && this.pending.length > 0) {
-      await this.sink.room();
-      if (this.epoch !== epoch || this.closed || this.pending === undefined) return;
-      const held = this.pending.splice(0, 256);
-      for (const { shard, last, events } of held) this.emit(shard, last, events);
+      const next = this.pending[0] as { shard: number; last: number; events: FeedEvent[] };
+      if (next.events.length > 0) {
+        await this.sink.room();
+        if (this.epoch !== epoch || this.closed || this.pending === undefined) return;
+      }
+      this.pending.shift();
+      this.held -= 1 + next.events.length;
+      this.emit(next.shard, next.last, next.events);
     }
     this.pending = undefined;
     this.held = 0;
