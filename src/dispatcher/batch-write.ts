@@ -85,9 +85,12 @@ export async function writeBatch(
   }
 
   // An EventBatch (records.ts), assembled from the strings above rather than serialised again.
+  // Refusals only when there are any: the common batch's text is as it was.
+  const refusals =
+    batch.refusals.length === 0 ? '' : `"refusals":${JSON.stringify(batch.refusals)},`;
   const event =
     `{"first_seq":${batch.firstSeq},"last_seq":${batch.lastSeq},` +
-    `"orders":[${states.join(',')}],"trades":[${trades.join(',')}],` +
+    `"orders":[${states.join(',')}],"trades":[${trades.join(',')}],${refusals}` +
     `"written_at":${JSON.stringify(new Date().toISOString())}}`;
   const keyCount = 4 + orderKeys.length + fillKeys.length + tradeKeys.length;
   // concat, not spread: a batch can carry more arguments than a call's argument list holds.

@@ -32,7 +32,8 @@ import { writeBatch } from './batch-write.js';
 import { engineCommand, UnknownRecordError } from './engine-commands.js';
 import { Instruments } from './instruments.js';
 import { ShardLease } from '../queue/lease.js';
-import { commit, project } from './projector.js';
+import { commit, orderRequest, project } from './projector.js';
+import type { OrderRequest } from './projector.js';
 import { loadOpenOrders, streamSeq, syncWrittenSeq } from './redis-state.js';
 
 export interface DispatcherOptions {
@@ -408,12 +409,17 @@ export class Dispatcher {
     if (lastSeq <= this.written) return lastSeq; // all replay: already in Redis
 
     const placed = new Map<number, OrderState>();
+    const requests = new Map<number, OrderRequest>();
     const symbols = new Set<string>();
     records.forEach((record, i) => {
       const seq = (commands[i] as Command).seq;
-      if (seq > this.written && record.k === 'place') {
+      if (seq <= this.written) return;
+      if (record.k === 'place') {
         placed.set(seq, { ...record.order, seq, version: seq });
         symbols.add(record.order.symbol);
+      } else {
+        const request = orderRequest(record);
+        if (request !== undefined) requests.set(seq, request);
       }
     });
     const reports = reply.reports.filter((r) => r.seq > this.written);
@@ -425,6 +431,7 @@ export class Dispatcher {
       lastSeq,
       open: this.open,
       placed,
+      requests,
       reports,
       scales: (s) => this.instruments.get(s),
     });

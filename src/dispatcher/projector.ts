@@ -4,7 +4,14 @@
 import { EventKind, Reason } from '../engine/types.js';
 import type { ExecutionReport } from '../engine/types.js';
 import { SIDES, tradeId } from '../queue/records.js';
-import type { Fill, OrderState, StatusName, TradeRecord } from '../queue/records.js';
+import type {
+  CommandRecord,
+  CommandRefusal,
+  Fill,
+  OrderState,
+  StatusName,
+  TradeRecord,
+} from '../queue/records.js';
 import type { InstrumentScales } from './instruments.js';
 
 const REASON_NAMES = new Map<number, string>(Object.entries(Reason).map(([k, v]) => [v, k]));
@@ -20,6 +27,23 @@ export interface ProjectedBatch {
   trades: TradeRecord[];
   /** New fills by order id (UUID), oldest first. */
   fills: Map<string, Fill[]>;
+  /** Cancels and amends the engine refused, in order. */
+  refusals: CommandRefusal[];
+}
+
+/** A cancel or amend of the batch: whose, and of which order (the engine's report has neither). */
+export interface OrderRequest {
+  kind: CommandRefusal['kind'];
+  order_id: string;
+  user_id: string;
+  symbol: string;
+}
+
+/** The request a cancel or amend record makes; undefined for any other record. */
+export function orderRequest(record: CommandRecord): OrderRequest | undefined {
+  if (record.k !== 'cancel' && record.k !== 'replace') return undefined;
+  const { order_id, user_id, symbol } = record;
+  return { kind: record.k === 'cancel' ? 'cancel' : 'amend', order_id, user_id, symbol };
 }
 
 export interface ProjectionInput {
@@ -30,6 +54,8 @@ export interface ProjectionInput {
   open: ReadonlyMap<number, OrderState>;
   /** The orders the batch's PLACE commands carry (their `seq` set), by engine id. */
   placed: ReadonlyMap<number, OrderState>;
+  /** The batch's cancels and amends, by sequence. */
+  requests: ReadonlyMap<number, OrderRequest>;
   /** The reports of the commands firstSeq..lastSeq, in order. */
   reports: readonly ExecutionReport[];
   scales(symbol: string): InstrumentScales;
@@ -40,6 +66,7 @@ export function project(input: ProjectionInput): ProjectedBatch {
   const orders = new Map<number, OrderState>();
   const trades: TradeRecord[] = [];
   const fills = new Map<string, Fill[]>();
+  const refusals: CommandRefusal[] = [];
 
   const touch = (id: number, r: ExecutionReport): OrderState => {
     let o = orders.get(id);
@@ -112,13 +139,28 @@ export function project(input: ProjectionInput): ProjectedBatch {
         addFill(fills, maker.id, trade, 'MAKER');
         break;
       }
+      case EventKind.CANCEL_REJECTED:
+      case EventKind.REPLACE_REJECTED: {
+        // No order changes; its owner is told (on its live updates) which request was refused.
+        const req = input.requests.get(r.seq);
+        if (req === undefined) throw new Error(`refusal at seq ${r.seq} of no cancel or amend`);
+        refusals.push({
+          seq: r.seq,
+          kind: req.kind,
+          order_id: req.order_id,
+          user_id: req.user_id,
+          symbol: req.symbol,
+          reason: reasonName(r.reason),
+          at: new Date(r.ts).toISOString(),
+        });
+        break;
+      }
       default:
-        // TRIGGERED (a stop stays NEW until it trades), CANCEL_REJECTED and REPLACE_REJECTED
-        // change no order.
+        // TRIGGERED: a stop stays NEW until it trades.
         break;
     }
   }
-  return { firstSeq: input.firstSeq, lastSeq: input.lastSeq, orders, trades, fills };
+  return { firstSeq: input.firstSeq, lastSeq: input.lastSeq, orders, trades, fills, refusals };
 }
 
 function addFill(

@@ -18,6 +18,7 @@ import type {
 } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Redis } from 'ioredis';
 import { isConnectionFailure } from '../db/pg-errors.js';
@@ -122,6 +123,8 @@ function detailsOf(errors: ErrorObject[], part: string): ErrorDetail[] {
 
 /** Gateways being drained (see closeGateway). */
 const draining = new WeakSet<object>();
+/** Each gateway server's open connections that have not sent a request yet (see closeGateway). */
+const unused = new WeakMap<object, Set<Socket>>();
 /** How long a stopping gateway keeps serving with `Connection: close` before it closes. */
 const DRAIN_MS = 250;
 
@@ -143,7 +146,12 @@ export async function closeGateway(app: {
   while (Date.now() < until && (await open()) > 0) {
     await new Promise((r) => setTimeout(r, 10));
   }
-  await app.close();
+  const closed = app.close();
+  // A connection that has sent no request (a client's spare, a browser's preconnect) is not idle
+  // to Node's server, which would wait for its headers timeout (60 s) or for the client: nothing
+  // is asked on it, and it goes now.
+  for (const socket of unused.get(app.server) ?? []) socket.destroy();
+  await closed;
 }
 
 /** A URL the router cannot take: not valid percent-encoding, or a path segment over its limit. */
@@ -219,6 +227,13 @@ export async function buildGateway(
     applied: new AppliedWatcher(deps.redis, deps.queue.shards),
     feed: new OrderFeed({ redis: deps.redis, shards: deps.queue.shards, logger: deps.logger }),
   };
+  const fresh = new Set<Socket>();
+  unused.set(app.server, fresh);
+  app.server.on('connection', (socket: Socket) => {
+    fresh.add(socket);
+    socket.once('close', () => fresh.delete(socket));
+  });
+  app.server.on('request', (req: IncomingMessage) => fresh.delete(req.socket));
   const unwatch = ctx.metrics.watch(deps.redis, deps.queue.shards);
   app.addHook('onClose', (_app, done) => {
     unwatch();

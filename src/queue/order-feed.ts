@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ShardKeys } from './keys.js';
 import { SIDES, apiOrder } from './records.js';
-import type { ApiOrder, EventBatch, Fill, SideName } from './records.js';
+import type { ApiOrder, CommandRefusal, EventBatch, Fill, SideName } from './records.js';
 
 /** One fill of one of the subscriber's orders. */
 export interface OrderFill extends Fill {
@@ -26,7 +26,13 @@ export interface OrderFill extends Fill {
   side: SideName;
 }
 
-export type FeedEvent = { event: 'order'; data: ApiOrder } | { event: 'fill'; data: OrderFill };
+/** A cancel or amend of one of the subscriber's orders that the engine refused. */
+export type OrderRefusal = Pick<CommandRefusal, 'order_id' | 'symbol' | 'reason' | 'at'>;
+
+export type FeedEvent =
+  | { event: 'order'; data: ApiOrder }
+  | { event: 'fill'; data: OrderFill }
+  | { event: 'cancel_rejected' | 'amend_rejected'; data: OrderRefusal };
 
 /** Where a subscription's events go; called in order, never concurrently with itself. */
 export interface FeedSink {
@@ -187,7 +193,10 @@ class ParsedBatch {
   }
 }
 
-/** Each user's fills, then the new state of each of their orders, in the batch's order. */
+/**
+ * Each user's fills, then the new state of each of their orders, then their refused cancels and
+ * amends, in the batch's order.
+ */
 function eventsByUser(batch: EventBatch): Map<string, FeedEvent[]> {
   const out = new Map<string, FeedEvent[]>();
   const add = (userId: string, e: FeedEvent): void => {
@@ -222,6 +231,12 @@ function eventsByUser(batch: EventBatch): Map<string, FeedEvent[]> {
     });
   }
   for (const o of batch.orders) add(o.user_id, { event: 'order', data: apiOrder(o) });
+  for (const r of batch.refusals ?? []) {
+    add(r.user_id, {
+      event: r.kind === 'cancel' ? 'cancel_rejected' : 'amend_rejected',
+      data: { order_id: r.order_id, symbol: r.symbol, reason: r.reason, at: r.at },
+    });
+  }
   return out;
 }
 

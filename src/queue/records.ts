@@ -123,6 +123,24 @@ export interface TradeRecord {
   executed_at: string;
 }
 
+/**
+ * A cancel or an amend the engine refused (FIX's OrderCancelReject): the order it named was no
+ * longer live (`UNKNOWN_ORDER`: filled or canceled first), or the amend could not be applied. The
+ * order is unchanged. Shown on the user's live updates; kept nowhere else.
+ */
+export interface CommandRefusal {
+  /** The refused command's sequence. */
+  seq: number;
+  kind: 'cancel' | 'amend';
+  order_id: string;
+  user_id: string;
+  symbol: string;
+  /** The engine's reason (engine/types.ts Reason), by name. */
+  reason: string;
+  /** When the command was applied (its time, ISO). */
+  at: string;
+}
+
 /** Payload (field `b`) of an event-stream entry whose id is `0-<last_seq>`. */
 export interface EventBatch {
   first_seq: number;
@@ -130,6 +148,8 @@ export interface EventBatch {
   /** The new state of every order the batch changed, once each. */
   orders: OrderState[];
   trades: TradeRecord[];
+  /** The batch's refused cancels and amends; absent when there are none. */
+  refusals?: CommandRefusal[];
   /**
    * Wall-clock time the dispatcher wrote the batch (ISO, ms). Metadata outside the deterministic
    * engine — a replay writes a later one — kept for measuring submission-to-fill latency.

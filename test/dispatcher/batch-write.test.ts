@@ -12,7 +12,7 @@ import type { ProjectedBatch } from '../../src/dispatcher/projector.js';
 import { shardKeys } from '../../src/queue/keys.js';
 import type { ShardKeys } from '../../src/queue/keys.js';
 import { tradeId } from '../../src/queue/records.js';
-import type { Fill, OrderState, TradeRecord } from '../../src/queue/records.js';
+import type { CommandRefusal, Fill, OrderState, TradeRecord } from '../../src/queue/records.js';
 import { freshRedis } from '../support/services.js';
 import { newOrder, user } from './gateway-records.js';
 
@@ -85,12 +85,22 @@ describe('write-batch.lua', () => {
     const fills = new Map<string, Fill[]>([[taker.id, trades.map((t) => fill(t, 'TAKER'))]]);
     makers.forEach((m, i) => fills.set(m.id, [fill(trades[i] as TradeRecord, 'MAKER')]));
     const all = [...makers, older, earlier, ...resting, taker];
+    const refusal: CommandRefusal = {
+      seq: lastSeq - 1,
+      kind: 'cancel',
+      order_id: taker.id,
+      user_id: taker.user_id,
+      symbol: 'AAPL',
+      reason: 'UNKNOWN_ORDER',
+      at: AT,
+    };
     const batch: ProjectedBatch = {
       firstSeq,
       lastSeq,
       orders: new Map(all.map((o) => [o.seq, o])),
       trades,
       fills,
+      refusals: [refusal],
     };
 
     // Batches up to 500 were written (their entries trimmed away); W as the dispatcher sets it.
@@ -140,11 +150,13 @@ describe('write-batch.lua', () => {
       last_seq: number;
       orders: OrderState[];
       trades: TradeRecord[];
+      refusals: CommandRefusal[];
     };
     assert.equal(event.first_seq, firstSeq);
     assert.equal(event.last_seq, lastSeq);
     assert.deepEqual(event.orders, all);
     assert.deepEqual(event.trades, trades);
+    assert.deepEqual(event.refusals, [refusal]);
 
     // Sent again (a reply lost with the connection): nothing is written twice.
     await writeBatch(redis, keys, batch, last);
@@ -206,6 +218,7 @@ describe('write-batch.lua', () => {
       firstSeq: (orders[0] as OrderState).seq,
       lastSeq: (orders[orders.length - 1] as OrderState).seq,
       orders: new Map(orders.map((o) => [o.seq, o])),
+      refusals: [],
       trades: [],
       fills: new Map(),
     });
@@ -303,6 +316,7 @@ describe('write-batch.lua', () => {
       lastSeq: seq,
       orders: new Map([[seq, o]]),
       trades: [],
+      refusals: [],
       fills: new Map([[o.id, [f]]]),
     };
   }

@@ -3,7 +3,7 @@
 import type { Redis } from 'ioredis';
 import { engineCommand } from '../../src/dispatcher/engine-commands.js';
 import type { InstrumentScales } from '../../src/dispatcher/instruments.js';
-import { commit, project } from '../../src/dispatcher/projector.js';
+import { commit, orderRequest, project } from '../../src/dispatcher/projector.js';
 import { EventBuffer } from '../../src/engine/event-buffer.js';
 import { MatchingEngine } from '../../src/engine/matching-engine.js';
 import { Scale } from '../../src/engine/scale.js';
@@ -48,12 +48,14 @@ export function referenceOutcome(
     engine.apply(engineCommand(seq, record), out);
     const placed = new Map<number, OrderState>();
     if (record.k === 'place') placed.set(seq, { ...record.order, seq, version: seq });
+    const request = orderRequest(record);
     const batch = project({
       shard: 0,
       firstSeq: seq,
       lastSeq: seq,
       open,
       placed,
+      requests: new Map(request === undefined ? [] : [[seq, request]]),
       reports: out.toArray(),
       scales: (s) => scales.get(s) as InstrumentScales,
     });

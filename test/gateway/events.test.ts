@@ -3,6 +3,8 @@
 // Last-Event-ID goes on where it stopped, and whatever cannot be followed is a resync, never a gap
 // passed over.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { MAX_HELD, Outbox } from '../../src/gateway/routes/events.js';
@@ -204,6 +206,49 @@ describe('live order updates', () => {
     }
   });
 
+  it('tells the owner of a cancel or an amend the engine refused', async () => {
+    const s = await events(alice.key);
+    try {
+      await s.next();
+      // An amend of a post-only order to a price that would trade: refused, the order unchanged.
+      const bid = await submit(bob.key, { ...sell('1', '150.00'), side: 'BUY' });
+      await when(bob.key, bid.id, 'NEW');
+      const maker = await submit(alice.key, { ...sell('1', '199.00'), post_only: true });
+      await s.until((e) => e.event === 'order' && e.data.id === maker.id);
+      const r = await t.api(alice.key, 'PATCH', `/v1/orders/${maker.id}`, { price: '150.00' });
+      assert.equal(r.status, 202);
+      const refused = await s.next();
+      assert.equal(refused.event, 'amend_rejected');
+      assert.deepEqual(
+        [refused.data.order_id, refused.data.symbol, refused.data.reason],
+        [maker.id, 'AAPL', 'POST_ONLY_WOULD_TRADE'],
+      );
+      assert.ok(refused.id !== undefined);
+
+      // Two cancels of one order, both taken while it was open: the engine refuses the second.
+      // (Should the first be applied before the second is sent, that one is 409; go again.)
+      for (let attempt = 0; ; attempt++) {
+        const o = await submit(alice.key, sell('1', '198.00'));
+        await s.until((e) => e.event === 'order' && e.data.id === o.id);
+        const both = await Promise.all([
+          t.api(alice.key, 'DELETE', `/v1/orders/${o.id}`),
+          t.api(alice.key, 'DELETE', `/v1/orders/${o.id}`),
+        ]);
+        const seen = await s.until((e) => e.event === 'order' && e.data.id === o.id);
+        assert.equal(seen.at(-1)?.data.status, 'CANCELED');
+        if (both.every((a) => a.status === 202)) {
+          const e = await s.next();
+          assert.equal(e.event, 'cancel_rejected');
+          assert.deepEqual([e.data.order_id, e.data.reason], [o.id, 'UNKNOWN_ORDER']);
+          break;
+        }
+        assert.ok(attempt < 10, 'the two cancels were never both taken');
+      }
+    } finally {
+      s.close();
+    }
+  });
+
   it('is a resync when the gateway loses its connection to Redis', async () => {
     const s = await events(bob.key);
     await s.next();
@@ -326,14 +371,24 @@ describe('live order updates across shards', () => {
     }
   });
 
-  it('ends its streams when the gateway stops', { timeout: 30_000 }, async () => {
-    const alice = await t.user('alice');
-    const s = await openEvents(t.url, alice.key);
-    await s.next();
-    stopped = true;
-    await t.stop();
-    await s.ended;
-  });
+  it(
+    'ends its streams, and a connection that asked nothing, when the gateway stops',
+    { timeout: 30_000 },
+    async () => {
+      const alice = await t.user('alice');
+      const s = await openEvents(t.url, alice.key);
+      await s.next();
+      // A client's spare connection (a browser's preconnect): Node's server does not count it
+      // idle, and without the gateway's own care would wait its headers timeout (60 s) for it.
+      const spare = connect(Number(new URL(t.url).port), '127.0.0.1');
+      await once(spare, 'connect');
+      const spareClosed = once(spare, 'close');
+      stopped = true;
+      await t.stop();
+      await s.ended;
+      await spareClosed;
+    },
+  );
 });
 
 describe('an event stream’s outbox', () => {
