@@ -435,6 +435,14 @@ export class Dispatcher {
       reports,
       scales: (s) => this.instruments.get(s),
     });
+    if (batch.unexplained !== undefined) {
+      // Nothing is lost (a refusal changes no order), but its owner is not told.
+      componentErrors.inc({ dependency: 'engine', component: 'dispatcher' });
+      this.logger.error(
+        { seqs: batch.unexplained },
+        'the engine refused commands that are no cancel or amend of the batch; passed over',
+      );
+    }
     // The next batch is projected over this one's open orders before this write lands: a write
     // that fails ends the cycle, which loads the open orders from Redis again.
     commit(this.open, batch);

@@ -29,6 +29,11 @@ export interface ProjectedBatch {
   fills: Map<string, Fill[]>;
   /** Cancels and amends the engine refused, in order. */
   refusals: CommandRefusal[];
+  /**
+   * Sequences of refusals that name no cancel or amend of the batch (an engine speaking another
+   * version of the protocol): passed over, as they change no order; the dispatcher logs them.
+   */
+  unexplained?: number[];
 }
 
 /** A cancel or amend of the batch: whose, and of which order (the engine's report has neither). */
@@ -67,6 +72,7 @@ export function project(input: ProjectionInput): ProjectedBatch {
   const trades: TradeRecord[] = [];
   const fills = new Map<string, Fill[]>();
   const refusals: CommandRefusal[] = [];
+  const unexplained: number[] = [];
 
   const touch = (id: number, r: ExecutionReport): OrderState => {
     let o = orders.get(id);
@@ -143,7 +149,10 @@ export function project(input: ProjectionInput): ProjectedBatch {
       case EventKind.REPLACE_REJECTED: {
         // No order changes; its owner is told (on its live updates) which request was refused.
         const req = input.requests.get(r.seq);
-        if (req === undefined) throw new Error(`refusal at seq ${r.seq} of no cancel or amend`);
+        if (req === undefined) {
+          unexplained.push(r.seq);
+          break;
+        }
         refusals.push({
           seq: r.seq,
           kind: req.kind,
@@ -160,7 +169,15 @@ export function project(input: ProjectionInput): ProjectedBatch {
         break;
     }
   }
-  return { firstSeq: input.firstSeq, lastSeq: input.lastSeq, orders, trades, fills, refusals };
+  return {
+    firstSeq: input.firstSeq,
+    lastSeq: input.lastSeq,
+    orders,
+    trades,
+    fills,
+    refusals,
+    ...(unexplained.length > 0 ? { unexplained } : {}),
+  };
 }
 
 function addFill(

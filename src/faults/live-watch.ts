@@ -179,8 +179,8 @@ export class LiveWatch {
         const seen = f.orders.get(o.id);
         problems.push(
           `${f.user.id}: ${wrong.length} of ${changed.length} orders changed since ${from} last came in another state ` +
-            `(${o.id}: ${seen === undefined ? 'never' : `${seen.status} ${seen.filled_quantity}`}, ` +
-            `PostgreSQL ${o.status} ${o.filled_quantity})`,
+            `(${o.id}: ${seen === undefined ? 'never' : `${seen.status} ${seen.filled_quantity} of ${seen.quantity} at ${seen.price}`}, ` +
+            `PostgreSQL ${o.status} ${o.filled_quantity} of ${o.quantity} at ${o.price})`,
         );
       }
     }

@@ -123,8 +123,7 @@ function detailsOf(errors: ErrorObject[], part: string): ErrorDetail[] {
 
 /** Gateways being drained (see closeGateway). */
 const draining = new WeakSet<object>();
-/** Each gateway server's open connections that have not sent a request yet (see closeGateway). */
-const unused = new WeakMap<object, Set<Socket>>();
+
 /** How long a stopping gateway keeps serving with `Connection: close` before it closes. */
 const DRAIN_MS = 250;
 
@@ -146,12 +145,7 @@ export async function closeGateway(app: {
   while (Date.now() < until && (await open()) > 0) {
     await new Promise((r) => setTimeout(r, 10));
   }
-  const closed = app.close();
-  // A connection that has sent no request (a client's spare, a browser's preconnect) is not idle
-  // to Node's server, which would wait for its headers timeout (60 s) or for the client: nothing
-  // is asked on it, and it goes now.
-  for (const socket of unused.get(app.server) ?? []) socket.destroy();
-  await closed;
+  await app.close();
 }
 
 /** A URL the router cannot take: not valid percent-encoding, or a path segment over its limit. */
@@ -227,8 +221,8 @@ export async function buildGateway(
     applied: new AppliedWatcher(deps.redis, deps.queue.shards),
     feed: new OrderFeed({ redis: deps.redis, shards: deps.queue.shards, logger: deps.logger }),
   };
+  // Connections that have sent no request yet (see the preClose hook).
   const fresh = new Set<Socket>();
-  unused.set(app.server, fresh);
   app.server.on('connection', (socket: Socket) => {
     fresh.add(socket);
     socket.once('close', () => fresh.delete(socket));
@@ -310,6 +304,10 @@ export async function buildGateway(
     closing = true;
     // Event streams never end by themselves: ended here, the server's close need not wait.
     ctx.feed.stop();
+    // A connection that has sent nothing (a client's spare, a browser's preconnect) is not idle
+    // to Node's server, which would wait its headers timeout (60 s) or the client: it goes now.
+    // One with a request begun is left to finish it, and is answered 503 (below).
+    for (const socket of fresh) if (socket.bytesRead === 0) socket.destroy();
     done();
   });
   app.addHook('onRequest', (req, _reply, done) => {

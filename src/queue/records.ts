@@ -137,7 +137,7 @@ export interface CommandRefusal {
   symbol: string;
   /** The engine's reason (engine/types.ts Reason), by name. */
   reason: string;
-  /** When the command was applied (its time, ISO). */
+  /** The refused command's time, ISO: when the gateway took the request. */
   at: string;
 }
 

@@ -1,8 +1,13 @@
 // Order-stream records to engine commands: every kind a gateway or a layout change writes, and a
-// kind this dispatcher does not know refused rather than taken for another.
+// kind this dispatcher does not know refused rather than taken for another; and the engine's
+// refusals of cancels and amends projected for their owners.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { engineCommand, UnknownRecordError } from '../../src/dispatcher/engine-commands.js';
+import { orderRequest, project } from '../../src/dispatcher/projector.js';
+import type { OrderRequest } from '../../src/dispatcher/projector.js';
+import { EventBuffer } from '../../src/engine/event-buffer.js';
+import { MatchingEngine } from '../../src/engine/matching-engine.js';
 import { CommandType } from '../../src/engine/types.js';
 import type { CommandRecord } from '../../src/queue/records.js';
 
@@ -29,4 +34,54 @@ it('maps a cancel to a CANCEL, and refuses a kind it does not know rather than c
   assert.deepEqual([c.type, c.orderId, c.ownerId], [CommandType.CANCEL, 41, 7]);
   const later = { k: 'frobnicate', ...owner, target_seq: 41 } as unknown as CommandRecord;
   assert.throws(() => engineCommand(44, later), UnknownRecordError);
+});
+
+it('projects a refused cancel or amend for its owner, and passes over one that names none', () => {
+  const engine = new MatchingEngine();
+  engine.listInstrument('AAPL');
+  const out = new EventBuffer();
+  // A cancel of an order the engine does not hold (filled first, say), then an amend of one.
+  engine.apply(engineCommand(43, { k: 'cancel', ...owner, target_seq: 41 }), out);
+  const amend: CommandRecord = {
+    k: 'replace',
+    ...owner,
+    order_id: 'p',
+    target_seq: 40,
+    price_ticks: 0,
+    quantity_lots: 3,
+  };
+  engine.apply(engineCommand(44, amend), out);
+  const reports = out.toArray();
+  const base = {
+    shard: 0,
+    firstSeq: 43,
+    lastSeq: 44,
+    open: new Map(),
+    placed: new Map(),
+    reports,
+    scales: (): never => {
+      throw new Error('no order changes');
+    },
+  };
+  const requests = new Map([
+    [43, orderRequest({ k: 'cancel', ...owner, target_seq: 41 }) as OrderRequest],
+    [44, orderRequest(amend) as OrderRequest],
+  ]);
+  const batch = project({ ...base, requests });
+  assert.deepEqual(
+    batch.refusals.map((r) => [r.seq, r.kind, r.order_id, r.user_id, r.symbol, r.reason, r.at]),
+    [
+      [43, 'cancel', 'o', 'u', 'AAPL', 'UNKNOWN_ORDER', at],
+      [44, 'amend', 'p', 'u', 'AAPL', 'UNKNOWN_ORDER', at],
+    ],
+  );
+  assert.equal(batch.orders.size, 0);
+  assert.equal(batch.unexplained, undefined);
+  // Refusals of commands the batch does not hold: nothing to tell anyone, and no stop.
+  const orphan = project({ ...base, requests: new Map([[44, requests.get(44) as OrderRequest]]) });
+  assert.deepEqual(orphan.unexplained, [43]);
+  assert.deepEqual(
+    orphan.refusals.map((r) => r.seq),
+    [44],
+  );
 });

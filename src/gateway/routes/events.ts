@@ -141,7 +141,9 @@ export function eventRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           summary: 'The caller’s order updates and fills, live (text/event-stream)',
           description:
             'Server-Sent Events. `order`: an order of the caller as the engine left it. `fill`: ' +
-            'one of its fills. `resync`: events may have been missed; read the orders again. ' +
+            'one of its fills. `cancel_rejected`, `amend_rejected`: a cancel or amend answered 202 ' +
+            'that the engine refused, with its reason. `resync`: events may have been missed; read ' +
+            'the orders again. ' +
             '`ready`, `heartbeat`: the position, nothing else. Each id is a position: sent back ' +
             'as `Last-Event-ID`, the stream goes on after it.',
           response: {
