@@ -3,7 +3,7 @@
 // replay projects the same records and tests can run it beside an in-process engine.
 import { EventKind, Reason } from '../engine/types.js';
 import type { ExecutionReport } from '../engine/types.js';
-import { SIDES, tradeId } from '../queue/records.js';
+import { SIDES, tradeFill, tradeId } from '../queue/records.js';
 import type {
   CommandRecord,
   CommandRefusal,
@@ -37,12 +37,7 @@ export interface ProjectedBatch {
 }
 
 /** A cancel or amend of the batch: whose, and of which order (the engine's report has neither). */
-export interface OrderRequest {
-  kind: CommandRefusal['kind'];
-  order_id: string;
-  user_id: string;
-  symbol: string;
-}
+export type OrderRequest = Pick<CommandRefusal, 'kind' | 'order_id' | 'user_id' | 'symbol'>;
 
 /** The request a cancel or amend record makes; undefined for any other record. */
 export function orderRequest(record: CommandRecord): OrderRequest | undefined {
@@ -155,10 +150,7 @@ export function project(input: ProjectionInput): ProjectedBatch {
         }
         refusals.push({
           seq: r.seq,
-          kind: req.kind,
-          order_id: req.order_id,
-          user_id: req.user_id,
-          symbol: req.symbol,
+          ...req,
           reason: reasonName(r.reason),
           at: new Date(r.ts).toISOString(),
         });
@@ -186,13 +178,7 @@ function addFill(
   t: TradeRecord,
   liquidity: Fill['liquidity'],
 ): void {
-  const fill: Fill = {
-    trade_id: t.id,
-    price: t.price,
-    quantity: t.quantity,
-    liquidity,
-    executed_at: t.executed_at,
-  };
+  const fill = tradeFill(t, liquidity);
   const list = fills.get(orderId);
   if (list === undefined) fills.set(orderId, [fill]);
   else list.push(fill);

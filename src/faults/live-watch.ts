@@ -5,6 +5,7 @@
 // PostgreSQL holds. A gap passed over without a resync fails the case.
 import { createParser } from 'eventsource-parser';
 import type { Sql } from '../db/client.js';
+import { parsePosition } from '../queue/order-feed.js';
 import type { ApiOrder } from '../queue/records.js';
 import type { LoadUser } from './load.js';
 
@@ -31,9 +32,6 @@ export interface LiveSummary {
   fillsChecked: number;
   ordersChecked: number;
 }
-
-/** `<run>:<seq>` → seq (the fault suite runs one shard). */
-const seqOf = (position: string): number => Number(position.slice(position.indexOf(':') + 1));
 
 /** A decimal as text without trailing fractional zeros, to compare PostgreSQL's with the API's. */
 const plain = (d: string): string => (d.includes('.') ? d.replace(/\.?0+$/, '') : d);
@@ -70,7 +68,7 @@ export class LiveWatch {
         if (m.event === 'resync' || (m.event === 'ready' && f.from === undefined)) {
           if (m.event === 'resync') f.resyncs++;
           // What came before is the client's to read afresh; the stream answers for what follows.
-          f.from = seqOf(m.id ?? '');
+          f.from = parsePosition(m.id ?? '', 1)?.seqs[0] ?? 0;
           f.fills.clear();
           f.orders.clear();
         } else if (m.event === 'fill') f.fills.add(data.trade_id as string);

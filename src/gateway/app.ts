@@ -221,13 +221,12 @@ export async function buildGateway(
     applied: new AppliedWatcher(deps.redis, deps.queue.shards),
     feed: new OrderFeed({ redis: deps.redis, shards: deps.queue.shards, logger: deps.logger }),
   };
-  // Connections that have sent no request yet (see the preClose hook).
-  const fresh = new Set<Socket>();
+  // Open connections, for the preClose hook to find those that have sent nothing.
+  const sockets = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
-    fresh.add(socket);
-    socket.once('close', () => fresh.delete(socket));
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
-  app.server.on('request', (req: IncomingMessage) => fresh.delete(req.socket));
   const unwatch = ctx.metrics.watch(deps.redis, deps.queue.shards);
   app.addHook('onClose', (_app, done) => {
     unwatch();
@@ -307,7 +306,7 @@ export async function buildGateway(
     // A connection that has sent nothing (a client's spare, a browser's preconnect) is not idle
     // to Node's server, which would wait its headers timeout (60 s) or the client: it goes now.
     // One with a request begun is left to finish it, and is answered 503 (below).
-    for (const socket of fresh) if (socket.bytesRead === 0) socket.destroy();
+    for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
     done();
   });
   app.addHook('onRequest', (req, _reply, done) => {

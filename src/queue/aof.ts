@@ -41,16 +41,27 @@ export async function runIdOf(redis: Redis): Promise<string> {
   return (await aofState(redis)).runId;
 }
 
-/** What `INFO server persistence` says of the AOF, and the run_id. */
-export async function aofState(redis: Redis): Promise<AofState> {
-  const text = (await redis.call('INFO', 'server', 'persistence')) as string;
+/** The `name:value` lines of an INFO reply. */
+export function infoFields(text: string): Map<string, string> {
   const fields = new Map<string, string>();
   for (const line of text.split('\n')) {
     const at = line.indexOf(':');
     if (at > 0) fields.set(line.slice(0, at), line.slice(at + 1).trim());
   }
+  return fields;
+}
+
+/** The run_id of an INFO server reply's fields: new at each start of Redis. */
+export function runIdIn(fields: Map<string, string>): string {
   const runId = fields.get('run_id');
   if (runId === undefined) throw new Error('INFO server has no run_id');
+  return runId;
+}
+
+/** What `INFO server persistence` says of the AOF, and the run_id. */
+export async function aofState(redis: Redis): Promise<AofState> {
+  const fields = infoFields((await redis.call('INFO', 'server', 'persistence')) as string);
+  const runId = runIdIn(fields);
   const number = (name: string): number => Number(fields.get(name) ?? 0);
   return {
     runId,

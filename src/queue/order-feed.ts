@@ -15,19 +15,21 @@
 // last writes is written again from where its AOF ends).
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { seqOf } from '../writer/stream-ids.js';
+import { infoFields, runIdIn } from './aof.js';
 import type { ShardKeys } from './keys.js';
-import { SIDES, apiOrder } from './records.js';
+import { SIDES, apiOrder, tradeFill } from './records.js';
 import type { ApiOrder, CommandRefusal, EventBatch, Fill, SideName } from './records.js';
 
 /** One fill of one of the subscriber's orders. */
-export interface OrderFill extends Fill {
+interface OrderFill extends Fill {
   order_id: string;
   symbol: string;
   side: SideName;
 }
 
 /** A cancel or amend of one of the subscriber's orders that the engine refused. */
-export type OrderRefusal = Pick<CommandRefusal, 'order_id' | 'symbol' | 'reason' | 'at'>;
+type OrderRefusal = Pick<CommandRefusal, 'order_id' | 'symbol' | 'reason' | 'at'>;
 
 export type FeedEvent =
   | { event: 'order'; data: ApiOrder }
@@ -62,15 +64,18 @@ const REPLAY_COUNT = 16;
 const BLOCK_MS = 1_000;
 /** The first sequence a batch covers, from the head of its JSON (batch-write.ts writes it first). */
 const FIRST_SEQ = /^\{"first_seq":([0-9]+),/;
+
+/** An event-stream entry's batch JSON (field `b`) and the first sequence it covers (NaN: none). */
+function entryBatch(fields: string[]): { json: string; first: number } {
+  const json = fields[fields.indexOf('b') + 1] ?? '';
+  return { json, first: Number(FIRST_SEQ.exec(json)?.[1] ?? NaN) };
+}
 /** Past this many subscribed users, a batch is parsed without first looking for their ids. */
 const SCAN_USERS = 16;
 /** Live batches and events held for one subscriber while it catches up; past it, a resync. */
 const MAX_PENDING = 10_000;
 /** The part of Redis's run_id a position carries. */
 const RUN_CHARS = 12;
-
-/** `0-<seq>` → seq. */
-const seqOf = (id: string): number => Number(id.slice(id.indexOf('-') + 1));
 
 /**
  * A position as a client sends it back: `<run>:<seq>,<seq>…`, the start of Redis's run_id, then
@@ -121,11 +126,11 @@ class Subscriber implements Subscription {
     mentioned: boolean,
     heads: readonly number[],
   ): void {
+    const events = mentioned ? batch.of(this.userId) : [];
     if (this.pending === undefined) {
-      this.emit(shard, last, mentioned ? batch.of(this.userId) : []);
+      this.emit(shard, last, events);
       return;
     }
-    const events = mentioned ? batch.of(this.userId) : [];
     this.held += 1 + events.length;
     if (this.held > MAX_PENDING) {
       this.resync('Too much came while the events since Last-Event-ID were read.', heads);
@@ -205,28 +210,23 @@ function eventsByUser(batch: EventBatch): Map<string, FeedEvent[]> {
     else list.push(e);
   };
   for (const t of batch.trades) {
-    const fill = { trade_id: t.id, price: t.price, quantity: t.quantity };
-    const makerSide = SIDES[t.taker_side === 'BUY' ? 1 : 0];
+    const { symbol } = t;
     add(t.taker_user_id, {
       event: 'fill',
       data: {
-        ...fill,
+        ...tradeFill(t, 'TAKER'),
         order_id: t.taker_order_id,
-        symbol: t.symbol,
+        symbol,
         side: t.taker_side,
-        liquidity: 'TAKER',
-        executed_at: t.executed_at,
       },
     });
     add(t.maker_user_id, {
       event: 'fill',
       data: {
-        ...fill,
+        ...tradeFill(t, 'MAKER'),
         order_id: t.maker_order_id,
-        symbol: t.symbol,
-        side: makerSide,
-        liquidity: 'MAKER',
-        executed_at: t.executed_at,
+        symbol,
+        side: SIDES[t.taker_side === 'BUY' ? 1 : 0],
       },
     });
   }
@@ -240,7 +240,7 @@ function eventsByUser(batch: EventBatch): Map<string, FeedEvent[]> {
   return out;
 }
 
-export interface OrderFeedOptions {
+interface OrderFeedOptions {
   redis: Redis;
   shards: ShardKeys[];
   logger: Logger;
@@ -364,9 +364,7 @@ export class OrderFeed {
           .exec();
         const [[infoErr, info] = [null, null], [mgetErr, written] = [null, null]] = replies ?? [];
         if (infoErr || mgetErr) throw (infoErr ?? mgetErr) as Error;
-        const run = /^run_id:([0-9a-f]+)/m.exec(String(info))?.[1];
-        if (run === undefined) throw new Error('INFO server has no run_id');
-        this.redisRun = run.slice(0, RUN_CHARS);
+        this.redisRun = runIdIn(infoFields(String(info))).slice(0, RUN_CHARS);
         this.heads = (written as (string | null)[]).map((w) => Number(w ?? 0));
         if (this.byUser.size > 0)
           this.resyncAll('The gateway lost its connection to Redis.', this.heads);
@@ -442,8 +440,7 @@ export class OrderFeed {
 
   /** One entry of shard `shard`'s event stream, read live. */
   private take(shard: number, last: number, fields: string[], heads: number[]): void {
-    const json = fields[fields.indexOf('b') + 1] ?? '';
-    const first = Number(FIRST_SEQ.exec(json)?.[1] ?? NaN);
+    const { json, first } = entryBatch(fields);
     if (first !== (heads[shard] as number) + 1) {
       heads[shard] = last;
       this.resyncAll(
@@ -507,8 +504,8 @@ export class OrderFeed {
             // As fast as the client reads, not as Redis answers.
             await sub.sink.room();
             if (sub.epoch !== epoch || sub.closed) return;
-            const json = fields[fields.indexOf('b') + 1] ?? '';
-            if (Number(FIRST_SEQ.exec(json)?.[1] ?? NaN) !== next) {
+            const { json, first } = entryBatch(fields);
+            if (first !== next) {
               sub.resync(gone(shard, next), this.heads ?? to);
               return;
             }

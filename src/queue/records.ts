@@ -166,6 +166,17 @@ export interface Fill {
   executed_at: string;
 }
 
+/** The fill a trade gives one of its two orders. */
+export function tradeFill(t: TradeRecord, liquidity: Fill['liquidity']): Fill {
+  return {
+    trade_id: t.id,
+    price: t.price,
+    quantity: t.quantity,
+    liquidity,
+    executed_at: t.executed_at,
+  };
+}
+
 /** The API object of an order state (drops the pipeline's fields). */
 export function apiOrder(o: OrderState): ApiOrder {
   return {
