@@ -40,9 +40,16 @@ export function engineCommand(seq: number, record: CommandRecord): Command {
     ...blankCommand(),
     seq,
     ts: Date.parse(record.requested_at),
-    symbol: record.symbol,
+    symbol: record.symbol ?? '',
   };
   switch (record.k) {
+    case 'cancel_all':
+      return {
+        ...base,
+        type: CommandType.CANCEL_ALL,
+        ownerId: record.owner_no,
+        side: engineSide(record.side),
+      };
     case 'forget':
       return { ...base, type: CommandType.FORGET };
     case 'cancel':

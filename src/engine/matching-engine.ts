@@ -97,6 +97,9 @@ export class MatchingEngine {
       case CommandType.FORGET:
         this.forget(cmd.symbol);
         break;
+      case CommandType.CANCEL_ALL:
+        this.cancelAll(cmd);
+        break;
       default:
         this.rejectCommand(REJECTED, cmd, Reason.INVALID_ORDER);
     }
@@ -246,6 +249,48 @@ export class MatchingEngine {
     else this.unrest(book, o);
     this.index.delete(o.id);
     this.finish(o, Reason.CANCELED_BY_OWNER);
+  }
+
+  /** Cancels every live order of `cmd.ownerId` on `cmd.side` (see CommandType.CANCEL_ALL). */
+  private cancelAll(cmd: Command): void {
+    if (cmd.side !== Side.BUY && cmd.side !== Side.SELL) {
+      this.rejectCommand(REJECTED, cmd, Reason.INVALID_ORDER);
+      return;
+    }
+    const one = cmd.symbol === '' ? undefined : this.books.get(cmd.symbol);
+    if (cmd.symbol !== '' && one === undefined) return;
+    for (const book of one === undefined ? this.books.values() : [one]) {
+      const side = book.own(cmd.side);
+      // Best level first; a level emptied by the cancels leaves the array, so walk a copy.
+      const levels = side.levels.slice();
+      for (let i = levels.length - 1; i >= 0; i--) {
+        let o = (levels[i] as PriceLevel).head;
+        while (o !== null) {
+          const next = o.next;
+          if (o.owner === cmd.ownerId) {
+            this.unrest(book, o);
+            this.index.delete(o.id);
+            this.finish(o, Reason.CANCELED_BY_OWNER);
+          }
+          o = next;
+        }
+      }
+      const stops = cmd.side === Side.BUY ? book.stops.buys : book.stops.sells;
+      const canceled = this.triggered; // scratch: empty between commands
+      let kept = 0;
+      for (const o of stops) {
+        if (o.owner === cmd.ownerId) canceled.push(o);
+        else stops[kept++] = o;
+      }
+      stops.length = kept;
+      // Next to trigger first, as they would have triggered.
+      for (let i = canceled.length - 1; i >= 0; i--) {
+        const o = canceled[i] as Order;
+        this.index.delete(o.id);
+        this.finish(o, Reason.CANCELED_BY_OWNER);
+      }
+      canceled.length = 0;
+    }
   }
 
   private replace(cmd: Command): void {

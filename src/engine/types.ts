@@ -16,7 +16,7 @@ export type TimeInForce = (typeof TimeInForce)[keyof typeof TimeInForce];
 export const Stp = { NONE: 0, CANCEL_NEWEST: 1, CANCEL_OLDEST: 2, CANCEL_BOTH: 3 } as const;
 export type Stp = (typeof Stp)[keyof typeof Stp];
 
-export const CommandType = { PLACE: 0, CANCEL: 1, REPLACE: 2, FORGET: 3 } as const;
+export const CommandType = { PLACE: 0, CANCEL: 1, REPLACE: 2, FORGET: 3, CANCEL_ALL: 4 } as const;
 export type CommandType = (typeof CommandType)[keyof typeof CommandType];
 
 /**
@@ -30,6 +30,10 @@ export type CommandType = (typeof CommandType)[keyof typeof CommandType];
  * - FORGET: `symbol` only. Its book is dropped if it holds no order (resting or waiting), its last
  *   trade price with it; one that holds any is kept. No report. For a symbol that comes back to
  *   this engine from another (src/queue/shard-layout.ts): what this engine last knew of it is stale.
+ * - CANCEL_ALL: `ownerId`, `side`, and `symbol` ('' for every symbol of this engine). Every live
+ *   order of that owner on that side, resting or waiting for its trigger, is canceled
+ *   (CANCELED_BY_OWNER), book by book in listing order, each book's best level first and its stops
+ *   after; nothing is refused, and a CANCEL_ALL that finds nothing reports nothing.
  */
 export interface Command {
   type: CommandType;

@@ -146,8 +146,11 @@ export const CASES: FaultCase[] = [
       );
       if (shed === 0) ctx.fail('the gateway never shed load while the engine was paused');
       if (load.retryAfter503 < shed) ctx.fail('a 503 came without Retry-After');
-      // Cancels are not refused at the high-water mark (they shrink the book); amends are.
-      const cancels = Object.values(load.cancels).reduce((a, b) => a + b, 0);
+      // Cancels are not refused at the high-water mark (they shrink the book; a mass cancel of
+      // both sides is two entries); amends are.
+      const sum = (answers: Record<string, number>): number =>
+        Object.values(answers).reduce((a, b) => a + b, 0);
+      const cancels = sum(load.cancels) + 2 * sum(load.massCancels);
       if (ctx.maxBacklog() > highWater + cancels) {
         ctx.fail(`the order stream grew to ${ctx.maxBacklog()}, past the high-water mark`);
       }

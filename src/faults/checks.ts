@@ -9,7 +9,7 @@ import { Side } from '../engine/types.js';
 import { lastGeneratedSeq, writerBacklog } from '../queue/stream-info.js';
 import type { ShardKeys } from '../queue/keys.js';
 import type { OrderState } from '../queue/records.js';
-import type { AmendSent, FaultLoad, LoadUser } from './load.js';
+import type { AmendSent, FaultLoad, LoadUser, MassCancelSent, OrderRequestRecord } from './load.js';
 
 export interface CheckResult {
   /** Orders answered 201/200 (including unknown outcomes settled by re-sending). */
@@ -68,6 +68,9 @@ interface PgOrder {
   price: string | null;
   filled_quantity: string;
   status: string;
+  reject_reason: string | null;
+  /** updated_at in ms since the epoch: when the command that last changed it was taken. */
+  updated_ms: string;
   seq: string;
   owner_no: string;
   price_ticks: string | null;
@@ -100,6 +103,7 @@ function units(d: string): bigint {
 }
 
 const OPEN = new Set(['NEW', 'PARTIALLY_FILLED']);
+
 const SHOWN = 5;
 
 export async function checkCase(
@@ -121,7 +125,8 @@ export async function checkCase(
 
   const orders = await sql<PgOrder[]>`
     SELECT o.id, o.client_order_id, o.user_id, o.symbol, o.side, o.type, o.time_in_force,
-           o.quantity::text, o.price::text, o.filled_quantity::text, o.status, o.seq::text,
+           o.quantity::text, o.price::text, o.filled_quantity::text, o.status, o.reject_reason,
+           (extract(epoch FROM o.updated_at) * 1000)::bigint::text AS updated_ms, o.seq::text,
            u.no::text AS owner_no,
            (o.price / i.tick_size)::bigint::text AS price_ticks,
            ((o.quantity - o.filled_quantity) / i.lot_size)::bigint::text AS leaves_lots,
@@ -263,6 +268,52 @@ export async function checkCase(
       problem(
         'amend',
         `${id} ends with ${row.quantity} (filled ${row.filled_quantity}); accepted amends: ${taken.join(', ')}`,
+      );
+    }
+  }
+
+  // Mass cancels: an order answered 201 before a mass cancel answered 202 was sent was final by
+  // the time that mass cancel was taken (its last change is from no later: canceled by it, or
+  // before), not open and not changed by a later request; an order canceled by its owner had a
+  // cancel sent for it, or a mass cancel that was not answered before the order was sent (one
+  // answered 202 before was queued before it, and cannot have canceled it). A mass cancel whose
+  // answer was lost may have been queued up to its deadline, so it accounts for any order.
+  const requestOf = new Map<string, OrderRequestRecord>();
+  for (const r of load.orders.values()) if (r.id !== undefined) requestOf.set(r.id, r);
+  const covers = (m: MassCancelSent, o: PgOrder): boolean =>
+    (users[m.user] as LoadUser).id === o.user_id &&
+    m.symbol === o.symbol &&
+    (m.side === undefined || m.side === o.side);
+  for (const m of load.massCancels) {
+    if (m.status !== 202) continue;
+    for (const o of orders) {
+      const r = requestOf.get(o.id);
+      if (r === undefined || r.answeredAt === 0 || r.answeredAt >= m.sentAt) continue;
+      if (r.status !== 201 && r.status !== 200) continue;
+      if (!covers(m, o)) continue;
+      if (OPEN.has(o.status) || Number(o.updated_ms) > m.answeredAt) {
+        problem(
+          'mass cancel',
+          `${o.id} (${o.symbol} ${o.side}), answered ${r.status} before a mass cancel answered 202 was sent, is ${o.status} as of ${new Date(Number(o.updated_ms)).toISOString()}, after that mass cancel`,
+        );
+      }
+    }
+  }
+  for (const o of orders) {
+    if (o.status !== 'CANCELED' || o.reject_reason !== 'CANCELED_BY_OWNER') continue;
+    if (load.canceled.has(o.id)) continue;
+    const r = requestOf.get(o.id);
+    const explained = load.massCancels.some(
+      (m) =>
+        covers(m, o) &&
+        (m.status === 0 ||
+          (m.status >= 500 && m.code !== 'OVERLOADED') ||
+          (m.status === 202 && (r === undefined || r.sentAt < m.answeredAt))),
+    );
+    if (!explained) {
+      problem(
+        'mass cancel',
+        `${o.id} (${o.symbol} ${o.side}) was canceled by its owner with no cancel sent for it and no mass cancel of it answered after it was sent`,
       );
     }
   }

@@ -54,6 +54,8 @@ export interface LoadSummary {
   cancels: Record<string, number>;
   /** Amends sent, by answer (status and code). */
   amends: Record<string, number>;
+  /** Mass cancels sent, by answer (status and code). */
+  massCancels: Record<string, number>;
   /** Requests (orders, cancels, amends) sent per second from the end of the ramp to the stop. */
   requestsPerSec: number;
   /** HTTP answers (of any status) per second over the same time. */
@@ -63,6 +65,18 @@ export interface LoadSummary {
   slowestMs: number;
   /** Requests not sent because `maxInFlight` were already waiting (a stalled system). */
   held: number;
+}
+
+/** One mass cancel sent (`DELETE /v1/orders?symbol=&side=`), and its answer (status 0: none came). */
+export interface MassCancelSent {
+  user: number;
+  symbol: string;
+  /** undefined: both sides. */
+  side: 'BUY' | 'SELL' | undefined;
+  sentAt: number;
+  answeredAt: number;
+  status: number;
+  code?: string;
 }
 
 /** One amend sent: the new total quantity asked for, and its answer (status 0: none came). */
@@ -100,6 +114,10 @@ export class FaultLoad {
   private readonly amendAnswers: Record<string, number> = {};
   /** Every amend sent, by order id, oldest first. */
   readonly amends = new Map<string, AmendSent[]>();
+  /** Every mass cancel sent, oldest first. */
+  readonly massCancels: MassCancelSent[] = [];
+  /** The ids of the orders a cancel was sent for. */
+  readonly canceled = new Set<string>();
   /** The quantity each resting candidate was placed with, by id. */
   private readonly placedQuantity = new Map<string, number>();
   /** Resting candidates for cancels and amends: accepted LIMIT GTC order ids per user. */
@@ -223,6 +241,7 @@ export class FaultLoad {
       byStatus,
       cancels: { ...this.cancels },
       amends: { ...this.amendAnswers },
+      massCancels: byAnswer(this.massCancels),
       retryAfter503: this.retryAfter503,
       requestsPerSec: Math.round(
         ((this.requests - (this.rampRequests ?? this.requests)) * 1000) / window,
@@ -248,8 +267,9 @@ export class FaultLoad {
   }
 
   /**
-   * The next request: 55% LIMIT GTC, 5% LIMIT IOC, 20% MARKET, 10% cancel, 10% amend (of the
-   * quantity alone: a trade is then always at its maker's price as PostgreSQL ends with it).
+   * The next request: 55% LIMIT GTC, 5% LIMIT IOC, 20% MARKET (less 0.3%: a mass cancel of one
+   * symbol, of one side or both), 10% cancel, 10% amend (of the quantity alone: a trade is then
+   * always at its maker's price as PostgreSQL ends with it).
    */
   private async next(): Promise<void> {
     const user = Math.floor(this.rnd() * this.options.users.length);
@@ -269,6 +289,9 @@ export class FaultLoad {
       const id = own.splice(Math.floor(this.rnd() * own.length), 1)[0] as string;
       this.placedQuantity.delete(id);
       return this.cancel(user, id);
+    }
+    if (roll >= 0.797 && roll < 0.8) {
+      return this.cancelAll(user, symbol, this.rnd() < 0.5 ? undefined : side);
     }
     this.n += 1;
     const cid = `${this.options.tag}-${this.n}`;
@@ -313,7 +336,29 @@ export class FaultLoad {
     } else record.outcome = 'refused';
   }
 
+  private async cancelAll(
+    user: number,
+    symbol: string,
+    side: 'BUY' | 'SELL' | undefined,
+  ): Promise<void> {
+    const sent: MassCancelSent = {
+      user,
+      symbol,
+      side,
+      sentAt: Date.now(),
+      answeredAt: 0,
+      status: 0,
+    };
+    this.massCancels.push(sent);
+    const query = `?symbol=${symbol}${side === undefined ? '' : `&side=${side}`}`;
+    const a = await this.request(user, 'DELETE', `/v1/orders${query}`, undefined);
+    sent.answeredAt = Date.now();
+    sent.status = a.status;
+    if (a.code !== undefined) sent.code = a.code;
+  }
+
   private async cancel(user: number, id: string): Promise<void> {
+    this.canceled.add(id);
     const a = await this.request(user, 'DELETE', `/v1/orders/${id}`, undefined);
     const k = a.code === undefined ? String(a.status) : `${a.status} ${a.code}`;
     this.cancels[k] = (this.cancels[k] ?? 0) + 1;
@@ -384,4 +429,14 @@ export class FaultLoad {
       return { status: 0, code: cause ?? code, id: undefined };
     }
   }
+}
+
+/** Answers by status and code. */
+function byAnswer(sent: readonly { status: number; code?: string }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const a of sent) {
+    const k = a.code === undefined ? String(a.status) : `${a.status} ${a.code}`;
+    out[k] = (out[k] ?? 0) + 1;
+  }
+  return out;
 }

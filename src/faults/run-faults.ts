@@ -69,6 +69,7 @@ export function faultMarkdown(report: FaultReport): string {
     [
       ...r.notes,
       `amends answered ${JSON.stringify(r.load.amends)}`,
+      `mass cancels answered ${JSON.stringify(r.load.massCancels)}`,
       ...(r.live === undefined
         ? []
         : [

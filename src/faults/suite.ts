@@ -386,6 +386,7 @@ function emptySummary(): LoadSummary {
     byStatus: {},
     cancels: {},
     amends: {},
+    massCancels: {},
     retryAfter503: 0,
     requestsPerSec: 0,
     answeredPerSec: 0,

@@ -102,6 +102,20 @@ export const OrderListQuery = Type.Object(
 );
 export type OrderListQuery = Static<typeof OrderListQuery>;
 
+export const MassCancelQuery = Type.Object(
+  {
+    symbol: Type.Optional({ ...Symbol_, description: 'Only this symbol’s orders (default: all)' }),
+    side: Type.Optional(Type.Enum(SIDES, { description: 'Only this side (default: both)' })),
+  },
+  { additionalProperties: false },
+);
+export type MassCancelQuery = Static<typeof MassCancelQuery>;
+export const MassCancelAccepted = Type.Object({
+  symbol: Nullable(Type.String()),
+  side: Nullable(Type.Enum(SIDES)),
+  requested_at: Time,
+});
+
 export const Fills = Type.Object({
   fills: Type.Array(
     Type.Object({

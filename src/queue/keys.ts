@@ -39,6 +39,8 @@ export interface ShardKeys {
   order(orderId: string): string;
   /** Fills of one order, newest last: list of fill JSON. */
   fills(orderId: string): string;
+  /** Set once a mass cancel is queued on the shard (cancel-all-4.lua), for a while. */
+  massCancel(requestId: string): string;
   /** Recent trades of a symbol, newest first: list of trade JSON, capped. */
   trades(symbol: string): string;
   /**
@@ -68,6 +70,7 @@ export function shardKeys(prefix: string, n: number): ShardKeys {
     applied: `${prefix}:applied:s${n}`,
     order: (orderId) => `${base}:o:${orderId}`,
     fills: (orderId) => `${base}:f:${orderId}`,
+    massCancel: (requestId) => `${base}:mc:${requestId}`,
     trades: (symbol) => `${base}:t:${symbol}`,
     idempotency: (userId, clientOrderId) => `${base}:idem:${userId}:${clientOrderId}`,
     recent: (userId) => `${base}:recent:${userId}`,

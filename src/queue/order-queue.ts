@@ -7,12 +7,14 @@ import { RecentAccepts } from './recent-accepts.js';
 import type { Accepted, FinishedOrders, RequeueReport, Resubmitted } from './recent-accepts.js';
 import { WriteCoalescer } from './write-coalescer.js';
 import type { ShardKeys } from './keys.js';
-import type { CommandRecord, Fill, OrderState, TradeRecord } from './records.js';
+import { SIDES } from './records.js';
+import type { CommandRecord, Fill, OrderState, SideName, TradeRecord } from './records.js';
 
 const SUBMIT = 'submit-order-6.lua';
 const CANCEL = 'cancel-order-3.lua';
 const REPLACE = 'replace-order-3.lua';
 const SETTLE = 'settle-submit-1.lua';
+const CANCEL_ALL = 'cancel-all-4.lua';
 /** How long a submit whose reply was lost keeps asking Redis what became of it. */
 const SETTLE_FOR_MS = 2_000;
 const SETTLE_EVERY_MS = 100;
@@ -40,6 +42,7 @@ interface ScriptedRedis {
   mbCancelOrder(...args: (string | number)[]): Promise<Reply>;
   mbReplaceOrder(...args: (string | number)[]): Promise<Reply>;
   mbSettleSubmit(...args: (string | number)[]): Promise<Reply>;
+  mbCancelAll(...args: (string | number)[]): Promise<Reply>;
 }
 
 export type SubmitResult =
@@ -101,6 +104,28 @@ export type AmendResult =
   | { kind: 'present' }
   /** Sent again after a Redis restart: every field it names was set by a later amend since. */
   | { kind: 'superseded' };
+
+/** A mass cancel (`DELETE /v1/orders`), as the gateway accepted it. */
+export interface MassCancel {
+  /** The request's id (UUIDv7): queued once per shard, even when sent again. */
+  id: string;
+  userId: string;
+  ownerNo: number;
+  /** undefined: every symbol, on every shard. */
+  symbol?: string;
+  /** undefined: both sides. */
+  side?: SideName;
+  at: Date;
+}
+
+export type MassCancelResult =
+  | { kind: 'queued' }
+  /** Redis ran the script only after the gateway had given up on it: nothing written. */
+  | { kind: 'expired' }
+  /** The recorded shard layout is not the one this gateway routes by: nothing written. */
+  | { kind: 'misrouted'; recorded: string }
+  /** A reply was lost: it may have been queued, on some shards or all. */
+  | { kind: 'unknown' };
 
 export interface OrderQueueOptions {
   prefix: string;
@@ -177,6 +202,10 @@ export class OrderQueue {
       numberOfKeys: keyCount(SETTLE),
       lua: lua(SETTLE),
     });
+    redis.defineCommand('mbCancelAll', {
+      numberOfKeys: keyCount(CANCEL_ALL),
+      lua: lua(CANCEL_ALL),
+    });
     this.redis = redis as Redis & ScriptedRedis;
     this.writes = new WriteCoalescer(redis);
     const onRequeue = options.onRequeue;
@@ -244,6 +273,11 @@ export class OrderQueue {
     if (what.kind === 'cancel') {
       const c = await this.cancelOnce(what.orderId, what.userId, what.ownerNo, what.at);
       return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
+    }
+    if (what.kind === 'cancel_all') {
+      const shards = await this.cancelAllOnce(what.mass, Date.now() + REQUEUE_DEADLINE_MS);
+      if (typeof shards !== 'number') return 'retry';
+      return shards > 0 ? 'requeued' : 'present';
     }
     if (what.kind === 'replace') {
       const r = await this.replaceOnce(what.amend, Date.now() + REQUEUE_DEADLINE_MS);
@@ -409,6 +443,73 @@ export class OrderQueue {
       return { kind: 'queued', order, seq: Number(reply[2]) };
     }
     return { kind: 'missing' };
+  }
+
+  /**
+   * Queues a mass cancel of the caller's orders: on the shard of its symbol, or on every shard.
+   * Each engine cancels the orders it holds live when it comes to the entry, so every order
+   * accepted before it is canceled unless it is final by then; none accepted after it is.
+   */
+  async cancelAll(mass: MassCancel, deadlineMs: number): Promise<MassCancelResult> {
+    let result: number | MassCancelResult;
+    try {
+      result = await this.cancelAllOnce(mass, deadlineMs);
+    } catch (err) {
+      if (replyLost(err)) return { kind: 'unknown' };
+      throw err;
+    }
+    if (typeof result !== 'number') return result;
+    this.recentAccepts?.add({ kind: 'cancel_all', mass });
+    return { kind: 'queued' };
+  }
+
+  /**
+   * Sends the mass cancel to each shard it concerns, in shard order; the number of shards that
+   * queued it (the rest had it already), or why none did.
+   */
+  private async cancelAllOnce(
+    mass: MassCancel,
+    deadlineMs: number,
+  ): Promise<number | Exclude<MassCancelResult, { kind: 'queued' }>> {
+    const shards = mass.symbol === undefined ? this.shards : [this.shardFor(mass.symbol)];
+    const entry = (side: SideName): string =>
+      mass.side !== undefined && mass.side !== side
+        ? ''
+        : JSON.stringify({
+            k: 'cancel_all',
+            id: mass.id,
+            user_id: mass.userId,
+            owner_no: mass.ownerNo,
+            symbol: mass.symbol ?? null,
+            side,
+            requested_at: mass.at.toISOString(),
+          } satisfies CommandRecord);
+    const [buy, sell] = SIDES.map(entry);
+    let queued = 0;
+    for (const k of shards) {
+      const call = (): Promise<Reply> =>
+        this.redis.mbCancelAll(
+          k.seq,
+          k.orders,
+          k.massCancel(mass.id),
+          this.layoutKey,
+          buy as string,
+          sell as string,
+          this.options.idempotencyTtlS,
+          deadlineMs,
+          this.layout,
+        );
+      let reply = await call();
+      if (Number(reply[0]) === 5 && reply[1] === '' && this.options.restoreLayout !== undefined) {
+        await this.restoreLayout();
+        reply = await call();
+      }
+      const code = Number(reply[0]);
+      if (code === 1) queued += 1;
+      else if (code === 4) return { kind: 'expired' };
+      else if (code === 5) return { kind: 'misrouted', recorded: String(reply[1]) };
+    }
+    return queued;
   }
 
   /**

@@ -13,23 +13,42 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { probeValue } from '../infra/probe-value.js';
 import { runIdOf } from './aof.js';
-import type { Amend } from './order-queue.js';
+import type { Amend, MassCancel } from './order-queue.js';
 import type { OrderState } from './records.js';
 
-/** What was accepted: an order (201), or the cancel or an amend of one (202). */
+/** What was accepted: an order (201), the cancel or an amend of one, or a mass cancel (202). */
 export type Accepted =
   | { kind: 'order'; order: OrderState }
   | { kind: 'cancel'; orderId: string; userId: string; ownerNo: number; at: Date }
-  | { kind: 'replace'; amend: Amend };
+  | { kind: 'replace'; amend: Amend }
+  | { kind: 'cancel_all'; mass: MassCancel };
 
-const keyOf = (a: Accepted): string =>
-  a.kind === 'order'
-    ? a.order.id
-    : a.kind === 'cancel'
-      ? `cancel:${a.orderId}`
-      : `replace:${a.amend.orderId}:${a.amend.place}`;
-const idOf = (a: Accepted): string =>
-  a.kind === 'order' ? a.order.id : a.kind === 'cancel' ? a.orderId : a.amend.orderId;
+function keyOf(a: Accepted): string {
+  switch (a.kind) {
+    case 'order':
+      return a.order.id;
+    case 'cancel':
+      return `cancel:${a.orderId}`;
+    case 'replace':
+      return `replace:${a.amend.orderId}:${a.amend.place}`;
+    case 'cancel_all':
+      return `cancel_all:${a.mass.id}`;
+  }
+}
+
+/** The order's id; a mass cancel's own. */
+function idOf(a: Accepted): string {
+  switch (a.kind) {
+    case 'order':
+      return a.order.id;
+    case 'cancel':
+      return a.orderId;
+    case 'replace':
+      return a.amend.orderId;
+    case 'cancel_all':
+      return a.mass.id;
+  }
+}
 
 /** Redis's everysec policy may leave up to 2 s unwritten; the margin covers the fsync interval. */
 export const REQUEUE_WINDOW_MS = 3_000;
@@ -76,6 +95,8 @@ export interface RequeueReport {
    * the order had set.
    */
   replaces: string[];
+  /** Mass cancels (by their request's id) queued again on a shard that had lost them. */
+  massCancels: string[];
   present: number;
   /** Orders not in Redis but final in PostgreSQL (expired during the outage): not sent again. */
   finished: string[];
@@ -250,7 +271,12 @@ export class RecentAccepts {
         return 'retry';
       });
       if (r === 'requeued' || (r === 'present' && resent)) {
-        const list = { order: report.requeued, cancel: report.cancels, replace: report.replaces };
+        const list = {
+          order: report.requeued,
+          cancel: report.cancels,
+          replace: report.replaces,
+          cancel_all: report.massCancels,
+        };
         list[what.kind].push(idOf(what));
         // Its new writes wait on the same fsync as any other: a second restart soon after must
         // find it in the window again.
@@ -299,6 +325,7 @@ function emptyReport(): RequeueReport {
     requeued: [],
     cancels: [],
     replaces: [],
+    massCancels: [],
     present: 0,
     finished: [],
     unchecked: 0,

@@ -100,6 +100,23 @@ export type CommandRecord =
       requested_at: string;
     }
   /**
+   * A mass cancel (`DELETE /v1/orders`): every live order of the user on one side, of one symbol
+   * or of every symbol on this shard, as the engine holds them when it comes to this entry. A
+   * request for both sides is two entries, queued together; one for every symbol is queued on
+   * every shard.
+   */
+  | {
+      k: 'cancel_all';
+      /** The request's id (UUIDv7), the same on each of its entries. */
+      id: string;
+      user_id: string;
+      owner_no: number;
+      /** null: every symbol. */
+      symbol: string | null;
+      side: SideName;
+      requested_at: string;
+    }
+  /**
    * A symbol moved onto this shard by a change of the shard layout: its engine drops what it
    * still held of the symbol from an earlier stay (an empty book, a stale last trade price).
    * Written by src/queue/shard-layout.ts, never by a gateway; no order, nothing to write.

@@ -131,6 +131,7 @@ export async function startSystem(
           requeued: r.requeued.length,
           cancels: r.cancels,
           replaces: r.replaces,
+          mass_cancels: r.massCancels,
           present: r.present,
           finished: r.finished.length,
           unchecked: r.unchecked,
@@ -149,6 +150,7 @@ export async function startSystem(
           r.requeued.length > 0 ||
           r.cancels.length > 0 ||
           r.replaces.length > 0 ||
+          r.massCancels.length > 0 ||
           r.superseded.length > 0
         ) {
           logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');

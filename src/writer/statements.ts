@@ -14,6 +14,7 @@
 // encoded again by postgres.js.
 import type { TransactionSql } from 'postgres';
 import { classify, errorCode } from '../db/pg-errors.js';
+import type { CommandRecord } from '../queue/records.js';
 
 type Tx = TransactionSql;
 
@@ -259,8 +260,16 @@ function eventColumns(batches: readonly string[]): string[] {
 /** How an order-stream PLACE record begins (src/queue/lua/submit-order-6.lua writes it so). */
 export const PLACE_PREFIX = '{"k":"place",';
 
+const COMMAND_KINDS: ReadonlySet<unknown> = new Set<CommandRecord['k']>([
+  'place',
+  'cancel',
+  'replace',
+  'cancel_all',
+  'forget',
+]);
+
 /**
- * Refuses an order-stream record that is not a PLACE, a cancel, an amend or a forget: the
+ * Refuses an order-stream record that is not a PLACE, a cancel, an amend, a mass cancel or a forget: the
  * statement writes the PLACEs and passes over the rest, so one of another kind would be
  * acknowledged unwritten. (A record that is not JSON, PostgreSQL refuses.)
  */
@@ -273,9 +282,9 @@ function checkCommand(raw: string): void {
     return;
   }
   const k = isObject(parsed) ? parsed.k : undefined;
-  if (k !== 'place' && k !== 'cancel' && k !== 'replace' && k !== 'forget') {
+  if (!COMMAND_KINDS.has(k)) {
     throw new RecordError(
-      `order-stream record of kind ${JSON.stringify(k)}: not place, cancel, replace or forget`,
+      `order-stream record of kind ${JSON.stringify(k)}: not ${[...COMMAND_KINDS].join(', ')}`,
     );
   }
 }

@@ -214,7 +214,8 @@ describe('dispatcher through a Redis restart that lost its last writes', () => {
       const seq = Number(row.seq);
       for (; at < seq; at++) {
         const [n, record] = stream[at] as (typeof stream)[number];
-        reference.listInstrument(record.k === 'place' ? record.order.symbol : record.symbol);
+        const symbol = record.k === 'place' ? record.order.symbol : record.symbol;
+        if (symbol !== null) reference.listInstrument(symbol);
         out.clear();
         reference.apply(engineCommand(n, record), out);
       }

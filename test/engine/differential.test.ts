@@ -80,7 +80,18 @@ interface ForgetStep {
   sym: number;
 }
 
-type Step = (PlaceStep | CancelStep | ReplaceStep | ForgetStep) & { seqMode: number };
+/** A CANCEL_ALL of one owner's orders on one side: of one symbol, of all, or of an unlisted one. */
+interface CancelAllStep {
+  k: 'cancelAll';
+  owner: number;
+  side: Side;
+  /** 0, 1: SYMBOLS[sym]; 2: every symbol (''); 3: UNLISTED. */
+  sym: number;
+}
+
+type Step = (PlaceStep | CancelStep | ReplaceStep | ForgetStep | CancelAllStep) & {
+  seqMode: number;
+};
 
 type Mutation = (c: Command, recentId: number) => void;
 
@@ -105,7 +116,7 @@ const MUTATIONS: readonly Mutation[] = [
   (c) => (c.tif = 0.5 as number as TimeInForce),
   (c) => (c.orderType = 1.5 as number as OrderType),
   (c) => (c.stp = 2.5 as number as Stp),
-  (c) => (c.type = 4 as number as CommandType),
+  (c) => (c.type = 5 as number as CommandType),
 ];
 
 const side = fc.constantFrom<Side>(Side.BUY, Side.SELL);
@@ -201,6 +212,17 @@ const forgetStep: fc.Arbitrary<ForgetStep> = fc.record({
   sym: fc.constantFrom(0, 1),
 });
 
+const cancelAllStep: fc.Arbitrary<CancelAllStep> = fc.record({
+  k: fc.constant('cancelAll' as const),
+  owner: fc.integer({ min: 1, max: 3 }),
+  side,
+  sym: fc.oneof(
+    { arbitrary: fc.constantFrom(0, 1), weight: 6 },
+    { arbitrary: fc.constant(2), weight: 3 },
+    { arbitrary: fc.constant(3), weight: 1 },
+  ),
+});
+
 /** 0: next, 1: a gap, 2: the last applied seq again, 3: an older one, 4: not an integer. */
 const seqMode = fc.oneof(
   { arbitrary: fc.constant(0), weight: 80 },
@@ -214,6 +236,7 @@ const step: fc.Arbitrary<Step> = fc
       { arbitrary: cancelStep, weight: 2 },
       { arbitrary: replaceStep, weight: 3 },
       { arbitrary: forgetStep, weight: 1 },
+      { arbitrary: cancelAllStep, weight: 1 },
     ),
     seqMode,
   )
@@ -272,6 +295,15 @@ function toCommands(steps: readonly Step[]): Command[] {
     let c: Command;
     if (s.k === 'forget') {
       c = command(cmdSeq, { ts, type: CommandType.FORGET, symbol: SYMBOLS[s.sym] ?? 'AAA' });
+    } else if (s.k === 'cancelAll') {
+      const symbol = s.sym === 2 ? '' : s.sym === 3 ? UNLISTED : (SYMBOLS[s.sym] ?? 'AAA');
+      c = command(cmdSeq, {
+        ts,
+        type: CommandType.CANCEL_ALL,
+        symbol,
+        ownerId: s.owner,
+        side: s.side,
+      });
     } else if (s.k === 'place') {
       const market = !hasLimitPrice(s.type);
       const t = market && s.tif === TimeInForce.GTC ? TimeInForce.IOC : s.tif;
@@ -339,6 +371,10 @@ const KIND_NAMES = Object.keys(EventKind);
 function describe(c: Command): string {
   if (c.type === CommandType.FORGET) {
     return `command(${c.seq}, { type: CommandType.FORGET, symbol: ${JSON.stringify(c.symbol)} })`;
+  }
+  if (c.type === CommandType.CANCEL_ALL) {
+    const { symbol, ownerId, side } = c;
+    return `command(${c.seq}, { type: CommandType.CANCEL_ALL, ${JSON.stringify({ symbol, ownerId, side }).slice(1, -1)} })`;
   }
   const base =
     c.type === CommandType.PLACE

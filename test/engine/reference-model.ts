@@ -140,6 +140,7 @@ export class ReferenceEngine {
     else if (cmd.type === CommandType.CANCEL) this.cancel(run);
     else if (cmd.type === CommandType.REPLACE) this.replace(run);
     else if (cmd.type === CommandType.FORGET) this.forget(cmd.symbol);
+    else if (cmd.type === CommandType.CANCEL_ALL && inRange(cmd.side, 1)) this.cancelAll(run);
     else this.echoReject(run, EventKind.REJECTED, Reason.INVALID_ORDER);
     return run.out;
   }
@@ -236,6 +237,31 @@ export class ReferenceEngine {
     }
     this.remove(o);
     this.canceled(run, o, Reason.CANCELED_BY_OWNER);
+  }
+
+  /**
+   * CANCEL_ALL: the owner's live orders on the side, on the command's symbol ('' for all, in
+   * listing order): resting ones best price first (ties by arrival), then waiting stops in the
+   * order they would trigger.
+   */
+  private cancelAll(run: Run): void {
+    const { ownerId, side, symbol } = run.cmd;
+    for (const book of this.books.filter((b) => symbol === '' || b.symbol === symbol)) {
+      const resting = (side === Side.BUY ? book.bids : book.asks).filter(
+        (o) => o.ownerId === ownerId,
+      );
+      const stops = book.stops
+        .filter((s) => s.side === side && s.ownerId === ownerId)
+        .sort((a, b) =>
+          side === Side.BUY
+            ? a.stopPrice - b.stopPrice || a.arrival - b.arrival
+            : b.stopPrice - a.stopPrice || a.arrival - b.arrival,
+        );
+      for (const o of [...resting, ...stops]) {
+        this.remove(o);
+        this.canceled(run, o, Reason.CANCELED_BY_OWNER);
+      }
+    }
   }
 
   private replace(run: Run): void {

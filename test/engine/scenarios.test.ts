@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CommandType, OrderType, Side, Stp, TimeInForce } from '../../src/engine/types.js';
+import type { Command } from '../../src/engine/types.js';
 import { DEFAULT_SYMBOL, cancel, command, place, replace } from './commands.js';
 import { Harness } from './engine-helpers.js';
 
@@ -179,6 +180,62 @@ describe('cancel', () => {
       'ACCEPTED #5',
       'TRADE #5 x #1 1@100 leaves 1/0',
       'TRADE #5 x #3 1@100 leaves 0/0',
+    ]);
+  });
+});
+
+describe('cancel all', () => {
+  const cancelAll = (seq: number, fields: Partial<Command>) =>
+    command(seq, { type: CommandType.CANCEL_ALL, ...fields });
+
+  it('cancels every live order of one owner on one side: resting best first, then its stops', () => {
+    const h = new Harness();
+    h.engine.listInstrument('BBB');
+    h.run(
+      place(1, { price: 98, quantity: 2 }),
+      place(2, { price: 99, quantity: 1, ownerId: 2 }),
+      place(3, { price: 99, quantity: 3 }),
+      place(4, { side: SELL, price: 101, quantity: 1 }),
+      place(5, { price: 97, quantity: 1, symbol: 'BBB' }),
+      // A trade at 100, then buy stops above it that wait.
+      place(6, { side: SELL, price: 100, quantity: 1, ownerId: 3 }),
+      place(7, { price: 100, quantity: 1, ownerId: 3 }),
+      place(8, { orderType: STOP_MARKET, tif: IOC, price: 0, stopPrice: 104 }),
+      place(9, { orderType: STOP_MARKET, tif: IOC, price: 0, stopPrice: 103, ownerId: 2 }),
+      place(10, { orderType: STOP_LIMIT, price: 105, stopPrice: 102 }),
+    );
+    assert.deepEqual(h.run(cancelAll(11, { side: BUY, symbol: DEFAULT_SYMBOL })), [
+      'CANCELED #3 3 CANCELED_BY_OWNER',
+      'CANCELED #1 2 CANCELED_BY_OWNER',
+      'CANCELED #10 1 CANCELED_BY_OWNER',
+      'CANCELED #8 1 CANCELED_BY_OWNER',
+    ]);
+    // The other owner's orders, the sell side and the other symbol are untouched.
+    assert.deepEqual(h.book(), { bids: ['1@99'], asks: ['1@101'] });
+    assert.deepEqual(
+      h.engine
+        .liveOrders()
+        .map((o) => o.orderId)
+        .sort((a, b) => a - b),
+      [2, 4, 5, 9],
+    );
+    // '' is every symbol; nothing left to cancel reports nothing.
+    assert.deepEqual(h.run(cancelAll(12, { side: BUY, symbol: '' })), [
+      'CANCELED #5 1 CANCELED_BY_OWNER',
+    ]);
+    assert.deepEqual(h.run(cancelAll(13, { side: BUY, symbol: '' })), []);
+    assert.deepEqual(h.run(cancelAll(14, { side: SELL, symbol: 'ZZZ' })), []);
+    assert.deepEqual(h.run(cancelAll(15, { side: SELL, symbol: '' })), [
+      'CANCELED #4 1 CANCELED_BY_OWNER',
+    ]);
+    assert.equal(h.engine.lastSeq, 15);
+    // The canceled stop is gone: a trade that reaches it triggers only the other owner's.
+    h.run(place(16, { side: SELL, price: 103, quantity: 1, ownerId: 3 }));
+    assert.deepEqual(h.run(place(17, { price: 103, quantity: 1, ownerId: 4 })), [
+      'ACCEPTED #17',
+      'TRADE #17 x #16 1@103 leaves 0/0',
+      'TRIGGERED #9',
+      'CANCELED #9 1 IOC_REMAINDER',
     ]);
   });
 });

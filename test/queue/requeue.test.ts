@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { v7 as uuidv7 } from 'uuid';
 import { finishedOrders } from '../../src/db/orders.js';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { layoutKey, shardLayout } from '../../src/queue/keys.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
+import type { MassCancel } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
 import type { OrderState } from '../../src/queue/records.js';
 import { arrange, orderState, putOrder } from '../db/fixtures.js';
@@ -252,6 +254,63 @@ it('sends again the cancels Redis lost, after their orders', async () => {
       return x.k === k && (x.order?.id ?? x.order_id) === id;
     });
   assert.ok(at('place', c.id) < at('cancel', c.id));
+});
+
+it('sends again a mass cancel Redis lost, in its place among the orders, and never one it kept', async () => {
+  const [a, b, c] = [order(31), order(32), order(33)];
+  const mass = (side?: 'BUY' | 'SELL'): MassCancel => ({
+    id: uuidv7(),
+    userId: a.user_id,
+    ownerNo: a.owner_no,
+    ...(side === undefined ? {} : { side }),
+    at: new Date(),
+  });
+  const cancelAll = async (m: MassCancel): Promise<void> =>
+    assert.equal((await queue.cancelAll(m, Date.now() + 750)).kind, 'queued');
+  assert.equal((await queue.submit(a, Date.now() + 750)).kind, 'accepted');
+  // Kept: in the window, but in Redis after the restart, so not queued twice.
+  const kept = mass();
+  await cancelAll(kept);
+  await aofWritten();
+  const aof = incrementFile();
+  const cut = statSync(aof).size;
+  // Lost: an order, a mass cancel of the buys, an order after it.
+  assert.equal((await queue.submit(b, Date.now() + 750)).kind, 'accepted');
+  const lost = mass('BUY');
+  await cancelAll(lost);
+  assert.equal((await queue.submit(c, Date.now() + 750)).kind, 'accepted');
+  await aofWritten();
+  const seen = reports.length;
+
+  const left = await crashLosingTail(aof, cut);
+  assert.ok(!left.includes(lost.id), 'the cut AOF still holds the lost mass cancel');
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  await queue.requeued();
+  const report = reports[seen] as RequeueReport;
+  assert.deepEqual(report.requeued, [b.id, c.id]);
+  assert.deepEqual(report.massCancels, [lost.id]);
+  assert.deepEqual(report.failed, []);
+  // The stream: a, the kept mass cancel once (an entry per side), b, the lost one's BUY entry
+  // alone, then c.
+  const entries = await direct.xrange(queue.shards[0]?.orders as string, '-', '+');
+  const stream = entries.map(([, f]) => {
+    const x = JSON.parse(f[1] as string) as {
+      k: string;
+      order?: OrderState;
+      id?: string;
+      side?: string;
+    };
+    return x.k === 'place' ? (x.order as OrderState).id : `${x.k} ${x.id} ${x.side}`;
+  });
+  const tail = stream.slice(stream.indexOf(a.id));
+  assert.deepEqual(tail, [
+    a.id,
+    `cancel_all ${kept.id} BUY`,
+    `cancel_all ${kept.id} SELL`,
+    b.id,
+    `cancel_all ${lost.id} BUY`,
+    c.id,
+  ]);
 });
 
 it('sends again only the amends Redis lost, never one that a later amend supersedes', async () => {

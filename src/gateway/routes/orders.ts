@@ -2,6 +2,7 @@
 // no I/O before the one Redis round trip but what an idempotency key needs.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { v7 as uuidv7 } from 'uuid';
 import { LAYOUT_CHANGING } from '../../queue/keys.js';
 import { FINAL_STATUSES, apiOrder } from '../../queue/records.js';
 import type { OrderState, StatusName } from '../../queue/records.js';
@@ -13,6 +14,8 @@ import { buildAmend, buildOrder, filledPast, moneyDetails, sameOrder } from '../
 import {
   AmendRequest,
   Fills,
+  MassCancelAccepted,
+  MassCancelQuery,
   Order,
   OrderId,
   OrderList,
@@ -91,6 +94,41 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
       `The order queue holds ${backlog} commands; retry shortly.`,
       undefined,
       1,
+    );
+  }
+
+  /**
+   * 503 for a request refused because Redis records another shard layout than this gateway's, or
+   * none: logged once per layout seen, not per request (every one is refused alike until a
+   * restart).
+   */
+  function misroutedError(req: FastifyRequest, recorded: string): ApiError {
+    if (recorded === '' && misrouted !== '') {
+      misrouted = '';
+      req.log.error(
+        'no shard layout in Redis, and none could be put back from PostgreSQL: orders are refused until one is (restart a gateway)',
+      );
+    }
+    if (recorded.startsWith(LAYOUT_CHANGING) || recorded === '') {
+      return new ApiError(
+        'UNAVAILABLE',
+        'The engines are being laid out anew; retry shortly.',
+        undefined,
+        1,
+      );
+    }
+    if (misrouted !== recorded) {
+      misrouted = recorded;
+      req.log.error(
+        { recorded, routes_by: queue.layout },
+        'the shard layout is not the one this gateway routes by: restart it with the SHARDS and SHARD_PINS of the other parts',
+      );
+    }
+    return new ApiError(
+      'UNAVAILABLE',
+      'This gateway is out of date with the engines; send orders to another, or retry once it has been restarted.',
+      undefined,
+      5,
     );
   }
 
@@ -188,34 +226,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         }
         if (result.kind === 'misrouted') {
           if (sync) await store.deletePendingOrder(order.id);
-          if (result.recorded === '' && misrouted !== '') {
-            misrouted = '';
-            req.log.error(
-              'no shard layout in Redis, and none could be put back from PostgreSQL: orders are refused until one is (restart a gateway)',
-            );
-          }
-          if (result.recorded.startsWith(LAYOUT_CHANGING) || result.recorded === '') {
-            throw new ApiError(
-              'UNAVAILABLE',
-              'The engines are being laid out anew; retry shortly.',
-              undefined,
-              1,
-            );
-          }
-          // Once per layout seen, not per request: every order is refused alike until a restart.
-          if (misrouted !== result.recorded) {
-            misrouted = result.recorded;
-            req.log.error(
-              { recorded: result.recorded, routes_by: queue.layout },
-              'the shard layout is not the one this gateway routes by: restart it with the SHARDS and SHARD_PINS of the other parts',
-            );
-          }
-          throw new ApiError(
-            'UNAVAILABLE',
-            'This gateway is out of date with the engines; send orders to another, or retry once it has been restarted.',
-            undefined,
-            5,
-          );
+          throw misroutedError(req, result.recorded);
         }
         if (result.kind === 'expired') {
           if (sync) await store.deletePendingOrder(order.id);
@@ -333,6 +344,56 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         throw closedOrUnavailable(
           result.kind === 'final' ? result.order : await ownOrder(id, req.caller.id),
         );
+      },
+    );
+
+    app.delete(
+      '/v1/orders',
+      {
+        onRequest: withoutBody,
+        schema: {
+          summary:
+            'Cancel all the caller’s open orders, or those of one symbol or side (202: each engine cancels every order accepted before it that is still open when it takes the request)',
+          querystring: MassCancelQuery,
+          response: { 202: MassCancelAccepted, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const { symbol, side } = req.query;
+        if (symbol !== undefined && (await ctx.instruments.get(symbol)) === undefined) {
+          throw new ApiError('UNKNOWN_SYMBOL', `${symbol} is not a listed instrument.`, [
+            { field: 'symbol', message: 'is not listed' },
+          ]);
+        }
+        const at = new Date();
+        const mass = {
+          id: uuidv7({ msecs: at.getTime() }),
+          userId: req.caller.id,
+          ownerNo: req.caller.no,
+          ...(symbol === undefined ? {} : { symbol }),
+          ...(side === undefined ? {} : { side }),
+          at,
+        };
+        const result = await queue.cancelAll(mass, Date.now() + SUBMIT_DEADLINE_MS);
+        if (result.kind === 'misrouted') throw misroutedError(req, result.recorded);
+        if (result.kind === 'expired') throw expired();
+        if (result.kind === 'unknown') {
+          req.log.warn({ request_id: mass.id }, 'mass cancel outcome unknown: Redis unreachable');
+          throw new ApiError(
+            'OUTCOME_UNKNOWN',
+            'The queue did not confirm the cancel in time; it may have been queued. Send it again ' +
+              '(it cancels what is open when each engine takes it).',
+            undefined,
+            1,
+          );
+        }
+        req.log.info(
+          { request_id: mass.id, user_id: mass.userId, symbol: symbol ?? null, side: side ?? null },
+          'mass cancel queued',
+        );
+        return reply
+          .code(202)
+          .send({ symbol: symbol ?? null, side: side ?? null, requested_at: at.toISOString() });
       },
     );
 
