@@ -436,11 +436,12 @@ export class Dispatcher {
       scales: (s) => this.instruments.get(s),
     });
     if (batch.unexplained !== undefined) {
-      // Nothing is lost (a refusal changes no order), but its owner is not told.
+      // No order changes, but its owner is not told; a mass cancel an older engine refuses has
+      // not been done (engines are upgraded before gateways).
       componentErrors.inc({ dependency: 'engine', component: 'dispatcher' });
       this.logger.error(
         { seqs: batch.unexplained },
-        'the engine refused commands that are no cancel or amend of the batch; passed over',
+        'the engine refused commands that change no order of the batch (a cancel or amend not in it, or a command it does not know: upgrade the engine); passed over',
       );
     }
     // The next batch is projected over this one's open orders before this write lands: a write

@@ -30,8 +30,9 @@ export interface ProjectedBatch {
   /** Cancels and amends the engine refused, in order. */
   refusals: CommandRefusal[];
   /**
-   * Sequences of refusals that name no cancel or amend of the batch (an engine speaking another
-   * version of the protocol): passed over, as they change no order; the dispatcher logs them.
+   * Sequences of refusals that name no cancel or amend of the batch, and of rejections that name
+   * no order (an engine speaking another version of the protocol, as one that does not know
+   * CANCEL_ALL): passed over, as they change no order; the dispatcher logs them.
    */
   unexplained?: number[];
 }
@@ -100,6 +101,12 @@ export function project(input: ProjectionInput): ProjectedBatch {
         touch(r.orderId, r).status = 'NEW';
         break;
       case EventKind.REJECTED:
+        // A command the engine refused whole that places no order (a CANCEL_ALL an engine from
+        // before it does not know): no order changes.
+        if (!orders.has(r.orderId) && !input.placed.has(r.orderId) && !input.open.has(r.orderId)) {
+          unexplained.push(r.seq);
+          break;
+        }
         close(touch(r.orderId, r), 'REJECTED', r.reason);
         break;
       case EventKind.CANCELED:

@@ -260,9 +260,9 @@ export class MatchingEngine {
     const one = cmd.symbol === '' ? undefined : this.books.get(cmd.symbol);
     if (cmd.symbol !== '' && one === undefined) return;
     for (const book of one === undefined ? this.books.values() : [one]) {
-      const side = book.own(cmd.side);
-      // Best level first; a level emptied by the cancels leaves the array, so walk a copy.
-      const levels = side.levels.slice();
+      // Best level first. Only the level being walked can empty and leave the array, so the
+      // indexes below it hold.
+      const levels = book.own(cmd.side).levels;
       for (let i = levels.length - 1; i >= 0; i--) {
         let o = (levels[i] as PriceLevel).head;
         while (o !== null) {

@@ -303,13 +303,17 @@ export async function checkCase(
     if (o.status !== 'CANCELED' || o.reject_reason !== 'CANCELED_BY_OWNER') continue;
     if (load.canceled.has(o.id)) continue;
     const r = requestOf.get(o.id);
-    const explained = load.massCancels.some(
-      (m) =>
-        covers(m, o) &&
-        (m.status === 0 ||
-          (m.status >= 500 && m.code !== 'OVERLOADED') ||
-          (m.status === 202 && (r === undefined || r.sentAt < m.answeredAt))),
-    );
+    const explained = load.massCancels.some((m) => {
+      if (!covers(m, o)) return false;
+      // Answered 202: queued before its answer. No answer but a refused connection, a 504 or a
+      // 500: perhaps queued, by its deadline (750 ms after the gateway took it, before it could
+      // answer or die). A 503 or a 4xx: nothing was written.
+      const definite = m.status === 202;
+      const perhaps =
+        (m.status === 0 && m.code !== 'ECONNREFUSED') || m.status === 504 || m.status === 500;
+      if (!definite && !perhaps) return false;
+      return r === undefined || r.sentAt < m.answeredAt + (definite ? 0 : 1_000);
+    });
     if (!explained) {
       problem(
         'mass cancel',

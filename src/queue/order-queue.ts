@@ -31,8 +31,9 @@ const RESTORE_WAIT_MS = 1_000;
  */
 export class RequeuePendingError extends Error {
   override readonly name = 'RequeuePendingError';
-  constructor(orderId: string) {
-    super(`order ${orderId} is being queued again after a Redis restart`);
+  /** `what`: the order, or the requests, being queued again. */
+  constructor(what: string) {
+    super(`${what} being queued again after a Redis restart`);
   }
 }
 
@@ -116,6 +117,8 @@ export interface MassCancel {
   /** undefined: both sides. */
   side?: SideName;
   at: Date;
+  /** The shards it was queued on, once it is. */
+  shards?: number[];
 }
 
 export type MassCancelResult =
@@ -124,8 +127,17 @@ export type MassCancelResult =
   | { kind: 'expired' }
   /** The recorded shard layout is not the one this gateway routes by: nothing written. */
   | { kind: 'misrouted'; recorded: string }
-  /** A reply was lost: it may have been queued, on some shards or all. */
+  /** A reply was lost, or some shards queued it and others did not. */
   | { kind: 'unknown' };
+
+/** What one shard made of a mass cancel. */
+type ShardAnswer =
+  | Exclude<MassCancelResult, { kind: 'unknown' }>
+  /** This shard had it already (sent again after a restart): nothing written. */
+  | { kind: 'present' }
+  | { kind: 'unknown' }
+  /** Redis refused the call, or could not be reached: nothing written. */
+  | { kind: 'failed'; err: unknown };
 
 export interface OrderQueueOptions {
   prefix: string;
@@ -243,6 +255,12 @@ export class OrderQueue {
    * the order may or may not be in the stream: Redis is asked until it can say (see `settle`).
    */
   async submit(order: OrderState, deadlineMs: number): Promise<SubmitResult> {
+    // A mass cancel of the user's accepted here just before Redis restarted may be about to be
+    // sent again: this order, accepted after it, waits for that, so as not to be canceled by it.
+    const recent = this.recentAccepts;
+    if (recent?.holdsMassCancelOf(order.user_id) === true) {
+      await this.requeueOver(recent, `a mass cancel before order ${order.id} is`);
+    }
     const k = this.shardFor(order.symbol);
     let reply: Reply;
     try {
@@ -274,11 +292,7 @@ export class OrderQueue {
       const c = await this.cancelOnce(what.orderId, what.userId, what.ownerNo, what.at);
       return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
     }
-    if (what.kind === 'cancel_all') {
-      const shards = await this.cancelAllOnce(what.mass, Date.now() + REQUEUE_DEADLINE_MS);
-      if (typeof shards !== 'number') return 'retry';
-      return shards > 0 ? 'requeued' : 'present';
-    }
+    if (what.kind === 'cancel_all') return this.resendCancelAll(what.mass);
     if (what.kind === 'replace') {
       const r = await this.replaceOnce(what.amend, Date.now() + REQUEUE_DEADLINE_MS);
       if (r.kind === 'queued') return 'requeued';
@@ -392,19 +406,19 @@ export class OrderQueue {
   private async missingForNow(orderId: string): Promise<boolean> {
     const recent = this.recentAccepts;
     if (recent === undefined || !recent.holds(orderId)) return false;
-    await this.requeueOver(recent, orderId);
+    await this.requeueOver(recent, `order ${orderId} is`);
     return true;
   }
 
   /** Until the re-queue is over; RequeuePendingError past REQUEUE_WAIT_MS. */
-  private async requeueOver(recent: RecentAccepts, orderId: string): Promise<void> {
+  private async requeueOver(recent: RecentAccepts, what: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const over = await Promise.race([
       recent.settled().then(() => true),
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), REQUEUE_WAIT_MS))),
     ]);
     clearTimeout(timer);
-    if (!over) throw new RequeuePendingError(orderId);
+    if (!over) throw new RequeuePendingError(what);
   }
 
   /** Queues the cancel of an order if the caller owns it and it is not final. */
@@ -451,27 +465,34 @@ export class OrderQueue {
    * accepted before it is canceled unless it is final by then; none accepted after it is.
    */
   async cancelAll(mass: MassCancel, deadlineMs: number): Promise<MassCancelResult> {
-    let result: number | MassCancelResult;
-    try {
-      result = await this.cancelAllOnce(mass, deadlineMs);
-    } catch (err) {
-      if (replyLost(err)) return { kind: 'unknown' };
-      throw err;
-    }
-    if (typeof result !== 'number') return result;
-    this.recentAccepts?.add({ kind: 'cancel_all', mass });
-    return { kind: 'queued' };
+    // After a Redis restart, what this gateway accepted before it is queued again first: the
+    // mass cancel follows the orders it must cancel.
+    const recent = this.recentAccepts;
+    if (recent !== undefined)
+      await this.requeueOver(recent, 'orders accepted before the mass cancel are');
+    const shards =
+      mass.symbol === undefined ? this.shards.map((_, n) => n) : [this.shardIndex(mass.symbol)];
+    // All at once, under one deadline.
+    const answers = await Promise.all(
+      shards.map((n) =>
+        this.cancelAllOn(n, mass, deadlineMs).catch((err: unknown): ShardAnswer =>
+          replyLost(err) ? { kind: 'unknown' } : { kind: 'failed', err },
+        ),
+      ),
+    );
+    const queued = shards.filter((_, i) => answers[i]?.kind === 'queued');
+    // Only where it was queued: sent again after a restart, it must go nowhere it was refused.
+    if (queued.length > 0) recent?.add({ kind: 'cancel_all', mass: { ...mass, shards: queued } });
+    if (queued.length === shards.length) return { kind: 'queued' };
+    if (queued.length > 0 || answers.some((a) => a.kind === 'unknown')) return { kind: 'unknown' };
+    // Nothing written anywhere.
+    for (const a of answers) if (a.kind === 'failed') throw a.err;
+    return answers.find((a) => a.kind === 'misrouted') ?? { kind: 'expired' };
   }
 
-  /**
-   * Sends the mass cancel to each shard it concerns, in shard order; the number of shards that
-   * queued it (the rest had it already), or why none did.
-   */
-  private async cancelAllOnce(
-    mass: MassCancel,
-    deadlineMs: number,
-  ): Promise<number | Exclude<MassCancelResult, { kind: 'queued' }>> {
-    const shards = mass.symbol === undefined ? this.shards : [this.shardFor(mass.symbol)];
+  /** Queues the mass cancel on shard `n`: 'present' when that shard has it already. */
+  private async cancelAllOn(n: number, mass: MassCancel, deadlineMs: number): Promise<ShardAnswer> {
+    const k = this.shards[n] as ShardKeys;
     const entry = (side: SideName): string =>
       mass.side !== undefined && mass.side !== side
         ? ''
@@ -485,31 +506,40 @@ export class OrderQueue {
             requested_at: mass.at.toISOString(),
           } satisfies CommandRecord);
     const [buy, sell] = SIDES.map(entry);
-    let queued = 0;
-    for (const k of shards) {
-      const call = (): Promise<Reply> =>
-        this.redis.mbCancelAll(
-          k.seq,
-          k.orders,
-          k.massCancel(mass.id),
-          this.layoutKey,
-          buy as string,
-          sell as string,
-          this.options.idempotencyTtlS,
-          deadlineMs,
-          this.layout,
-        );
-      let reply = await call();
-      if (Number(reply[0]) === 5 && reply[1] === '' && this.options.restoreLayout !== undefined) {
-        await this.restoreLayout();
-        reply = await call();
-      }
-      const code = Number(reply[0]);
-      if (code === 1) queued += 1;
-      else if (code === 4) return { kind: 'expired' };
-      else if (code === 5) return { kind: 'misrouted', recorded: String(reply[1]) };
+    const call = (): Promise<Reply> =>
+      this.redis.mbCancelAll(
+        k.seq,
+        k.orders,
+        k.massCancel(mass.id),
+        this.layoutKey,
+        buy as string,
+        sell as string,
+        this.options.idempotencyTtlS,
+        deadlineMs,
+        this.layout,
+      );
+    let reply = await call();
+    if (Number(reply[0]) === 5 && reply[1] === '' && this.options.restoreLayout !== undefined) {
+      await this.restoreLayout();
+      reply = await call();
     }
-    return queued;
+    const code = Number(reply[0]);
+    if (code === 1) return { kind: 'queued' };
+    if (code === 2) return { kind: 'present' };
+    if (code === 4) return { kind: 'expired' };
+    return { kind: 'misrouted', recorded: String(reply[1]) };
+  }
+
+  /** A mass cancel accepted here, sent again after a Redis restart to the shards it was queued on. */
+  private async resendCancelAll(mass: MassCancel): Promise<Resubmitted> {
+    const deadline = Date.now() + REQUEUE_DEADLINE_MS;
+    const answers = await Promise.all(
+      (mass.shards ?? []).map((n) => this.cancelAllOn(n, mass, deadline)),
+    );
+    // A shard that took it now counts as a re-queue; one that refused it is tried again (the
+    // whole, the shards that have it answering 'present').
+    if (answers.some((a) => a.kind !== 'queued' && a.kind !== 'present')) return 'retry';
+    return answers.some((a) => a.kind === 'queued') ? 'requeued' : 'present';
   }
 
   /**
@@ -522,7 +552,8 @@ export class OrderQueue {
     // again: this one waits for it, so as to be queued after it (a re-sent amend is queued only
     // with the fields no amend queued since has set).
     const recent = this.recentAccepts;
-    if (recent?.holdsAmendOf(amend.orderId) === true) await this.requeueOver(recent, amend.orderId);
+    if (recent?.holdsAmendOf(amend.orderId) === true)
+      await this.requeueOver(recent, `order ${amend.orderId} is`);
     let result: AmendResult;
     try {
       result = await this.replaceOnce(amend, deadlineMs);

@@ -123,6 +123,8 @@ export class RecentAccepts {
   private orderIds = new Set<string>();
   /** The same for the orders of the amends in `orders`. */
   private amendedIds = new Set<string>();
+  /** The same for the users of the mass cancels in `orders`. */
+  private massCancelUsers = new Set<string>();
   private runId: string | undefined;
   /** When the connection broke (clock()); 0 while connected and checked. */
   private closedAt = 0;
@@ -152,6 +154,7 @@ export class RecentAccepts {
     this.orders.push({ what, at: now });
     if (what.kind === 'order') this.orderIds.add(what.order.id);
     if (what.kind === 'replace') this.amendedIds.add(what.amend.orderId);
+    if (what.kind === 'cancel_all') this.massCancelUsers.add(what.mass.userId);
     // Oldest first: drop what fell out of the window (in chunks, not one shift per order). Not
     // between a break and its check: replies to commands re-sent on the new connection arrive
     // before the check, and the window is counted back from the break.
@@ -162,6 +165,9 @@ export class RecentAccepts {
       );
       this.amendedIds = new Set(
         this.orders.flatMap((e) => (e.what.kind === 'replace' ? [e.what.amend.orderId] : [])),
+      );
+      this.massCancelUsers = new Set(
+        this.orders.flatMap((e) => (e.what.kind === 'cancel_all' ? [e.what.mass.userId] : [])),
       );
     }
   }
@@ -180,6 +186,14 @@ export class RecentAccepts {
    */
   holdsAmendOf(orderId: string): boolean {
     return this.amendedIds.has(orderId);
+  }
+
+  /**
+   * Whether a mass cancel of the user `userId` was accepted here within the window: one that Redis
+   * lost may be about to be sent again, and an order accepted now must be queued after it.
+   */
+  holdsMassCancelOf(userId: string): boolean {
+    return this.massCancelUsers.has(userId);
   }
 
   /** Resolves when the checks and replays started so far are over. */

@@ -8,7 +8,8 @@ import { orderRequest, project } from '../../src/dispatcher/projector.js';
 import type { OrderRequest } from '../../src/dispatcher/projector.js';
 import { EventBuffer } from '../../src/engine/event-buffer.js';
 import { MatchingEngine } from '../../src/engine/matching-engine.js';
-import { CommandType } from '../../src/engine/types.js';
+import { CommandType, EventKind, Side } from '../../src/engine/types.js';
+import type { Command } from '../../src/engine/types.js';
 import type { CommandRecord } from '../../src/queue/records.js';
 
 const at = '2026-12-07T15:00:00.000Z';
@@ -84,4 +85,50 @@ it('projects a refused cancel or amend for its owner, and passes over one that n
     orphan.refusals.map((r) => r.seq),
     [44],
   );
+});
+
+it('maps a mass cancel to a CANCEL_ALL of its side, of every symbol when it names none', () => {
+  const record: CommandRecord = {
+    k: 'cancel_all',
+    id: '01a251f2-82c6-72b6-aa60-e7bfd3435ac5',
+    user_id: 'u',
+    owner_no: 7,
+    symbol: null,
+    side: 'SELL',
+    requested_at: at,
+  };
+  const all = engineCommand(45, record);
+  assert.deepEqual(
+    [all.type, all.seq, all.ts, all.symbol, all.ownerId, all.side],
+    [CommandType.CANCEL_ALL, 45, Date.parse(at), '', 7, Side.SELL],
+  );
+  const one = engineCommand(46, { ...record, symbol: 'AAPL', side: 'BUY' });
+  assert.deepEqual([one.symbol, one.side], ['AAPL', Side.BUY]);
+});
+
+it('passes over a command the engine rejects that places no order (one an older engine does not know)', () => {
+  const engine = new MatchingEngine();
+  engine.listInstrument('AAPL');
+  const out = new EventBuffer();
+  const unknown = { ...engineCommand(47, { k: 'cancel', ...owner, target_seq: 41 }), type: 9 };
+  engine.apply(unknown as Command, out);
+  const reports = out.toArray();
+  assert.deepEqual(
+    reports.map((r) => r.kind),
+    [EventKind.REJECTED],
+  );
+  const batch = project({
+    shard: 0,
+    firstSeq: 47,
+    lastSeq: 47,
+    open: new Map(),
+    placed: new Map(),
+    requests: new Map(),
+    reports,
+    scales: (): never => {
+      throw new Error('no order changes');
+    },
+  });
+  assert.deepEqual(batch.unexplained, [47]);
+  assert.equal(batch.orders.size, 0);
 });

@@ -16,7 +16,7 @@ import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { layoutKey, shardLayout } from '../../src/queue/keys.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
-import type { MassCancel } from '../../src/queue/order-queue.js';
+import type { MassCancel, MassCancelResult, SubmitResult } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
 import type { OrderState } from '../../src/queue/records.js';
 import { arrange, orderState, putOrder } from '../db/fixtures.js';
@@ -176,6 +176,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     requeued: lost.map((o) => o.id),
     cancels: [],
     replaces: [],
+    massCancels: [],
     present: survived.length,
     finished: [],
     unchecked: 0,
@@ -206,6 +207,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     requeued: lost.map((o) => o.id),
     cancels: [],
     replaces: [],
+    massCancels: [],
     present: 0,
     finished: [],
     unchecked: 0,
@@ -302,7 +304,9 @@ it('sends again a mass cancel Redis lost, in its place among the orders, and nev
     };
     return x.k === 'place' ? (x.order as OrderState).id : `${x.k} ${x.id} ${x.side}`;
   });
-  const tail = stream.slice(stream.indexOf(a.id));
+  // This test's entries (an earlier test's cancels, still in the window, are sent again too).
+  const ours = (e: string): boolean => [a.id, b.id, c.id].includes(e) || e.startsWith('cancel_all');
+  const tail = stream.slice(stream.indexOf(a.id)).filter(ours);
   assert.deepEqual(tail, [
     a.id,
     `cancel_all ${kept.id} BUY`,
@@ -311,6 +315,58 @@ it('sends again a mass cancel Redis lost, in its place among the orders, and nev
     `cancel_all ${lost.id} BUY`,
     c.id,
   ]);
+});
+
+it('after a restart, a mass cancel follows the orders sent again, and an order a lost mass cancel', async () => {
+  const a = order(34);
+  // Orders of the same user as a.
+  const [o, n] = [order(35), order(36)].map((x) => ({
+    ...x,
+    user_id: a.user_id,
+    owner_no: a.owner_no,
+  })) as [OrderState, OrderState];
+  const mass = (side?: 'BUY' | 'SELL'): MassCancel => ({
+    id: uuidv7(),
+    userId: a.user_id,
+    ownerNo: a.owner_no,
+    ...(side === undefined ? {} : { side }),
+    at: new Date(),
+  });
+  assert.equal((await queue.submit(a, Date.now() + 750)).kind, 'accepted');
+  await aofWritten();
+  const aof = incrementFile();
+  const cut = statSync(aof).size;
+  // Lost: an order, then a mass cancel.
+  assert.equal((await queue.submit(o, Date.now() + 750)).kind, 'accepted');
+  const lost = mass();
+  assert.equal((await queue.cancelAll(lost, Date.now() + 750)).kind, 'queued');
+  await aofWritten();
+  const seen = reports.length;
+  // The moment the connection is back, before the re-queue has sent anything: a mass cancel
+  // (which must come after the lost order o, to cancel it) and an order (which must come after
+  // the lost mass cancel, not to be canceled by it).
+  const later = mass('SELL');
+  const racing = new Promise<[SubmitResult, MassCancelResult]>((resolve) => {
+    redis.once('ready', () => {
+      const deadline = Date.now() + 2_000;
+      resolve(Promise.all([queue.submit(n, deadline), queue.cancelAll(later, deadline)]));
+    });
+  });
+  await crashLosingTail(aof, cut);
+  const [placed, canceled] = await racing;
+  assert.deepEqual([placed.kind, canceled.kind], ['accepted', 'queued']);
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  const report = reports[seen] as RequeueReport;
+  assert.deepEqual([report.requeued, report.massCancels], [[o.id], [lost.id]]);
+  const entries = await direct.xrange(queue.shards[0]?.orders as string, '-', '+');
+  const stream = entries.map(([, f]) => {
+    const x = JSON.parse(f[1] as string) as { k: string; order?: OrderState; id?: string };
+    return x.k === 'place' ? (x.order as OrderState).id : `${x.k} ${x.id}`;
+  });
+  const at = (what: string): number => stream.indexOf(what);
+  assert.ok(at(o.id) >= 0 && at(o.id) < at(`cancel_all ${later.id}`), stream.join('\n'));
+  assert.ok(at(`cancel_all ${lost.id}`) >= 0, stream.join('\n'));
+  assert.ok(stream.lastIndexOf(`cancel_all ${lost.id}`) < at(n.id), stream.join('\n'));
 });
 
 it('sends again only the amends Redis lost, never one that a later amend supersedes', async () => {
@@ -485,6 +541,7 @@ it('after a long outage, does not queue again an order final in PostgreSQL that 
     requeued: [open.id],
     cancels: [],
     replaces: [],
+    massCancels: [],
     present: 1,
     finished: [done.id],
     unchecked: 0,
@@ -516,6 +573,7 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
     requeued: [],
     cancels: [],
     replaces: [],
+    massCancels: [],
     present: 1,
     finished: [],
     unchecked: 1,

@@ -381,8 +381,9 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           req.log.warn({ request_id: mass.id }, 'mass cancel outcome unknown: Redis unreachable');
           throw new ApiError(
             'OUTCOME_UNKNOWN',
-            'The queue did not confirm the cancel in time; it may have been queued. Send it again ' +
-              '(it cancels what is open when each engine takes it).',
+            'The queue did not confirm the mass cancel for every engine in time; it may have ' +
+              'been queued for some. Send it again (it cancels what is open when each engine ' +
+              'takes it).',
             undefined,
             1,
           );
