@@ -62,3 +62,41 @@ export async function findUserByKeyHash(sql: Sql, hash: Buffer): Promise<UserRow
     SELECT id, no, name, api_key_hash FROM users WHERE api_key_hash = ${hash}`;
   return row === undefined ? undefined : toUser(row);
 }
+
+/** A user's trading halt, as stored. */
+export interface UserHalt {
+  id: string;
+  no: number;
+  name: string;
+  /** ISO 8601; null while the user may trade. */
+  halted_at: string | null;
+}
+
+/**
+ * Halts (`halted`) or resumes a user's trading; a halt keeps the time of the first. Undefined for
+ * an unknown user.
+ */
+export async function setUserHalt(
+  sql: Sql,
+  userId: string,
+  halted: boolean,
+): Promise<UserHalt | undefined> {
+  const [row] = await sql<{ id: string; no: string; name: string; halted_at: Date | null }[]>`
+    UPDATE users
+    SET halted_at = CASE WHEN ${halted}::boolean THEN coalesce(halted_at, now()) END
+    WHERE id = ${userId}
+    RETURNING id, no, name, halted_at`;
+  if (row === undefined) return undefined;
+  return {
+    id: row.id,
+    no: Number(row.no),
+    name: row.name,
+    halted_at: row.halted_at === null ? null : row.halted_at.toISOString(),
+  };
+}
+
+/** The ids of the users whose trading is halted. */
+export async function haltedUserIds(sql: Sql): Promise<string[]> {
+  const rows = await sql<{ id: string }[]>`SELECT id FROM users WHERE halted_at IS NOT NULL`;
+  return rows.map((r) => r.id);
+}

@@ -6,6 +6,10 @@ export const ERRORS = {
   VALIDATION_ERROR: { status: 400, message: 'The request is not valid.' },
   UNKNOWN_SYMBOL: { status: 400, message: 'The symbol is not a listed instrument.' },
   UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials.' },
+  TRADING_HALTED: {
+    status: 403,
+    message: 'Trading is halted for this user: new orders and amends are refused.',
+  },
   NOT_FOUND: { status: 404, message: 'No such resource.' },
   CONFLICT: { status: 409, message: 'The request conflicts with an earlier one.' },
   ORDER_CLOSED: { status: 409, message: 'The order is already final.' },

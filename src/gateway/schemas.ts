@@ -134,6 +134,13 @@ export const UserRequest = Type.Object(
   { additionalProperties: false },
 );
 export const User = Type.Object({ id: Uuid, name: Type.String(), api_key: Type.String() });
+export const UserId = Type.Object({ id: Uuid });
+export const UserHalt = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  halted: Type.Boolean(),
+  halted_at: Nullable(Time),
+});
 
 export const InstrumentRequest = Type.Object(
   { tick_size: DecimalIn, lot_size: DecimalIn },

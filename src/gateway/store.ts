@@ -1,5 +1,6 @@
 // What the gateway needs from PostgreSQL and from the engine, as small interfaces: the
 // composition root injects the real ones, so routes know no SQL and no gRPC.
+import type { UserHalt } from '../db/users.js';
 import type { Fill, OrderState, SideName } from '../queue/records.js';
 
 export interface UserKey {
@@ -38,6 +39,8 @@ export interface ListQuery {
 export interface GatewayStore {
   loadUsers(): Promise<UserKey[]>;
   createUser(name: string): Promise<{ id: string; no: number; name: string; api_key: string }>;
+  /** Halts or resumes a user's trading; undefined for an unknown user. */
+  setUserHalt(userId: string, halted: boolean): Promise<UserHalt | undefined>;
   listInstruments(): Promise<InstrumentRow[]>;
   upsertInstrument(row: InstrumentRow): Promise<UpsertResult>;
   getOrder(id: string): Promise<OrderState | undefined>;

@@ -34,7 +34,7 @@ export interface ShardKeys {
   /**
    * The status cache of one order: hash with `j` (order JSON), `s` (status), `u` (user id), `q`
    * (its PLACE's sequence), and once amended `ap` and `aq` (the places of the newest amends queued
-   * that named a price and a quantity: replace-order-3.lua).
+   * that named a price and a quantity: replace-order-4.lua).
    */
   order(orderId: string): string;
   /** Fills of one order, newest last: list of fill JSON. */
@@ -102,6 +102,13 @@ export function shardOf(symbol: string, shards: number): number {
 
 /** The key holding the recorded shard layout. */
 export const layoutKey = (prefix: string): string => `${prefix}:shard-layout`;
+
+/**
+ * The set of the ids of the users whose trading is halted (the admin kill switch), which the
+ * submit and amend scripts check; PostgreSQL's `users.halted_at` is the copy kept when Redis loses
+ * it.
+ */
+export const haltedKey = (prefix: string): string => `${prefix}:halted`;
 
 /** What the layout key holds while a change is under way: this, then the new layout. */
 export const LAYOUT_CHANGING = 'changing:';

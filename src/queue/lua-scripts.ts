@@ -1,5 +1,5 @@
 // The Lua scripts of src/queue/lua, read once at start. A script's key count is in its file name
-// (`submit-order-6.lua` takes 6); one without a number takes a count that varies per call.
+// (`submit-order-7.lua` takes 7); one without a number takes a count that varies per call.
 import { readFileSync } from 'node:fs';
 
 /** The text of a script; found from src/ or from dist/src/. */

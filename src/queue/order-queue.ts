@@ -1,7 +1,7 @@
 // The gateway's side of the Redis queue: accept, cancel and amend each in one round trip (a Lua
 // script per operation), and read the status cache. It knows keys and records, nothing of HTTP.
 import type { Redis } from 'ioredis';
-import { layoutKey, ShardPlacement, shardKeys, STATUS_HASH_MAX_VALUE } from './keys.js';
+import { haltedKey, layoutKey, ShardPlacement, shardKeys, STATUS_HASH_MAX_VALUE } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { RecentAccepts } from './recent-accepts.js';
 import type { Accepted, FinishedOrders, RequeueReport, Resubmitted } from './recent-accepts.js';
@@ -10,9 +10,9 @@ import type { ShardKeys } from './keys.js';
 import { SIDES } from './records.js';
 import type { CommandRecord, Fill, OrderState, SideName, TradeRecord } from './records.js';
 
-const SUBMIT = 'submit-order-6.lua';
+const SUBMIT = 'submit-order-7.lua';
 const CANCEL = 'cancel-order-3.lua';
-const REPLACE = 'replace-order-3.lua';
+const REPLACE = 'replace-order-4.lua';
 const SETTLE = 'settle-submit-1.lua';
 const CANCEL_ALL = 'cancel-all-4.lua';
 /** How long a submit whose reply was lost keeps asking Redis what became of it. */
@@ -57,6 +57,8 @@ export type SubmitResult =
    * changing: queue/shard-layout.ts): nothing was written.
    */
   | { kind: 'misrouted'; recorded: string }
+  /** The user's trading is halted: nothing was written. */
+  | { kind: 'halted' }
   /**
    * The reply was lost and Redis could not be asked in time what became of the order: it may
    * have been accepted.
@@ -80,7 +82,7 @@ export interface Amend {
   quantityLots: number;
   at: Date;
   /**
-   * Its place among the order's amends, given by Redis once queued (replace-order-3.lua): an
+   * Its place among the order's amends, given by Redis once queued (replace-order-4.lua): an
    * amend sent again after a Redis restart is queued with only the fields no later one has set.
    */
   place?: string;
@@ -104,7 +106,9 @@ export type AmendResult =
   /** Sent again after a Redis restart: Redis holds it. */
   | { kind: 'present' }
   /** Sent again after a Redis restart: every field it names was set by a later amend since. */
-  | { kind: 'superseded' };
+  | { kind: 'superseded' }
+  /** The caller's trading is halted: nothing written. */
+  | { kind: 'halted' };
 
 /** A mass cancel (`DELETE /v1/orders`), as the gateway accepted it. */
 export interface MassCancel {
@@ -186,6 +190,9 @@ export class OrderQueue {
   readonly placement: ShardPlacement;
   readonly layout: string;
   private readonly layoutKey: string;
+  private readonly haltedKey: string;
+  /** Halts and resumes set here, to tell them apart in the re-queue. */
+  private halts = 0;
   /** The shard layout being put back in Redis, when it is (see `send`). */
   private restoring: Promise<unknown> | undefined;
 
@@ -198,6 +205,7 @@ export class OrderQueue {
     this.placement = new ShardPlacement(options.shards, options.pins);
     this.layout = this.placement.layout;
     this.layoutKey = layoutKey(options.prefix);
+    this.haltedKey = haltedKey(options.prefix);
     redis.defineCommand('mbSubmitOrder', {
       numberOfKeys: keyCount(SUBMIT),
       lua: lua(SUBMIT),
@@ -264,7 +272,7 @@ export class OrderQueue {
     const k = this.shardFor(order.symbol);
     let reply: Reply;
     try {
-      reply = await this.send(k, order, deadlineMs);
+      reply = await this.send(k, order, deadlineMs, true);
     } catch (err) {
       if (!replyLost(err)) throw err;
       const settled = await this.settle(k, order.id, deadlineMs);
@@ -279,6 +287,7 @@ export class OrderQueue {
     if (code === 2) return { kind: 'duplicate', orderId: String(reply[1]) };
     if (code === 3) return { kind: 'overloaded', backlog: Number(reply[1]) };
     if (code === 5) return { kind: 'misrouted', recorded: String(reply[1]) };
+    if (code === 6) return { kind: 'halted' };
     return { kind: 'expired' };
   }
 
@@ -293,6 +302,10 @@ export class OrderQueue {
       return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
     }
     if (what.kind === 'cancel_all') return this.resendCancelAll(what.mass);
+    if (what.kind === 'halt') {
+      await this.applyHalt(what.userId, what.halted);
+      return 'requeued';
+    }
     if (what.kind === 'replace') {
       const r = await this.replaceOnce(what.amend, Date.now() + REQUEUE_DEADLINE_MS);
       if (r.kind === 'queued') return 'requeued';
@@ -307,6 +320,7 @@ export class OrderQueue {
       this.shardFor(order.symbol),
       order,
       Date.now() + REQUEUE_DEADLINE_MS,
+      false,
     );
     const code = Number(reply[0]);
     if (code === 1) return reply[2] === undefined ? 'requeued' : 'present';
@@ -315,15 +329,20 @@ export class OrderQueue {
   }
 
   /** `sendOnce`, and once more after putting back a shard layout Redis had lost. */
-  private async send(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {
-    const reply = await this.sendOnce(k, order, deadlineMs);
+  private async send(
+    k: ShardKeys,
+    order: OrderState,
+    deadlineMs: number,
+    fresh: boolean,
+  ): Promise<Reply> {
+    const reply = await this.sendOnce(k, order, deadlineMs, fresh);
     if (Number(reply[0]) !== 5 || reply[1] !== '' || this.options.restoreLayout === undefined) {
       return reply;
     }
     // A failure leaves it missing, and the re-sent submit is refused again (503), or past its
     // deadline.
     await this.restoreLayout();
-    return this.sendOnce(k, order, deadlineMs);
+    return this.sendOnce(k, order, deadlineMs, fresh);
   }
 
   /**
@@ -354,7 +373,16 @@ export class OrderQueue {
     return this.redis.get(this.layoutKey);
   }
 
-  private sendOnce(k: ShardKeys, order: OrderState, deadlineMs: number): Promise<Reply> {
+  /**
+   * `fresh`: a new order, refused while its user's trading is halted; else one sent again after a
+   * Redis restart (accepted before any halt that may be put back before it).
+   */
+  private sendOnce(
+    k: ShardKeys,
+    order: OrderState,
+    deadlineMs: number,
+    fresh: boolean,
+  ): Promise<Reply> {
     const cid = order.client_order_id;
     return this.writes.send(() =>
       this.redis.mbSubmitOrder(
@@ -366,6 +394,7 @@ export class OrderQueue {
         (this.shards[0] as ShardKeys).idempotency(order.user_id, cid ?? ''),
         k.recent(order.user_id),
         this.layoutKey,
+        this.haltedKey,
         JSON.stringify(order),
         order.user_id,
         order.id,
@@ -375,6 +404,7 @@ export class OrderQueue {
         this.recentPerUser,
         deadlineMs,
         this.layout,
+        fresh ? '1' : '0',
       ),
     );
   }
@@ -571,7 +601,7 @@ export class OrderQueue {
 
   /** Sends the amend (again, when `amend.place` is set); a queued amend is given its place. */
   private async replaceOnce(amend: Amend, deadlineMs: number): Promise<AmendResult> {
-    // All but the numbers, which the script adds: see replace-order-3.lua.
+    // All but the numbers, which the script adds: see replace-order-4.lua.
     const record: Omit<
       Extract<CommandRecord, { k: 'replace' }>,
       'target_seq' | 'price_ticks' | 'quantity_lots'
@@ -589,6 +619,7 @@ export class OrderQueue {
         k.seq,
         k.orders,
         k.order(amend.orderId),
+        this.haltedKey,
         amend.userId,
         json,
         String(amend.priceTicks),
@@ -604,6 +635,7 @@ export class OrderQueue {
       if (code === 9) return { kind: 'superseded' };
       if (code === 10) return { kind: 'expired' };
       if (code === 11) return { kind: 'overloaded', backlog: Number(reply[1]) };
+      if (code === 12) return { kind: 'halted' };
       const order = JSON.parse(String(reply[1])) as OrderState;
       if (code === 5) return { kind: 'final', order };
       if (code === 6) return { kind: 'not-amendable', order };
@@ -612,6 +644,20 @@ export class OrderQueue {
       return { kind: 'queued', order, seq: Number(reply[2]) };
     }
     return { kind: 'missing' };
+  }
+
+  /**
+   * Halts (`halted`) or resumes the trading of a user: new orders and amends of theirs are then
+   * refused, or taken again. The caller has recorded it in PostgreSQL first.
+   */
+  async setHalted(userId: string, halted: boolean): Promise<void> {
+    await this.applyHalt(userId, halted);
+    this.recentAccepts?.add({ kind: 'halt', userId, halted, n: ++this.halts });
+  }
+
+  private async applyHalt(userId: string, halted: boolean): Promise<void> {
+    if (halted) await this.redis.sadd(this.haltedKey, userId);
+    else await this.redis.srem(this.haltedKey, userId);
   }
 
   /** The order as the status cache holds it, from whichever shard has it. */

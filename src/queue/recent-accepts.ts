@@ -21,7 +21,9 @@ export type Accepted =
   | { kind: 'order'; order: OrderState }
   | { kind: 'cancel'; orderId: string; userId: string; ownerNo: number; at: Date }
   | { kind: 'replace'; amend: Amend }
-  | { kind: 'cancel_all'; mass: MassCancel };
+  | { kind: 'cancel_all'; mass: MassCancel }
+  /** A user's trading halted or resumed (the admin's kill switch); `n` numbers them here. */
+  | { kind: 'halt'; userId: string; halted: boolean; n: number };
 
 function keyOf(a: Accepted): string {
   switch (a.kind) {
@@ -33,6 +35,9 @@ function keyOf(a: Accepted): string {
       return `replace:${a.amend.orderId}:${a.amend.place}`;
     case 'cancel_all':
       return `cancel_all:${a.mass.id}`;
+    case 'halt':
+      // Each one: a halt, a resume and a halt again are sent again all three, in order.
+      return `halt:${a.userId}:${a.n}`;
   }
 }
 
@@ -47,6 +52,8 @@ function idOf(a: Accepted): string {
       return a.amend.orderId;
     case 'cancel_all':
       return a.mass.id;
+    case 'halt':
+      return a.userId;
   }
 }
 
@@ -97,6 +104,8 @@ export interface RequeueReport {
   replaces: string[];
   /** Mass cancels (by their request's id) queued again on a shard that had lost them. */
   massCancels: string[];
+  /** Users whose halt or resume of trading was set again (Redis may have lost it). */
+  halts: string[];
   present: number;
   /** Orders not in Redis but final in PostgreSQL (expired during the outage): not sent again. */
   finished: string[];
@@ -290,6 +299,7 @@ export class RecentAccepts {
           cancel: report.cancels,
           replace: report.replaces,
           cancel_all: report.massCancels,
+          halt: report.halts,
         };
         list[what.kind].push(idOf(what));
         // Its new writes wait on the same fsync as any other: a second restart soon after must
@@ -340,6 +350,7 @@ function emptyReport(): RequeueReport {
     cancels: [],
     replaces: [],
     massCancels: [],
+    halts: [],
     present: 0,
     finished: [],
     unchecked: 0,

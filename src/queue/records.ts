@@ -93,7 +93,7 @@ export type CommandRecord =
       user_id: string;
       owner_no: number;
       symbol: string;
-      /** Added by the queue's script from the status hash: see replace-order-3.lua. */
+      /** Added by the queue's script from the status hash: see replace-order-4.lua. */
       target_seq: number;
       price_ticks: number;
       quantity_lots: number;

@@ -3,7 +3,7 @@
 // orders go to an empty book there while its resting orders stay on the old one, matched against
 // nothing. So the layout (the hash, the count and the pins) is recorded, and it fences every
 // accept: the submit script queues an order only when the gateway routes by the layout Redis holds
-// (src/queue/lua/submit-order-6.lua), so a gateway left with another SHARDS, or running while the
+// (src/queue/lua/submit-order-7.lua), so a gateway left with another SHARDS, or running while the
 // layout changes, refuses orders (503) instead of splitting a book. PostgreSQL keeps the layout too
 // (table shard_layout): when Redis has none (it came back empty, or the marker of a change whose
 // part died expired), the key is put back from there, by the first gateway that finds it missing

@@ -80,6 +80,9 @@ export function pgGatewayStore(sql: Sql, placement: ShardPlacement): GatewayStor
   return {
     loadUsers: tagged(() => users.loadUsers(sql)),
     createUser: tagged((name: string) => users.createUser(sql, name)),
+    setUserHalt: tagged((userId: string, halted: boolean) =>
+      users.setUserHalt(sql, userId, halted),
+    ),
     listInstruments: tagged(() => instruments.listInstruments(sql)),
     upsertInstrument: tagged(async (row: InstrumentRow): Promise<UpsertResult> => {
       const r = await instruments.upsertInstrument(sql, row);

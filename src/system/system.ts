@@ -8,6 +8,7 @@ import type { Sql } from '../db/client.js';
 import { seedDefaultInstruments } from '../db/instruments.js';
 import { migrate } from '../db/migrate.js';
 import { finishedOrders } from '../db/orders.js';
+import { haltedUserIds } from '../db/users.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { shardAddress } from '../engine-service/address.js';
 import { EngineClient } from '../engine-service/client.js';
@@ -16,6 +17,7 @@ import type { EngineService } from '../engine-service/server.js';
 import { buildGateway, closeGateway } from '../gateway/app.js';
 import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
+import { haltedKey, layoutKey } from '../queue/keys.js';
 import type { ShardPlacement } from '../queue/keys.js';
 import { adoptShardLayout, followShardLayout, recordedShardLayout } from '../queue/shard-layout.js';
 import { BatchWriter } from '../writer/batch-writer.js';
@@ -97,24 +99,28 @@ export async function startSystem(
     // Why the layout could not be put back (PostgreSQL down, or the copies differ): said once
     // per cause, not per refused order.
     let restoreFailure: string | undefined;
+    // The users whose trading is halted go back first: every accept is refused until the layout
+    // is back, so none of theirs is taken meanwhile.
     const restoreLayout = () =>
-      recordedShardLayout(redis, sql, config.redisPrefix).then(
-        (layout) => {
-          restoreFailure = undefined;
-          return layout;
-        },
-        (err: unknown) => {
-          // By code where there is one: a refused connection to several addresses is an
-          // AggregateError with no message.
-          const e = err as { code?: unknown; message?: unknown };
-          const cause = String(e.code ?? e.message ?? err);
-          if (cause !== restoreFailure) {
-            restoreFailure = cause;
-            logger.error({ err }, 'the shard layout could not be put back in Redis');
-          }
-          throw err;
-        },
-      );
+      restoreHalts(redis, sql, config.redisPrefix)
+        .then(() => recordedShardLayout(redis, sql, config.redisPrefix))
+        .then(
+          (layout) => {
+            restoreFailure = undefined;
+            return layout;
+          },
+          (err: unknown) => {
+            // By code where there is one: a refused connection to several addresses is an
+            // AggregateError with no message.
+            const e = err as { code?: unknown; message?: unknown };
+            const cause = String(e.code ?? e.message ?? err);
+            if (cause !== restoreFailure) {
+              restoreFailure = cause;
+              logger.error({ err }, 'the shard layout could not be put back in Redis');
+            }
+            throw err;
+          },
+        );
     const queue = new OrderQueue(redis, {
       prefix: config.redisPrefix,
       shards: config.shards,
@@ -132,6 +138,7 @@ export async function startSystem(
           cancels: r.cancels,
           replaces: r.replaces,
           mass_cancels: r.massCancels,
+          halts: r.halts,
           present: r.present,
           finished: r.finished.length,
           unchecked: r.unchecked,
@@ -151,6 +158,7 @@ export async function startSystem(
           r.cancels.length > 0 ||
           r.replaces.length > 0 ||
           r.massCancels.length > 0 ||
+          r.halts.length > 0 ||
           r.superseded.length > 0
         ) {
           logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');
@@ -161,6 +169,11 @@ export async function startSystem(
     // The gateway refuses a SHARDS (or shard hash) that would move a symbol with resting orders
     // to another engine, and records the layout otherwise; the other parts follow the record.
     if (components.gateway) {
+      // A Redis with no layout is new or came back empty: the halted users go back before the
+      // layout, which lets orders in.
+      if ((await redis.exists(layoutKey(config.redisPrefix))) === 0) {
+        await restoreHalts(redis, sql, config.redisPrefix);
+      }
       await adoptShardLayout(redis, sql, config.redisPrefix, queue.placement, logger);
     } else await followShardLayout(redis, sql, config.redisPrefix, queue.placement);
     // Advice only: a Redis that will not say (CONFIG renamed away) is not refused for it.
@@ -271,4 +284,10 @@ export async function startSystem(
     await stop();
     throw err;
   }
+}
+
+/** Puts back in Redis the users PostgreSQL holds halted (for a Redis that came back empty). */
+async function restoreHalts(redis: Redis, sql: Sql, prefix: string): Promise<void> {
+  const ids = await haltedUserIds(sql);
+  if (ids.length > 0) await redis.sadd(haltedKey(prefix), ...ids);
 }

@@ -257,7 +257,7 @@ function eventColumns(batches: readonly string[]): string[] {
   ];
 }
 
-/** How an order-stream PLACE record begins (src/queue/lua/submit-order-6.lua writes it so). */
+/** How an order-stream PLACE record begins (src/queue/lua/submit-order-7.lua writes it so). */
 export const PLACE_PREFIX = '{"k":"place",';
 
 const COMMAND_KINDS: ReadonlySet<unknown> = new Set<CommandRecord['k']>([

@@ -33,6 +33,7 @@ describe('the gateway’s PostgreSQL store', () => {
     const calls: [string, () => Promise<unknown>][] = [
       ['loadUsers', () => store.loadUsers()],
       ['createUser', () => store.createUser('bob')],
+      ['setUserHalt', () => store.setUserHalt(user.id, true)],
       ['listInstruments', () => store.listInstruments()],
       [
         'upsertInstrument',

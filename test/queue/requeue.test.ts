@@ -14,7 +14,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { finishedOrders } from '../../src/db/orders.js';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
-import { layoutKey, shardLayout } from '../../src/queue/keys.js';
+import { haltedKey, layoutKey, shardLayout } from '../../src/queue/keys.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import type { MassCancel, MassCancelResult, SubmitResult } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
@@ -177,6 +177,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     cancels: [],
     replaces: [],
     massCancels: [],
+    halts: [],
     present: survived.length,
     finished: [],
     unchecked: 0,
@@ -208,6 +209,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     cancels: [],
     replaces: [],
     massCancels: [],
+    halts: [],
     present: 0,
     finished: [],
     unchecked: 0,
@@ -367,6 +369,55 @@ it('after a restart, a mass cancel follows the orders sent again, and an order a
   assert.ok(at(o.id) >= 0 && at(o.id) < at(`cancel_all ${later.id}`), stream.join('\n'));
   assert.ok(at(`cancel_all ${lost.id}`) >= 0, stream.join('\n'));
   assert.ok(stream.lastIndexOf(`cancel_all ${lost.id}`) < at(n.id), stream.join('\n'));
+});
+
+it('refuses a halted user’s new orders and amends, and sets a halt Redis lost again', async () => {
+  const a = order(41);
+  const mine = (x: OrderState): OrderState => ({ ...x, user_id: a.user_id, owner_no: a.owner_no });
+  const [b, c, d] = [order(42), order(43), order(44)].map(mine) as [
+    OrderState,
+    OrderState,
+    OrderState,
+  ];
+  const submit = async (o: OrderState): Promise<string> =>
+    (await queue.submit(o, Date.now() + 750)).kind;
+  assert.equal(await submit(a), 'accepted');
+  await queue.setHalted(a.user_id, true);
+  assert.equal(await submit(b), 'halted');
+  const amend = {
+    orderId: a.id,
+    userId: a.user_id,
+    ownerNo: a.owner_no,
+    symbol: a.symbol,
+    priceTicks: 0,
+    quantityLots: 100,
+    at: new Date(),
+  };
+  assert.equal((await queue.replace(amend, Date.now() + 750)).kind, 'halted');
+  // Another user's order is taken; a cancel of the halted user's too.
+  assert.equal(await submit(order(45)), 'accepted');
+  assert.equal((await queue.cancel(a.id, a.user_id, a.owner_no, new Date())).kind, 'queued');
+  await queue.setHalted(a.user_id, false);
+  assert.equal(await submit(b), 'accepted');
+
+  // Lost: an order, then the halt after it.
+  await aofWritten();
+  const aof = incrementFile();
+  const cut = statSync(aof).size;
+  assert.equal(await submit(c), 'accepted');
+  await queue.setHalted(a.user_id, true);
+  await aofWritten();
+  const seen = reports.length;
+  await crashLosingTail(aof, cut);
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  await queue.requeued();
+  const report = reports[seen] as RequeueReport;
+  assert.deepEqual(report.requeued, [c.id]);
+  // Every halt and resume of the window is set again, in order: the last, the lost halt, holds.
+  assert.ok(report.halts.length > 0 && report.halts.every((u) => u === a.user_id));
+  assert.equal(await direct.sismember(haltedKey('mb'), a.user_id), 1);
+  assert.equal(await submit(d), 'halted');
+  await queue.setHalted(a.user_id, false);
 });
 
 it('sends again only the amends Redis lost, never one that a later amend supersedes', async () => {
@@ -542,6 +593,7 @@ it('after a long outage, does not queue again an order final in PostgreSQL that 
     cancels: [],
     replaces: [],
     massCancels: [],
+    halts: [],
     present: 1,
     finished: [done.id],
     unchecked: 0,
@@ -574,6 +626,7 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
     cancels: [],
     replaces: [],
     massCancels: [],
+    halts: [],
     present: 1,
     finished: [],
     unchecked: 1,

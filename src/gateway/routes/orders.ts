@@ -26,6 +26,7 @@ import {
 const errors = {
   400: { $ref: 'Error#' },
   401: { $ref: 'Error#' },
+  403: { $ref: 'Error#' },
   404: { $ref: 'Error#' },
   409: { $ref: 'Error#' },
   413: { $ref: 'Error#' },
@@ -52,7 +53,7 @@ const orderId = (params: { id: string }): string => params.id.toLowerCase();
  * parser (a 400) or refusing another type (a 415). A cancel that does send a body still has it
  * parsed.
  */
-function withoutBody(req: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+export function withoutBody(req: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   const h = req.headers;
   const empty =
     h['transfer-encoding'] === undefined &&
@@ -130,6 +131,12 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
       undefined,
       5,
     );
+  }
+
+  /** 403 for a new order or amend of a user whose trading is halted, counted. */
+  function halted(): ApiError {
+    ctx.metrics.ordersRefused.inc({ code: 'TRADING_HALTED' });
+    return new ApiError('TRADING_HALTED');
   }
 
   /** 503 for a script Redis ran only past its deadline: nothing was written. */
@@ -248,6 +255,10 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         if (result.kind === 'duplicate') {
           if (sync) await store.deletePendingOrder(order.id);
           return reply.code(200).send(apiOrder(await repeated(result.orderId, order)));
+        }
+        if (result.kind === 'halted') {
+          if (sync) await store.deletePendingOrder(order.id);
+          throw halted();
         }
         ctx.metrics.ordersAccepted.inc({ mode: ctx.config.orderPath });
         if (!sync) return reply.code(201).send(apiOrder(order));
@@ -466,6 +477,8 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
             throw invalid([filledPast(result.order)]);
           case 'overloaded':
             throw overloaded(result.backlog);
+          case 'halted':
+            throw halted();
           case 'expired':
             throw expired();
           case 'unknown':

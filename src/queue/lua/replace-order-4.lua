@@ -5,6 +5,7 @@
 -- KEYS[1] shard sequence counter   ({sN}:seq)
 -- KEYS[2] shard order stream       ({sN}:orders)
 -- KEYS[3] the order's status hash  ({sN}:o:<order id>)
+-- KEYS[4] the users whose trading is halted (<prefix>:halted), outside the slot
 -- ARGV[1] user id of the caller
 -- ARGV[2] the order-stream record, JSON, made by the gateway but for `price_ticks`,
 --         `quantity_lots` and `target_seq`, which are added here (the last from the hash's `q` as
@@ -26,7 +27,8 @@
 -- {5, order JSON}: already final; {6, order JSON}: not a LIMIT GTC order; {7, order JSON}: the
 -- quantity is not above the filled quantity; {8}: sent again, and there; {9}: sent again, and
 -- every field it names superseded by a later amend; {10}: past the deadline; {11, entries}: the
--- stream is at its high-water mark; {1, order JSON, seq, place}: queued. Nothing is written but
+-- stream is at its high-water mark; {12}: the caller's trading is halted (a new amend only: one
+-- sent again was taken before); {1, order JSON, seq, place}: queued. Nothing is written but
 -- with {1}.
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[7]) then
@@ -38,6 +40,9 @@ if not h[1] or not h[4] then
 end
 if h[1] ~= ARGV[1] then
   return {4}
+end
+if ARGV[5] == '' and redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then
+  return {12}
 end
 if h[2] == 'FILLED' or h[2] == 'CANCELED' or h[2] == 'REJECTED' then
   return {5, h[3]}

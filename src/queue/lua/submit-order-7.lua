@@ -1,6 +1,6 @@
--- Accepts one order in one round trip: idempotency check, back-pressure check, sequence, journal
--- append, status cache, the user's recent-orders index. All keys but the idempotency key are in
--- the shard's hash slot.
+-- Accepts one order in one round trip: idempotency check, trading halt check, back-pressure check,
+-- sequence, journal append, status cache, the user's recent-orders index. All keys but the
+-- idempotency key, the layout and the halted users are in the shard's hash slot.
 --
 -- KEYS[1] shard sequence counter               ({sN}:seq)
 -- KEYS[2] shard order stream                   ({sN}:orders)
@@ -10,6 +10,7 @@
 --                                               not touched when there is no client_order_id)
 -- KEYS[5] the user's recent-orders sorted set  ({sN}:recent:<user>)
 -- KEYS[6] the shard layout (<prefix>:shard-layout, queue/shard-layout.ts), outside the slot too
+-- KEYS[7] the users whose trading is halted (<prefix>:halted), outside the slot too
 -- ARGV[1] the order as JSON (its seq is the stream id's, not in the JSON)
 -- ARGV[2] user id
 -- ARGV[3] order id
@@ -22,6 +23,8 @@
 -- ARGV[9] the layout the gateway routes by: an order is queued only on the shard the recorded
 --         layout gives its symbol, so a gateway left with another SHARDS (or one running while the
 --         layout changes) cannot split a symbol's book across two engines
+-- ARGV[10] '1': a new order, refused while its user's trading is halted; '0': one sent again after
+--          a Redis restart, taken before any halt that may come back before it
 --
 -- Returns {1, seq}: accepted; {1, seq, 1}: this very order was accepted before, nothing written
 -- (a client library that re-sends a script whose reply was lost, or the gateway queueing again
@@ -30,7 +33,7 @@
 -- {3, entries}: the stream is at its high-water mark, nothing written; {4, now}: past the
 -- deadline, nothing written; {5, recorded layout}: the gateway routes by another layout, or none
 -- is recorded ('': a Redis that came back empty; the gateway puts it back from PostgreSQL), nothing
--- written.
+-- written; {6}: the user's trading is halted, nothing written.
 local accepted = redis.call('HGET', KEYS[3], 'q')
 if accepted then
   return {1, tonumber(accepted), 1}
@@ -48,6 +51,9 @@ if ARGV[5] ~= '0' then
   if existing then
     return {2, existing}
   end
+end
+if ARGV[10] == '1' and redis.call('SISMEMBER', KEYS[7], ARGV[2]) == 1 then
+  return {6}
 end
 local backlog = redis.call('XLEN', KEYS[2])
 if backlog >= tonumber(ARGV[4]) then
