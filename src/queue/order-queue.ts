@@ -170,6 +170,11 @@ export interface OrderQueueOptions {
    * for that is sent once more after it. Without it such a submit is refused.
    */
   restoreLayout?: () => Promise<unknown>;
+  /**
+   * Puts back the halted users a Redis restart may have lost (queue/shard-layout.ts
+   * restoreHalts), before any new order or amend is taken on the new connection.
+   */
+  restoreHalts?: () => Promise<unknown>;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -191,8 +196,6 @@ export class OrderQueue {
   readonly layout: string;
   private readonly layoutKey: string;
   private readonly haltedKey: string;
-  /** Halts and resumes set here, to tell them apart in the re-queue. */
-  private halts = 0;
   /** The shard layout being put back in Redis, when it is (see `send`). */
   private restoring: Promise<unknown> | undefined;
 
@@ -238,6 +241,7 @@ export class OrderQueue {
             onRequeue,
             options.requeueWindowMs,
             options.finished,
+            options.restoreHalts,
           );
   }
 
@@ -263,11 +267,15 @@ export class OrderQueue {
    * the order may or may not be in the stream: Redis is asked until it can say (see `settle`).
    */
   async submit(order: OrderState, deadlineMs: number): Promise<SubmitResult> {
-    // A mass cancel of the user's accepted here just before Redis restarted may be about to be
-    // sent again: this order, accepted after it, waits for that, so as not to be canceled by it.
     const recent = this.recentAccepts;
-    if (recent?.holdsMassCancelOf(order.user_id) === true) {
-      await this.requeueOver(recent, `a mass cancel before order ${order.id} is`);
+    if (recent !== undefined) {
+      // Just reconnected: the halted users a restart lost are put back first.
+      if (recent.checking) await this.requeueOver(recent, 'the halted users are', recent.checked());
+      // A mass cancel of the user's accepted here just before Redis restarted may be about to be
+      // sent again: this order, accepted after it, waits for that, so as not to be canceled by it.
+      if (recent.holdsMassCancelOf(order.user_id)) {
+        await this.requeueOver(recent, `a mass cancel before order ${order.id} is`);
+      }
     }
     const k = this.shardFor(order.symbol);
     let reply: Reply;
@@ -302,10 +310,6 @@ export class OrderQueue {
       return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
     }
     if (what.kind === 'cancel_all') return this.resendCancelAll(what.mass);
-    if (what.kind === 'halt') {
-      await this.applyHalt(what.userId, what.halted);
-      return 'requeued';
-    }
     if (what.kind === 'replace') {
       const r = await this.replaceOnce(what.amend, Date.now() + REQUEUE_DEADLINE_MS);
       if (r.kind === 'queued') return 'requeued';
@@ -405,6 +409,7 @@ export class OrderQueue {
         deadlineMs,
         this.layout,
         fresh ? '1' : '0',
+        fresh ? '' : new Date().toISOString(),
       ),
     );
   }
@@ -441,10 +446,14 @@ export class OrderQueue {
   }
 
   /** Until the re-queue is over; RequeuePendingError past REQUEUE_WAIT_MS. */
-  private async requeueOver(recent: RecentAccepts, what: string): Promise<void> {
+  private async requeueOver(
+    recent: RecentAccepts,
+    what: string,
+    until: Promise<void> = recent.settled(),
+  ): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const over = await Promise.race([
-      recent.settled().then(() => true),
+      until.then(() => true),
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), REQUEUE_WAIT_MS))),
     ]);
     clearTimeout(timer);
@@ -582,6 +591,9 @@ export class OrderQueue {
     // again: this one waits for it, so as to be queued after it (a re-sent amend is queued only
     // with the fields no amend queued since has set).
     const recent = this.recentAccepts;
+    if (recent?.checking === true) {
+      await this.requeueOver(recent, 'the halted users are', recent.checked());
+    }
     if (recent?.holdsAmendOf(amend.orderId) === true)
       await this.requeueOver(recent, `order ${amend.orderId} is`);
     let result: AmendResult;
@@ -651,11 +663,6 @@ export class OrderQueue {
    * refused, or taken again. The caller has recorded it in PostgreSQL first.
    */
   async setHalted(userId: string, halted: boolean): Promise<void> {
-    await this.applyHalt(userId, halted);
-    this.recentAccepts?.add({ kind: 'halt', userId, halted, n: ++this.halts });
-  }
-
-  private async applyHalt(userId: string, halted: boolean): Promise<void> {
     if (halted) await this.redis.sadd(this.haltedKey, userId);
     else await this.redis.srem(this.haltedKey, userId);
   }

@@ -21,9 +21,7 @@ export type Accepted =
   | { kind: 'order'; order: OrderState }
   | { kind: 'cancel'; orderId: string; userId: string; ownerNo: number; at: Date }
   | { kind: 'replace'; amend: Amend }
-  | { kind: 'cancel_all'; mass: MassCancel }
-  /** A user's trading halted or resumed (the admin's kill switch); `n` numbers them here. */
-  | { kind: 'halt'; userId: string; halted: boolean; n: number };
+  | { kind: 'cancel_all'; mass: MassCancel };
 
 function keyOf(a: Accepted): string {
   switch (a.kind) {
@@ -35,9 +33,6 @@ function keyOf(a: Accepted): string {
       return `replace:${a.amend.orderId}:${a.amend.place}`;
     case 'cancel_all':
       return `cancel_all:${a.mass.id}`;
-    case 'halt':
-      // Each one: a halt, a resume and a halt again are sent again all three, in order.
-      return `halt:${a.userId}:${a.n}`;
   }
 }
 
@@ -52,8 +47,6 @@ function idOf(a: Accepted): string {
       return a.amend.orderId;
     case 'cancel_all':
       return a.mass.id;
-    case 'halt':
-      return a.userId;
   }
 }
 
@@ -104,8 +97,6 @@ export interface RequeueReport {
   replaces: string[];
   /** Mass cancels (by their request's id) queued again on a shard that had lost them. */
   massCancels: string[];
-  /** Users whose halt or resume of trading was set again (Redis may have lost it). */
-  halts: string[];
   present: number;
   /** Orders not in Redis but final in PostgreSQL (expired during the outage): not sent again. */
   finished: string[];
@@ -140,6 +131,12 @@ export class RecentAccepts {
   private ended = false;
   /** The checks and replays after each reconnect, one after another. */
   private work: Promise<void> = Promise.resolve();
+  /**
+   * True from a reconnect until it is known whether Redis restarted and, if it did, `afterRestart`
+   * is over: no new order may be taken meanwhile (see `checked`).
+   */
+  checking = false;
+  private check: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly redis: Redis,
@@ -147,14 +144,35 @@ export class RecentAccepts {
     private readonly onReport: (report: RequeueReport) => void,
     private readonly windowMs = REQUEUE_WINDOW_MS,
     private readonly finished?: FinishedOrders,
+    /**
+     * Run when Redis restarted, before anything is sent again and before a new order is taken:
+     * what must be put back first (the halted users). Given ASK_PG_FOR_MS.
+     */
+    private readonly afterRestart?: () => Promise<unknown>,
   ) {
-    redis.on('ready', () => this.queue(() => this.connected()));
+    redis.on('ready', () => this.reconnected());
     redis.on('close', () => {
       if (this.closedAt === 0) this.closedAt = clock();
     });
     // disconnect(): no reconnect will come; a replay in progress stops.
     redis.on('end', () => (this.ended = true));
-    if (redis.status === 'ready') this.queue(() => this.connected());
+    if (redis.status === 'ready') this.reconnected();
+  }
+
+  /** Resolves once the check after the last reconnect lets new orders in. */
+  checked(): Promise<void> {
+    return this.check;
+  }
+
+  private reconnected(): void {
+    let done!: () => void;
+    const check = new Promise<void>((resolve) => (done = resolve));
+    this.check = check;
+    this.checking = true;
+    void check.then(() => {
+      if (this.check === check) this.checking = false;
+    });
+    this.queue(() => this.connected(done).finally(done));
   }
 
   /** Records an order (201), a cancel or an amend (202) just accepted, or just queued again. */
@@ -214,7 +232,8 @@ export class RecentAccepts {
     this.work = this.work.then(task).catch(() => undefined); // task() reports its own failures
   }
 
-  private async connected(): Promise<void> {
+  /** `checked`: called once new orders may be taken. */
+  private async connected(checked: () => void): Promise<void> {
     let runId: string;
     try {
       runId = await runIdOf(this.redis);
@@ -227,6 +246,9 @@ export class RecentAccepts {
     const downMs = this.closedAt === 0 ? 0 : clock() - this.closedAt;
     this.closedAt = 0;
     if (!restarted) return;
+    const put = this.afterRestart;
+    if (put !== undefined) await probeValue(put, ASK_PG_FOR_MS);
+    checked();
     // Once each (an order re-sent by its client, or re-queued before, is in the list twice).
     const due = new Map<string, Accepted>();
     for (const e of this.orders) {
@@ -299,7 +321,6 @@ export class RecentAccepts {
           cancel: report.cancels,
           replace: report.replaces,
           cancel_all: report.massCancels,
-          halt: report.halts,
         };
         list[what.kind].push(idOf(what));
         // Its new writes wait on the same fsync as any other: a second restart soon after must
@@ -350,7 +371,6 @@ function emptyReport(): RequeueReport {
     cancels: [],
     replaces: [],
     massCancels: [],
-    halts: [],
     present: 0,
     finished: [],
     unchecked: 0,

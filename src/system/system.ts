@@ -8,7 +8,6 @@ import type { Sql } from '../db/client.js';
 import { seedDefaultInstruments } from '../db/instruments.js';
 import { migrate } from '../db/migrate.js';
 import { finishedOrders } from '../db/orders.js';
-import { haltedUserIds } from '../db/users.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { shardAddress } from '../engine-service/address.js';
 import { EngineClient } from '../engine-service/client.js';
@@ -17,9 +16,13 @@ import type { EngineService } from '../engine-service/server.js';
 import { buildGateway, closeGateway } from '../gateway/app.js';
 import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
-import { haltedKey, layoutKey } from '../queue/keys.js';
 import type { ShardPlacement } from '../queue/keys.js';
-import { adoptShardLayout, followShardLayout, recordedShardLayout } from '../queue/shard-layout.js';
+import {
+  adoptShardLayout,
+  followShardLayout,
+  recordedShardLayout,
+  restoreHalts,
+} from '../queue/shard-layout.js';
 import { BatchWriter } from '../writer/batch-writer.js';
 import { untilReachable } from '../db/pg-errors.js';
 import { pgGatewayStore } from './pg-gateway-store.js';
@@ -43,6 +46,9 @@ export interface RunningSystem {
   writer: BatchWriter | undefined;
   stop(): Promise<void>;
 }
+
+/** How often a gateway puts back the halted users PostgreSQL holds and Redis lacks. */
+const HALTS_EVERY_MS = 5_000;
 
 /** One engine client per shard, seen by the gateway as a single view routed by symbol. */
 function engineView(clients: EngineClient[], placement: ShardPlacement): EngineView {
@@ -99,28 +105,24 @@ export async function startSystem(
     // Why the layout could not be put back (PostgreSQL down, or the copies differ): said once
     // per cause, not per refused order.
     let restoreFailure: string | undefined;
-    // The users whose trading is halted go back first: every accept is refused until the layout
-    // is back, so none of theirs is taken meanwhile.
     const restoreLayout = () =>
-      restoreHalts(redis, sql, config.redisPrefix)
-        .then(() => recordedShardLayout(redis, sql, config.redisPrefix))
-        .then(
-          (layout) => {
-            restoreFailure = undefined;
-            return layout;
-          },
-          (err: unknown) => {
-            // By code where there is one: a refused connection to several addresses is an
-            // AggregateError with no message.
-            const e = err as { code?: unknown; message?: unknown };
-            const cause = String(e.code ?? e.message ?? err);
-            if (cause !== restoreFailure) {
-              restoreFailure = cause;
-              logger.error({ err }, 'the shard layout could not be put back in Redis');
-            }
-            throw err;
-          },
-        );
+      recordedShardLayout(redis, sql, config.redisPrefix).then(
+        (layout) => {
+          restoreFailure = undefined;
+          return layout;
+        },
+        (err: unknown) => {
+          // By code where there is one: a refused connection to several addresses is an
+          // AggregateError with no message.
+          const e = err as { code?: unknown; message?: unknown };
+          const cause = String(e.code ?? e.message ?? err);
+          if (cause !== restoreFailure) {
+            restoreFailure = cause;
+            logger.error({ err }, 'the shard layout could not be put back in Redis');
+          }
+          throw err;
+        },
+      );
     const queue = new OrderQueue(redis, {
       prefix: config.redisPrefix,
       shards: config.shards,
@@ -128,6 +130,7 @@ export async function startSystem(
       highWater: config.highWater,
       idempotencyTtlS: config.idempotencyTtlS,
       restoreLayout,
+      restoreHalts: () => restoreHalts(redis, sql, config.redisPrefix),
       finished: {
         orders: (ids) => finishedOrders(sql, ids),
         expireAfterMs: config.statusTtlS * 1000,
@@ -138,7 +141,6 @@ export async function startSystem(
           cancels: r.cancels,
           replaces: r.replaces,
           mass_cancels: r.massCancels,
-          halts: r.halts,
           present: r.present,
           finished: r.finished.length,
           unchecked: r.unchecked,
@@ -158,7 +160,6 @@ export async function startSystem(
           r.cancels.length > 0 ||
           r.replaces.length > 0 ||
           r.massCancels.length > 0 ||
-          r.halts.length > 0 ||
           r.superseded.length > 0
         ) {
           logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');
@@ -169,11 +170,6 @@ export async function startSystem(
     // The gateway refuses a SHARDS (or shard hash) that would move a symbol with resting orders
     // to another engine, and records the layout otherwise; the other parts follow the record.
     if (components.gateway) {
-      // A Redis with no layout is new or came back empty: the halted users go back before the
-      // layout, which lets orders in.
-      if ((await redis.exists(layoutKey(config.redisPrefix))) === 0) {
-        await restoreHalts(redis, sql, config.redisPrefix);
-      }
       await adoptShardLayout(redis, sql, config.redisPrefix, queue.placement, logger);
     } else await followShardLayout(redis, sql, config.redisPrefix, queue.placement);
     // Advice only: a Redis that will not say (CONFIG renamed away) is not refused for it.
@@ -278,16 +274,27 @@ export async function startSystem(
       const port = typeof address === 'object' && address !== null ? address.port : config.port;
       url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
       stops.push(() => closeGateway(app));
+      // Halted users PostgreSQL holds and Redis lacks (its write failed after PostgreSQL's, or a
+      // restart lost it) are put back within HALTS_EVERY_MS; none is ever taken out here.
+      let haltsFailure = false;
+      const halts = setInterval(() => {
+        restoreHalts(redis, sql, config.redisPrefix).then(
+          () => (haltsFailure = false),
+          (err: unknown) => {
+            if (!haltsFailure) logger.warn({ err }, 'could not put back the halted users');
+            haltsFailure = true;
+          },
+        );
+      }, HALTS_EVERY_MS);
+      halts.unref();
+      stops.push(() => {
+        clearInterval(halts);
+        return Promise.resolve();
+      });
     }
     return { url, sql, redis, queue, engines, dispatchers, writer, stop };
   } catch (err) {
     await stop();
     throw err;
   }
-}
-
-/** Puts back in Redis the users PostgreSQL holds halted (for a Redis that came back empty). */
-async function restoreHalts(redis: Redis, sql: Sql, prefix: string): Promise<void> {
-  const ids = await haltedUserIds(sql);
-  if (ids.length > 0) await redis.sadd(haltedKey(prefix), ...ids);
 }

@@ -12,9 +12,11 @@ import { after, before, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { v7 as uuidv7 } from 'uuid';
 import { finishedOrders } from '../../src/db/orders.js';
+import { createUser, setUserHalt } from '../../src/db/users.js';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
-import { haltedKey, layoutKey, shardLayout } from '../../src/queue/keys.js';
+import { layoutKey, shardLayout } from '../../src/queue/keys.js';
+import { restoreHalts } from '../../src/queue/shard-layout.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import type { MassCancel, MassCancelResult, SubmitResult } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
@@ -69,6 +71,7 @@ before(async () => {
     requeueWindowMs: WINDOW_MS,
     // The shard layout, put back as a gateway with one shard would find it.
     restoreLayout: () => redis.set(layoutKey('mb'), shardLayout(1)),
+    restoreHalts: () => restoreHalts(redis, db.sql, 'mb'),
     // So short that every restart here counts as a long outage: PostgreSQL is always asked.
     finished: {
       orders: (ids) =>
@@ -177,7 +180,6 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     cancels: [],
     replaces: [],
     massCancels: [],
-    halts: [],
     present: survived.length,
     finished: [],
     unchecked: 0,
@@ -209,7 +211,6 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     cancels: [],
     replaces: [],
     massCancels: [],
-    halts: [],
     present: 0,
     finished: [],
     unchecked: 0,
@@ -371,23 +372,28 @@ it('after a restart, a mass cancel follows the orders sent again, and an order a
   assert.ok(stream.lastIndexOf(`cancel_all ${lost.id}`) < at(n.id), stream.join('\n'));
 });
 
-it('refuses a halted user’s new orders and amends, and sets a halt Redis lost again', async () => {
-  const a = order(41);
-  const mine = (x: OrderState): OrderState => ({ ...x, user_id: a.user_id, owner_no: a.owner_no });
-  const [b, c, d] = [order(42), order(43), order(44)].map(mine) as [
+it('refuses a halted user’s new orders and amends; after a restart puts a lost halt back first, and cancels an order taken before it', async () => {
+  const u = await createUser(db.sql, 'halted');
+  const mine = (x: OrderState): OrderState => ({ ...x, user_id: u.id, owner_no: u.no });
+  const [a, b, c, d] = [order(41), order(42), order(43), order(44)].map(mine) as [
+    OrderState,
     OrderState,
     OrderState,
     OrderState,
   ];
   const submit = async (o: OrderState): Promise<string> =>
     (await queue.submit(o, Date.now() + 750)).kind;
+  const halt = async (halted: boolean): Promise<void> => {
+    await setUserHalt(db.sql, u.id, halted);
+    await queue.setHalted(u.id, halted);
+  };
   assert.equal(await submit(a), 'accepted');
-  await queue.setHalted(a.user_id, true);
+  await halt(true);
   assert.equal(await submit(b), 'halted');
   const amend = {
     orderId: a.id,
-    userId: a.user_id,
-    ownerNo: a.owner_no,
+    userId: u.id,
+    ownerNo: u.no,
     symbol: a.symbol,
     priceTicks: 0,
     quantityLots: 100,
@@ -396,8 +402,8 @@ it('refuses a halted user’s new orders and amends, and sets a halt Redis lost 
   assert.equal((await queue.replace(amend, Date.now() + 750)).kind, 'halted');
   // Another user's order is taken; a cancel of the halted user's too.
   assert.equal(await submit(order(45)), 'accepted');
-  assert.equal((await queue.cancel(a.id, a.user_id, a.owner_no, new Date())).kind, 'queued');
-  await queue.setHalted(a.user_id, false);
+  assert.equal((await queue.cancel(a.id, u.id, u.no, new Date())).kind, 'queued');
+  await halt(false);
   assert.equal(await submit(b), 'accepted');
 
   // Lost: an order, then the halt after it.
@@ -405,19 +411,27 @@ it('refuses a halted user’s new orders and amends, and sets a halt Redis lost 
   const aof = incrementFile();
   const cut = statSync(aof).size;
   assert.equal(await submit(c), 'accepted');
-  await queue.setHalted(a.user_id, true);
+  await halt(true);
   await aofWritten();
   const seen = reports.length;
+  // The first order on the new connection waits for the halts to be put back from PostgreSQL.
+  const racing = new Promise<SubmitResult>((resolve) => {
+    redis.once('ready', () => resolve(queue.submit(d, Date.now() + 2_000)));
+  });
   await crashLosingTail(aof, cut);
+  assert.equal((await racing).kind, 'halted');
   await waitFor('the re-queue report', () => reports.length > seen, 15_000);
   await queue.requeued();
-  const report = reports[seen] as RequeueReport;
-  assert.deepEqual(report.requeued, [c.id]);
-  // Every halt and resume of the window is set again, in order: the last, the lost halt, holds.
-  assert.ok(report.halts.length > 0 && report.halts.every((u) => u === a.user_id));
-  assert.equal(await direct.sismember(haltedKey('mb'), a.user_id), 1);
-  assert.equal(await submit(d), 'halted');
-  await queue.setHalted(a.user_id, false);
+  assert.deepEqual((reports[seen] as RequeueReport).requeued, [c.id]);
+  // c, accepted before the halt, is queued again, and canceled right behind it.
+  const entries = await direct.xrange(queue.shards[0]?.orders as string, '-', '+');
+  const kinds = entries.map(([, f]) => {
+    const x = JSON.parse(f[1] as string) as { k: string; order?: OrderState; order_id?: string };
+    return `${x.k} ${x.order?.id ?? x.order_id}`;
+  });
+  const at = kinds.indexOf(`place ${c.id}`);
+  assert.ok(at >= 0 && kinds[at + 1] === `cancel ${c.id}`, kinds.slice(at).join('\n'));
+  await halt(false);
 });
 
 it('sends again only the amends Redis lost, never one that a later amend supersedes', async () => {
@@ -593,7 +607,6 @@ it('after a long outage, does not queue again an order final in PostgreSQL that 
     cancels: [],
     replaces: [],
     massCancels: [],
-    halts: [],
     present: 1,
     finished: [done.id],
     unchecked: 0,
@@ -626,7 +639,6 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
     cancels: [],
     replaces: [],
     massCancels: [],
-    halts: [],
     present: 1,
     finished: [],
     unchecked: 1,

@@ -24,7 +24,10 @@
 --         layout gives its symbol, so a gateway left with another SHARDS (or one running while the
 --         layout changes) cannot split a symbol's book across two engines
 -- ARGV[10] '1': a new order, refused while its user's trading is halted; '0': one sent again after
---          a Redis restart, taken before any halt that may come back before it
+--          a Redis restart, taken before any halt (it was accepted before): queued, and if its user
+--          is halted now, a cancel of it right behind it (the halt's mass cancel, sent again by
+--          another gateway, may be ahead of it now)
+-- ARGV[11] with '0': the time, ISO 8601, of that cancel; '' with '1'
 --
 -- Returns {1, seq}: accepted; {1, seq, 1}: this very order was accepted before, nothing written
 -- (a client library that re-sends a script whose reply was lost, or the gateway queueing again
@@ -67,4 +70,17 @@ if ARGV[5] ~= '0' then
 end
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3])
 redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[7]) + 1))
+if ARGV[10] == '0' and redis.call('SISMEMBER', KEYS[7], ARGV[2]) == 1 then
+  local order = cjson.decode(ARGV[1])
+  local cancel = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[2], '0-' .. cancel, 'c', cjson.encode({
+    k = 'cancel',
+    order_id = ARGV[3],
+    user_id = ARGV[2],
+    owner_no = order.owner_no,
+    symbol = order.symbol,
+    target_seq = seq,
+    requested_at = ARGV[11],
+  }))
+end
 return {1, seq}
