@@ -12,6 +12,11 @@ export class BookSide {
   readonly levels: PriceLevel[] = [];
   private readonly byPrice = new Map<number, PriceLevel>();
   private readonly spareLevels: PriceLevel[] = [];
+  /**
+   * Each owner's resting orders on this side, as a list through the orders (newest first): a mass
+   * cancel finds them without walking the book.
+   */
+  private readonly owners = new Map<number, Order>();
 
   /** `isBid`: higher prices are better; otherwise lower prices are. */
   constructor(readonly isBid: boolean) {}
@@ -37,6 +42,11 @@ export class BookSide {
     if (level === undefined) level = this.openLevel(order.price);
     else if (level.total > Number.MAX_SAFE_INTEGER - order.leaves) return false;
     level.append(order);
+    const first = this.owners.get(order.owner);
+    order.ownerPrev = null;
+    order.ownerNext = first ?? null;
+    if (first !== undefined) first.ownerPrev = order;
+    this.owners.set(order.owner, order);
     return true;
   }
 
@@ -45,6 +55,18 @@ export class BookSide {
     const level = order.level as PriceLevel;
     level.unlink(order);
     if (level.count === 0) this.closeLevel(level);
+    const { ownerPrev, ownerNext } = order;
+    if (ownerNext !== null) ownerNext.ownerPrev = ownerPrev;
+    if (ownerPrev !== null) ownerPrev.ownerNext = ownerNext;
+    else if (ownerNext !== null) this.owners.set(order.owner, ownerNext);
+    else this.owners.delete(order.owner);
+    order.ownerPrev = null;
+    order.ownerNext = null;
+  }
+
+  /** Appends the resting orders of `owner` on this side to `out`, in no particular order. */
+  ownedBy(owner: number, out: Order[]): void {
+    for (let o = this.owners.get(owner) ?? null; o !== null; o = o.ownerNext) out.push(o);
   }
 
   /** The best `n` levels, best first. */

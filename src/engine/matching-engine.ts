@@ -13,6 +13,13 @@ import type { Command, Depth, OrderView } from './types.js';
 const { BUY } = Side;
 const { ACCEPTED, REJECTED, TRADE, CANCELED, REPLACED, TRIGGERED } = EventKind;
 
+/** Best (highest) bid first, then time priority, then id. */
+const bidsFirst = (a: Order, b: Order): number =>
+  b.price - a.price || a.priority - b.priority || a.id - b.id;
+/** Best (lowest) ask first, then time priority, then id. */
+const asksFirst = (a: Order, b: Order): number =>
+  a.price - b.price || a.priority - b.priority || a.id - b.id;
+
 function isCount(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 1;
 }
@@ -260,21 +267,18 @@ export class MatchingEngine {
     const one = cmd.symbol === '' ? undefined : this.books.get(cmd.symbol);
     if (cmd.symbol !== '' && one === undefined) return;
     for (const book of one === undefined ? this.books.values() : [one]) {
-      // Best level first. Only the level being walked can empty and leave the array, so the
-      // indexes below it hold.
-      const levels = book.own(cmd.side).levels;
-      for (let i = levels.length - 1; i >= 0; i--) {
-        let o = (levels[i] as PriceLevel).head;
-        while (o !== null) {
-          const next = o.next;
-          if (o.owner === cmd.ownerId) {
-            this.unrest(book, o);
-            this.index.delete(o.id);
-            this.finish(o, Reason.CANCELED_BY_OWNER);
-          }
-          o = next;
-        }
+      // The owner's resting orders from its own list (not a walk of the book), in the order the
+      // rules give: best price first, then time priority, then id.
+      const side = book.own(cmd.side);
+      const mine = this.triggered; // scratch: empty between commands
+      side.ownedBy(cmd.ownerId, mine);
+      if (mine.length > 1) mine.sort(side.isBid ? bidsFirst : asksFirst);
+      for (const o of mine) {
+        this.unrest(book, o);
+        this.index.delete(o.id);
+        this.finish(o, Reason.CANCELED_BY_OWNER);
       }
+      mine.length = 0;
       const stops = cmd.side === Side.BUY ? book.stops.buys : book.stops.sells;
       const canceled = this.triggered; // scratch: empty between commands
       let kept = 0;

@@ -29,6 +29,9 @@ export class Order {
   /** Sequence of the command that put the order where it is in its queue. */
   priority = 0;
   waiting = false;
+  /** The owner's other resting orders on the same side of the same book (BookSide.ownedBy). */
+  ownerPrev: Order | null = null;
+  ownerNext: Order | null = null;
 
   /** A copy of the order's state for queries. */
   view(): OrderView {
@@ -68,6 +71,8 @@ export class OrderPool {
     order.level = null;
     order.prev = null;
     order.next = null;
+    order.ownerPrev = null;
+    order.ownerNext = null;
     order.waiting = false;
     this.free.push(order);
   }

@@ -110,6 +110,9 @@ export const layoutKey = (prefix: string): string => `${prefix}:shard-layout`;
  */
 export const haltedKey = (prefix: string): string => `${prefix}:halted`;
 
+/** When each user's trading was last resumed (src/queue/halts.ts). */
+export const resumedKey = (prefix: string): string => `${prefix}:resumed`;
+
 /** What the layout key holds while a change is under way: this, then the new layout. */
 export const LAYOUT_CHANGING = 'changing:';
 

@@ -1,6 +1,7 @@
 // The gateway's side of the Redis queue: accept, cancel and amend each in one round trip (a Lua
 // script per operation), and read the status cache. It knows keys and records, nothing of HTTP.
 import type { Redis } from 'ioredis';
+import { setHalt } from './halts.js';
 import { haltedKey, layoutKey, ShardPlacement, shardKeys, STATUS_HASH_MAX_VALUE } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { RecentAccepts } from './recent-accepts.js';
@@ -171,7 +172,7 @@ export interface OrderQueueOptions {
    */
   restoreLayout?: () => Promise<unknown>;
   /**
-   * Puts back the halted users a Redis restart may have lost (queue/shard-layout.ts
+   * Puts back the halted users a Redis restart may have lost (src/queue/halts.ts
    * restoreHalts), before any new order or amend is taken on the new connection.
    */
   restoreHalts?: () => Promise<unknown>;
@@ -663,8 +664,7 @@ export class OrderQueue {
    * refused, or taken again. The caller has recorded it in PostgreSQL first.
    */
   async setHalted(userId: string, halted: boolean): Promise<void> {
-    if (halted) await this.redis.sadd(this.haltedKey, userId);
-    else await this.redis.srem(this.haltedKey, userId);
+    await setHalt(this.redis, this.options.prefix, userId, halted);
   }
 
   /** The order as the status cache holds it, from whichever shard has it. */

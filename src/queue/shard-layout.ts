@@ -35,19 +35,12 @@ import type { Logger } from 'pino';
 import { MAX_SHARDS } from '../config/config.js';
 import type { Sql } from '../db/client.js';
 import { OPEN_STATUSES } from '../db/orders.js';
-import { haltedUserIds } from '../db/users.js';
 import { seqOf } from '../writer/stream-ids.js';
-import {
-  haltedKey,
-  LAYOUT_CHANGING,
-  layoutKey,
-  ShardPlacement,
-  shardKeys,
-  WRITER_GROUP,
-} from './keys.js';
+import { LAYOUT_CHANGING, layoutKey, ShardPlacement, shardKeys, WRITER_GROUP } from './keys.js';
 import type { ShardKeys } from './keys.js';
 import type { CommandRecord } from './records.js';
 import { aofWritten, runIdOf } from './aof.js';
+import { restoreHalts } from './halts.js';
 import { keyCount, lua } from './lua-scripts.js';
 import { dispatchedThrough, writerBacklog, writerGroup } from './stream-info.js';
 
@@ -452,17 +445,6 @@ export async function recordedShardLayout(
   await restoreHalts(redis, sql, prefix);
   await cas(redis, key, '', stored);
   return (await redis.get(key)) ?? undefined;
-}
-
-/**
- * Adds to Redis's set of halted users those PostgreSQL holds halted (`users.halted_at`): all of
- * them for a Redis that came back empty, and any a restart lost. It never removes one: a resume a
- * restart lost leaves the user halted until resumed again (fail closed), and a halt taken between
- * the read and the write cannot be undone by it.
- */
-export async function restoreHalts(redis: Redis, sql: Sql, prefix: string): Promise<void> {
-  const ids = await haltedUserIds(sql);
-  if (ids.length > 0) await redis.sadd(haltedKey(prefix), ...ids);
 }
 
 /**

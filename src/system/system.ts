@@ -17,12 +17,8 @@ import { buildGateway, closeGateway } from '../gateway/app.js';
 import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
 import type { ShardPlacement } from '../queue/keys.js';
-import {
-  adoptShardLayout,
-  followShardLayout,
-  recordedShardLayout,
-  restoreHalts,
-} from '../queue/shard-layout.js';
+import { adoptShardLayout, followShardLayout, recordedShardLayout } from '../queue/shard-layout.js';
+import { restoreHalts } from '../queue/halts.js';
 import { BatchWriter } from '../writer/batch-writer.js';
 import { untilReachable } from '../db/pg-errors.js';
 import { pgGatewayStore } from './pg-gateway-store.js';

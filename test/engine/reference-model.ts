@@ -241,15 +241,20 @@ export class ReferenceEngine {
 
   /**
    * CANCEL_ALL: the owner's live orders on the side, on the command's symbol ('' for all, in
-   * listing order): resting ones best price first (ties by arrival), then waiting stops in the
-   * order they would trigger.
+   * listing order): resting ones best price first, then by time priority (the sequence that gave
+   * each its place), then by id; then waiting stops in the order they would trigger.
    */
   private cancelAll(run: Run): void {
     const { ownerId, side, symbol } = run.cmd;
     for (const book of this.books.filter((b) => symbol === '' || b.symbol === symbol)) {
-      const resting = (side === Side.BUY ? book.bids : book.asks).filter(
-        (o) => o.ownerId === ownerId,
-      );
+      const resting = (side === Side.BUY ? book.bids : book.asks)
+        .filter((o) => o.ownerId === ownerId)
+        .sort(
+          (a, b) =>
+            (side === Side.BUY ? b.price - a.price : a.price - b.price) ||
+            a.priority - b.priority ||
+            a.orderId - b.orderId,
+        );
       const stops = book.stops
         .filter((s) => s.side === side && s.ownerId === ownerId)
         .sort((a, b) =>

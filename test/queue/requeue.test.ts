@@ -16,7 +16,7 @@ import { createUser, setUserHalt } from '../../src/db/users.js';
 import { startLocalRedis } from '../../src/infra/local-redis.js';
 import type { LocalRedis } from '../../src/infra/local-redis.js';
 import { layoutKey, shardLayout } from '../../src/queue/keys.js';
-import { restoreHalts } from '../../src/queue/shard-layout.js';
+import { restoreHalts } from '../../src/queue/halts.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import type { MassCancel, MassCancelResult, SubmitResult } from '../../src/queue/order-queue.js';
 import type { RequeueReport } from '../../src/queue/recent-accepts.js';
