@@ -10,6 +10,8 @@ import { keyCount, lua } from './lua-scripts.js';
 
 const RESUME = 'resume-user-2.lua';
 const RESTORE = 'restore-halts-2.lua';
+const RESUME_LUA = lua(RESUME);
+const RESTORE_LUA = lua(RESTORE);
 
 /** Halts (`halted`) or resumes a user's trading in Redis; PostgreSQL has it already. */
 export async function setHalt(
@@ -19,11 +21,13 @@ export async function setHalt(
   halted: boolean,
 ): Promise<void> {
   if (halted) {
-    await redis.sadd(haltedKey(prefix), userId);
+    // A halt forgets the last resume: a restore that read PostgreSQL after this halt must put it
+    // back even if Redis's clock has gone back past that resume (a failover, a clock step).
+    await redis.multi().sadd(haltedKey(prefix), userId).hdel(resumedKey(prefix), userId).exec();
     return;
   }
   await redis.eval(
-    lua(RESUME),
+    RESUME_LUA,
     keyCount(RESUME) as number,
     haltedKey(prefix),
     resumedKey(prefix),
@@ -36,10 +40,11 @@ export async function setHalt(
  * came back empty, and any a restart lost or whose write failed. A user resumed after PostgreSQL
  * was read is not added back.
  */
-export async function restoreHalts(redis: Redis, sql: Sql, prefix: string): Promise<void> {
+export async function restoreHalts(redis: Redis, sql: Sql, prefix: string): Promise<true> {
   const [seconds, micros] = await redis.time();
   const readFrom = Number(seconds) * 1_000_000 + Number(micros);
   await putBackHalts(redis, prefix, readFrom, await haltedUserIds(sql));
+  return true;
 }
 
 /**
@@ -54,7 +59,7 @@ export async function putBackHalts(
 ): Promise<void> {
   if (ids.length === 0) return;
   await redis.eval(
-    lua(RESTORE),
+    RESTORE_LUA,
     keyCount(RESTORE) as number,
     haltedKey(prefix),
     resumedKey(prefix),

@@ -270,8 +270,10 @@ export class OrderQueue {
   async submit(order: OrderState, deadlineMs: number): Promise<SubmitResult> {
     const recent = this.recentAccepts;
     if (recent !== undefined) {
-      // Just reconnected: the halted users a restart lost are put back first.
-      if (recent.checking) await this.requeueOver(recent, 'the halted users are', recent.checked());
+      // Just reconnected: the halted users a restart lost are put back first. (Not connected: the
+      // command fails at once, as it would have.)
+      if (recent.checking && this.redis.status === 'ready')
+        await this.requeueOver(recent, 'the halted users are', recent.checked());
       // A mass cancel of the user's accepted here just before Redis restarted may be about to be
       // sent again: this order, accepted after it, waits for that, so as not to be canceled by it.
       if (recent.holdsMassCancelOf(order.user_id)) {
@@ -592,7 +594,7 @@ export class OrderQueue {
     // again: this one waits for it, so as to be queued after it (a re-sent amend is queued only
     // with the fields no amend queued since has set).
     const recent = this.recentAccepts;
-    if (recent?.checking === true) {
+    if (recent?.checking === true && this.redis.status === 'ready') {
       await this.requeueOver(recent, 'the halted users are', recent.checked());
     }
     if (recent?.holdsAmendOf(amend.orderId) === true)

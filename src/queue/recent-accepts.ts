@@ -137,6 +137,7 @@ export class RecentAccepts {
    */
   checking = false;
   private check: Promise<void> = Promise.resolve();
+  private endCheck: (() => void) | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -146,13 +147,17 @@ export class RecentAccepts {
     private readonly finished?: FinishedOrders,
     /**
      * Run when Redis restarted, before anything is sent again and before a new order is taken:
-     * what must be put back first (the halted users). Given ASK_PG_FOR_MS.
+     * what must be put back first (the halted users). Given ASK_PG_FOR_MS; resolves to anything
+     * but undefined once done. Past that time orders are let in all the same.
      */
     private readonly afterRestart?: () => Promise<unknown>,
   ) {
     redis.on('ready', () => this.reconnected());
     redis.on('close', () => {
       if (this.closedAt === 0) this.closedAt = clock();
+      // From the break on, a new order waits for the check of the next connection (a command
+      // sent the moment the client has reconnected, before 'ready' reaches this, must too).
+      this.beginCheck();
     });
     // disconnect(): no reconnect will come; a replay in progress stops.
     redis.on('end', () => (this.ended = true));
@@ -165,14 +170,26 @@ export class RecentAccepts {
   }
 
   private reconnected(): void {
-    let done!: () => void;
-    const check = new Promise<void>((resolve) => (done = resolve));
-    this.check = check;
-    this.checking = true;
-    void check.then(() => {
-      if (this.check === check) this.checking = false;
-    });
+    const done = this.beginCheck();
     this.queue(() => this.connected(done).finally(done));
+  }
+
+  /** The check under way, or a new one: its end, which lets new orders in. */
+  private beginCheck(): () => void {
+    if (this.endCheck === undefined) {
+      let resolve!: () => void;
+      this.check = new Promise<void>((r) => (resolve = r));
+      this.checking = true;
+      this.endCheck = () => {
+        this.checking = false;
+        this.endCheck = undefined;
+        resolve();
+      };
+    }
+    const end = this.endCheck;
+    return () => {
+      if (this.endCheck === end) end();
+    };
   }
 
   /** Records an order (201), a cancel or an amend (202) just accepted, or just queued again. */
@@ -241,13 +258,19 @@ export class RecentAccepts {
       return; // the connection broke again: the next 'ready' asks again
     }
     const restarted = this.runId !== undefined && runId !== this.runId;
-    this.runId = runId;
     const since = this.closedAt - this.windowMs;
     const downMs = this.closedAt === 0 ? 0 : clock() - this.closedAt;
     this.closedAt = 0;
-    if (!restarted) return;
+    if (!restarted) {
+      this.runId = runId;
+      return;
+    }
+    // Known as this run only once what must be put back is: a connection that breaks before
+    // then finds a restart on the next 'ready' again, and puts it back then (sending again what
+    // was accepted is safe twice over).
     const put = this.afterRestart;
-    if (put !== undefined) await probeValue(put, ASK_PG_FOR_MS);
+    const putBack = put === undefined || (await probeValue(put, ASK_PG_FOR_MS)) !== undefined;
+    if (putBack) this.runId = runId;
     checked();
     // Once each (an order re-sent by its client, or re-queued before, is in the list twice).
     const due = new Map<string, Accepted>();

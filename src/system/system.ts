@@ -166,6 +166,9 @@ export async function startSystem(
     // The gateway refuses a SHARDS (or shard hash) that would move a symbol with resting orders
     // to another engine, and records the layout otherwise; the other parts follow the record.
     if (components.gateway) {
+      // Before any order is taken: the halted users a Redis that lost its last writes (or came
+      // back empty) lacks.
+      await restoreHalts(redis, sql, config.redisPrefix);
       await adoptShardLayout(redis, sql, config.redisPrefix, queue.placement, logger);
     } else await followShardLayout(redis, sql, config.redisPrefix, queue.placement);
     // Advice only: a Redis that will not say (CONFIG renamed away) is not refused for it.
@@ -273,14 +276,19 @@ export async function startSystem(
       // Halted users PostgreSQL holds and Redis lacks (its write failed after PostgreSQL's, or a
       // restart lost it) are put back within HALTS_EVERY_MS; none is ever taken out here.
       let haltsFailure = false;
+      let restoring = false;
       const halts = setInterval(() => {
-        restoreHalts(redis, sql, config.redisPrefix).then(
-          () => (haltsFailure = false),
-          (err: unknown) => {
-            if (!haltsFailure) logger.warn({ err }, 'could not put back the halted users');
-            haltsFailure = true;
-          },
-        );
+        if (restoring) return; // a PostgreSQL that hangs: one at a time
+        restoring = true;
+        restoreHalts(redis, sql, config.redisPrefix)
+          .then(
+            () => (haltsFailure = false),
+            (err: unknown) => {
+              if (!haltsFailure) logger.warn({ err }, 'could not put back the halted users');
+              haltsFailure = true;
+            },
+          )
+          .finally(() => (restoring = false));
       }, HALTS_EVERY_MS);
       halts.unref();
       stops.push(() => {

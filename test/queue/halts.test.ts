@@ -47,4 +47,10 @@ it('does not halt again a user resumed after PostgreSQL was read', async () => {
   // A read after the resume that found her halted (halted again since) is put back.
   await putBackHalts(r.redis, r.prefix, await now(), [carol.id]);
   assert.equal(await halted(carol.id), true);
+  // A halt forgets the resume: lost again, the halt is put back by a read timed before that
+  // resume (Redis's clock gone back, on a failover).
+  await setHalt(r.redis, r.prefix, carol.id, true);
+  await r.redis.srem(haltedKey(r.prefix), carol.id);
+  await putBackHalts(r.redis, r.prefix, readFrom, [carol.id]);
+  assert.equal(await halted(carol.id), true);
 });
