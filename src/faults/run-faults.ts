@@ -82,8 +82,9 @@ export function faultMarkdown(report: FaultReport): string {
   return [
     `# Fault suite — ${report.date}${report.short ? ' (short form)' : ''}`,
     '',
-    `Load ${n(t.rate)} requests/s (55% LIMIT GTC, 5% LIMIT IOC, 20% MARKET, 10% cancel, 10% amend of ` +
-      `a resting order's quantity, each answer checked against what the order ends as; 4 users, ` +
+    `Load ${n(t.rate)} requests/s (55% LIMIT GTC, 5% LIMIT IOC, 19.7% MARKET, 0.3% mass cancel of ` +
+      `one symbol, 10% cancel, 10% amend of a resting order's quantity, each answer checked ` +
+      `against what the order ends as; 4 users, ` +
       `3 symbols, each following its live updates), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
       `at least ${t.loadMs / 1000} s per case; fault ${t.warmMs / 1000} s after the ramp; ` +
       `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s). The load is open ` +
