@@ -106,7 +106,7 @@ export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
             1,
           );
         }
-        req.log.warn({ user_id: id, name: user.name }, 'trading halted; open orders canceled');
+        req.log.warn({ user_id: id, user_name: user.name }, 'trading halted; open orders canceled');
         return { id: user.id, name: user.name, halted: true, halted_at: user.halted_at };
       },
     );
@@ -126,7 +126,7 @@ export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         const user = await ctx.store.setUserHalt(id, false);
         if (user === undefined) throw new ApiError('NOT_FOUND', 'No such user.');
         await ctx.queue.setHalted(id, false);
-        req.log.warn({ user_id: id, name: user.name }, 'trading resumed');
+        req.log.warn({ user_id: id, user_name: user.name }, 'trading resumed');
         return { id: user.id, name: user.name, halted: false, halted_at: null };
       },
     );
