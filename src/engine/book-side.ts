@@ -13,7 +13,7 @@ export class BookSide {
   private readonly byPrice = new Map<number, PriceLevel>();
   private readonly spareLevels: PriceLevel[] = [];
   /**
-   * Each owner's resting orders on this side, as a list through the orders (newest first): a mass
+   * Each owner's resting orders on this side, as a list through the orders (in no order): a mass
    * cancel finds them without walking the book.
    */
   private readonly owners = new Map<number, Order>();
@@ -42,11 +42,18 @@ export class BookSide {
     if (level === undefined) level = this.openLevel(order.price);
     else if (level.total > Number.MAX_SAFE_INTEGER - order.leaves) return false;
     level.append(order);
+    // Behind the owner's first order (the list has no order), so that the map changes only
+    // for an owner's first order on the side.
     const first = this.owners.get(order.owner);
-    order.ownerPrev = null;
-    order.ownerNext = first ?? null;
-    if (first !== undefined) first.ownerPrev = order;
-    this.owners.set(order.owner, order);
+    if (first === undefined) {
+      this.owners.set(order.owner, order);
+    } else {
+      const after = first.ownerNext;
+      order.ownerPrev = first;
+      order.ownerNext = after;
+      if (after !== null) after.ownerPrev = order;
+      first.ownerNext = order;
+    }
     return true;
   }
 

@@ -71,8 +71,6 @@ export class OrderPool {
     order.level = null;
     order.prev = null;
     order.next = null;
-    order.ownerPrev = null;
-    order.ownerNext = null;
     order.waiting = false;
     this.free.push(order);
   }

@@ -137,10 +137,9 @@ export type MassCancelResult =
 
 /** What one shard made of a mass cancel. */
 type ShardAnswer =
-  | Exclude<MassCancelResult, { kind: 'unknown' }>
+  | MassCancelResult
   /** This shard had it already (sent again after a restart): nothing written. */
   | { kind: 'present' }
-  | { kind: 'unknown' }
   /** Redis refused the call, or could not be reached: nothing written. */
   | { kind: 'failed'; err: unknown };
 
@@ -270,10 +269,7 @@ export class OrderQueue {
   async submit(order: OrderState, deadlineMs: number): Promise<SubmitResult> {
     const recent = this.recentAccepts;
     if (recent !== undefined) {
-      // Just reconnected: the halted users a restart lost are put back first. (Not connected: the
-      // command fails at once, as it would have.)
-      if (recent.checking && this.redis.status === 'ready')
-        await this.requeueOver(recent, 'the halted users are', recent.checked());
+      await this.haltsBack(recent);
       // A mass cancel of the user's accepted here just before Redis restarted may be about to be
       // sent again: this order, accepted after it, waits for that, so as not to be canceled by it.
       if (recent.holdsMassCancelOf(order.user_id)) {
@@ -336,20 +332,27 @@ export class OrderQueue {
   }
 
   /** `sendOnce`, and once more after putting back a shard layout Redis had lost. */
-  private async send(
+  private send(
     k: ShardKeys,
     order: OrderState,
     deadlineMs: number,
     fresh: boolean,
   ): Promise<Reply> {
-    const reply = await this.sendOnce(k, order, deadlineMs, fresh);
+    return this.withLayout(() => this.sendOnce(k, order, deadlineMs, fresh));
+  }
+
+  /**
+   * A script that checks the shard layout, called once more after putting back a layout Redis
+   * had lost (its answer {5, ''}). A failure leaves it missing, and the second call is refused
+   * again (503), or past its deadline.
+   */
+  private async withLayout(call: () => Promise<Reply>): Promise<Reply> {
+    const reply = await call();
     if (Number(reply[0]) !== 5 || reply[1] !== '' || this.options.restoreLayout === undefined) {
       return reply;
     }
-    // A failure leaves it missing, and the re-sent submit is refused again (503), or past its
-    // deadline.
     await this.restoreLayout();
-    return this.sendOnce(k, order, deadlineMs, fresh);
+    return call();
   }
 
   /**
@@ -449,6 +452,16 @@ export class OrderQueue {
   }
 
   /** Until the re-queue is over; RequeuePendingError past REQUEUE_WAIT_MS. */
+  /**
+   * Just reconnected: the halted users a restart lost are put back before a new order or amend
+   * is taken. (Not connected: the command fails at once, as it would have.)
+   */
+  private async haltsBack(recent: RecentAccepts): Promise<void> {
+    if (recent.checking && this.redis.status === 'ready') {
+      await this.requeueOver(recent, 'the halted users are', recent.checked());
+    }
+  }
+
   private async requeueOver(
     recent: RecentAccepts,
     what: string,
@@ -560,11 +573,7 @@ export class OrderQueue {
         deadlineMs,
         this.layout,
       );
-    let reply = await call();
-    if (Number(reply[0]) === 5 && reply[1] === '' && this.options.restoreLayout !== undefined) {
-      await this.restoreLayout();
-      reply = await call();
-    }
+    const reply = await this.withLayout(call);
     const code = Number(reply[0]);
     if (code === 1) return { kind: 'queued' };
     if (code === 2) return { kind: 'present' };
@@ -594,9 +603,7 @@ export class OrderQueue {
     // again: this one waits for it, so as to be queued after it (a re-sent amend is queued only
     // with the fields no amend queued since has set).
     const recent = this.recentAccepts;
-    if (recent?.checking === true && this.redis.status === 'ready') {
-      await this.requeueOver(recent, 'the halted users are', recent.checked());
-    }
+    if (recent !== undefined) await this.haltsBack(recent);
     if (recent?.holdsAmendOf(amend.orderId) === true)
       await this.requeueOver(recent, `order ${amend.orderId} is`);
     let result: AmendResult;

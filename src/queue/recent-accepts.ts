@@ -135,7 +135,9 @@ export class RecentAccepts {
    * True from a reconnect until it is known whether Redis restarted and, if it did, `afterRestart`
    * is over: no new order may be taken meanwhile (see `checked`).
    */
-  checking = false;
+  get checking(): boolean {
+    return this.endCheck !== undefined;
+  }
   private check: Promise<void> = Promise.resolve();
   private endCheck: (() => void) | undefined;
 
@@ -179,9 +181,7 @@ export class RecentAccepts {
     if (this.endCheck === undefined) {
       let resolve!: () => void;
       this.check = new Promise<void>((r) => (resolve = r));
-      this.checking = true;
       this.endCheck = () => {
-        this.checking = false;
         this.endCheck = undefined;
         resolve();
       };
@@ -204,15 +204,14 @@ export class RecentAccepts {
     // before the check, and the window is counted back from the break.
     if (this.closedAt === 0 && (this.orders[0]?.at ?? now) < now - 2 * this.windowMs) {
       this.orders = this.orders.filter((e) => e.at >= now - this.windowMs);
-      this.orderIds = new Set(
-        this.orders.flatMap((e) => (e.what.kind === 'order' ? [e.what.order.id] : [])),
-      );
-      this.amendedIds = new Set(
-        this.orders.flatMap((e) => (e.what.kind === 'replace' ? [e.what.amend.orderId] : [])),
-      );
-      this.massCancelUsers = new Set(
-        this.orders.flatMap((e) => (e.what.kind === 'cancel_all' ? [e.what.mass.userId] : [])),
-      );
+      this.orderIds = new Set();
+      this.amendedIds = new Set();
+      this.massCancelUsers = new Set();
+      for (const { what: w } of this.orders) {
+        if (w.kind === 'order') this.orderIds.add(w.order.id);
+        else if (w.kind === 'replace') this.amendedIds.add(w.amend.orderId);
+        else if (w.kind === 'cancel_all') this.massCancelUsers.add(w.mass.userId);
+      }
     }
   }
 

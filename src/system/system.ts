@@ -276,11 +276,10 @@ export async function startSystem(
       // Halted users PostgreSQL holds and Redis lacks (its write failed after PostgreSQL's, or a
       // restart lost it) are put back within HALTS_EVERY_MS; none is ever taken out here.
       let haltsFailure = false;
-      let restoring = false;
+      let restoring: Promise<unknown> | undefined;
       const halts = setInterval(() => {
-        if (restoring) return; // a PostgreSQL that hangs: one at a time
-        restoring = true;
-        restoreHalts(redis, sql, config.redisPrefix)
+        // One at a time: a PostgreSQL that hangs holds the next.
+        restoring ??= restoreHalts(redis, sql, config.redisPrefix)
           .then(
             () => (haltsFailure = false),
             (err: unknown) => {
@@ -288,7 +287,7 @@ export async function startSystem(
               haltsFailure = true;
             },
           )
-          .finally(() => (restoring = false));
+          .finally(() => (restoring = undefined));
       }, HALTS_EVERY_MS);
       halts.unref();
       stops.push(() => {

@@ -133,6 +133,13 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
     );
   }
 
+  /** 400 for a symbol that is not listed. */
+  function unknownSymbol(symbol: string): ApiError {
+    return new ApiError('UNKNOWN_SYMBOL', `${symbol} is not a listed instrument.`, [
+      { field: 'symbol', message: 'is not listed' },
+    ]);
+  }
+
   /** 403 for a new order or amend of a user whose trading is halted, counted. */
   function halted(): ApiError {
     ctx.metrics.ordersRefused.inc({ code: 'TRADING_HALTED' });
@@ -190,9 +197,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         const body = req.body;
         const instrument = await ctx.instruments.get(body.symbol);
         if (instrument === undefined) {
-          throw new ApiError('UNKNOWN_SYMBOL', `${body.symbol} is not a listed instrument.`, [
-            { field: 'symbol', message: 'is not listed' },
-          ]);
+          throw unknownSymbol(body.symbol);
         }
         const built = buildOrder(body, req.rawNumbers, instrument, req.caller, new Date());
         if (built instanceof ApiError) throw built;
@@ -372,9 +377,7 @@ export function orderRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
       async (req, reply) => {
         const { symbol, side } = req.query;
         if (symbol !== undefined && (await ctx.instruments.get(symbol)) === undefined) {
-          throw new ApiError('UNKNOWN_SYMBOL', `${symbol} is not a listed instrument.`, [
-            { field: 'symbol', message: 'is not listed' },
-          ]);
+          throw unknownSymbol(symbol);
         }
         const at = new Date();
         const mass = {
