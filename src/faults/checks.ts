@@ -299,9 +299,11 @@ export async function checkCase(
       }
     }
   }
+  // The dead man's orders are canceled by its switch alone: checked by its own rules.
+  const deadMan = load.deadMan === undefined ? undefined : users[load.deadMan.user]?.id;
   for (const o of orders) {
     if (o.status !== 'CANCELED' || o.reject_reason !== 'CANCELED_BY_OWNER') continue;
-    if (load.canceled.has(o.id)) continue;
+    if (load.canceled.has(o.id) || o.user_id === deadMan) continue;
     const r = requestOf.get(o.id);
     const explained = load.massCancels.some((m) => {
       if (!covers(m, o)) return false;
@@ -321,6 +323,8 @@ export async function checkCase(
       );
     }
   }
+
+  for (const p of load.deadMan?.verify(byId) ?? []) problem('dead man’s switch', p);
 
   // 3. The status cache says what PostgreSQL says.
   const ids = orders.map((o) => o.id);

@@ -6,6 +6,8 @@
 import { Pool } from 'undici';
 import { rng } from '../bench/engine-workload.js';
 import { assertLoopback } from '../bench/http-load.js';
+import { DeadMan } from './dead-man.js';
+import type { DeadManTransport } from './dead-man.js';
 
 export const SYMBOLS = ['AAPL', 'MSFT', 'GOOG'] as const;
 
@@ -65,6 +67,8 @@ export interface LoadSummary {
   slowestMs: number;
   /** Requests not sent because `maxInFlight` were already waiting (a stalled system). */
   held: number;
+  /** The dead man's switch client: its arms by answer, and the times it fell silent and was seen fired. */
+  deadMan?: ReturnType<DeadMan['summary']>;
 }
 
 /** One mass cancel sent (`DELETE /v1/orders?symbol=&side=`), and its answer (status 0: none came). */
@@ -100,12 +104,19 @@ export interface LoadOptions {
   seed: number;
   /** Prefix of the client_order_ids (unique per run). */
   tag: string;
+  /**
+   * A user apart, who keeps a dead man's switch armed while placing orders and then falls silent,
+   * again and again (dead-man.ts); in the ledger after `users`.
+   */
+  deadMan?: LoadUser;
 }
 
 const ERROR_CODE = /"code":"([A-Z_]+)"/;
 
-export class FaultLoad {
+export class FaultLoad implements DeadManTransport {
   readonly orders = new Map<string, OrderRequestRecord>();
+  /** The dead man's switch client, when `deadMan` is given. */
+  readonly deadMan: DeadMan | undefined;
   /** When each answer came (Date.now()) with its status: what the timeline of a case is read from. */
   readonly answers: { at: number; status: number }[] = [];
   private readonly pool: Pool;
@@ -146,6 +157,16 @@ export class FaultLoad {
     });
     this.rnd = rng(options.seed);
     this.cancelable = options.users.map(() => []);
+    this.deadMan =
+      options.deadMan === undefined
+        ? undefined
+        : new DeadMan(this, options.users.length, options.tag);
+  }
+
+  /** The users of the ledger: the load's, then the dead man. */
+  get ledgerUsers(): LoadUser[] {
+    const d = this.options.deadMan;
+    return d === undefined ? this.options.users : [...this.options.users, d];
   }
 
   /**
@@ -168,6 +189,7 @@ export class FaultLoad {
         else this.track(this.next());
       }
     }, 10);
+    this.deadMan?.start();
   }
 
   /** Stops sending and waits for every request in flight. */
@@ -175,7 +197,7 @@ export class FaultLoad {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     if (this.stoppedAt === 0) this.stoppedAt = Date.now();
-    await Promise.all([...this.pending]);
+    await Promise.all([...this.pending, this.deadMan?.stop()]);
   }
 
   /**
@@ -249,6 +271,7 @@ export class FaultLoad {
       answeredPerSec: Math.round((answered * 1000) / window),
       slowestMs: this.slowestMs,
       held: this.held,
+      ...(this.deadMan === undefined ? {} : { deadMan: this.deadMan.summary() }),
     };
   }
 
@@ -304,6 +327,25 @@ export class FaultLoad {
           ? { symbol, side, type: 'LIMIT', time_in_force: 'IOC', quantity, price }
           : { symbol, side, type: 'MARKET', quantity };
     if (this.rnd() < 0.5) body.client_order_id = cid;
+    const record = await this.place(user, body, cid);
+    if (
+      record.outcome === 'accepted' &&
+      body.type === 'LIMIT' &&
+      body.time_in_force === undefined &&
+      record.id !== undefined
+    ) {
+      own.push(record.id);
+      this.placedQuantity.set(record.id, Number(body.quantity));
+      if (own.length > 200) this.placedQuantity.delete(own.shift() as string);
+    }
+  }
+
+  /** Sends an order, kept in the ledger under `cid` (its client_order_id's, when it has one). */
+  async place(
+    user: number,
+    body: Record<string, unknown>,
+    cid = body.client_order_id as string,
+  ): Promise<OrderRequestRecord> {
     const record: OrderRequestRecord = {
       cid,
       user,
@@ -324,16 +366,12 @@ export class FaultLoad {
     if (a.status === 201 || a.status === 200) {
       record.outcome = 'accepted';
       record.id = a.id;
-      if (body.type === 'LIMIT' && body.time_in_force === undefined && a.id !== undefined) {
-        own.push(a.id);
-        this.placedQuantity.set(a.id, Number(body.quantity));
-        if (own.length > 200) this.placedQuantity.delete(own.shift() as string);
-      }
     } else if (a.status === 0 && a.code !== 'ECONNREFUSED') record.outcome = 'unknown';
     else if (a.status === 504) {
       record.outcome = 'unknown';
       record.id = a.id;
     } else record.outcome = 'refused';
+    return record;
   }
 
   private async cancelAll(
@@ -392,13 +430,13 @@ export class FaultLoad {
   }
 
   /** One request; status 0 and the error's code when no answer came. */
-  private async request(
+  async request(
     user: number,
-    method: 'POST' | 'DELETE' | 'GET' | 'PATCH',
+    method: 'POST' | 'DELETE' | 'GET' | 'PATCH' | 'PUT',
     path: string,
     body: string | undefined,
-  ): Promise<{ status: number; code: string | undefined; id: string | undefined }> {
-    const key = (this.options.users[user] as LoadUser).key;
+  ): Promise<{ status: number; code: string | undefined; id: string | undefined; text: string }> {
+    const key = (this.ledgerUsers[user] as LoadUser).key;
     const started = Date.now();
     try {
       const res = await this.pool.request({
@@ -419,14 +457,15 @@ export class FaultLoad {
       if (res.statusCode >= 400) {
         // A 504 OUTCOME_UNKNOWN names the order in its details.
         const id = /"field":"id","message":"([^"]+)"/.exec(text)?.[1];
-        return { status: res.statusCode, code: ERROR_CODE.exec(text)?.[1], id };
+        return { status: res.statusCode, code: ERROR_CODE.exec(text)?.[1], id, text };
       }
-      return { status: res.statusCode, code: undefined, id: /"id":"([^"]+)"/.exec(text)?.[1] };
+      const id = /"id":"([^"]+)"/.exec(text)?.[1];
+      return { status: res.statusCode, code: undefined, id, text };
     } catch (err) {
       const code = (err as { code?: string }).code ?? (err as Error).name;
       // undici wraps a refused connect; its cause carries the system's code.
       const cause = (err as { cause?: { code?: string } }).cause?.code;
-      return { status: 0, code: cause ?? code, id: undefined };
+      return { status: 0, code: cause ?? code, id: undefined, text: '' };
     }
   }
 }

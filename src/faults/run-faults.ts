@@ -70,6 +70,12 @@ export function faultMarkdown(report: FaultReport): string {
       ...r.notes,
       `amends answered ${JSON.stringify(r.load.amends)}`,
       `mass cancels answered ${JSON.stringify(r.load.massCancels)}`,
+      ...(r.load.deadMan === undefined
+        ? []
+        : [
+            `dead man's switch: armed ${JSON.stringify(r.load.deadMan.arms)}; fell silent ${r.load.deadMan.silences} times, ` +
+              `seen fired ${r.load.deadMan.fired} times, the slowest ${(r.load.deadMan.slowestMs / 1000).toFixed(2)} s after falling silent`,
+          ]),
       ...(r.live === undefined
         ? []
         : [
@@ -85,7 +91,7 @@ export function faultMarkdown(report: FaultReport): string {
     `Load ${n(t.rate)} requests/s (55% LIMIT GTC, 5% LIMIT IOC, 19.7% MARKET, 0.3% mass cancel of ` +
       `one symbol, 10% cancel, 10% amend of a resting order's quantity, each answer checked ` +
       `against what the order ends as; 4 users, ` +
-      `3 symbols, each following its live updates), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
+      `3 symbols, each user following its live updates; and a fifth user who places resting orders on 2 other symbols for 4 s with a dead man's switch of 2 s kept armed, then falls silent until it fires, over and over), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
       `at least ${t.loadMs / 1000} s per case; fault ${t.warmMs / 1000} s after the ramp; ` +
       `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s). The load is open ` +
       'loop: requests are sent on time whatever the answers, queued at the client while up to 16,384 are ' +

@@ -254,15 +254,17 @@ export class FaultSuite {
       // In the order `matchbox start` uses: nothing is dispatched before the engine serves.
       for (const name of PART_NAMES) await parts[name].start();
       const users: LoadUser[] = [];
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 5; i++) {
         const res = await fetch(`${gatewayUrl}/v1/admin/users`, {
           method: 'POST',
           headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ name: `trader-${i}` }),
+          body: JSON.stringify({ name: i < 4 ? `trader-${i}` : 'dead-man' }),
         });
         const u = (await res.json()) as { id: string; api_key: string };
         users.push({ id: u.id, key: u.api_key });
       }
+      // The fifth keeps a dead man's switch armed and falls silent, again and again.
+      const deadMan = users.pop() as LoadUser;
       watch = new LiveWatch(gatewayUrl, users);
       load = new FaultLoad({
         url: gatewayUrl,
@@ -275,6 +277,7 @@ export class FaultSuite {
         maxInFlight: 16_384,
         seed,
         tag: c.name,
+        deadMan,
       });
       const l = load;
       sampler = setInterval(() => {
@@ -328,7 +331,7 @@ export class FaultSuite {
         failures.push(`did not recover within ${RECOVERY_LIMIT_MS / 1000} s`);
       await l.settle(30_000);
       await quiesce(redis, keys, engine, 60_000);
-      check = await checkCase(l, users, sql, redis, keys, engine, gatewayUrl);
+      check = await checkCase(l, l.ledgerUsers, sql, redis, keys, engine, gatewayUrl);
       failures.push(...check.problems);
       const followed = await watch.check(sql, 30_000);
       live = followed.summary;

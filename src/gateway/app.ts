@@ -35,6 +35,7 @@ import { InstrumentCache } from './instrument-cache.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { adminRoutes } from './routes/admin.js';
+import { cancelAfterRoutes } from './routes/cancel-after.js';
 import { eventRoutes } from './routes/events.js';
 import { marketRoutes } from './routes/market.js';
 import { operationsRoutes } from './routes/operations.js';
@@ -384,6 +385,7 @@ export async function buildGateway(
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   await app.register(orderRoutes(ctx));
+  await app.register(cancelAfterRoutes(ctx));
   await app.register(eventRoutes(ctx));
   await app.register(adminRoutes(ctx));
   await app.register(marketRoutes(ctx));

@@ -116,6 +116,23 @@ export const MassCancelAccepted = Type.Object({
   requested_at: Time,
 });
 
+export const CancelAfterRequest = Type.Object(
+  {
+    timeout_ms: Type.Integer({
+      minimum: 0,
+      maximum: 86_400_000,
+      description: 'Milliseconds from now, 1,000 to 86,400,000; 0 disarms',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type CancelAfterRequest = Static<typeof CancelAfterRequest>;
+export const CancelAfterState = Type.Object({
+  timeout_ms: Type.Integer({ description: 'As last armed; 0 when not armed' }),
+  trigger_at: Nullable(Time),
+  current_time: Time,
+});
+
 export const Fills = Type.Object({
   fills: Type.Array(
     Type.Object({

@@ -1,6 +1,8 @@
 // The gateway's side of the Redis queue: accept, cancel and amend each in one round trip (a Lua
 // script per operation), and read the status cache. It knows keys and records, nothing of HTTP.
 import type { Redis } from 'ioredis';
+import { CancelAfterSwitches } from './cancel-after.js';
+import type { CancelAfterState } from './cancel-after.js';
 import { setHalt } from './halts.js';
 import { haltedKey, layoutKey, ShardPlacement, shardKeys, STATUS_HASH_MAX_VALUE } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
@@ -198,6 +200,8 @@ export class OrderQueue {
   private readonly haltedKey: string;
   /** The shard layout being put back in Redis, when it is (see `send`). */
   private restoring: Promise<unknown> | undefined;
+  /** Each user's cancel-all-after (src/queue/cancel-after.ts). */
+  readonly cancelAfter: CancelAfterSwitches;
 
   constructor(
     redis: Redis,
@@ -230,6 +234,7 @@ export class OrderQueue {
       lua: lua(CANCEL_ALL),
     });
     this.redis = redis as Redis & ScriptedRedis;
+    this.cancelAfter = new CancelAfterSwitches(redis, options.prefix);
     this.writes = new WriteCoalescer(redis);
     const onRequeue = options.onRequeue;
     this.recentAccepts =
@@ -309,6 +314,9 @@ export class OrderQueue {
       return c.kind === 'queued' ? 'requeued' : c.kind === 'final' ? 'present' : 'missing';
     }
     if (what.kind === 'cancel_all') return this.resendCancelAll(what.mass);
+    if (what.kind === 'cancel_after') {
+      return (await this.cancelAfter.resend(what.set)) ? 'requeued' : 'present';
+    }
     if (what.kind === 'replace') {
       const r = await this.replaceOnce(what.amend, Date.now() + REQUEUE_DEADLINE_MS);
       if (r.kind === 'queued') return 'requeued';
@@ -535,7 +543,8 @@ export class OrderQueue {
         ),
       ),
     );
-    const queued = shards.filter((_, i) => answers[i]?.kind === 'queued');
+    // A shard that has it already (a cancel-all-after fired twice) counts as queued.
+    const queued = shards.filter((_, i) => ['queued', 'present'].includes(answers[i]?.kind ?? ''));
     // Only where it was queued: sent again after a restart, it must go nowhere it was refused.
     if (queued.length > 0) recent?.add({ kind: 'cancel_all', mass: { ...mass, shards: queued } });
     if (queued.length === shards.length) return { kind: 'queued' };
@@ -674,6 +683,20 @@ export class OrderQueue {
    */
   async setHalted(userId: string, halted: boolean): Promise<void> {
     await setHalt(this.redis, this.options.prefix, userId, halted);
+  }
+
+  /**
+   * Arms the user's cancel-all-after to fire `timeoutMs` from now (Redis's clock), or disarms it
+   * (0); kept here to be written again should Redis restart without it.
+   */
+  async setCancelAfter(
+    userId: string,
+    ownerNo: number,
+    timeoutMs: number,
+  ): Promise<CancelAfterState> {
+    const { set, state } = await this.cancelAfter.set(userId, ownerNo, timeoutMs);
+    this.recentAccepts?.add({ kind: 'cancel_after', set });
+    return state;
   }
 
   /** The order as the status cache holds it, from whichever shard has it. */

@@ -13,15 +13,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { probeValue } from '../infra/probe-value.js';
 import { runIdOf } from './aof.js';
+import type { CancelAfterSwitch } from './cancel-after.js';
 import type { Amend, MassCancel } from './order-queue.js';
 import type { OrderState } from './records.js';
 
-/** What was accepted: an order (201), the cancel or an amend of one, or a mass cancel (202). */
+/**
+ * What was accepted: an order (201), the cancel or an amend of one, a mass cancel (202), or a
+ * cancel-all-after armed or disarmed (200).
+ */
 export type Accepted =
   | { kind: 'order'; order: OrderState }
   | { kind: 'cancel'; orderId: string; userId: string; ownerNo: number; at: Date }
   | { kind: 'replace'; amend: Amend }
-  | { kind: 'cancel_all'; mass: MassCancel };
+  | { kind: 'cancel_all'; mass: MassCancel }
+  | { kind: 'cancel_after'; set: CancelAfterSwitch };
 
 function keyOf(a: Accepted): string {
   switch (a.kind) {
@@ -33,10 +38,12 @@ function keyOf(a: Accepted): string {
       return `replace:${a.amend.orderId}:${a.amend.place}`;
     case 'cancel_all':
       return `cancel_all:${a.mass.id}`;
+    case 'cancel_after':
+      return `cancel_after:${a.set.userId}:${a.set.setUs}`;
   }
 }
 
-/** The order's id; a mass cancel's own. */
+/** The order's id; a mass cancel's own; a cancel-all-after's user's. */
 function idOf(a: Accepted): string {
   switch (a.kind) {
     case 'order':
@@ -47,6 +54,8 @@ function idOf(a: Accepted): string {
       return a.amend.orderId;
     case 'cancel_all':
       return a.mass.id;
+    case 'cancel_after':
+      return a.set.userId;
   }
 }
 
@@ -97,6 +106,8 @@ export interface RequeueReport {
   replaces: string[];
   /** Mass cancels (by their request's id) queued again on a shard that had lost them. */
   massCancels: string[];
+  /** Users whose cancel-all-after (armed or disarmed) was written again. */
+  cancelAfters: string[];
   present: number;
   /** Orders not in Redis but final in PostgreSQL (expired during the outage): not sent again. */
   finished: string[];
@@ -343,6 +354,7 @@ export class RecentAccepts {
           cancel: report.cancels,
           replace: report.replaces,
           cancel_all: report.massCancels,
+          cancel_after: report.cancelAfters,
         };
         list[what.kind].push(idOf(what));
         // Its new writes wait on the same fsync as any other: a second restart soon after must
@@ -393,6 +405,7 @@ function emptyReport(): RequeueReport {
     cancels: [],
     replaces: [],
     massCancels: [],
+    cancelAfters: [],
     present: 0,
     finished: [],
     unchecked: 0,

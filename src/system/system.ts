@@ -18,6 +18,7 @@ import type { EngineView } from '../gateway/store.js';
 import { OrderQueue } from '../queue/order-queue.js';
 import type { ShardPlacement } from '../queue/keys.js';
 import { adoptShardLayout, followShardLayout, recordedShardLayout } from '../queue/shard-layout.js';
+import { CancelAfterSweeper } from '../queue/cancel-after.js';
 import { restoreHalts } from '../queue/halts.js';
 import { BatchWriter } from '../writer/batch-writer.js';
 import { untilReachable } from '../db/pg-errors.js';
@@ -137,6 +138,7 @@ export async function startSystem(
           cancels: r.cancels,
           replaces: r.replaces,
           mass_cancels: r.massCancels,
+          cancel_afters: r.cancelAfters,
           present: r.present,
           finished: r.finished.length,
           unchecked: r.unchecked,
@@ -156,6 +158,7 @@ export async function startSystem(
           r.cancels.length > 0 ||
           r.replaces.length > 0 ||
           r.massCancels.length > 0 ||
+          r.cancelAfters.length > 0 ||
           r.superseded.length > 0
         ) {
           logger.warn(fields, 'Redis restarted without orders it had accepted; queued them again');
@@ -294,6 +297,10 @@ export async function startSystem(
         clearInterval(halts);
         return Promise.resolve();
       });
+      // Cancel-all-after: every gateway fires the switches that ran out (queue/cancel-after.ts).
+      const sweeper = new CancelAfterSweeper(queue, logger.child({ component: 'gateway' }));
+      sweeper.start();
+      stops.push(() => sweeper.stop());
     }
     return { url, sql, redis, queue, engines, dispatchers, writer, stop };
   } catch (err) {

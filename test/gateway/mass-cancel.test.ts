@@ -4,7 +4,7 @@
 // untouched; and every refusal changes nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { eventually, startTestSystem } from '../support/system.js';
+import { eventually, settledStatuses, startTestSystem } from '../support/system.js';
 import type { TestSystem } from '../support/system.js';
 
 type Order = Record<string, unknown> & { id: string; status: string };
@@ -34,19 +34,7 @@ describe('canceling all of a user’s orders', () => {
     price,
   });
 
-  /** Each order's status once none is PENDING, in the order given. */
-  async function statuses(key: string, orders: Order[]): Promise<string[]> {
-    return eventually(async () => {
-      const out: string[] = [];
-      for (const o of orders) {
-        const r = await t.api(key, 'GET', `/v1/orders/${o.id}`);
-        assert.equal(r.status, 200);
-        if (r.body.status === 'PENDING') return undefined;
-        out.push(`${r.body.status as string} ${String(r.body.reject_reason)}`);
-      }
-      return out;
-    });
-  }
+  const statuses = (key: string, orders: Order[]) => settledStatuses(t, key, orders);
   /** Waits until the given orders are all in `status`. */
   const until = (key: string, orders: Order[], status: string) =>
     eventually(async () => {

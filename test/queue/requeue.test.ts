@@ -180,6 +180,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     cancels: [],
     replaces: [],
     massCancels: [],
+    cancelAfters: [],
     present: survived.length,
     finished: [],
     unchecked: 0,
@@ -211,6 +212,7 @@ it('queues again, once each, the accepted orders a restarted Redis lost', async 
     cancels: [],
     replaces: [],
     massCancels: [],
+    cancelAfters: [],
     present: 0,
     finished: [],
     unchecked: 0,
@@ -318,6 +320,32 @@ it('sends again a mass cancel Redis lost, in its place among the orders, and nev
     `cancel_all ${lost.id} BUY`,
     c.id,
   ]);
+});
+
+it('writes again a cancel-all-after Redis lost, and never over one it kept', async () => {
+  const [u, v] = [uuidv7(), uuidv7()];
+  // Kept: u's switch armed (in the window, so sent again, and found there).
+  await queue.setCancelAfter(u, 41, 60_000);
+  await aofWritten();
+  const aof = incrementFile();
+  const cut = statSync(aof).size;
+  // Lost: u's disarm, and v's arm.
+  await queue.setCancelAfter(u, 41, 0);
+  const armed = await queue.setCancelAfter(v, 42, 30_000);
+  await aofWritten();
+  const seen = reports.length;
+
+  const left = await crashLosingTail(aof, cut);
+  assert.ok(!left.includes(v), 'the cut AOF still holds the lost arm');
+  await waitFor('the re-queue report', () => reports.length > seen, 15_000);
+  await queue.requeued();
+  const report = reports[seen] as RequeueReport;
+  assert.deepEqual(report.cancelAfters, [u, v]);
+  assert.deepEqual(report.failed, []);
+  // u disarmed, as last set; v armed with the trigger it was answered.
+  assert.equal((await queue.cancelAfter.get(u)).timeoutMs, 0);
+  const back = await queue.cancelAfter.get(v);
+  assert.deepEqual([back.timeoutMs, back.triggerAt], [30_000, armed.triggerAt]);
 });
 
 it('after a restart, a mass cancel follows the orders sent again, and an order a lost mass cancel', async () => {
@@ -607,6 +635,7 @@ it('after a long outage, does not queue again an order final in PostgreSQL that 
     cancels: [],
     replaces: [],
     massCancels: [],
+    cancelAfters: [],
     present: 1,
     finished: [done.id],
     unchecked: 0,
@@ -639,6 +668,7 @@ it('when PostgreSQL takes the question and never answers, lets Redis decide afte
     cancels: [],
     replaces: [],
     massCancels: [],
+    cancelAfters: [],
     present: 1,
     finished: [],
     unchecked: 1,

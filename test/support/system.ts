@@ -1,6 +1,7 @@
 // The whole system in one test process, against the real Redis and PostgreSQL of the test run:
 // a fresh database and key prefix each, the engine service in-process on a free port, the
 // gateway on a free port, and a small HTTP client for api-v1.md.
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
@@ -40,6 +41,27 @@ export async function eventually<T>(check: () => Promise<T | undefined>, ms = 10
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Each order's status and reason (`NEW null`, `CANCELED CANCELED_BY_OWNER`) read through the API
+ * once none of them is PENDING, in the order given.
+ */
+export function settledStatuses(
+  t: Pick<TestSystem, 'api'>,
+  key: string,
+  orders: readonly { id: string }[],
+): Promise<string[]> {
+  return eventually(async () => {
+    const out: string[] = [];
+    for (const o of orders) {
+      const r = await t.api(key, 'GET', `/v1/orders/${o.id}`);
+      assert.equal(r.status, 200);
+      if (r.body.status === 'PENDING') return undefined;
+      out.push(`${r.body.status as string} ${String(r.body.reject_reason)}`);
+    }
+    return out;
+  });
 }
 
 /** A small client for api-v1.md against the gateway at `url`. */
