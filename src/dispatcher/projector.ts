@@ -79,7 +79,10 @@ export function project(input: ProjectionInput): ProjectedBatch {
       orders.set(id, o);
     }
     o.version = r.seq;
-    o.updated_at = new Date(r.ts).toISOString();
+    // The time of the request that changed it: a mass cancel's (or a fired switch's) may be from
+    // just before an order it cancels was accepted; the order is never changed before it was made.
+    const at = new Date(r.ts).toISOString();
+    o.updated_at = at < o.created_at ? o.created_at : at;
     return o;
   };
   const close = (o: OrderState, status: StatusName, reason: number): void => {

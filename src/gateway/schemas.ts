@@ -130,6 +130,7 @@ export type CancelAfterRequest = Static<typeof CancelAfterRequest>;
 export const CancelAfterState = Type.Object({
   timeout_ms: Type.Integer({ description: 'As last armed; 0 when not armed' }),
   trigger_at: Nullable(Time),
+  fired_at: Nullable(Time),
   current_time: Time,
 });
 

@@ -1,10 +1,15 @@
 // Cancel-all-after, the dead man's switch: a user arms a countdown and keeps pushing it back while
 // their client is alive; if it runs out, every open order of theirs is canceled, by a mass cancel
 // of all their orders (OrderQueue.cancelAll). Redis holds the switches and its clock times them,
-// so gateways on several hosts agree; every gateway sweeps for those due, and the one that claims
-// a switch fires it under a lease, which another takes over if it dies before the cancel is
-// queued. A switch fires one mass cancel, with an id fixed when it was armed: fired twice (a lease
-// run out, a request sent again after a Redis restart), it is queued once per shard.
+// so gateways on several hosts agree; every gateway sweeps for those that ran out, and the one
+// that claims a switch fires it under a lease, which another takes over if it dies before the
+// cancel is queued. A switch fires one mass cancel, with an id fixed when it was armed: fired twice
+// (a lease run out, a request sent again after a Redis restart), it is queued once per shard.
+//
+// Running out is final: an arm or disarm that comes after it fires the switch first, so that the
+// cancel takes every order accepted before that request and none its client sends after the
+// answer. An outage (no sweep by any gateway for OUTAGE_MS, or a Redis restart) is not the
+// client's: every armed switch then counts down again from the system's return.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
@@ -14,31 +19,35 @@ import { keyCount, lua } from './lua-scripts.js';
 import type { MassCancelResult } from './order-queue.js';
 
 const SET = 'cancel-after-set-2.lua';
-const DUE = 'cancel-after-due-2.lua';
+const DUE = 'cancel-after-due-3.lua';
 const FIRED = 'cancel-after-fired-2.lua';
 
 /** A timeout must be at least this (the sweep runs every SWEEP_MS)... */
 export const MIN_TIMEOUT_MS = 1_000;
 /** ...and at most a day. */
 export const MAX_TIMEOUT_MS = 86_400_000;
-/** How often each gateway looks for switches due. */
+/** How often each gateway looks for switches that ran out. */
 export const SWEEP_MS = 250;
+/** No sweep by any gateway for longer than this is an outage (cancel-after-due-3.lua). */
+const OUTAGE_MS = 2_000;
 /** How long a gateway has to queue the mass cancel of a switch it claimed before another may. */
-const LEASE_MS = 5_000;
+const LEASE_MS = 3_000;
 /**
- * How long the mass cancel of a switch due may take to be queued, each attempt: below the Redis
- * client's 1 s command timeout, as a submit's, so that a script Redis runs late writes nothing.
+ * How long the mass cancel of a switch may take to be queued, each attempt, from its claim (by
+ * Redis's clock): below the Redis client's 1 s command timeout, as a submit's, so that a script
+ * Redis runs late writes nothing.
  */
-const FIRE_DEADLINE_MS = 750;
+export const FIRE_DEADLINE_MS = 750;
 /** Claimed per sweep, at most. */
 const SWEEP_BATCH = 100;
 /**
- * How long a disarmed or fired switch is remembered: a request Redis lost in a restart, sent
- * again later than this, could not be told from a newer one. Far beyond the re-queue's window.
+ * How long a disarmed or fired switch is remembered: a request that a Redis restart lost is sent
+ * again only within this (it could not be told from a newer one after). Far beyond the
+ * re-queue's window.
  */
 const REMEMBER_MS = 10 * 60_000;
 
-const fired = counter({
+const firedTotal = counter({
   name: 'matchbox_cancel_after_fired_total',
   help: 'Dead man’s switches (cancel-all-after) that ran out, by what became of their mass cancel here (queued; not_queued or failed: tried again).',
   labelNames: ['outcome'],
@@ -54,19 +63,27 @@ export interface CancelAfterSwitch {
   fireId: string;
   /** When it was set: Redis's clock in microseconds, as a decimal string. */
   setUs: string;
-  /** Redis's clock in ms when it fires while armed; '-' once disarmed, 'x' once fired. */
-  trigger: string;
+  /** When it runs out while armed (Redis's clock, ms); '-' once disarmed; 'x<ms>' once fired. */
+  state: string;
 }
 
 /** A switch as a client sees it. */
 export interface CancelAfterState {
   /** 0 when not armed. */
   timeoutMs: number;
-  /** When it fires; undefined when not armed. */
+  /** When it runs out; undefined when not armed. */
   triggerAt: Date | undefined;
+  /** When it fired, if that is the last thing it did (remembered REMEMBER_MS). */
+  firedAt: Date | undefined;
   /** Redis's clock, which times it. */
   now: Date;
 }
+
+/** What arming or disarming came to. */
+export type SetResult =
+  | { kind: 'set'; set: CancelAfterSwitch; state: CancelAfterState }
+  /** The switch Redis holds ran out and has not fired yet: nothing written. */
+  | { kind: 'ran-out'; held: CancelAfterSwitch };
 
 type Reply = (string | number)[];
 
@@ -76,10 +93,14 @@ interface ScriptedRedis {
   mbFiredCancelAfter(...args: (string | number)[]): Promise<number>;
 }
 
+const msOf = (time: readonly (string | number)[]): number =>
+  Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+
 /** The cancel-all-after switches of every user, in Redis under `<prefix>:cancel-after`. */
 export class CancelAfterSwitches {
   private readonly redis: Redis & ScriptedRedis;
   private readonly keys: [string, string];
+  private readonly sweptKey: string;
 
   constructor(redis: Redis, prefix: string) {
     redis.defineCommand('mbSetCancelAfter', { numberOfKeys: keyCount(SET), lua: lua(SET) });
@@ -87,19 +108,16 @@ export class CancelAfterSwitches {
     redis.defineCommand('mbFiredCancelAfter', { numberOfKeys: keyCount(FIRED), lua: lua(FIRED) });
     this.redis = redis as Redis & ScriptedRedis;
     this.keys = [`${prefix}:cancel-after`, `${prefix}:cancel-after:due`];
+    this.sweptKey = `${prefix}:cancel-after:swept`;
   }
 
   /**
-   * Arms the user's switch to fire `timeoutMs` from now by Redis's clock, or disarms it (0). The
-   * switch as set is returned, with Redis's clock, for the re-queue to send again (`resend`).
+   * Arms the user's switch to run out `timeoutMs` from now by Redis's clock, or disarms it (0);
+   * 'ran-out' when the switch it would replace has run out and not fired yet.
    */
-  async set(
-    userId: string,
-    ownerNo: number,
-    timeoutMs: number,
-  ): Promise<{ set: CancelAfterSwitch; state: CancelAfterState }> {
+  async set(userId: string, ownerNo: number, timeoutMs: number): Promise<SetResult> {
     const fireId = uuidv7();
-    const [setUs, trigger, now] = await this.redis.mbSetCancelAfter(
+    const reply = await this.redis.mbSetCancelAfter(
       ...this.keys,
       userId,
       ownerNo,
@@ -109,20 +127,21 @@ export class CancelAfterSwitches {
       '',
       REMEMBER_MS,
     );
+    if (Number(reply[0]) === 2) return { kind: 'ran-out', held: parse(userId, String(reply[1])) };
     const set = {
       userId,
       ownerNo,
       timeoutMs,
       fireId,
-      setUs: String(setUs),
-      trigger: String(trigger),
+      setUs: String(reply[1]),
+      state: String(reply[2]),
     };
-    return { set, state: { ...stateOf(set), now: new Date(Number(now)) } };
+    return { kind: 'set', set, state: stateOf(set, new Date(Number(reply[3]))) };
   }
 
   /**
-   * Writes a switch set before a Redis restart that may have lost it: true when it was written,
-   * false when Redis holds one set later (or this one).
+   * Writes again a switch set before a Redis restart that may have lost it: true when written,
+   * false when Redis holds one set as late or later (or this one is too old to tell).
    */
   async resend(s: CancelAfterSwitch): Promise<boolean> {
     const reply = await this.redis.mbSetCancelAfter(
@@ -132,35 +151,50 @@ export class CancelAfterSwitches {
       s.timeoutMs,
       s.fireId,
       s.setUs,
-      s.trigger,
+      s.state,
       REMEMBER_MS,
     );
-    return Number(reply[3]) === 1;
+    return Number(reply[0]) === 1;
   }
 
   /** The user's switch, with Redis's clock. */
   async get(userId: string): Promise<CancelAfterState> {
-    const [[, held], [, time]] = (await this.redis
-      .multi()
-      .hget(this.keys[0], userId)
-      .time()
-      .exec()) as [[null, string | null], [null, [string, string]]];
-    const now = new Date(Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000));
-    if (held === null) return { timeoutMs: 0, triggerAt: undefined, now };
-    return { ...stateOf(parse(userId, held)), now };
+    const [held, time] = await Promise.all([
+      this.redis.hget(this.keys[0], userId),
+      this.redis.time(),
+    ]);
+    const now = new Date(msOf(time));
+    if (held === null) return { timeoutMs: 0, triggerAt: undefined, firedAt: undefined, now };
+    return stateOf(parse(userId, held), now);
   }
 
-  /** Claims up to `max` switches due, each for `leaseMs`; with Redis's clock. */
-  async due(leaseMs: number, max: number): Promise<{ now: Date; due: CancelAfterSwitch[] }> {
-    const reply = await this.redis.mbDueCancelAfter(...this.keys, leaseMs, max);
+  /**
+   * Claims up to `max` switches that ran out, each for `leaseMs`, with Redis's clock. After an
+   * outage, none: `restarted` is how many armed switches count down again from now.
+   */
+  async due(
+    leaseMs: number,
+    max: number,
+  ): Promise<{ now: Date; restarted: number | undefined; due: CancelAfterSwitch[] }> {
+    const reply = await this.redis.mbDueCancelAfter(
+      ...this.keys,
+      this.sweptKey,
+      leaseMs,
+      max,
+      OUTAGE_MS,
+    );
+    const restarted = Number(reply[1]) < 0 ? undefined : Number(reply[1]);
     const due: CancelAfterSwitch[] = [];
-    for (let i = 1; i + 1 < reply.length; i += 2) {
+    for (let i = 2; i + 1 < reply.length; i += 2) {
       due.push(parse(String(reply[i]), String(reply[i + 1])));
     }
-    return { now: new Date(Number(reply[0])), due };
+    return { now: new Date(Number(reply[0])), restarted, due };
   }
 
-  /** Marks `s` fired: false when the user has re-armed or disarmed it since it was claimed. */
+  /**
+   * Marks `s` fired: false when it has changed since it was claimed (marked by another gateway,
+   * or counting down again after an outage).
+   */
   async fired(s: CancelAfterSwitch): Promise<boolean> {
     const reply = await this.redis.mbFiredCancelAfter(
       ...this.keys,
@@ -173,28 +207,35 @@ export class CancelAfterSwitches {
 }
 
 function format(s: CancelAfterSwitch): string {
-  return `${s.setUs} ${s.trigger} ${s.ownerNo} ${s.timeoutMs} ${s.fireId}`;
+  return `${s.setUs} ${s.state} ${s.ownerNo} ${s.timeoutMs} ${s.fireId}`;
 }
 
 function parse(userId: string, held: string): CancelAfterSwitch {
-  const [setUs, trigger, ownerNo, timeoutMs, fireId] = held.split(' ');
+  const [setUs, state, ownerNo, timeoutMs, fireId] = held.split(' ');
   return {
     userId,
     ownerNo: Number(ownerNo),
     timeoutMs: Number(timeoutMs),
     fireId: String(fireId),
     setUs: String(setUs),
-    trigger: String(trigger),
+    state: String(state),
   };
 }
 
-function stateOf(s: CancelAfterSwitch): Omit<CancelAfterState, 'now'> {
-  return /^\d+$/.test(s.trigger)
-    ? { timeoutMs: s.timeoutMs, triggerAt: new Date(Number(s.trigger)) }
-    : { timeoutMs: 0, triggerAt: undefined };
+function stateOf(s: CancelAfterSwitch, now: Date): CancelAfterState {
+  if (/^\d+$/.test(s.state)) {
+    return {
+      timeoutMs: s.timeoutMs,
+      triggerAt: new Date(Number(s.state)),
+      firedAt: undefined,
+      now,
+    };
+  }
+  const firedAt = s.state.startsWith('x') ? new Date(Number(s.state.slice(1))) : undefined;
+  return { timeoutMs: 0, triggerAt: undefined, firedAt, now };
 }
 
-/** What the sweep needs of the queue. */
+/** What the firing of a switch needs of the queue. */
 export interface SwitchQueue {
   readonly cancelAfter: CancelAfterSwitches;
   cancelAll(
@@ -204,13 +245,45 @@ export interface SwitchQueue {
 }
 
 /**
- * Fires the switches due, every SWEEP_MS: the mass cancel of each is queued, then the switch is
- * marked fired. One that cannot be queued is claimed again, here or by another gateway, once its
- * lease runs out.
+ * Fires a switch that ran out: queues its mass cancel (once per shard however often it is fired),
+ * then marks it fired. `marked`: false when it had changed since (see `fired`), undefined when the
+ * mark failed (claimed again after its lease, it is found queued and marked then).
+ */
+export async function fireSwitch(
+  queue: SwitchQueue,
+  s: CancelAfterSwitch,
+  at: Date,
+  deadlineMs: number,
+): Promise<{ kind: MassCancelResult['kind']; marked?: boolean | undefined }> {
+  let result: MassCancelResult;
+  try {
+    result = await queue.cancelAll(
+      { id: s.fireId, userId: s.userId, ownerNo: s.ownerNo, at },
+      deadlineMs,
+    );
+  } catch (err) {
+    firedTotal.inc({ outcome: 'failed' });
+    throw err;
+  }
+  if (result.kind !== 'queued') {
+    firedTotal.inc({ outcome: 'not_queued' });
+    return { kind: result.kind };
+  }
+  firedTotal.inc({ outcome: 'queued' });
+  const marked = await queue.cancelAfter.fired(s).catch(() => undefined);
+  return { kind: 'queued', marked };
+}
+
+/**
+ * Fires the switches that ran out, every SWEEP_MS: the mass cancel of each is queued, then the
+ * switch is marked fired. One that cannot be queued is claimed again, here or by another gateway,
+ * once its lease runs out.
  */
 export class CancelAfterSweeper {
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
+  /** Switches being fired: a slow one holds neither the next sweep nor the others. */
+  private readonly firing = new Set<Promise<void>>();
   /** The last failure to sweep, said once until a sweep succeeds. */
   private failure: string | undefined;
 
@@ -228,15 +301,16 @@ export class CancelAfterSweeper {
     this.timer.unref();
   }
 
-  /** Stops sweeping; a switch being fired is fired first (or left to its lease). */
+  /** Stops sweeping; the switches being fired are fired first (or left to their leases). */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
     await this.sweeping;
+    await Promise.all([...this.firing]);
   }
 
   private async sweep(): Promise<void> {
-    let claimed: { now: Date; due: CancelAfterSwitch[] };
+    let claimed: Awaited<ReturnType<CancelAfterSwitches['due']>>;
     try {
       claimed = await this.queue.cancelAfter.due(LEASE_MS, SWEEP_BATCH);
       this.failure = undefined;
@@ -247,43 +321,52 @@ export class CancelAfterSweeper {
       this.failure = cause;
       return;
     }
-    await Promise.all(claimed.due.map((s) => this.fire(s, claimed.now)));
+    if (claimed.restarted !== undefined && claimed.restarted > 0) {
+      this.logger.warn(
+        { switches: claimed.restarted },
+        'cancel-all-after: after an outage (no sweep for a while, or Redis restarted), every armed switch counts down again from now',
+      );
+    }
+    for (const s of claimed.due) {
+      const done: Promise<void> = this.fire(s, claimed.now).finally(() => this.firing.delete(done));
+      this.firing.add(done);
+    }
   }
 
-  private async fire(s: CancelAfterSwitch, now: Date): Promise<void> {
+  private async fire(s: CancelAfterSwitch, claimedAt: Date): Promise<void> {
     const fields = {
       user_id: s.userId,
       request_id: s.fireId,
-      trigger_at: new Date(Number(s.trigger)).toISOString(),
+      trigger_at: new Date(Number(s.state)).toISOString(),
     };
-    let result: MassCancelResult;
     try {
-      result = await this.queue.cancelAll(
-        { id: s.fireId, userId: s.userId, ownerNo: s.ownerNo, at: now },
-        Date.now() + FIRE_DEADLINE_MS,
+      const out = await fireSwitch(
+        this.queue,
+        s,
+        claimedAt,
+        claimedAt.getTime() + FIRE_DEADLINE_MS,
       );
+      if (out.kind !== 'queued') {
+        this.logger.error(
+          { ...fields, outcome: out.kind },
+          `cancel-all-after ran out, but its mass cancel was not queued; tried again in ${LEASE_MS / 1000} s`,
+        );
+        return;
+      }
+      this.logger.warn(fields, 'cancel-all-after ran out: the user’s open orders are canceled');
+      if (out.marked === false) {
+        this.logger.info(
+          fields,
+          'cancel-all-after: the switch changed since it was claimed (marked by another gateway, or counting down again after an outage)',
+        );
+      } else if (out.marked === undefined) {
+        this.logger.warn(fields, 'cancel-all-after: could not mark the switch fired');
+      }
     } catch (err) {
-      fired.inc({ outcome: 'failed' });
       this.logger.error(
         { ...fields, err },
-        'cancel-all-after ran out, but its mass cancel failed; tried again in 5 s',
+        `cancel-all-after ran out, but its mass cancel failed; tried again in ${LEASE_MS / 1000} s`,
       );
-      return;
     }
-    if (result.kind !== 'queued') {
-      fired.inc({ outcome: 'not_queued' });
-      this.logger.error(
-        { ...fields, outcome: result.kind },
-        'cancel-all-after ran out, but its mass cancel was not queued; tried again in 5 s',
-      );
-      return;
-    }
-    fired.inc({ outcome: 'queued' });
-    this.logger.warn(fields, 'cancel-all-after ran out: the user’s open orders are canceled');
-    // Not marked: claimed again after the lease, its mass cancel is found queued, and it is
-    // marked then.
-    await this.queue.cancelAfter.fired(s).catch((err: unknown) => {
-      this.logger.warn({ ...fields, err }, 'cancel-all-after: could not mark a switch fired');
-    });
   }
 }

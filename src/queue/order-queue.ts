@@ -1,8 +1,8 @@
 // The gateway's side of the Redis queue: accept, cancel and amend each in one round trip (a Lua
 // script per operation), and read the status cache. It knows keys and records, nothing of HTTP.
 import type { Redis } from 'ioredis';
-import { CancelAfterSwitches } from './cancel-after.js';
-import type { CancelAfterState } from './cancel-after.js';
+import { CancelAfterSwitches, FIRE_DEADLINE_MS, fireSwitch } from './cancel-after.js';
+import type { CancelAfterState, CancelAfterSwitch } from './cancel-after.js';
 import { setHalt } from './halts.js';
 import { haltedKey, layoutKey, ShardPlacement, shardKeys, STATUS_HASH_MAX_VALUE } from './keys.js';
 import { keyCount, lua } from './lua-scripts.js';
@@ -144,6 +144,11 @@ type ShardAnswer =
   | { kind: 'present' }
   /** Redis refused the call, or could not be reached: nothing written. */
   | { kind: 'failed'; err: unknown };
+
+/** What arming or disarming a cancel-all-after came to. */
+export type CancelAfterSet =
+  /** Set; `fired`: the switch it replaced, which had run out, fired first. */
+  { kind: 'set'; state: CancelAfterState; fired?: CancelAfterSwitch } | { kind: 'unavailable' };
 
 export interface OrderQueueOptions {
   prefix: string;
@@ -686,17 +691,35 @@ export class OrderQueue {
   }
 
   /**
-   * Arms the user's cancel-all-after to fire `timeoutMs` from now (Redis's clock), or disarms it
-   * (0); kept here to be written again should Redis restart without it.
+   * Arms the user's cancel-all-after to run out `timeoutMs` from now (Redis's clock), or disarms
+   * it (0); kept here to be written again should Redis restart without it. A switch it would
+   * replace that has run out is fired first (`fired`): its cancel then takes every order accepted
+   * before this request, and none sent after its answer. 'unavailable' when that cancel could not
+   * be queued: nothing was set.
    */
   async setCancelAfter(
     userId: string,
     ownerNo: number,
     timeoutMs: number,
-  ): Promise<CancelAfterState> {
-    const { set, state } = await this.cancelAfter.set(userId, ownerNo, timeoutMs);
-    this.recentAccepts?.add({ kind: 'cancel_after', set });
-    return state;
+  ): Promise<CancelAfterSet> {
+    const recent = this.recentAccepts;
+    // One this gateway took just before Redis restarted may be about to be written again: this
+    // one, newer, must not be overwritten by it (were Redis's clock to have gone back).
+    if (recent?.holdsCancelAfterOf(userId)) {
+      await this.requeueOver(recent, `a cancel-all-after of user ${userId} is`);
+    }
+    let fired: CancelAfterSwitch | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const r = await this.cancelAfter.set(userId, ownerNo, timeoutMs);
+      if (r.kind === 'set') {
+        recent?.add({ kind: 'cancel_after', set: r.set });
+        return { kind: 'set', state: r.state, ...(fired === undefined ? {} : { fired }) };
+      }
+      const out = await fireSwitch(this, r.held, new Date(), Date.now() + FIRE_DEADLINE_MS);
+      if (out.kind !== 'queued') return { kind: 'unavailable' };
+      fired = r.held;
+    }
+    return { kind: 'unavailable' };
   }
 
   /** The order as the status cache holds it, from whichever shard has it. */

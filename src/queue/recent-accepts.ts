@@ -39,7 +39,8 @@ function keyOf(a: Accepted): string {
     case 'cancel_all':
       return `cancel_all:${a.mass.id}`;
     case 'cancel_after':
-      return `cancel_after:${a.set.userId}:${a.set.setUs}`;
+      // Only the last of a user's is sent again.
+      return `cancel_after:${a.set.userId}`;
   }
 }
 
@@ -136,6 +137,8 @@ export class RecentAccepts {
   private amendedIds = new Set<string>();
   /** The same for the users of the mass cancels in `orders`. */
   private massCancelUsers = new Set<string>();
+  /** The same for the users of the cancel-all-afters in `orders`. */
+  private switchUsers = new Set<string>();
   private runId: string | undefined;
   /** When the connection broke (clock()); 0 while connected and checked. */
   private closedAt = 0;
@@ -210,6 +213,7 @@ export class RecentAccepts {
     if (what.kind === 'order') this.orderIds.add(what.order.id);
     if (what.kind === 'replace') this.amendedIds.add(what.amend.orderId);
     if (what.kind === 'cancel_all') this.massCancelUsers.add(what.mass.userId);
+    if (what.kind === 'cancel_after') this.switchUsers.add(what.set.userId);
     // Oldest first: drop what fell out of the window (in chunks, not one shift per order). Not
     // between a break and its check: replies to commands re-sent on the new connection arrive
     // before the check, and the window is counted back from the break.
@@ -218,10 +222,12 @@ export class RecentAccepts {
       this.orderIds = new Set();
       this.amendedIds = new Set();
       this.massCancelUsers = new Set();
+      this.switchUsers = new Set();
       for (const { what: w } of this.orders) {
         if (w.kind === 'order') this.orderIds.add(w.order.id);
         else if (w.kind === 'replace') this.amendedIds.add(w.amend.orderId);
         else if (w.kind === 'cancel_all') this.massCancelUsers.add(w.mass.userId);
+        else if (w.kind === 'cancel_after') this.switchUsers.add(w.set.userId);
       }
     }
   }
@@ -248,6 +254,14 @@ export class RecentAccepts {
    */
   holdsMassCancelOf(userId: string): boolean {
     return this.massCancelUsers.has(userId);
+  }
+
+  /**
+   * Whether a cancel-all-after of the user `userId` was taken here within the window: one that
+   * Redis lost may be about to be written again, and one set now must come after it.
+   */
+  holdsCancelAfterOf(userId: string): boolean {
+    return this.switchUsers.has(userId);
   }
 
   /** Resolves when the checks and replays started so far are over. */
@@ -285,7 +299,11 @@ export class RecentAccepts {
     // Once each (an order re-sent by its client, or re-queued before, is in the list twice).
     const due = new Map<string, Accepted>();
     for (const e of this.orders) {
-      if (e.at >= since && !due.has(keyOf(e.what))) due.set(keyOf(e.what), e.what);
+      if (e.at < since) continue;
+      const key = keyOf(e.what);
+      // A user's cancel-all-after: the last one taken (set later than the others).
+      if (e.what.kind === 'cancel_after') due.delete(key);
+      if (!due.has(key)) due.set(key, e.what);
     }
     if (due.size > 0) await this.replay([...due.values()], downMs);
   }

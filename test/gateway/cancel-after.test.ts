@@ -57,7 +57,10 @@ describe('the dead man’s switch (cancel-all-after)', () => {
     assert.equal(Date.parse(r.body.trigger_at as string), armedAt + 1_000);
     const read = await t.api(alice.key, 'GET', PATH);
     assert.equal(read.status, 200);
-    assert.deepEqual([read.body.timeout_ms, read.body.trigger_at], [1_000, r.body.trigger_at]);
+    assert.deepEqual(
+      [read.body.timeout_ms, read.body.trigger_at, read.body.fired_at],
+      [1_000, r.body.trigger_at, null],
+    );
 
     // It runs out: both orders are canceled, by their owner, no earlier than its trigger.
     const canceled = await eventually(async () => {
@@ -69,9 +72,13 @@ describe('the dead man’s switch (cancel-all-after)', () => {
       const got = await t.api(alice.key, 'GET', `/v1/orders/${o.id}`);
       assert.ok(Date.parse(got.body.updated_at as string) >= armedAt + 1_000);
     }
-    // Fired, it is no longer armed; bob's is, and his order stands.
-    const fired = await t.api(alice.key, 'GET', PATH);
+    // Fired, it is no longer armed, and says when it fired; bob's is armed, and his order stands.
+    const fired = await eventually(async () => {
+      const g = await t.api(alice.key, 'GET', PATH);
+      return g.body.fired_at === null ? undefined : g;
+    });
     assert.deepEqual([fired.body.timeout_ms, fired.body.trigger_at], [0, null]);
+    assert.ok(Date.parse(fired.body.fired_at as string) >= armedAt + 1_000);
     assert.equal((await t.api(bob.key, 'GET', PATH)).body.timeout_ms, 600_000);
     assert.deepEqual(await statuses(bob.key, bobs), ['NEW null']);
 

@@ -1,11 +1,13 @@
 // The cancel-all-after switches (src/queue/cancel-after.ts) against real Redis: a switch claimed
-// and not reported fired is claimed again once its lease runs out, and its mass cancel is queued
-// once per shard however often it fires; one re-armed while being fired stays armed; and a switch
-// sent again after a Redis restart is written only over an older one.
+// and not marked fired is claimed again once its lease runs out, and its mass cancel is queued
+// once per shard however often it fires; running out is final (an arm that comes after fires it
+// first); an outage restarts every countdown; and a switch sent again after a Redis restart is
+// written only over an older one.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { pino } from 'pino';
 import { CancelAfterSweeper } from '../../src/queue/cancel-after.js';
+import type { CancelAfterSwitch } from '../../src/queue/cancel-after.js';
 import { layoutKey, shardLayout } from '../../src/queue/keys.js';
 import { OrderQueue } from '../../src/queue/order-queue.js';
 import { freshRedis } from '../support/services.js';
@@ -26,29 +28,47 @@ before(async () => {
 });
 after(() => r.cleanup());
 
-const USER = '0190a1b2-0000-7000-8000-000000000001';
+let users = 0;
+const newUser = (): string => `0190a1b2-0000-7000-8000-${String(++users).padStart(12, '0')}`;
 
-/** The mass-cancel entries on each shard's stream: `<id> <side>`. */
-async function massCancels(): Promise<string[][]> {
+/** Arms (or disarms) through the queue, as the route does; the switch as set. */
+async function arm(user: string, owner: number, timeoutMs: number) {
+  const s = await queue.cancelAfter.set(user, owner, timeoutMs);
+  assert.equal(s.kind, 'set');
+  return s;
+}
+
+/** A sweep that is not the first after an outage (the last sweep was under 2 s ago). */
+async function sweep(leaseMs: number): Promise<CancelAfterSwitch[]> {
+  const claimed = await queue.cancelAfter.due(leaseMs, 100);
+  assert.equal(claimed.restarted, undefined, 'an outage where none was');
+  return claimed.due;
+}
+
+/** The mass-cancel entries on each shard's stream with this id: `<side>`. */
+async function massCancels(id: string): Promise<string[][]> {
   return Promise.all(
     queue.shards.map(async (k) =>
-      (await r.redis.xrange(k.orders, '-', '+')).map(([, f]) => {
-        const c = JSON.parse(f[1] as string) as { k: string; id: string; side: string };
-        return `${c.k} ${c.id} ${c.side}`;
-      }),
+      (await r.redis.xrange(k.orders, '-', '+'))
+        .map(([, f]) => JSON.parse(f[1] as string) as { k: string; id: string; side: string })
+        .filter((c) => c.k === 'cancel_all' && c.id === id)
+        .map((c) => c.side),
     ),
   );
 }
 
 it('fires a switch whose firing was cut short once its lease runs out, queuing its cancel once per shard', async () => {
-  const { set } = await queue.cancelAfter.set(USER, 7, 1_000);
-  assert.deepEqual((await queue.cancelAfter.due(100, 10)).due, [], 'due before its time');
+  const user = newUser();
+  await queue.cancelAfter.due(200, 100); // the first sweep: an outage, nothing claimed
+  const armed = await arm(user, 7, 1_000);
+  if (armed.kind !== 'set') return;
+  assert.deepEqual(await sweep(200), [], 'due before its time');
   await sleep(1_100);
   // A gateway claims it with a short lease, queues its cancel, and dies before marking it fired.
-  const first = await queue.cancelAfter.due(200, 10);
-  assert.deepEqual(first.due, [set]);
-  assert.deepEqual((await queue.cancelAfter.due(200, 10)).due, [], 'claimed twice in its lease');
-  const fire = { id: set.fireId, userId: USER, ownerNo: 7, at: first.now };
+  const [claimed] = await sweep(200);
+  assert.deepEqual(claimed, armed.set);
+  assert.deepEqual(await sweep(200), [], 'claimed twice in its lease');
+  const fire = { id: armed.set.fireId, userId: user, ownerNo: 7, at: new Date() };
   assert.equal((await queue.cancelAll(fire, Date.now() + 750)).kind, 'queued');
 
   // Another gateway's sweep takes it over after the lease: the cancel is there already.
@@ -57,55 +77,111 @@ it('fires a switch whose firing was cut short once its lease runs out, queuing i
   try {
     await waitFor(
       'the switch marked fired',
-      async () => (await queue.cancelAfter.get(USER)).timeoutMs === 0,
+      async () => (await queue.cancelAfter.get(user)).firedAt !== undefined,
       5_000,
     );
   } finally {
     await sweeper.stop();
   }
-  const entries = [`cancel_all ${set.fireId} BUY`, `cancel_all ${set.fireId} SELL`];
-  assert.deepEqual(await massCancels(), [entries, entries]);
-  assert.deepEqual((await queue.cancelAfter.due(200, 10)).due, []);
-});
-
-it('leaves armed a switch re-armed while it was being fired', async () => {
-  const user = '0190a1b2-0000-7000-8000-000000000002';
-  await queue.cancelAfter.set(user, 8, 1_000);
-  await sleep(1_100);
-  const [claimed] = (await queue.cancelAfter.due(5_000, 10)).due;
-  assert.ok(claimed !== undefined);
-  const again = await queue.cancelAfter.set(user, 8, 60_000);
-  assert.equal(await queue.cancelAfter.fired(claimed), false);
+  assert.deepEqual(await massCancels(armed.set.fireId), [
+    ['BUY', 'SELL'],
+    ['BUY', 'SELL'],
+  ]);
   const state = await queue.cancelAfter.get(user);
-  assert.deepEqual([state.timeoutMs, state.triggerAt], [60_000, again.state.triggerAt]);
-  // Its new trigger is what the sweep waits for: not due now.
-  assert.deepEqual((await queue.cancelAfter.due(5_000, 10)).due, []);
+  assert.deepEqual([state.timeoutMs, state.triggerAt], [0, undefined]);
+  assert.ok((state.firedAt?.getTime() ?? 0) >= (armed.state.triggerAt?.getTime() ?? Infinity));
 });
 
-it('writes a switch sent again only over an older one', async () => {
-  const user = '0190a1b2-0000-7000-8000-000000000003';
-  const armed = await queue.cancelAfter.set(user, 9, 30_000);
-  const disarmed = await queue.cancelAfter.set(user, 9, 0);
+it('fires first a switch that ran out when it is armed again, claimed or not, then arms it', async () => {
+  for (const claimedFirst of [false, true]) {
+    const user = newUser();
+    await queue.cancelAfter.due(5_000, 100);
+    const armed = await arm(user, 8, 1_000);
+    if (armed.kind !== 'set') return;
+    await sleep(1_100);
+    // Ran out: a sweep has claimed it (and is slow to fire it), or none has come yet.
+    const claimed = claimedFirst ? await sweep(5_000) : [];
+    assert.equal(claimed.length, claimedFirst ? 1 : 0);
+    const again = await queue.setCancelAfter(user, 8, 60_000);
+    assert.equal(again.kind, 'set');
+    if (again.kind !== 'set') return;
+    // The cancel is queued before the arm is answered: it takes nothing sent after the answer.
+    assert.equal(again.fired?.fireId, armed.set.fireId);
+    assert.deepEqual(await massCancels(armed.set.fireId), [
+      ['BUY', 'SELL'],
+      ['BUY', 'SELL'],
+    ]);
+    assert.equal(again.state.timeoutMs, 60_000);
+    const state = await queue.cancelAfter.get(user);
+    assert.deepEqual(state.triggerAt, again.state.triggerAt);
+    // The slow sweep's mark finds the new switch, and leaves it.
+    if (claimed[0] !== undefined) assert.equal(await queue.cancelAfter.fired(claimed[0]), false);
+    assert.deepEqual(await sweep(5_000), []);
+  }
+});
+
+it('after an outage, counts every armed switch down again from now instead of firing it', async () => {
+  const user = newUser();
+  await queue.cancelAfter.due(200, 100);
+  const armed = await arm(user, 9, 1_000);
+  if (armed.kind !== 'set') return;
+  // No sweep for over 2 s: the switch ran out while no gateway could have taken an arm.
+  await sleep(2_300);
+  const first = await queue.cancelAfter.due(200, 100);
+  assert.deepEqual(first.due, []);
+  assert.ok((first.restarted ?? 0) >= 1);
+  const state = await queue.cancelAfter.get(user);
+  assert.ok((state.triggerAt?.getTime() ?? 0) >= first.now.getTime() + 1_000);
+  assert.deepEqual(await sweep(200), []);
+  await sleep(1_100);
+  const [claimed] = await sweep(200);
+  assert.equal(claimed?.fireId, armed.set.fireId);
+
+  // A Redis that restarted (another run_id than the last sweep's) is an outage too.
+  const again = await arm(newUser(), 10, 1_000);
+  await r.redis.set(`${r.prefix}:cancel-after:swept`, `0123abcd ${Date.now()}`);
+  const restarted = await queue.cancelAfter.due(200, 100);
+  assert.ok((restarted.restarted ?? 0) >= 1);
+  assert.equal(again.kind, 'set');
+});
+
+it('writes a switch sent again only over an older one, and never one too old to tell', async () => {
+  const user = newUser();
+  const armed = await arm(user, 9, 30_000);
+  const disarmed = await arm(user, 9, 0);
+  if (armed.kind !== 'set' || disarmed.kind !== 'set') return;
   // Redis has both: the arm sent again changes nothing, nor does the disarm.
   assert.equal(await queue.cancelAfter.resend(armed.set), false);
   assert.equal(await queue.cancelAfter.resend(disarmed.set), false);
   assert.equal((await queue.cancelAfter.get(user)).timeoutMs, 0);
 
-  // Redis lost both (its keys gone): each comes back in turn, as set.
-  await r.redis.del(`${r.prefix}:cancel-after`, `${r.prefix}:cancel-after:due`);
+  const lose = () => r.redis.del(`${r.prefix}:cancel-after`, `${r.prefix}:cancel-after:due`);
+  // Redis lost both: each comes back in turn, the arm counting down from now.
+  await lose();
+  const resentAt = (await queue.cancelAfter.get(user)).now.getTime();
   assert.equal(await queue.cancelAfter.resend(armed.set), true);
   const back = await queue.cancelAfter.get(user);
-  assert.deepEqual([back.timeoutMs, back.triggerAt], [30_000, armed.state.triggerAt]);
+  assert.equal(back.timeoutMs, 30_000);
+  assert.ok((back.triggerAt?.getTime() ?? 0) >= resentAt + 30_000);
   assert.equal(await queue.cancelAfter.resend(disarmed.set), true);
   assert.equal((await queue.cancelAfter.get(user)).timeoutMs, 0);
 
   // Sent again in the other order (by two gateways): the disarm is remembered, and the older
   // arm does not overwrite it.
-  await r.redis.del(`${r.prefix}:cancel-after`, `${r.prefix}:cancel-after:due`);
+  await lose();
   assert.equal(await queue.cancelAfter.resend(disarmed.set), true);
   assert.equal(await queue.cancelAfter.resend(armed.set), false);
   assert.equal((await queue.cancelAfter.get(user)).timeoutMs, 0);
+
+  // One set longer ago than a disarmed switch is remembered is not written.
+  await lose();
+  const old = { ...armed.set, setUs: String(BigInt(armed.set.setUs) - 11n * 60_000_000n) };
+  assert.equal(await queue.cancelAfter.resend(old), false);
+  assert.equal((await queue.cancelAfter.get(user)).timeoutMs, 0);
+
   // A new arm is set after what Redis holds, whatever its clock says.
-  const later = await queue.cancelAfter.set(user, 9, 5_000);
+  await queue.cancelAfter.resend(disarmed.set);
+  const later = await arm(user, 9, 5_000);
+  if (later.kind !== 'set') return;
   assert.ok(BigInt(later.set.setUs) > BigInt(disarmed.set.setUs));
 });

@@ -2,10 +2,11 @@
 // and pushed back by arming it again before it runs out, it cancels all the caller's open orders
 // once it does: a client that dies or loses its connection leaves no orders behind it.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { MAX_TIMEOUT_MS, MIN_TIMEOUT_MS } from '../../queue/cancel-after.js';
 import type { CancelAfterState as State } from '../../queue/cancel-after.js';
 import type { GatewayContext } from '../app.js';
-import { invalid } from '../errors.js';
+import { ApiError, invalid } from '../errors.js';
 import { userGuard } from '../guard.js';
 import { CancelAfterRequest, CancelAfterState } from '../schemas.js';
 import { withoutBody } from './orders.js';
@@ -24,10 +25,35 @@ const PATH = '/v1/orders/cancel-all-after';
 const answer = (s: State) => ({
   timeout_ms: s.timeoutMs,
   trigger_at: s.triggerAt?.toISOString() ?? null,
+  fired_at: s.firedAt?.toISOString() ?? null,
   current_time: s.now.toISOString(),
 });
 
 export function cancelAfterRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
+  /** Arms (or with 0 disarms) the caller's switch, firing first one that has run out. */
+  async function set(req: FastifyRequest, timeout: number) {
+    const r = await ctx.queue.setCancelAfter(req.caller.id, req.caller.no, timeout);
+    if (r.kind === 'unavailable') {
+      throw new ApiError(
+        'UNAVAILABLE',
+        'The switch has run out, and the cancel of the open orders could not be queued yet; send this again.',
+        undefined,
+        1,
+      );
+    }
+    if (r.fired !== undefined) {
+      req.log.warn(
+        {
+          user_id: req.caller.id,
+          request_id: r.fired.fireId,
+          trigger_at: new Date(Number(r.fired.state)).toISOString(),
+        },
+        'cancel-all-after had run out when armed again: the user’s open orders are canceled',
+      );
+    }
+    return answer(r.state);
+  }
+
   return (app, _options, done) => {
     app.addHook('onRequest', userGuard(ctx));
 
@@ -51,7 +77,7 @@ export function cancelAfterRoutes(ctx: GatewayContext): FastifyPluginCallbackTyp
             },
           ]);
         }
-        return answer(await ctx.queue.setCancelAfter(req.caller.id, req.caller.no, timeout));
+        return set(req, timeout);
       },
     );
 
@@ -64,7 +90,7 @@ export function cancelAfterRoutes(ctx: GatewayContext): FastifyPluginCallbackTyp
           response: { 200: CancelAfterState, ...errors },
         },
       },
-      async (req) => answer(await ctx.queue.setCancelAfter(req.caller.id, req.caller.no, 0)),
+      async (req) => set(req, 0),
     );
 
     app.get(

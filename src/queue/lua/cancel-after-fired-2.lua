@@ -1,5 +1,6 @@
 -- Marks a user's cancel-all-after fired once its mass cancel is queued (src/queue/cancel-after.ts),
--- unless the user has re-armed or disarmed it since it was claimed: that is left as it is.
+-- unless it has changed since it was claimed (marked by another gateway, or counting down again
+-- after an outage): that is left as it is.
 --
 -- KEYS[1] each user's switch (<prefix>:cancel-after; see cancel-after-set-2.lua)
 -- KEYS[2] when each user's switch is next due, ms (<prefix>:cancel-after:due)
@@ -14,6 +15,6 @@ end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local set_us, rest = string.match(ARGV[2], '^(%d+) %d+ (.*)$')
-redis.call('HSET', KEYS[1], ARGV[1], set_us .. ' x ' .. rest)
+redis.call('HSET', KEYS[1], ARGV[1], set_us .. ' x' .. now_ms .. ' ' .. rest)
 redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[3]), ARGV[1])
 return 1
