@@ -31,7 +31,7 @@ export interface Silence {
   at: number;
   /** The trigger of the last arm answered 200 before it, if one was. */
   trigger: number | undefined;
-  /** When GET first answered the switch unarmed (fired); undefined: not within FIRE_WAIT_MS. */
+  /** When GET first said it fired (at or after `trigger`); undefined: not within FIRE_WAIT_MS. */
   firedSeenAt: number | undefined;
 }
 
@@ -111,7 +111,10 @@ export class DeadMan {
       while (Date.now() < giveUp) {
         await sleep(100);
         const a = await this.load.request(this.user, 'GET', PATH, undefined);
-        if (a.status === 200 && (JSON.parse(a.text) as { fired_at: unknown }).fired_at !== null) {
+        const firedAt =
+          a.status === 200 ? (JSON.parse(a.text) as { fired_at: string | null }).fired_at : null;
+        // This silence's fire, not one left from before it.
+        if (firedAt !== null && Date.parse(firedAt) >= (trigger ?? 0)) {
           silence.firedSeenAt = Date.now();
           break;
         }

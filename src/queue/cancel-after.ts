@@ -9,7 +9,7 @@
 // Running out is final: an arm or disarm that comes after it fires the switch first, so that the
 // cancel takes every order accepted before that request and none its client sends after the
 // answer. An outage (no sweep by any gateway for OUTAGE_MS, or a Redis restart) is not the
-// client's: every armed switch then counts down again from the system's return.
+// client's: every switch that had not run out when it began counts down again from its end.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
@@ -18,8 +18,8 @@ import { counter } from '../metrics/registry.js';
 import { keyCount, lua } from './lua-scripts.js';
 import type { MassCancelResult } from './order-queue.js';
 
-const SET = 'cancel-after-set-2.lua';
-const DUE = 'cancel-after-due-3.lua';
+const SWITCH = 'cancel-after-switch-4.lua';
+const DUE = 'cancel-after-due-4.lua';
 const FIRED = 'cancel-after-fired-2.lua';
 
 /** A timeout must be at least this (the sweep runs every SWEEP_MS)... */
@@ -28,8 +28,8 @@ export const MIN_TIMEOUT_MS = 1_000;
 export const MAX_TIMEOUT_MS = 86_400_000;
 /** How often each gateway looks for switches that ran out. */
 export const SWEEP_MS = 250;
-/** No sweep by any gateway for longer than this is an outage (cancel-after-due-3.lua). */
-const OUTAGE_MS = 2_000;
+/** No sweep by any gateway for longer than this is an outage (cancel-after-due-4.lua). */
+export const OUTAGE_MS = 2_000;
 /** How long a gateway has to queue the mass cancel of a switch it claimed before another may. */
 const LEASE_MS = 3_000;
 /**
@@ -53,7 +53,7 @@ const firedTotal = counter({
   labelNames: ['outcome'],
 });
 
-/** A user's switch as Redis holds it (see cancel-after-set-2.lua). */
+/** A user's switch as Redis holds it (see cancel-after-switch-4.lua). */
 export interface CancelAfterSwitch {
   userId: string;
   ownerNo: number;
@@ -82,33 +82,54 @@ export interface CancelAfterState {
 /** What arming or disarming came to. */
 export type SetResult =
   | { kind: 'set'; set: CancelAfterSwitch; state: CancelAfterState }
-  /** The switch Redis holds ran out and has not fired yet: nothing written. */
+  /** The switch Redis holds has run out and has not fired yet: nothing written. */
   | { kind: 'ran-out'; held: CancelAfterSwitch };
 
 type Reply = (string | number)[];
 
 interface ScriptedRedis {
-  mbSetCancelAfter(...args: (string | number)[]): Promise<Reply>;
+  mbCancelAfter(...args: (string | number)[]): Promise<Reply>;
   mbDueCancelAfter(...args: (string | number)[]): Promise<Reply>;
   mbFiredCancelAfter(...args: (string | number)[]): Promise<number>;
 }
 
-const msOf = (time: readonly (string | number)[]): number =>
-  Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-
 /** The cancel-all-after switches of every user, in Redis under `<prefix>:cancel-after`. */
 export class CancelAfterSwitches {
   private readonly redis: Redis & ScriptedRedis;
-  private readonly keys: [string, string];
-  private readonly sweptKey: string;
+  /** The switches, when each is due, the last sweep, the last outage. */
+  private readonly keys: [string, string, string, string];
 
-  constructor(redis: Redis, prefix: string) {
-    redis.defineCommand('mbSetCancelAfter', { numberOfKeys: keyCount(SET), lua: lua(SET) });
+  constructor(
+    redis: Redis,
+    prefix: string,
+    /** No sweep for longer than this is an outage: OUTAGE_MS but in tests. */
+    private readonly outageMs = OUTAGE_MS,
+  ) {
+    redis.defineCommand('mbCancelAfter', { numberOfKeys: keyCount(SWITCH), lua: lua(SWITCH) });
     redis.defineCommand('mbDueCancelAfter', { numberOfKeys: keyCount(DUE), lua: lua(DUE) });
     redis.defineCommand('mbFiredCancelAfter', { numberOfKeys: keyCount(FIRED), lua: lua(FIRED) });
     this.redis = redis as Redis & ScriptedRedis;
-    this.keys = [`${prefix}:cancel-after`, `${prefix}:cancel-after:due`];
-    this.sweptKey = `${prefix}:cancel-after:swept`;
+    const k = `${prefix}:cancel-after`;
+    this.keys = [k, `${k}:due`, `${k}:swept`, `${k}:outage`];
+  }
+
+  private call(
+    userId: string,
+    mode: 'get' | 'set' | 'resend',
+    s?: Omit<CancelAfterSwitch, 'userId'>,
+  ): Promise<Reply> {
+    return this.redis.mbCancelAfter(
+      ...this.keys,
+      userId,
+      mode,
+      s?.ownerNo ?? '',
+      s?.timeoutMs ?? '',
+      s?.fireId ?? '',
+      mode === 'resend' ? (s?.setUs ?? '') : '',
+      mode === 'resend' ? (s?.state ?? '') : '',
+      this.outageMs,
+      REMEMBER_MS,
+    );
   }
 
   /**
@@ -117,16 +138,13 @@ export class CancelAfterSwitches {
    */
   async set(userId: string, ownerNo: number, timeoutMs: number): Promise<SetResult> {
     const fireId = uuidv7();
-    const reply = await this.redis.mbSetCancelAfter(
-      ...this.keys,
-      userId,
+    const reply = await this.call(userId, 'set', {
       ownerNo,
       timeoutMs,
       fireId,
-      '',
-      '',
-      REMEMBER_MS,
-    );
+      setUs: '',
+      state: '',
+    });
     if (Number(reply[0]) === 2) return { kind: 'ran-out', held: parse(userId, String(reply[1])) };
     const set = {
       userId,
@@ -136,68 +154,58 @@ export class CancelAfterSwitches {
       setUs: String(reply[1]),
       state: String(reply[2]),
     };
-    return { kind: 'set', set, state: stateOf(set, new Date(Number(reply[3]))) };
+    return { kind: 'set', set, state: stateOf(set, set.state, new Date(Number(reply[3]))) };
   }
 
   /**
-   * Writes again a switch set before a Redis restart that may have lost it: true when written,
-   * false when Redis holds one set as late or later (or this one is too old to tell).
+   * Writes again a switch set before a Redis restart that may have lost it, counting down from
+   * now: true when written, false when Redis holds one set as late or later (or this one is too
+   * old to tell).
    */
   async resend(s: CancelAfterSwitch): Promise<boolean> {
-    const reply = await this.redis.mbSetCancelAfter(
-      ...this.keys,
-      s.userId,
-      s.ownerNo,
-      s.timeoutMs,
-      s.fireId,
-      s.setUs,
-      s.state,
-      REMEMBER_MS,
-    );
+    const reply = await this.call(s.userId, 'resend', s);
     return Number(reply[0]) === 1;
   }
 
   /** The user's switch, with Redis's clock. */
   async get(userId: string): Promise<CancelAfterState> {
-    const [held, time] = await Promise.all([
-      this.redis.hget(this.keys[0], userId),
-      this.redis.time(),
-    ]);
-    const now = new Date(msOf(time));
-    if (held === null) return { timeoutMs: 0, triggerAt: undefined, firedAt: undefined, now };
-    return stateOf(parse(userId, held), now);
+    const [, held, runsOut, now] = (await this.call(userId, 'get')).map(String);
+    const at = new Date(Number(now));
+    if (held === undefined || held === '') {
+      return { timeoutMs: 0, triggerAt: undefined, firedAt: undefined, now: at };
+    }
+    return stateOf(parse(userId, held), runsOut ?? '', at);
   }
 
   /**
-   * Claims up to `max` switches that ran out, each for `leaseMs`, with Redis's clock. After an
-   * outage, none: `restarted` is how many armed switches count down again from now.
+   * Claims up to `max` switches that have run out, each for `leaseMs`, with Redis's clock;
+   * `outage`: this sweep found one over, and `pushedBack` switches count down again since.
    */
   async due(
     leaseMs: number,
     max: number,
-  ): Promise<{ now: Date; restarted: number | undefined; due: CancelAfterSwitch[] }> {
-    const reply = await this.redis.mbDueCancelAfter(
-      ...this.keys,
-      this.sweptKey,
-      leaseMs,
-      max,
-      OUTAGE_MS,
-    );
-    const restarted = Number(reply[1]) < 0 ? undefined : Number(reply[1]);
+  ): Promise<{ now: Date; outage: boolean; pushedBack: number; due: CancelAfterSwitch[] }> {
+    const reply = await this.redis.mbDueCancelAfter(...this.keys, leaseMs, max, this.outageMs);
     const due: CancelAfterSwitch[] = [];
-    for (let i = 2; i + 1 < reply.length; i += 2) {
+    for (let i = 3; i + 1 < reply.length; i += 2) {
       due.push(parse(String(reply[i]), String(reply[i + 1])));
     }
-    return { now: new Date(Number(reply[0])), restarted, due };
+    return {
+      now: new Date(Number(reply[0])),
+      outage: Number(reply[1]) === 1,
+      pushedBack: Number(reply[2]),
+      due,
+    };
   }
 
   /**
    * Marks `s` fired: false when it has changed since it was claimed (marked by another gateway,
-   * or counting down again after an outage).
+   * or pushed back after an outage).
    */
   async fired(s: CancelAfterSwitch): Promise<boolean> {
     const reply = await this.redis.mbFiredCancelAfter(
-      ...this.keys,
+      this.keys[0],
+      this.keys[1],
       s.userId,
       format(s),
       REMEMBER_MS,
@@ -222,11 +230,12 @@ function parse(userId: string, held: string): CancelAfterSwitch {
   };
 }
 
-function stateOf(s: CancelAfterSwitch, now: Date): CancelAfterState {
+/** As a client sees `s`, which runs out at `runsOut` (ms) when armed. */
+function stateOf(s: CancelAfterSwitch, runsOut: string, now: Date): CancelAfterState {
   if (/^\d+$/.test(s.state)) {
     return {
       timeoutMs: s.timeoutMs,
-      triggerAt: new Date(Number(s.state)),
+      triggerAt: new Date(Number(runsOut)),
       firedAt: undefined,
       now,
     };
@@ -321,10 +330,9 @@ export class CancelAfterSweeper {
       this.failure = cause;
       return;
     }
-    if (claimed.restarted !== undefined && claimed.restarted > 0) {
+    if (claimed.outage) {
       this.logger.warn(
-        { switches: claimed.restarted },
-        'cancel-all-after: after an outage (no sweep for a while, or Redis restarted), every armed switch counts down again from now',
+        'cancel-all-after: no sweep for a while (every gateway down, Redis unreachable or restarted): every switch that had not run out counts down again from now',
       );
     }
     for (const s of claimed.due) {

@@ -147,8 +147,9 @@ type ShardAnswer =
 
 /** What arming or disarming a cancel-all-after came to. */
 export type CancelAfterSet =
-  /** Set; `fired`: the switch it replaced, which had run out, fired first. */
-  { kind: 'set'; state: CancelAfterState; fired?: CancelAfterSwitch } | { kind: 'unavailable' };
+  /** Set; `fired`: the switch it replaced, which had run out, fired first, and when. */
+  | { kind: 'set'; state: CancelAfterState; fired?: { switch: CancelAfterSwitch; at: Date } }
+  | { kind: 'unavailable' };
 
 export interface OrderQueueOptions {
   prefix: string;
@@ -182,6 +183,8 @@ export interface OrderQueueOptions {
    * restoreHalts), before any new order or amend is taken on the new connection.
    */
   restoreHalts?: () => Promise<unknown>;
+  /** No cancel-all-after sweep for longer than this is an outage; default OUTAGE_MS (tests). */
+  switchOutageMs?: number;
 }
 
 /** Parses a status-cache entry: the JSON plus the sequence kept beside it. */
@@ -239,7 +242,7 @@ export class OrderQueue {
       lua: lua(CANCEL_ALL),
     });
     this.redis = redis as Redis & ScriptedRedis;
-    this.cancelAfter = new CancelAfterSwitches(redis, options.prefix);
+    this.cancelAfter = new CancelAfterSwitches(redis, options.prefix, options.switchOutageMs);
     this.writes = new WriteCoalescer(redis);
     const onRequeue = options.onRequeue;
     this.recentAccepts =
@@ -702,22 +705,21 @@ export class OrderQueue {
     ownerNo: number,
     timeoutMs: number,
   ): Promise<CancelAfterSet> {
+    // Just reconnected to a restarted Redis: the switches taken here before it are written again
+    // first (see RecentAccepts), so that none of them overwrites this one.
     const recent = this.recentAccepts;
-    // One this gateway took just before Redis restarted may be about to be written again: this
-    // one, newer, must not be overwritten by it (were Redis's clock to have gone back).
-    if (recent?.holdsCancelAfterOf(userId)) {
-      await this.requeueOver(recent, `a cancel-all-after of user ${userId} is`);
-    }
-    let fired: CancelAfterSwitch | undefined;
+    if (recent !== undefined) await this.haltsBack(recent);
+    let fired: { switch: CancelAfterSwitch; at: Date } | undefined;
     for (let attempt = 0; attempt < 3; attempt++) {
       const r = await this.cancelAfter.set(userId, ownerNo, timeoutMs);
       if (r.kind === 'set') {
         recent?.add({ kind: 'cancel_after', set: r.set });
         return { kind: 'set', state: r.state, ...(fired === undefined ? {} : { fired }) };
       }
-      const out = await fireSwitch(this, r.held, new Date(), Date.now() + FIRE_DEADLINE_MS);
+      const at = new Date();
+      const out = await fireSwitch(this, r.held, at, Date.now() + FIRE_DEADLINE_MS);
       if (out.kind !== 'queued') return { kind: 'unavailable' };
-      fired = r.held;
+      fired = { switch: r.held, at };
     }
     return { kind: 'unavailable' };
   }

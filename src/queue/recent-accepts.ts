@@ -137,8 +137,6 @@ export class RecentAccepts {
   private amendedIds = new Set<string>();
   /** The same for the users of the mass cancels in `orders`. */
   private massCancelUsers = new Set<string>();
-  /** The same for the users of the cancel-all-afters in `orders`. */
-  private switchUsers = new Set<string>();
   private runId: string | undefined;
   /** When the connection broke (clock()); 0 while connected and checked. */
   private closedAt = 0;
@@ -213,7 +211,6 @@ export class RecentAccepts {
     if (what.kind === 'order') this.orderIds.add(what.order.id);
     if (what.kind === 'replace') this.amendedIds.add(what.amend.orderId);
     if (what.kind === 'cancel_all') this.massCancelUsers.add(what.mass.userId);
-    if (what.kind === 'cancel_after') this.switchUsers.add(what.set.userId);
     // Oldest first: drop what fell out of the window (in chunks, not one shift per order). Not
     // between a break and its check: replies to commands re-sent on the new connection arrive
     // before the check, and the window is counted back from the break.
@@ -222,12 +219,10 @@ export class RecentAccepts {
       this.orderIds = new Set();
       this.amendedIds = new Set();
       this.massCancelUsers = new Set();
-      this.switchUsers = new Set();
       for (const { what: w } of this.orders) {
         if (w.kind === 'order') this.orderIds.add(w.order.id);
         else if (w.kind === 'replace') this.amendedIds.add(w.amend.orderId);
         else if (w.kind === 'cancel_all') this.massCancelUsers.add(w.mass.userId);
-        else if (w.kind === 'cancel_after') this.switchUsers.add(w.set.userId);
       }
     }
   }
@@ -254,14 +249,6 @@ export class RecentAccepts {
    */
   holdsMassCancelOf(userId: string): boolean {
     return this.massCancelUsers.has(userId);
-  }
-
-  /**
-   * Whether a cancel-all-after of the user `userId` was taken here within the window: one that
-   * Redis lost may be about to be written again, and one set now must come after it.
-   */
-  holdsCancelAfterOf(userId: string): boolean {
-    return this.switchUsers.has(userId);
   }
 
   /** Resolves when the checks and replays started so far are over. */
@@ -295,17 +282,24 @@ export class RecentAccepts {
     const put = this.afterRestart;
     const putBack = put === undefined || (await probeValue(put, ASK_PG_FOR_MS)) !== undefined;
     if (putBack) this.runId = runId;
-    checked();
-    // Once each (an order re-sent by its client, or re-queued before, is in the list twice).
+    // Once each (an order re-sent by its client, or re-queued before, is in the list twice); a
+    // user's cancel-all-after: the last one taken.
     const due = new Map<string, Accepted>();
+    const switches = new Map<string, Accepted>();
     for (const e of this.orders) {
       if (e.at < since) continue;
       const key = keyOf(e.what);
-      // A user's cancel-all-after: the last one taken (set later than the others).
-      if (e.what.kind === 'cancel_after') due.delete(key);
-      if (!due.has(key)) due.set(key, e.what);
+      if (e.what.kind === 'cancel_after') switches.set(key, e.what);
+      else if (!due.has(key)) due.set(key, e.what);
     }
-    if (due.size > 0) await this.replay([...due.values()], downMs);
+    // The switches first, before a new one is taken: they depend on no stream, and an older one
+    // Redis kept must not run out (or be set over a new one) while the orders go back.
+    const report = emptyReport();
+    const giveUp = clock() + ASK_PG_FOR_MS;
+    for (const what of switches.values()) await this.sendAgain(what, report, giveUp);
+    checked();
+    if (due.size > 0) await this.replay([...due.values()], downMs, report);
+    else if (switches.size > 0) this.report(report);
   }
 
   /**
@@ -323,8 +317,7 @@ export class RecentAccepts {
     }
   }
 
-  private async replay(due: Accepted[], downMs: number): Promise<void> {
-    const report = emptyReport();
+  private async replay(due: Accepted[], downMs: number, report = emptyReport()): Promise<void> {
     // An order of the window was accepted at most windowMs before the break and committed after
     // that: below this outage, none can have expired, and Redis alone is exact.
     const ask = this.finished;

@@ -14,6 +14,7 @@ import { freshRedis } from '../support/services.js';
 import { waitFor } from '../engine-service/helpers.js';
 import { sleep } from './orders.js';
 
+const OUTAGE_MS = 3_000;
 let r: Awaited<ReturnType<typeof freshRedis>>;
 let queue: OrderQueue;
 before(async () => {
@@ -23,6 +24,8 @@ before(async () => {
     shards: 2,
     highWater: 1_000,
     idempotencyTtlS: 60,
+    // Room for a loaded machine between this file's sweeps; the outage test waits longer.
+    switchOutageMs: OUTAGE_MS,
   });
   await r.redis.set(layoutKey(r.prefix), shardLayout(2));
 });
@@ -41,7 +44,7 @@ async function arm(user: string, owner: number, timeoutMs: number) {
 /** A sweep that is not the first after an outage (the last sweep was under 2 s ago). */
 async function sweep(leaseMs: number): Promise<CancelAfterSwitch[]> {
   const claimed = await queue.cancelAfter.due(leaseMs, 100);
-  assert.equal(claimed.restarted, undefined, 'an outage where none was');
+  assert.equal(claimed.outage, false, 'an outage where none was');
   return claimed.due;
 }
 
@@ -106,7 +109,7 @@ it('fires first a switch that ran out when it is armed again, claimed or not, th
     assert.equal(again.kind, 'set');
     if (again.kind !== 'set') return;
     // The cancel is queued before the arm is answered: it takes nothing sent after the answer.
-    assert.equal(again.fired?.fireId, armed.set.fireId);
+    assert.equal(again.fired?.switch.fireId, armed.set.fireId);
     assert.deepEqual(await massCancels(armed.set.fireId), [
       ['BUY', 'SELL'],
       ['BUY', 'SELL'],
@@ -120,29 +123,50 @@ it('fires first a switch that ran out when it is armed again, claimed or not, th
   }
 });
 
-it('after an outage, counts every armed switch down again from now instead of firing it', async () => {
+it('after an outage, counts every armed switch down again from its end instead of firing it', async () => {
   const user = newUser();
   await queue.cancelAfter.due(200, 100);
   const armed = await arm(user, 9, 1_000);
   if (armed.kind !== 'set') return;
-  // No sweep for over 2 s: the switch ran out while no gateway could have taken an arm.
-  await sleep(2_300);
+  // No sweep for longer than an outage: the switch ran out while no gateway could take an arm.
+  await sleep(OUTAGE_MS + 300);
+  // Armed again in that time, before any sweep: not run out (it counts down from now), so set.
+  const during = await queue.cancelAfter.get(user);
+  assert.ok((during.triggerAt?.getTime() ?? 0) >= during.now.getTime() + 1_000);
   const first = await queue.cancelAfter.due(200, 100);
-  assert.deepEqual(first.due, []);
-  assert.ok((first.restarted ?? 0) >= 1);
+  assert.equal(first.outage, true);
+  assert.deepEqual([first.due, first.pushedBack], [[], 1]);
   const state = await queue.cancelAfter.get(user);
   assert.ok((state.triggerAt?.getTime() ?? 0) >= first.now.getTime() + 1_000);
   assert.deepEqual(await sweep(200), []);
   await sleep(1_100);
   const [claimed] = await sweep(200);
   assert.equal(claimed?.fireId, armed.set.fireId);
+  if (claimed !== undefined) assert.equal(await queue.cancelAfter.fired(claimed), true);
 
-  // A Redis that restarted (another run_id than the last sweep's) is an outage too.
-  const again = await arm(newUser(), 10, 1_000);
+  // A Redis that restarted (another run_id than the last sweep's) is an outage too: a switch
+  // not yet run out then counts down from it, when it comes due.
+  const other = newUser();
+  await arm(other, 10, 2_000);
+  await sleep(1_000);
   await r.redis.set(`${r.prefix}:cancel-after:swept`, `0123abcd ${Date.now()}`);
   const restarted = await queue.cancelAfter.due(200, 100);
-  assert.ok((restarted.restarted ?? 0) >= 1);
-  assert.equal(again.kind, 'set');
+  assert.equal(restarted.outage, true);
+  const pushed = await queue.cancelAfter.get(other);
+  assert.ok((pushed.triggerAt?.getTime() ?? 0) >= restarted.now.getTime() + 2_000);
+  // Its own time has come: it is pushed back, not fired.
+  await sleep(1_100);
+  assert.deepEqual(await sweep(200), []);
+  // Switches that had run out by the last sweep before an outage fire after it all the same:
+  // one that did so before (armed now), and the one pushed back above, whose new time came.
+  const late = newUser();
+  const ran = await arm(late, 11, 1_000);
+  if (ran.kind !== 'set') return;
+  await sleep(1_100);
+  await r.redis.set(`${r.prefix}:cancel-after:swept`, `0123abcd ${Date.now()}`);
+  const after = await queue.cancelAfter.due(200, 100);
+  assert.equal(after.outage, true);
+  assert.deepEqual(after.due.map((x) => x.userId).sort(), [other, late].sort());
 });
 
 it('writes a switch sent again only over an older one, and never one too old to tell', async () => {

@@ -45,11 +45,12 @@ export function cancelAfterRoutes(ctx: GatewayContext): FastifyPluginCallbackTyp
       req.log.warn(
         {
           user_id: req.caller.id,
-          request_id: r.fired.fireId,
-          trigger_at: new Date(Number(r.fired.state)).toISOString(),
+          request_id: r.fired.switch.fireId,
+          trigger_at: new Date(Number(r.fired.switch.state)).toISOString(),
         },
         'cancel-all-after had run out when armed again: the user’s open orders are canceled',
       );
+      return answer({ ...r.state, firedAt: r.fired.at });
     }
     return answer(r.state);
   }

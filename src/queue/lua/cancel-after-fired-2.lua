@@ -1,8 +1,8 @@
 -- Marks a user's cancel-all-after fired once its mass cancel is queued (src/queue/cancel-after.ts),
--- unless it has changed since it was claimed (marked by another gateway, or counting down again
--- after an outage): that is left as it is.
+-- unless it has changed since it was claimed (marked by another gateway, or pushed back after an
+-- outage): that is left as it is.
 --
--- KEYS[1] each user's switch (<prefix>:cancel-after; see cancel-after-set-2.lua)
+-- KEYS[1] each user's switch (<prefix>:cancel-after; see cancel-after-switch-4.lua)
 -- KEYS[2] when each user's switch is next due, ms (<prefix>:cancel-after:due)
 -- ARGV[1] user id
 -- ARGV[2] the switch as claimed
