@@ -96,7 +96,7 @@ interface ScriptedRedis {
 /** The cancel-all-after switches of every user, in Redis under `<prefix>:cancel-after`. */
 export class CancelAfterSwitches {
   private readonly redis: Redis & ScriptedRedis;
-  /** The switches, when each is due, the last sweep, the last outage. */
+  /** The switches, when each is due, the last sweep, the outages of the last day. */
   private readonly keys: [string, string, string, string];
 
   constructor(
@@ -110,7 +110,7 @@ export class CancelAfterSwitches {
     redis.defineCommand('mbFiredCancelAfter', { numberOfKeys: keyCount(FIRED), lua: lua(FIRED) });
     this.redis = redis as Redis & ScriptedRedis;
     const k = `${prefix}:cancel-after`;
-    this.keys = [k, `${k}:due`, `${k}:swept`, `${k}:outage`];
+    this.keys = [k, `${k}:due`, `${k}:swept`, `${k}:outages`];
   }
 
   private call(
@@ -199,10 +199,10 @@ export class CancelAfterSwitches {
   }
 
   /**
-   * Marks `s` fired: false when it has changed since it was claimed (marked by another gateway,
-   * or pushed back after an outage).
+   * Marks `s` fired, and says when (Redis's clock): undefined when it has changed since it was
+   * claimed (marked by another gateway, or pushed back after an outage).
    */
-  async fired(s: CancelAfterSwitch): Promise<boolean> {
+  async fired(s: CancelAfterSwitch): Promise<Date | undefined> {
     const reply = await this.redis.mbFiredCancelAfter(
       this.keys[0],
       this.keys[1],
@@ -210,7 +210,7 @@ export class CancelAfterSwitches {
       format(s),
       REMEMBER_MS,
     );
-    return Number(reply) === 1;
+    return Number(reply) === 0 ? undefined : new Date(Number(reply));
   }
 }
 
@@ -247,6 +247,12 @@ function stateOf(s: CancelAfterSwitch, runsOut: string, now: Date): CancelAfterS
 /** What the firing of a switch needs of the queue. */
 export interface SwitchQueue {
   readonly cancelAfter: CancelAfterSwitches;
+  /**
+   * False from a reconnect until this gateway takes arms again (after a Redis restart, once what
+   * Redis lost is written back): no sweep meanwhile, which would end an outage no client could
+   * yet answer.
+   */
+  takingArms(): boolean;
   cancelAll(
     mass: { id: string; userId: string; ownerNo: number; at: Date },
     deadlineMs: number,
@@ -255,15 +261,15 @@ export interface SwitchQueue {
 
 /**
  * Fires a switch that ran out: queues its mass cancel (once per shard however often it is fired),
- * then marks it fired. `marked`: false when it had changed since (see `fired`), undefined when the
- * mark failed (claimed again after its lease, it is found queued and marked then).
+ * then marks it fired. `marked`: when; false when it had changed since (see `fired`); undefined
+ * when the mark failed (claimed again after its lease, it is found queued and marked then).
  */
 export async function fireSwitch(
   queue: SwitchQueue,
   s: CancelAfterSwitch,
   at: Date,
   deadlineMs: number,
-): Promise<{ kind: MassCancelResult['kind']; marked?: boolean | undefined }> {
+): Promise<{ kind: MassCancelResult['kind']; marked?: Date | false | undefined }> {
   let result: MassCancelResult;
   try {
     result = await queue.cancelAll(
@@ -279,7 +285,10 @@ export async function fireSwitch(
     return { kind: result.kind };
   }
   firedTotal.inc({ outcome: 'queued' });
-  const marked = await queue.cancelAfter.fired(s).catch(() => undefined);
+  const marked = await queue.cancelAfter.fired(s).then(
+    (at) => at ?? false,
+    () => undefined,
+  );
   return { kind: 'queued', marked };
 }
 
@@ -319,6 +328,7 @@ export class CancelAfterSweeper {
   }
 
   private async sweep(): Promise<void> {
+    if (!this.queue.takingArms()) return;
     let claimed: Awaited<ReturnType<CancelAfterSwitches['due']>>;
     try {
       claimed = await this.queue.cancelAfter.due(LEASE_MS, SWEEP_BATCH);

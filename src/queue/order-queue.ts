@@ -719,9 +719,14 @@ export class OrderQueue {
       const at = new Date();
       const out = await fireSwitch(this, r.held, at, Date.now() + FIRE_DEADLINE_MS);
       if (out.kind !== 'queued') return { kind: 'unavailable' };
-      fired = { switch: r.held, at };
+      fired = { switch: r.held, at: out.marked instanceof Date ? out.marked : at };
     }
     return { kind: 'unavailable' };
+  }
+
+  /** See SwitchQueue.takingArms (src/queue/cancel-after.ts). */
+  takingArms(): boolean {
+    return this.recentAccepts?.checking !== true;
   }
 
   /** The order as the status cache holds it, from whichever shard has it. */

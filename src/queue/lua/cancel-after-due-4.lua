@@ -13,7 +13,8 @@
 -- KEYS[1] each user's switch (<prefix>:cancel-after; see cancel-after-switch-4.lua)
 -- KEYS[2] when each user's switch is next due, ms (<prefix>:cancel-after:due)
 -- KEYS[3] the last sweep (<prefix>:cancel-after:swept): "<Redis run_id> <ms>"
--- KEYS[4] the last outage (<prefix>:cancel-after:outage): "<last sweep before it, ms> <its end, ms>"
+-- KEYS[4] the outages of the last day, oldest first (<prefix>:cancel-after:outages): "<last sweep
+--         before it, ms> <its end, ms>" each, one after the other
 -- ARGV[1] the lease, ms
 -- ARGV[2] at most this many
 -- ARGV[3] the longest gap between sweeps that is not an outage, ms
@@ -29,16 +30,21 @@ local swept_run, swept_ms
 if swept then
   swept_run, swept_ms = string.match(swept, '^(%x+) (%d+)$')
 end
+local outages = {}
+for l, e in string.gmatch(redis.call('GET', KEYS[4]) or '', '(%d+) (%d+)') do
+  outages[#outages + 1] = {tonumber(l), tonumber(e)}
+end
 local outage_over = 0
 if swept_run ~= run or now_ms - tonumber(swept_ms) > tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[4], (swept_ms or '0') .. ' ' .. now_ms)
+  outages[#outages + 1] = {tonumber(swept_ms) or 0, now_ms}
+  local kept = {}
+  for _, o in ipairs(outages) do
+    if o[2] > now_ms - 86400000 then
+      kept[#kept + 1] = string.format('%.0f %.0f', o[1], o[2])
+    end
+  end
+  redis.call('SET', KEYS[4], table.concat(kept, ' '))
   outage_over = 1
-end
-local last_sweep, outage_end
-local outage = redis.call('GET', KEYS[4])
-if outage then
-  local l, e = string.match(outage, '^(%d+) (%d+)$')
-  last_sweep, outage_end = tonumber(l), tonumber(e)
 end
 local out = {now_ms, outage_over, 0}
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[2]))
@@ -49,8 +55,15 @@ for _, user in ipairs(due) do
     set_us, at, owner, timeout, rest = string.match(held, '^(%d+) (%d+) (%d+) (%d+) (.*)$')
   end
   if at then
-    local again = outage_end and tonumber(at) > last_sweep and outage_end + tonumber(timeout)
-    if again and again > now_ms then
+    -- Outage after outage, oldest first: one that had not run out by the last sweep before it
+    -- counts down again from its end.
+    local again = tonumber(at)
+    for _, o in ipairs(outages) do
+      if again > o[1] then
+        again = math.max(again, o[2] + tonumber(timeout))
+      end
+    end
+    if again > now_ms then
       local state = string.format('%.0f', again)
       redis.call('HSET', KEYS[1], user,
         set_us .. ' ' .. state .. ' ' .. owner .. ' ' .. timeout .. ' ' .. rest)

@@ -8,7 +8,7 @@
 -- ARGV[2] the switch as claimed
 -- ARGV[3] how long a fired switch is remembered, ms
 --
--- Returns 1 marked fired, 0 changed since.
+-- Returns when it was marked fired (Redis's clock, ms), or 0: changed since.
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return 0
 end
@@ -17,4 +17,4 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local set_us, rest = string.match(ARGV[2], '^(%d+) %d+ (.*)$')
 redis.call('HSET', KEYS[1], ARGV[1], set_us .. ' x' .. now_ms .. ' ' .. rest)
 redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[3]), ARGV[1])
-return 1
+return now_ms

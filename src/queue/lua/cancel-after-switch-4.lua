@@ -12,7 +12,8 @@
 -- KEYS[2] when each user's switch is next due, ms (<prefix>:cancel-after:due): when it runs out,
 --         the end of the lease of its firing, or when a disarmed or fired one is forgotten
 -- KEYS[3] the last sweep (<prefix>:cancel-after:swept): "<Redis run_id> <ms>"
--- KEYS[4] the last outage (<prefix>:cancel-after:outage): "<last sweep before it, ms> <its end, ms>"
+-- KEYS[4] the outages of the last day, oldest first (<prefix>:cancel-after:outages): "<last sweep
+--         before it, ms> <its end, ms>" each, one after the other
 -- ARGV[1] user id
 -- ARGV[2] 'get'; 'set': ARGV[3] the owner number, ARGV[4] the timeout in ms (0 disarms), ARGV[5]
 --         the id of the mass cancel it fires; 'resend': the same, and ARGV[6] the set time (µs)
@@ -31,9 +32,14 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 local held_us = held and tonumber(string.match(held, '^%d+')) or 0
 
--- The last outage: the last sweep before it and its end, ms (nil, nil: none known); true when it
--- is one the sweeps have not seen the end of yet, which ends now.
-local function last_outage()
+-- The outages of the last day, oldest first ({last sweep before it, its end} each), with one the
+-- sweeps have not seen the end of yet last: it ends now (`ends_now` is then Redis's run_id).
+local outages = {}
+for l, e in string.gmatch(redis.call('GET', KEYS[4]) or '', '(%d+) (%d+)') do
+  outages[#outages + 1] = {tonumber(l), tonumber(e)}
+end
+local ends_now
+do
   local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
   local swept = redis.call('GET', KEYS[3])
   local swept_run, swept_ms
@@ -41,27 +47,23 @@ local function last_outage()
     swept_run, swept_ms = string.match(swept, '^(%x+) (%d+)$')
   end
   if swept_run ~= run or now_ms - tonumber(swept_ms) > tonumber(ARGV[8]) then
-    return tonumber(swept_ms) or 0, now_ms, run
+    outages[#outages + 1] = {tonumber(swept_ms) or 0, now_ms}
+    ends_now = run
   end
-  local outage = redis.call('GET', KEYS[4])
-  if outage then
-    local l, e = string.match(outage, '^(%d+) (%d+)$')
-    return tonumber(l), tonumber(e), nil
-  end
-  return nil, nil, nil
 end
-local last_sweep, outage_end, ends_now = last_outage()
 
 -- When the switch held runs out, or nil when it is not armed: a switch that had not run out by
--- the last sweep before an outage counts down again from its end.
+-- the last sweep before an outage counts down again from its end, outage after outage.
 local function runs_out()
   local at, timeout = string.match(held or '', '^%d+ (%d+) %d+ (%d+) ')
   if not at then
     return nil
   end
   at = tonumber(at)
-  if outage_end and at > last_sweep then
-    return math.max(at, outage_end + tonumber(timeout))
+  for _, o in ipairs(outages) do
+    if at > o[1] then
+      at = math.max(at, o[2] + tonumber(timeout))
+    end
   end
   return at
 end
@@ -73,7 +75,13 @@ end
 
 -- An arm taken ends the outage under way, if any: the system is taking arms again.
 if ends_now then
-  redis.call('SET', KEYS[4], string.format('%.0f', last_sweep) .. ' ' .. now_ms)
+  local kept = {}
+  for _, o in ipairs(outages) do
+    if o[2] > now_ms - 86400000 then
+      kept[#kept + 1] = string.format('%.0f %.0f', o[1], o[2])
+    end
+  end
+  redis.call('SET', KEYS[4], table.concat(kept, ' '))
   redis.call('SET', KEYS[3], ends_now .. ' ' .. now_ms)
 end
 local set_us, state
