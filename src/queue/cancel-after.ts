@@ -18,8 +18,7 @@ import { counter } from '../metrics/registry.js';
 import { keyCount, lua } from './lua-scripts.js';
 import type { MassCancelResult } from './order-queue.js';
 
-const SWITCH = 'cancel-after-switch-4.lua';
-const DUE = 'cancel-after-due-4.lua';
+const SWITCHES = 'cancel-after-4.lua';
 const FIRED = 'cancel-after-fired-2.lua';
 
 /** A timeout must be at least this (the sweep runs every SWEEP_MS)... */
@@ -28,7 +27,7 @@ export const MIN_TIMEOUT_MS = 1_000;
 export const MAX_TIMEOUT_MS = 86_400_000;
 /** How often each gateway looks for switches that ran out. */
 export const SWEEP_MS = 250;
-/** No sweep by any gateway for longer than this is an outage (cancel-after-due-4.lua). */
+/** No sweep by any gateway for longer than this is an outage (cancel-after-4.lua). */
 export const OUTAGE_MS = 2_000;
 /** How long a gateway has to queue the mass cancel of a switch it claimed before another may. */
 const LEASE_MS = 3_000;
@@ -53,7 +52,7 @@ const firedTotal = counter({
   labelNames: ['outcome'],
 });
 
-/** A user's switch as Redis holds it (see cancel-after-switch-4.lua). */
+/** A user's switch as Redis holds it (see cancel-after-4.lua). */
 export interface CancelAfterSwitch {
   userId: string;
   ownerNo: number;
@@ -89,7 +88,6 @@ type Reply = (string | number)[];
 
 interface ScriptedRedis {
   mbCancelAfter(...args: (string | number)[]): Promise<Reply>;
-  mbDueCancelAfter(...args: (string | number)[]): Promise<Reply>;
   mbFiredCancelAfter(...args: (string | number)[]): Promise<number>;
 }
 
@@ -105,28 +103,25 @@ export class CancelAfterSwitches {
     /** No sweep for longer than this is an outage: OUTAGE_MS but in tests. */
     private readonly outageMs = OUTAGE_MS,
   ) {
-    redis.defineCommand('mbCancelAfter', { numberOfKeys: keyCount(SWITCH), lua: lua(SWITCH) });
-    redis.defineCommand('mbDueCancelAfter', { numberOfKeys: keyCount(DUE), lua: lua(DUE) });
+    redis.defineCommand('mbCancelAfter', { numberOfKeys: keyCount(SWITCHES), lua: lua(SWITCHES) });
     redis.defineCommand('mbFiredCancelAfter', { numberOfKeys: keyCount(FIRED), lua: lua(FIRED) });
     this.redis = redis as Redis & ScriptedRedis;
     const k = `${prefix}:cancel-after`;
     this.keys = [k, `${k}:due`, `${k}:swept`, `${k}:outages`];
   }
 
+  /** One call of the script: `args` are its ARGV[3..7] for `mode`. */
   private call(
     userId: string,
-    mode: 'get' | 'set' | 'resend',
-    s?: Omit<CancelAfterSwitch, 'userId'>,
+    mode: 'get' | 'set' | 'resend' | 'due',
+    ...args: (string | number)[]
   ): Promise<Reply> {
+    const rest = [...args, '', '', '', '', ''].slice(0, 5);
     return this.redis.mbCancelAfter(
       ...this.keys,
       userId,
       mode,
-      s?.ownerNo ?? '',
-      s?.timeoutMs ?? '',
-      s?.fireId ?? '',
-      mode === 'resend' ? (s?.setUs ?? '') : '',
-      mode === 'resend' ? (s?.state ?? '') : '',
+      ...rest,
       this.outageMs,
       REMEMBER_MS,
     );
@@ -138,13 +133,7 @@ export class CancelAfterSwitches {
    */
   async set(userId: string, ownerNo: number, timeoutMs: number): Promise<SetResult> {
     const fireId = uuidv7();
-    const reply = await this.call(userId, 'set', {
-      ownerNo,
-      timeoutMs,
-      fireId,
-      setUs: '',
-      state: '',
-    });
+    const reply = await this.call(userId, 'set', ownerNo, timeoutMs, fireId);
     if (Number(reply[0]) === 2) return { kind: 'ran-out', held: parse(userId, String(reply[1])) };
     const set = {
       userId,
@@ -163,7 +152,15 @@ export class CancelAfterSwitches {
    * old to tell).
    */
   async resend(s: CancelAfterSwitch): Promise<boolean> {
-    const reply = await this.call(s.userId, 'resend', s);
+    const reply = await this.call(
+      s.userId,
+      'resend',
+      s.ownerNo,
+      s.timeoutMs,
+      s.fireId,
+      s.setUs,
+      s.state,
+    );
     return Number(reply[0]) === 1;
   }
 
@@ -185,7 +182,7 @@ export class CancelAfterSwitches {
     leaseMs: number,
     max: number,
   ): Promise<{ now: Date; outage: boolean; pushedBack: number; due: CancelAfterSwitch[] }> {
-    const reply = await this.redis.mbDueCancelAfter(...this.keys, leaseMs, max, this.outageMs);
+    const reply = await this.call('', 'due', leaseMs, max);
     const due: CancelAfterSwitch[] = [];
     for (let i = 3; i + 1 < reply.length; i += 2) {
       due.push(parse(String(reply[i]), String(reply[i + 1])));

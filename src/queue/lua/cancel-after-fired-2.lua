@@ -2,7 +2,7 @@
 -- unless it has changed since it was claimed (marked by another gateway, or pushed back after an
 -- outage): that is left as it is.
 --
--- KEYS[1] each user's switch (<prefix>:cancel-after; see cancel-after-switch-4.lua)
+-- KEYS[1] each user's switch (<prefix>:cancel-after; see cancel-after-4.lua)
 -- KEYS[2] when each user's switch is next due, ms (<prefix>:cancel-after:due)
 -- ARGV[1] user id
 -- ARGV[2] the switch as claimed
