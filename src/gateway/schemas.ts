@@ -3,6 +3,7 @@
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
 import { SYMBOL } from '../config/config.js';
+import { MAX_TIMEOUT_MS, MIN_TIMEOUT_MS } from '../queue/cancel-after.js';
 import { ORDER_TYPES, SIDES, STATUSES, STP_MODES, TIFS } from '../queue/records.js';
 
 const Symbol_ = Type.String({
@@ -120,8 +121,8 @@ export const CancelAfterRequest = Type.Object(
   {
     timeout_ms: Type.Integer({
       minimum: 0,
-      maximum: 86_400_000,
-      description: 'Milliseconds from now, 1,000 to 86,400,000; 0 disarms',
+      maximum: MAX_TIMEOUT_MS,
+      description: `Milliseconds from now, ${MIN_TIMEOUT_MS} to ${MAX_TIMEOUT_MS}; 0 disarms`,
     }),
   },
   { additionalProperties: false },
