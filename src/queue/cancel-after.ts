@@ -338,8 +338,9 @@ export class CancelAfterSweeper {
       return;
     }
     if (claimed.outage) {
-      this.logger.warn(
-        'cancel-all-after: no sweep for a while (every gateway down, Redis unreachable or restarted): every switch that had not run out counts down again from now',
+      // Every start is one too (no sweep since the last stop): said, not warned of.
+      this.logger.info(
+        'cancel-all-after: sweeping again after an outage (no sweep for a while, or Redis restarted): every switch that had not run out by then counts down again from now',
       );
     }
     for (const s of claimed.due) {
