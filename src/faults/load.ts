@@ -117,6 +117,8 @@ export class FaultLoad implements DeadManTransport {
   readonly orders = new Map<string, OrderRequestRecord>();
   /** The dead man's switch client, when `deadMan` is given. */
   readonly deadMan: DeadMan | undefined;
+  /** The users of the ledger: the load's, then the dead man. */
+  readonly ledgerUsers: LoadUser[];
   /** When each answer came (Date.now()) with its status: what the timeline of a case is read from. */
   readonly answers: { at: number; status: number }[] = [];
   private readonly pool: Pool;
@@ -157,16 +159,10 @@ export class FaultLoad implements DeadManTransport {
     });
     this.rnd = rng(options.seed);
     this.cancelable = options.users.map(() => []);
+    const d = options.deadMan;
+    this.ledgerUsers = d === undefined ? options.users : [...options.users, d];
     this.deadMan =
-      options.deadMan === undefined
-        ? undefined
-        : new DeadMan(this, options.users.length, options.tag);
-  }
-
-  /** The users of the ledger: the load's, then the dead man. */
-  get ledgerUsers(): LoadUser[] {
-    const d = this.options.deadMan;
-    return d === undefined ? this.options.users : [...this.options.users, d];
+      d === undefined ? undefined : new DeadMan(this, options.users.length, options.tag);
   }
 
   /**

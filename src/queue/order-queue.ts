@@ -552,7 +552,10 @@ export class OrderQueue {
       ),
     );
     // A shard that has it already (a cancel-all-after fired twice) counts as queued.
-    const queued = shards.filter((_, i) => ['queued', 'present'].includes(answers[i]?.kind ?? ''));
+    const queued = shards.filter((_, i) => {
+      const kind = answers[i]?.kind;
+      return kind === 'queued' || kind === 'present';
+    });
     // Only where it was queued: sent again after a restart, it must go nowhere it was refused.
     if (queued.length > 0) recent?.add({ kind: 'cancel_all', mass: { ...mass, shards: queued } });
     if (queued.length === shards.length) return { kind: 'queued' };
