@@ -1,6 +1,8 @@
 // Listed instruments. Resting orders are kept in integer ticks and lots, so a symbol's tick and lot
-// size can never change once it exists: an upsert with other values is refused, not applied.
+// size can never change once it exists: an upsert with other values is refused, not applied. Its
+// price protection (what MARKET orders may trade, see docs/engine-rules.md) may change at any time.
 import { Scale, parseDecimal } from '../engine/scale.js';
+import { MAX_PROTECTION } from '../engine/types.js';
 import { SYMBOL } from '../config/config.js';
 import type { Sql } from './client.js';
 
@@ -9,22 +11,37 @@ export interface Instrument {
   symbol: string;
   tick_size: string;
   lot_size: string;
+  /** Price protection of MARKET and STOP_MARKET orders, in basis points; 0 for none. */
+  market_protection_bps: number;
 }
 
+/** What an upsert is given: a protection left out is kept (0 for a new instrument). */
+export type InstrumentInput = Omit<Instrument, 'market_protection_bps'> & {
+  market_protection_bps?: number;
+};
+
 export type UpsertInstrumentResult =
-  | { kind: 'ok'; instrument: Instrument; created: boolean }
+  /** `updated`: it existed, and its price protection was changed. */
+  | { kind: 'ok'; instrument: Instrument; created: boolean; updated: boolean }
   /** The symbol exists with other sizes; nothing was changed. */
   | { kind: 'conflict'; existing: Instrument }
   /** A value is malformed: `field` names it. */
-  | { kind: 'invalid'; field: 'symbol' | 'tick_size' | 'lot_size'; message: string };
+  | {
+      kind: 'invalid';
+      field: 'symbol' | 'tick_size' | 'lot_size' | 'market_protection_bps';
+      message: string;
+    };
 
-export const DEFAULT_INSTRUMENTS: readonly Instrument[] = [
+export const DEFAULT_INSTRUMENTS: readonly Omit<Instrument, 'market_protection_bps'>[] = [
   'AAPL',
   'MSFT',
   'GOOG',
   'AMZN',
   'TSLA',
 ].map((symbol) => ({ symbol, tick_size: '0.01', lot_size: '1' }));
+
+/** The columns of Instrument, as the API shows them. */
+const COLUMNS = 'symbol, tick_size::text, lot_size::text, market_protection_bps';
 
 /**
  * A positive decimal in its one canonical spelling ("0.010" → "0.01", "1.0" → "1"), or undefined
@@ -44,10 +61,13 @@ export function normaliseSize(text: string): string | undefined {
   return canonical;
 }
 
-/** Creates the instrument, or confirms it when it exists with the same sizes. */
+/**
+ * Creates the instrument, or confirms it when it exists with the same sizes, setting its price
+ * protection when the input gives one.
+ */
 export async function upsertInstrument(
   sql: Sql,
-  input: Instrument,
+  input: InstrumentInput,
 ): Promise<UpsertInstrumentResult> {
   if (!SYMBOL.test(input.symbol)) {
     return {
@@ -64,15 +84,31 @@ export async function upsertInstrument(
   if (lot === undefined) {
     return { kind: 'invalid', field: 'lot_size', message: 'a positive decimal' };
   }
+  const protection = input.market_protection_bps;
+  if (
+    protection !== undefined &&
+    !(Number.isInteger(protection) && protection >= 0 && protection <= MAX_PROTECTION)
+  ) {
+    return {
+      kind: 'invalid',
+      field: 'market_protection_bps',
+      message: `an integer from 0 to ${MAX_PROTECTION}`,
+    };
+  }
   const inserted = await sql<Instrument[]>`
-    INSERT INTO instruments (symbol, tick_size, lot_size) VALUES (${input.symbol}, ${tick}, ${lot})
+    INSERT INTO instruments (symbol, tick_size, lot_size, market_protection_bps)
+    VALUES (${input.symbol}, ${tick}, ${lot}, ${protection ?? 0})
     ON CONFLICT (symbol) DO NOTHING
-    RETURNING symbol, tick_size::text, lot_size::text`;
+    RETURNING ${sql.unsafe(COLUMNS)}`;
   const created = inserted[0];
-  if (created !== undefined) return { kind: 'ok', instrument: { ...created }, created: true };
+  if (created !== undefined) {
+    return { kind: 'ok', instrument: { ...created }, created: true, updated: false };
+  }
   const existing = await getInstrument(sql, input.symbol);
   // Deleted between the two statements: nothing in matchbox deletes instruments, so say conflict.
-  if (existing === undefined) return { kind: 'conflict', existing: { ...input } };
+  if (existing === undefined) {
+    return { kind: 'conflict', existing: { ...input, market_protection_bps: protection ?? 0 } };
+  }
   // Compared as numbers, so a row written before normalisation existed still matches.
   const same =
     (
@@ -80,22 +116,29 @@ export async function upsertInstrument(
       SELECT ${existing.tick_size}::numeric = ${tick}::numeric
          AND ${existing.lot_size}::numeric = ${lot}::numeric AS same`
     )[0]?.same === true;
-  return same
-    ? { kind: 'ok', instrument: existing, created: false }
-    : { kind: 'conflict', existing };
+  if (!same) return { kind: 'conflict', existing };
+  if (protection === undefined || protection === existing.market_protection_bps) {
+    return { kind: 'ok', instrument: existing, created: false, updated: false };
+  }
+  const [updated] = await sql<Instrument[]>`
+    UPDATE instruments SET market_protection_bps = ${protection} WHERE symbol = ${input.symbol}
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+  return updated === undefined
+    ? { kind: 'conflict', existing }
+    : { kind: 'ok', instrument: { ...updated }, created: false, updated: true };
 }
 
 /** Every instrument, by symbol. */
 export async function listInstruments(sql: Sql): Promise<Instrument[]> {
   const rows = await sql<Instrument[]>`
-    SELECT symbol, tick_size::text, lot_size::text FROM instruments ORDER BY symbol`;
+    SELECT ${sql.unsafe(COLUMNS)} FROM instruments ORDER BY symbol`;
   return rows.map((r) => ({ ...r }));
 }
 
 /** One instrument, if listed. */
 export async function getInstrument(sql: Sql, symbol: string): Promise<Instrument | undefined> {
   const [row] = await sql<Instrument[]>`
-    SELECT symbol, tick_size::text, lot_size::text FROM instruments WHERE symbol = ${symbol}`;
+    SELECT ${sql.unsafe(COLUMNS)} FROM instruments WHERE symbol = ${symbol}`;
   return row === undefined ? undefined : { ...row };
 }
 

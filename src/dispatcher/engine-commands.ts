@@ -33,6 +33,8 @@ export function engineCommand(seq: number, record: CommandRecord): Command {
       quantity: o.quantity_lots,
       postOnly: o.post_only,
       stp: engineStp(o.self_trade_prevention),
+      // Absent from orders queued before price protection existed.
+      protection: o.protection_bps ?? 0,
     };
   }
   // The rest carry their request's time and a symbol, and what each adds to them.

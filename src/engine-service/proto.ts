@@ -81,6 +81,7 @@ export interface WireCommand {
   quantity: number;
   post_only: boolean;
   stp: number;
+  protection_bps: number;
 }
 
 export interface WireReport {
@@ -163,7 +164,7 @@ export interface LiveOrdersReply {
 }
 
 /** A live order as LiveOrders reports it for reconciliation. */
-export type LiveOrder = Omit<OrderView, 'tif' | 'postOnly' | 'stp'>;
+export type LiveOrder = Omit<OrderView, 'tif' | 'postOnly' | 'stp' | 'protection'>;
 
 export function toWireLiveOrder(o: LiveOrder): WireLiveOrder {
   return {
@@ -215,6 +216,7 @@ export function toWireCommand(c: Command): WireCommand {
     quantity: c.quantity,
     post_only: c.postOnly,
     stp: c.stp,
+    protection_bps: c.protection,
   };
 }
 
@@ -236,6 +238,7 @@ export function fromWireCommand(w: WireCommand): Command {
     quantity: w.quantity,
     postOnly: w.post_only,
     stp: w.stp as Stp,
+    protection: w.protection_bps,
   };
 }
 

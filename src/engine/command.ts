@@ -18,5 +18,6 @@ export function blankCommand(): Command {
     quantity: 0,
     postOnly: false,
     stp: Stp.NONE,
+    protection: 0,
   };
 }

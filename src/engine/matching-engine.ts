@@ -7,7 +7,16 @@ import type { PriceLevel } from './price-level.js';
 import { captureSnapshot, decodeSnapshot, encodeSnapshot } from './snapshot.js';
 import type { SnapshotCapture } from './snapshot.js';
 import { StopBook } from './stop-book.js';
-import { CommandType, EventKind, OrderType, Reason, Side, Stp, TimeInForce } from './types.js';
+import {
+  CommandType,
+  EventKind,
+  MAX_PROTECTION,
+  OrderType,
+  Reason,
+  Side,
+  Stp,
+  TimeInForce,
+} from './types.js';
 import type { Command, Depth, OrderView } from './types.js';
 
 const { BUY } = Side;
@@ -22,6 +31,15 @@ const asksFirst = (a: Order, b: Order): number =>
 
 function isCount(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 1;
+}
+
+/**
+ * How far a MARKET order with price protection `bps` may trade from the opposite side's `best`
+ * price: best ± ⌊best × bps / 10,000⌋ ticks (the band rounded toward the best), in integers only.
+ */
+export function protectedLimit(buy: boolean, best: number, bps: number): number {
+  const band = Math.floor(best / 10_000) * bps + Math.floor(((best % 10_000) * bps) / 10_000);
+  return buy ? Math.min(best + band, Number.MAX_SAFE_INTEGER) : best - band;
 }
 
 /**
@@ -197,6 +215,7 @@ export class MatchingEngine {
     o.filled = 0;
     o.postOnly = cmd.postOnly;
     o.stp = cmd.stp;
+    o.protection = cmd.protection;
     o.priority = cmd.seq;
     this.report(ACCEPTED, o, o.price, o.quantity, Reason.NONE);
 
@@ -216,7 +235,7 @@ export class MatchingEngine {
 
   /** The first rule of docs/engine-rules.md that a PLACE breaks, or NONE. */
   private checkPlace(cmd: Command, book: OrderBook | undefined): Reason {
-    const { orderType: type, tif, side, stp } = cmd;
+    const { orderType: type, tif, side, stp, protection } = cmd;
     if (
       !Number.isSafeInteger(cmd.orderId) ||
       cmd.orderId < 0 ||
@@ -226,7 +245,10 @@ export class MatchingEngine {
       !Number.isInteger(tif) ||
       !(tif >= TimeInForce.GTC && tif <= TimeInForce.FOK) ||
       !Number.isInteger(stp) ||
-      !(stp >= Stp.NONE && stp <= Stp.CANCEL_BOTH)
+      !(stp >= Stp.NONE && stp <= Stp.CANCEL_BOTH) ||
+      !Number.isInteger(protection) ||
+      !(protection >= 0 && protection <= MAX_PROTECTION) ||
+      (protection !== 0 && type !== OrderType.MARKET && type !== OrderType.STOP_MARKET)
     ) {
       return Reason.INVALID_ORDER;
     }
@@ -358,7 +380,9 @@ export class MatchingEngine {
       this.index.set(taker.id, taker);
       this.resting++;
     } else {
-      this.finish(taker, Reason.IOC_REMAINDER);
+      // A protected MARKET order that stopped with the other side not empty stopped at its band.
+      const stopped = taker.protection > 0 && book.opposite(taker.side).best() !== undefined;
+      this.finish(taker, stopped ? Reason.PRICE_PROTECTION : Reason.IOC_REMAINDER);
     }
   }
 
@@ -369,8 +393,15 @@ export class MatchingEngine {
   private match(taker: Order, book: OrderBook): boolean {
     const opposite = book.opposite(taker.side);
     const buy = taker.side === BUY;
-    const market = taker.type === OrderType.MARKET;
-    const limit = taker.price;
+    let market = taker.type === OrderType.MARKET;
+    let limit = taker.price;
+    if (market && taker.protection > 0) {
+      const best = opposite.best();
+      if (best !== undefined) {
+        limit = protectedLimit(buy, best.price, taker.protection);
+        market = false;
+      }
+    }
     const stp = taker.stp;
     const recordPrices = book.stops.size > 0;
     while (taker.leaves > 0) {
@@ -440,11 +471,17 @@ export class MatchingEngine {
   private fillable(taker: Order, book: OrderBook): number {
     const levels = book.opposite(taker.side).levels;
     const buy = taker.side === BUY;
-    const market = taker.type === OrderType.MARKET;
+    let market = taker.type === OrderType.MARKET;
+    let limit = taker.price;
+    const best = levels[levels.length - 1];
+    if (market && taker.protection > 0 && best !== undefined) {
+      limit = protectedLimit(buy, best.price, taker.protection);
+      market = false;
+    }
     let sum = 0;
     for (let i = levels.length - 1; i >= 0; i--) {
       const level = levels[i] as PriceLevel;
-      if (!market && (buy ? level.price > taker.price : level.price < taker.price)) break;
+      if (!market && (buy ? level.price > limit : level.price < limit)) break;
       for (let m = level.head; m !== null; m = m.next) {
         if (taker.stp !== Stp.NONE && m.owner === taker.owner) {
           if (taker.stp === Stp.CANCEL_OLDEST) continue;

@@ -26,6 +26,8 @@ export class Order {
   quantity = 0;
   postOnly = false;
   stp: Stp = Stp.NONE;
+  /** MARKET and STOP_MARKET: the price protection in basis points (Command.protection). */
+  protection = 0;
   /** Sequence of the command that put the order where it is in its queue. */
   priority = 0;
   waiting = false;
@@ -49,6 +51,7 @@ export class Order {
       filled: this.filled,
       postOnly: this.postOnly,
       stp: this.stp,
+      protection: this.protection,
       status: this.waiting
         ? OrderStatus.WAITING_TRIGGER
         : this.filled === 0

@@ -1,13 +1,15 @@
 // The engine's state as bytes: every book's queues in order, waiting stops in trigger order, last
 // trade prices and the last applied sequence. Integers are unsigned LEB128 varints (a resting order
-// takes about 20 bytes), the whole ends with an FNV-1a checksum so a damaged snapshot is refused
+// takes about 21 bytes), the whole ends with an FNV-1a checksum so a damaged snapshot is refused
 // rather than half-loaded.
 
 import type { Order } from './order.js';
 import { OrderBook } from './order-book.js';
+import { MAX_PROTECTION } from './types.js';
 
 const MAGIC = 0x4d42_5831; // "MBX1"
-const VERSION = 1;
+/** 2 added each order's price protection; a version 1 snapshot is read with none. */
+const VERSION = 2;
 
 const FNV_OFFSET = 0x811c9dc5;
 
@@ -120,7 +122,7 @@ class Reader {
 }
 
 /** The fields of an order a snapshot holds, in their order. */
-const ORDER_FIELDS = 13;
+const ORDER_FIELDS = 14;
 
 function copyOrder(values: Float64Array, at: number, o: Order): number {
   values[at] = o.id;
@@ -136,6 +138,7 @@ function copyOrder(values: Float64Array, at: number, o: Order): number {
   values[at + 10] = o.leaves;
   values[at + 11] = o.filled;
   values[at + 12] = o.priority;
+  values[at + 13] = o.protection;
   // Checked here, as the copy is made, so that an order no snapshot can hold fails the snapshot
   // at once, on the engine's thread, rather than later in an encoding step.
   for (let i = at; i < at + ORDER_FIELDS; i++) {
@@ -147,7 +150,7 @@ function copyOrder(values: Float64Array, at: number, o: Order): number {
   return at + ORDER_FIELDS;
 }
 
-function readOrder(r: Reader, o: Order, book: OrderBook): Order {
+function readOrder(r: Reader, o: Order, book: OrderBook, version: number): Order {
   o.id = r.uint();
   o.owner = r.uint();
   o.book = book;
@@ -162,7 +165,15 @@ function readOrder(r: Reader, o: Order, book: OrderBook): Order {
   o.leaves = r.uint();
   o.filled = r.uint();
   o.priority = r.uint();
-  if (o.side > 1 || o.type > 3 || o.tif > 2 || o.stp > 3 || o.leaves + o.filled !== o.quantity) {
+  o.protection = version >= 2 ? r.uint() : 0;
+  if (
+    o.side > 1 ||
+    o.type > 3 ||
+    o.tif > 2 ||
+    o.stp > 3 ||
+    o.protection > MAX_PROTECTION ||
+    o.leaves + o.filled !== o.quantity
+  ) {
     throw new Error(`snapshot holds an impossible order ${o.id}`);
   }
   return o;
@@ -170,7 +181,7 @@ function readOrder(r: Reader, o: Order, book: OrderBook): Order {
 
 /**
  * The engine's state copied flat at one point between commands: per book its symbol and every
- * integer the snapshot holds for it, in the snapshot's order (104 bytes a resting order, for as
+ * integer the snapshot holds for it, in the snapshot's order (112 bytes a resting order, for as
  * long as the encoding takes). The copy is the walk over every order, and stays synchronous: it
  * is what makes the snapshot one consistent point. The varints and the checksum, as long again,
  * then run from the copy in steps (`encodeInSteps`) while the engine that took it (the snapshot
@@ -278,7 +289,9 @@ export function decodeSnapshot(
   const r = new Reader(bytes, end);
   if (r.u32() !== MAGIC) throw new Error('not a matchbox engine snapshot');
   const version = r.uint();
-  if (version !== VERSION) throw new Error(`snapshot version ${version} is not supported`);
+  if (version !== 1 && version !== VERSION) {
+    throw new Error(`snapshot version ${version} is not supported`);
+  }
   const seq = r.uint();
   const books: OrderBook[] = [];
   for (let b = r.uint(); b > 0; b--) {
@@ -286,13 +299,14 @@ export function decodeSnapshot(
     book.lastTradePrice = r.uint();
     for (const side of [book.bids, book.asks]) {
       for (let n = r.uint(); n > 0; n--) {
-        if (!side.add(readOrder(r, take(), book))) throw new Error('snapshot level over 2^53 lots');
+        if (!side.add(readOrder(r, take(), book, version)))
+          throw new Error('snapshot level over 2^53 lots');
       }
     }
     // Buy stops, then sell stops, each in its saved (trigger) order.
     for (let sides = 2; sides > 0; sides--) {
       for (let n = r.uint(); n > 0; n--) {
-        const o = readOrder(r, take(), book);
+        const o = readOrder(r, take(), book, version);
         o.waiting = true;
         book.stops.restore(o);
       }

@@ -16,6 +16,9 @@ export type TimeInForce = (typeof TimeInForce)[keyof typeof TimeInForce];
 export const Stp = { NONE: 0, CANCEL_NEWEST: 1, CANCEL_OLDEST: 2, CANCEL_BOTH: 3 } as const;
 export type Stp = (typeof Stp)[keyof typeof Stp];
 
+/** The widest price protection (Command.protection), in basis points: 100% of the best price. */
+export const MAX_PROTECTION = 10_000;
+
 export const CommandType = { PLACE: 0, CANCEL: 1, REPLACE: 2, FORGET: 3, CANCEL_ALL: 4 } as const;
 export type CommandType = (typeof CommandType)[keyof typeof CommandType];
 
@@ -55,6 +58,13 @@ export interface Command {
   quantity: number;
   postOnly: boolean;
   stp: Stp;
+  /**
+   * MARKET and STOP_MARKET only (0 otherwise): the venue's price protection, in basis points
+   * (1–10,000; 0 for none). Such an order trades no further from the opposite side's best price,
+   * as it stands when the order comes to match, than this fraction of it (rounded toward that
+   * price); what is left then is canceled (PRICE_PROTECTION).
+   */
+  protection: number;
 }
 
 export const EventKind = {
@@ -98,6 +108,8 @@ export const Reason = {
   SELF_TRADE_PREVENTION: 23,
   /** A GTC rest that would take the lots at its price past 2^53 - 1 (where totals stop being exact). */
   LEVEL_QUANTITY_LIMIT: 24,
+  /** The rest of a MARKET order whose next trade would have been past its price protection. */
+  PRICE_PROTECTION: 25,
   // Refusals of a CANCEL or REPLACE.
   UNKNOWN_ORDER: 40,
   NOT_REPLACEABLE: 41,
@@ -178,6 +190,7 @@ export interface OrderView {
   filled: number;
   postOnly: boolean;
   stp: Stp;
+  protection: number;
   status: OrderStatus;
   /** Sequence of the command that last gave the order its place in the queue. */
   priority: number;

@@ -1,7 +1,7 @@
 // The fault suite as a library: run the cases, and the report as a table (main.ts is the command;
 // test/faults runs the short form inside npm test).
 import { CASES } from './cases.js';
-import { FULL, FaultSuite, SHORT } from './suite.js';
+import { FULL, FaultSuite, PROTECTED, SHORT } from './suite.js';
 import type { CaseResult, Timing } from './suite.js';
 
 export interface FaultReport {
@@ -91,7 +91,7 @@ export function faultMarkdown(report: FaultReport): string {
     `Load ${n(t.rate)} requests/s (55% LIMIT GTC, 5% LIMIT IOC, 19.7% MARKET, 0.3% mass cancel of ` +
       `one symbol, 10% cancel, 10% amend of a resting order's quantity, each answer checked ` +
       `against what the order ends as; 4 users, ` +
-      `3 symbols, each user following its live updates; and a fifth user who places resting orders on 2 other symbols for 4 s with a dead man's switch of 2 s kept armed, then falls silent until it fires, over and over), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
+      `3 symbols (MARKET orders on ${PROTECTED.symbol} with a price protection of ${PROTECTED.bps} bps), each user following its live updates; and a fifth user who places resting orders on 2 other symbols for 4 s with a dead man's switch of 2 s kept armed, then falls silent until it fires, over and over), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
       `at least ${t.loadMs / 1000} s per case; fault ${t.warmMs / 1000} s after the ramp; ` +
       `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s). The load is open ` +
       'loop: requests are sent on time whatever the answers, queued at the client while up to 16,384 are ' +

@@ -127,6 +127,9 @@ const ERROR_LINE = /^\s*\w*Error\b.*$/gm;
 /** How long after a fault the pipeline may take to catch up before the case fails. */
 const RECOVERY_LIMIT_MS = 60_000;
 
+/** The load's one symbol with a price protection on its MARKET orders. */
+export const PROTECTED = { symbol: 'MSFT', bps: 10 } as const;
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Retries `f` through a Redis or PostgreSQL outage of the harness's own connection. */
@@ -263,6 +266,18 @@ export class FaultSuite {
         const u = (await res.json()) as { id: string; api_key: string };
         users.push({ id: u.id, key: u.api_key });
       }
+      // MARKET orders on one symbol meet a price protection: 10 bps of a price near 100.00 is 10
+      // ticks, half the range the load's prices span, so some stop at it.
+      const listed = await fetch(`${gatewayUrl}/v1/admin/instruments/${PROTECTED.symbol}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          tick_size: '0.01',
+          lot_size: '1',
+          market_protection_bps: PROTECTED.bps,
+        }),
+      });
+      if (listed.status !== 200) throw new Error(`price protection answered ${listed.status}`);
       // The fifth keeps a dead man's switch armed and falls silent, again and again.
       const deadMan = users.pop() as LoadUser;
       watch = new LiveWatch(gatewayUrl, users);
@@ -337,6 +352,11 @@ export class FaultSuite {
       live = followed.summary;
       failures.push(...followed.problems.map((p) => `live updates: ${p}`));
       await c.verify?.(ctx, l.summary(), check);
+      const [stopped] = await sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM orders WHERE reject_reason = 'PRICE_PROTECTION'`;
+      notes.push(
+        `MARKET orders on ${PROTECTED.symbol} stopped by its price protection (${PROTECTED.bps} bps): ${stopped?.n ?? 0}`,
+      );
     } catch (err) {
       failures.push(`case aborted: ${err instanceof Error ? err.message : String(err)}`);
     } finally {

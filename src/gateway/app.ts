@@ -216,7 +216,11 @@ export async function buildGateway(
   const ctx: GatewayContext = {
     ...deps,
     keys: new KeyCache(() => deps.store.loadUsers()),
-    instruments: new InstrumentCache(() => deps.store.listInstruments()),
+    instruments: new InstrumentCache(
+      () => deps.store.listInstruments(),
+      (err) =>
+        deps.logger.warn({ err }, 'instruments could not be read again; the last read serves'),
+    ),
     limiter: new RateLimiter(deps.config.rateLimit),
     metrics: new GatewayMetrics(),
     applied: new AppliedWatcher(deps.redis, deps.queue.shards),
@@ -242,6 +246,11 @@ export async function buildGateway(
   }
   await ctx.keys.reload();
   await ctx.instruments.reload();
+  ctx.instruments.start();
+  app.addHook('onClose', (_app, done) => {
+    ctx.instruments.stop();
+    done();
+  });
 
   // Bodies are validated strictly (no type coercion: "true" is not a boolean); query strings
   // arrive as text and are coerced.

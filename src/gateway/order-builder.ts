@@ -17,14 +17,18 @@ export interface InstrumentScales {
   lotSize: string;
   ticks: Scale;
   lots: Scale;
+  /** Price protection of its MARKET and STOP_MARKET orders, in basis points; 0 for none. */
+  protectionBps: number;
 }
 
 export function instrumentScales(
   symbol: string,
   tickSize: string,
   lotSize: string,
+  protectionBps = 0,
 ): InstrumentScales {
-  return { symbol, tickSize, lotSize, ticks: new Scale(tickSize), lots: new Scale(lotSize) };
+  const [ticks, lots] = [new Scale(tickSize), new Scale(lotSize)];
+  return { symbol, tickSize, lotSize, ticks, lots, protectionBps };
 }
 
 /**
@@ -188,7 +192,7 @@ export function buildOrder(
   if (details.length > 0) return invalid(details);
 
   const at = now.toISOString();
-  return {
+  const order: OrderState = {
     id: uuidv7({ msecs: now.getTime(), random: random16() }),
     client_order_id: body.client_order_id ?? null,
     user_id: caller.id,
@@ -216,6 +220,9 @@ export function buildOrder(
     filled_lots: 0,
     notional: '0',
   };
+  // The instrument's, as this order is accepted: the engine bands it when it comes to match.
+  if (marketLike && instrument.protectionBps > 0) order.protection_bps = instrument.protectionBps;
+  return order;
 }
 
 /** The new price (ticks) and total quantity (lots) of an amend; 0 leaves either as it is. */

@@ -3,6 +3,7 @@
 import { Type } from 'typebox';
 import type { Static } from 'typebox';
 import { SYMBOL } from '../config/config.js';
+import { MAX_PROTECTION } from '../engine/types.js';
 import { MAX_TIMEOUT_MS, MIN_TIMEOUT_MS } from '../queue/cancel-after.js';
 import { ORDER_TYPES, SIDES, STATUSES, STP_MODES, TIFS } from '../queue/records.js';
 
@@ -161,8 +162,19 @@ export const UserHalt = Type.Object({
   halted_at: Nullable(Time),
 });
 
+const PROTECTION =
+  'Price protection of MARKET and STOP_MARKET orders: how far from the best opposite price, in ' +
+  'basis points of it, they may trade; the rest is canceled (PRICE_PROTECTION). 0: none';
+const ProtectionBps = (description: string) =>
+  Type.Integer({ minimum: 0, maximum: MAX_PROTECTION, description });
 export const InstrumentRequest = Type.Object(
-  { tick_size: DecimalIn, lot_size: DecimalIn },
+  {
+    tick_size: DecimalIn,
+    lot_size: DecimalIn,
+    market_protection_bps: Type.Optional(
+      ProtectionBps(`${PROTECTION}. Left out: kept (0 when new)`),
+    ),
+  },
   { additionalProperties: false },
 );
 export type InstrumentRequest = Static<typeof InstrumentRequest>;
@@ -170,6 +182,7 @@ export const Instrument = Type.Object({
   symbol: Type.String(),
   tick_size: DecimalOut,
   lot_size: DecimalOut,
+  market_protection_bps: ProtectionBps(PROTECTION),
 });
 export const SymbolParam = Type.Object({ symbol: Symbol_ });
 export const Instruments = Type.Object({ instruments: Type.Array(Instrument) });

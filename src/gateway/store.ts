@@ -15,7 +15,14 @@ export interface InstrumentRow {
   symbol: string;
   tick_size: string;
   lot_size: string;
+  /** Price protection of MARKET and STOP_MARKET orders, in basis points; 0 for none. */
+  market_protection_bps: number;
 }
+
+/** An instrument to list or confirm; a protection left out keeps the listed one (0 when new). */
+export type InstrumentInput = Omit<InstrumentRow, 'market_protection_bps'> & {
+  market_protection_bps?: number;
+};
 
 export type UpsertResult =
   | { kind: 'created' | 'updated' | 'unchanged'; instrument: InstrumentRow }
@@ -42,7 +49,7 @@ export interface GatewayStore {
   /** Halts or resumes a user's trading; undefined for an unknown user. */
   setUserHalt(userId: string, halted: boolean): Promise<UserHalt | undefined>;
   listInstruments(): Promise<InstrumentRow[]>;
-  upsertInstrument(row: InstrumentRow): Promise<UpsertResult>;
+  upsertInstrument(row: InstrumentInput): Promise<UpsertResult>;
   getOrder(id: string): Promise<OrderState | undefined>;
   listOrders(query: ListQuery): Promise<OrderState[]>;
   findByClientOrderId(userId: string, clientOrderId: string): Promise<OrderState | undefined>;

@@ -66,6 +66,11 @@ export interface OrderState extends ApiOrder {
   filled_lots: number;
   /** Σ fill price in ticks × fill lots, as an integer decimal string (BigInt arithmetic). */
   notional: string;
+  /**
+   * MARKET and STOP_MARKET: the instrument's price protection in basis points when the order was
+   * accepted (the engine's Command.protection); 0 or absent for none. Not in PostgreSQL.
+   */
+  protection_bps?: number;
 }
 
 /** Payload (field `c`) of an order-stream entry whose id is `0-<seq>`. */

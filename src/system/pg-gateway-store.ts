@@ -5,7 +5,7 @@ import * as instruments from '../db/instruments.js';
 import * as orders from '../db/orders.js';
 import * as trades from '../db/trades.js';
 import * as users from '../db/users.js';
-import type { GatewayStore, InstrumentRow, UpsertResult } from '../gateway/store.js';
+import type { GatewayStore, InstrumentInput, UpsertResult } from '../gateway/store.js';
 import type { ShardPlacement } from '../queue/keys.js';
 import type { OrderState } from '../queue/records.js';
 
@@ -84,11 +84,12 @@ export function pgGatewayStore(sql: Sql, placement: ShardPlacement): GatewayStor
       users.setUserHalt(sql, userId, halted),
     ),
     listInstruments: tagged(() => instruments.listInstruments(sql)),
-    upsertInstrument: tagged(async (row: InstrumentRow): Promise<UpsertResult> => {
+    upsertInstrument: tagged(async (row: InstrumentInput): Promise<UpsertResult> => {
       const r = await instruments.upsertInstrument(sql, row);
       if (r.kind === 'conflict') return { kind: 'conflict', instrument: r.existing };
       if (r.kind === 'invalid') throw new Error(`instrument ${r.field}: ${r.message}`);
-      return { kind: r.created ? 'created' : 'unchanged', instrument: r.instrument };
+      const kind = r.created ? 'created' : r.updated ? 'updated' : 'unchanged';
+      return { kind, instrument: r.instrument };
     }),
     getOrder: timed((id: string) => orders.getOrder(sql, id)),
     listOrders: timed((q: orders.ListOrdersQuery) => orders.listOrders(sql, q)),

@@ -23,11 +23,11 @@ describe('instruments', () => {
     assert.equal(await seedDefaultInstruments(db.sql), 5);
     assert.equal(await seedDefaultInstruments(db.sql), 0);
     assert.deepEqual(await listInstruments(db.sql), [
-      { symbol: 'AAPL', tick_size: '0.01', lot_size: '1' },
-      { symbol: 'AMZN', tick_size: '0.01', lot_size: '1' },
-      { symbol: 'GOOG', tick_size: '0.01', lot_size: '1' },
-      { symbol: 'MSFT', tick_size: '0.01', lot_size: '1' },
-      { symbol: 'TSLA', tick_size: '0.01', lot_size: '1' },
+      { symbol: 'AAPL', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
+      { symbol: 'AMZN', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
+      { symbol: 'GOOG', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
+      { symbol: 'MSFT', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
+      { symbol: 'TSLA', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
     ]);
   });
 
@@ -35,7 +35,7 @@ describe('instruments', () => {
     await upsertInstrument(db.sql, { symbol: 'BTC-USD', tick_size: '0.5', lot_size: '0.001' });
     assert.equal(await seedDefaultInstruments(db.sql), 0);
     assert.deepEqual(await listInstruments(db.sql), [
-      { symbol: 'BTC-USD', tick_size: '0.5', lot_size: '0.001' },
+      { symbol: 'BTC-USD', tick_size: '0.5', lot_size: '0.001', market_protection_bps: 0 },
     ]);
   });
 
@@ -45,7 +45,8 @@ describe('instruments', () => {
       {
         kind: 'ok',
         created: true,
-        instrument: { symbol: 'X.Y', tick_size: '0.01', lot_size: '1' },
+        updated: false,
+        instrument: { symbol: 'X.Y', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
       },
     );
     assert.deepEqual(
@@ -53,7 +54,8 @@ describe('instruments', () => {
       {
         kind: 'ok',
         created: false,
-        instrument: { symbol: 'X.Y', tick_size: '0.01', lot_size: '1' },
+        updated: false,
+        instrument: { symbol: 'X.Y', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
       },
     );
     assert.deepEqual(
@@ -61,7 +63,8 @@ describe('instruments', () => {
       {
         kind: 'ok',
         created: false,
-        instrument: { symbol: 'X.Y', tick_size: '0.01', lot_size: '1' },
+        updated: false,
+        instrument: { symbol: 'X.Y', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 },
       },
     );
     const [raw] = await db.sql<{ t: string; l: string }[]>`
@@ -71,7 +74,7 @@ describe('instruments', () => {
 
   it('refuses to change the sizes of an existing symbol, and changes nothing', async () => {
     await upsertInstrument(db.sql, { symbol: 'ABC', tick_size: '0.01', lot_size: '1' });
-    const existing = { symbol: 'ABC', tick_size: '0.01', lot_size: '1' };
+    const existing = { symbol: 'ABC', tick_size: '0.01', lot_size: '1', market_protection_bps: 0 };
     assert.deepEqual(
       await upsertInstrument(db.sql, { symbol: 'ABC', tick_size: '0.05', lot_size: '1' }),
       { kind: 'conflict', existing },
@@ -83,7 +86,42 @@ describe('instruments', () => {
     assert.deepEqual(await getInstrument(db.sql, 'ABC'), existing);
   });
 
+  it('sets price protection when listing and after, keeps it when left out, and refuses it with other sizes', async () => {
+    const abc = { symbol: 'ABC', tick_size: '0.01', lot_size: '1' };
+    const at = (bps: number) => ({ ...abc, market_protection_bps: bps });
+    assert.deepEqual(await upsertInstrument(db.sql, at(250)), {
+      kind: 'ok',
+      created: true,
+      updated: false,
+      instrument: at(250),
+    });
+    assert.deepEqual(await upsertInstrument(db.sql, abc), {
+      kind: 'ok',
+      created: false,
+      updated: false,
+      instrument: at(250),
+    });
+    assert.deepEqual(await upsertInstrument(db.sql, at(10_000)), {
+      kind: 'ok',
+      created: false,
+      updated: true,
+      instrument: at(10_000),
+    });
+    assert.deepEqual(await upsertInstrument(db.sql, { ...at(0), tick_size: '0.05' }), {
+      kind: 'conflict',
+      existing: at(10_000),
+    });
+    assert.deepEqual(await upsertInstrument(db.sql, at(0)), {
+      kind: 'ok',
+      created: false,
+      updated: true,
+      instrument: at(0),
+    });
+    assert.deepEqual(await listInstruments(db.sql), [at(0)]);
+  });
+
   it('refuses malformed symbols and sizes', async () => {
+    const PROT = 'market_protection_bps';
     const bad = [
       [{ symbol: 'abc', tick_size: '0.01', lot_size: '1' }, 'symbol'],
       [{ symbol: 'A'.repeat(17), tick_size: '0.01', lot_size: '1' }, 'symbol'],
@@ -94,6 +132,9 @@ describe('instruments', () => {
       [{ symbol: 'ABC', tick_size: '-1', lot_size: '1' }, 'tick_size'],
       [{ symbol: 'ABC', tick_size: '1e-2', lot_size: '1' }, 'tick_size'],
       [{ symbol: 'ABC', tick_size: '0.01', lot_size: '0.000' }, 'lot_size'],
+      [{ symbol: 'ABC', tick_size: '0.01', lot_size: '1', market_protection_bps: -1 }, PROT],
+      [{ symbol: 'ABC', tick_size: '0.01', lot_size: '1', market_protection_bps: 10_001 }, PROT],
+      [{ symbol: 'ABC', tick_size: '0.01', lot_size: '1', market_protection_bps: 2.5 }, PROT],
     ] as const;
     for (const [input, field] of bad) {
       const r = await upsertInstrument(db.sql, input);

@@ -10,7 +10,7 @@ import { Snapshotter } from '../../src/engine-service/snapshotter.js';
 import type { EngineService } from '../../src/engine-service/server.js';
 import { EventBuffer } from '../../src/engine/event-buffer.js';
 import { MatchingEngine } from '../../src/engine/matching-engine.js';
-import { OrderType, Side, TimeInForce } from '../../src/engine/types.js';
+import { OrderType, Reason, Side, TimeInForce } from '../../src/engine/types.js';
 import { componentErrors, engineMetrics } from '../../src/metrics/pipeline.js';
 import type { Command, ExecutionReport } from '../../src/engine/types.js';
 import { freshDatabase } from '../support/services.js';
@@ -36,9 +36,9 @@ function script(n: number): Command[] {
     const price = 100 + ((seq * 7) % 5) - 2;
     if (seq % 5 === 0) commands.push(cancel(seq, seq - 3, { ownerId: (seq - 3) % 4 }));
     else if (seq % 11 === 0) {
-      commands.push(
-        place(seq, { symbol, side, orderType: OrderType.MARKET, tif: TimeInForce.IOC, price: 0 }),
-      );
+      // Price protection of 1% is one tick of a best near 100: the band stops some of these.
+      const market = { orderType: OrderType.MARKET, tif: TimeInForce.IOC, price: 0 } as const;
+      commands.push(place(seq, { symbol, side, ...market, quantity: 2, protection: 100 }));
     } else
       commands.push(place(seq, { symbol, side, price, quantity: 1 + (seq % 4), ownerId: seq % 4 }));
   }
@@ -83,6 +83,8 @@ describe('engine service', () => {
       assert.equal(a.lastSeq, 25);
       assert.equal(b.lastSeq, 40);
       assert.deepEqual([...a.reports, ...b.reports], reference(commands));
+      const stopped = (r: ExecutionReport) => r.reason === Reason.PRICE_PROTECTION;
+      assert.ok([...a.reports, ...b.reports].some(stopped), 'a MARKET order stopped at its band');
 
       // Replayed commands are skipped, with no reports.
       const again = await session.send(commands.slice(30, 35));
@@ -107,7 +109,7 @@ describe('engine service', () => {
       const byId = (a: { orderId: number }, b: { orderId: number }) => a.orderId - b.orderId;
       const expected = engine
         .liveOrders()
-        .map(({ tif: _t, postOnly: _p, stp: _s, ...rest }) => rest)
+        .map(({ tif: _t, postOnly: _p, stp: _s, protection: _r, ...rest }) => rest)
         .sort(byId);
       assert.ok(expected.length > 5);
       assert.equal(live.seq, 40);

@@ -46,6 +46,8 @@ interface PlaceStep {
   qty: number;
   postOnly: boolean;
   stp: Stp;
+  /** Price protection in basis points; used by MARKET and STOP_MARKET orders only. */
+  protection: number;
   /** Indexes into MUTATIONS; each makes the order invalid in one way. */
   faults: number[];
   back: number;
@@ -117,6 +119,9 @@ const MUTATIONS: readonly Mutation[] = [
   (c) => (c.orderType = 1.5 as number as OrderType),
   (c) => (c.stp = 2.5 as number as Stp),
   (c) => (c.type = 5 as number as CommandType),
+  (c) => (c.protection = [-1, 10_001, 2.5][c.seq % 3] ?? -1),
+  // Price protection is for orders without a limit price.
+  (c) => (c.protection = hasLimitPrice(c.orderType) ? 50 : 10_001),
 ];
 
 const side = fc.constantFrom<Side>(Side.BUY, Side.SELL);
@@ -164,6 +169,11 @@ const placeStep: fc.Arbitrary<PlaceStep> = fc.record({
     { arbitrary: fc.constant(true), weight: 1 },
   ),
   stp,
+  // 1–1,000 bps of a best near 100 is a band of 0–10 ticks: inside, across and past the book.
+  protection: fc.oneof(
+    { arbitrary: fc.constant(0), weight: 2 },
+    { arbitrary: fc.integer({ min: 1, max: 1000 }), weight: 3 },
+  ),
   faults: fc.oneof(
     { arbitrary: fc.constant<number[]>([]), weight: 20 },
     {
@@ -321,6 +331,7 @@ function toCommands(steps: readonly Step[]): Command[] {
         quantity: s.qty,
         postOnly: s.postOnly && s.type === OrderType.LIMIT && t === TimeInForce.GTC,
         stp: s.stp,
+        protection: market ? s.protection : 0,
       });
       for (const f of s.faults) MUTATIONS[f]?.(c, pick(true, s.back)?.id ?? 1);
       placed.push({
@@ -671,7 +682,7 @@ void test('a level never holds more than 2^53 - 1 lots, so its total stays exact
 
 void test('builders fill every field of a command', () => {
   const c = command(3);
-  assert.equal(Object.keys(c).length, 14);
+  assert.equal(Object.keys(c).length, 15);
   assert.deepStrictEqual(place(3, { side: Side.SELL }), {
     ...c,
     orderId: 3,

@@ -79,6 +79,7 @@ interface RefOrder {
   filled: number;
   postOnly: boolean;
   stp: Stp;
+  protection: number;
   waiting: boolean;
   priority: number;
   /** Global counter value when the order last joined a queue (book) or the stop list. */
@@ -206,6 +207,7 @@ export class ReferenceEngine {
       filled: 0,
       postOnly: cmd.postOnly,
       stp: cmd.stp,
+      protection: cmd.protection,
       waiting: false,
       priority: cmd.seq,
       arrival: 0,
@@ -309,7 +311,11 @@ export class ReferenceEngine {
       !inRange(cmd.side, 1) ||
       !inRange(cmd.orderType, 3) ||
       !inRange(cmd.tif, 2) ||
-      !inRange(cmd.stp, 3)
+      !inRange(cmd.stp, 3) ||
+      !inRange(cmd.protection, 10_000) ||
+      (cmd.protection !== 0 &&
+        cmd.orderType !== OrderType.MARKET &&
+        cmd.orderType !== OrderType.STOP_MARKET)
     ) {
       return Reason.INVALID_ORDER;
     }
@@ -342,8 +348,16 @@ export class ReferenceEngine {
   private execute(run: Run, book: RefBook, taker: RefOrder): number[] {
     const prices: number[] = [];
     const opposite = taker.side === Side.BUY ? book.asks : book.bids;
+    // Price protection: a band around the opposite best as the order comes to match, in BigInt.
+    sortBook(book);
+    const best = opposite[0];
+    let limit: number | undefined = isMarketType(taker) ? undefined : taker.price;
+    if (isMarketType(taker) && taker.protection > 0 && best !== undefined) {
+      const band = Number((BigInt(best.price) * BigInt(taker.protection)) / 10_000n);
+      limit = taker.side === Side.BUY ? best.price + band : best.price - band;
+    }
     const acceptable = (p: number): boolean =>
-      isMarketType(taker) || (taker.side === Side.BUY ? p <= taker.price : p >= taker.price);
+      limit === undefined || (taker.side === Side.BUY ? p <= limit : p >= limit);
     const selfTrade = (m: RefOrder): boolean =>
       taker.stp !== Stp.NONE && m.ownerId === taker.ownerId;
 
@@ -393,7 +407,9 @@ export class ReferenceEngine {
 
     if (taker.leaves > 0) {
       if (taker.tif === TimeInForce.FOK) throw new Error('reference model: FOK check let one by');
-      if (isMarketType(taker) || taker.tif === TimeInForce.IOC) {
+      if (isMarketType(taker) && taker.protection > 0 && opposite.length > 0) {
+        this.canceled(run, taker, Reason.PRICE_PROTECTION);
+      } else if (isMarketType(taker) || taker.tif === TimeInForce.IOC) {
         this.canceled(run, taker, Reason.IOC_REMAINDER);
       } else {
         const side = taker.side === Side.BUY ? book.bids : book.asks;
@@ -576,6 +592,7 @@ function view(o: RefOrder): OrderView {
     filled: o.filled,
     postOnly: o.postOnly,
     stp: o.stp,
+    protection: o.protection,
     status,
     priority: o.priority,
   };

@@ -400,6 +400,120 @@ describe('self-trade prevention', () => {
   });
 });
 
+describe('price protection', () => {
+  const market = { orderType: MARKET, tif: IOC, price: 0 } as const;
+
+  it('trades a MARKET order no further from the best price than its band, then cancels the rest', () => {
+    const h = new Harness();
+    h.run(
+      place(1, { side: SELL, price: 100, quantity: 2, ownerId: 9 }),
+      place(2, { side: SELL, price: 105, quantity: 2, ownerId: 9 }),
+      place(3, { side: SELL, price: 106, quantity: 5, ownerId: 9 }),
+    );
+    // 5% of 100 is 5 ticks: up to 105, not 106.
+    assert.deepEqual(h.run(place(4, { ...market, quantity: 8, protection: 500 })), [
+      'ACCEPTED #4',
+      'TRADE #4 x #1 2@100 leaves 6/0',
+      'TRADE #4 x #2 2@105 leaves 4/0',
+      'CANCELED #4 4 PRICE_PROTECTION',
+    ]);
+    assert.deepEqual(h.book(), { bids: [], asks: ['5@106'] });
+    // Without protection the same order sweeps the book.
+    assert.deepEqual(h.run(place(5, { ...market, quantity: 8 })), [
+      'ACCEPTED #5',
+      'TRADE #5 x #3 5@106 leaves 3/0',
+      'CANCELED #5 3 IOC_REMAINDER',
+    ]);
+  });
+
+  it('rounds the band toward the best price, for a sell as for a buy', () => {
+    const h = new Harness();
+    h.run(
+      place(1, { price: 999, quantity: 1, ownerId: 9 }),
+      place(2, { price: 990, quantity: 1, ownerId: 9 }),
+      place(3, { price: 989, quantity: 1, ownerId: 9 }),
+    );
+    // 1% of 999 is 9.99 ticks: 9, so down to 990 and not 989.
+    assert.deepEqual(h.run(place(4, { ...market, side: SELL, quantity: 3, protection: 100 })), [
+      'ACCEPTED #4',
+      'TRADE #4 x #1 1@999 leaves 2/0',
+      'TRADE #4 x #2 1@990 leaves 1/0',
+      'CANCELED #4 1 PRICE_PROTECTION',
+    ]);
+    assert.deepEqual(h.book(), { bids: ['1@989'], asks: [] });
+  });
+
+  it('cancels a MARKET order the book runs out under for want of liquidity, not protection', () => {
+    const h = new Harness();
+    h.run(place(1, { side: SELL, price: 100, quantity: 1, ownerId: 9 }));
+    assert.deepEqual(h.run(place(2, { ...market, quantity: 3, protection: 10_000 })), [
+      'ACCEPTED #2',
+      'TRADE #2 x #1 1@100 leaves 2/0',
+      'CANCELED #2 2 IOC_REMAINDER',
+    ]);
+    assert.deepEqual(h.run(place(3, { ...market, quantity: 1, protection: 1 })), [
+      'ACCEPTED #3',
+      'CANCELED #3 1 IOC_REMAINDER',
+    ]);
+  });
+
+  it('counts an FOK MARKET order fillable only within its band', () => {
+    const h = new Harness();
+    h.run(
+      place(1, { side: SELL, price: 100, quantity: 2, ownerId: 9 }),
+      place(2, { side: SELL, price: 103, quantity: 2, ownerId: 9 }),
+    );
+    assert.deepEqual(h.run(place(3, { ...market, tif: FOK, quantity: 3, protection: 200 })), [
+      'ACCEPTED #3',
+      'CANCELED #3 3 FOK_NOT_FILLABLE',
+    ]);
+    assert.deepEqual(h.run(place(4, { ...market, tif: FOK, quantity: 3, protection: 300 })), [
+      'ACCEPTED #4',
+      'TRADE #4 x #1 2@100 leaves 1/0',
+      'TRADE #4 x #2 1@103 leaves 0/1',
+    ]);
+  });
+
+  it('bands a triggered STOP_MARKET from the best price when it triggers', () => {
+    const h = new Harness();
+    h.run(
+      place(1, { side: SELL, price: 100, quantity: 1, ownerId: 9 }),
+      place(2, { side: SELL, price: 110, quantity: 1, ownerId: 9 }),
+      place(3, { side: SELL, price: 112, quantity: 1, ownerId: 9 }),
+      place(4, { side: SELL, price: 113, quantity: 1, ownerId: 9 }),
+      place(5, { ...market, orderType: STOP_MARKET, stopPrice: 100, quantity: 3, protection: 200 }),
+    );
+    // The trade at 100 triggers #5 with 110 the best ask: 2% of it is 2.2, so up to 112.
+    assert.deepEqual(h.run(place(6, { price: 100, quantity: 1, ownerId: 8 })), [
+      'ACCEPTED #6',
+      'TRADE #6 x #1 1@100 leaves 0/0',
+      'TRIGGERED #5',
+      'TRADE #5 x #2 1@110 leaves 2/0',
+      'TRADE #5 x #3 1@112 leaves 1/0',
+      'CANCELED #5 1 PRICE_PROTECTION',
+    ]);
+    assert.deepEqual(h.book(), { bids: [], asks: ['1@113'] });
+  });
+
+  it('refuses protection on an order with a limit price, or outside 0–10,000', () => {
+    const h = new Harness();
+    assert.deepEqual(
+      h.run(
+        place(1, { protection: 100 }),
+        place(2, { orderType: STOP_LIMIT, stopPrice: 90, protection: 100 }),
+        place(3, { ...market, protection: 10_001 }),
+        place(4, { ...market, protection: 2.5 }),
+      ),
+      [
+        'REJECTED #1 INVALID_ORDER',
+        'REJECTED #2 INVALID_ORDER',
+        'REJECTED #3 INVALID_ORDER',
+        'REJECTED #4 INVALID_ORDER',
+      ],
+    );
+  });
+});
+
 describe('stop orders', () => {
   /** A book with one trade at 100 done and asks at 101 and 102. */
   function traded(): Harness {

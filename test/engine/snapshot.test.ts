@@ -13,7 +13,13 @@ function busyBook(): Harness {
     place(2, { side: Side.SELL, price: 101, quantity: 2, ownerId: 3 }),
     place(3, { side: Side.BUY, price: 101, quantity: 1, ownerId: 4 }),
     place(4, { side: Side.BUY, price: 99, quantity: 5, postOnly: true }),
-    place(5, { orderType: OrderType.STOP_MARKET, tif: TimeInForce.IOC, price: 0, stopPrice: 102 }),
+    place(5, {
+      orderType: OrderType.STOP_MARKET,
+      tif: TimeInForce.IOC,
+      price: 0,
+      stopPrice: 102,
+      protection: 250,
+    }),
     place(6, { orderType: OrderType.STOP_LIMIT, side: Side.SELL, price: 90, stopPrice: 95 }),
     place(7, { symbol: 'BBB', side: Side.SELL, price: 7, quantity: 9 }),
     cancel(8, 404),
@@ -41,16 +47,29 @@ describe('snapshot', () => {
     assert.deepEqual(a.last, h.last);
   });
 
-  it('keeps format 1: the bytes of a given state are those earlier versions stored and read', () => {
+  it('keeps format 2: the bytes of a given state are those earlier versions stored and read', () => {
+    const format2 =
+      '4d42583102080203414141650104010000000001630005050004000201020100000000650003020101000203' +
+      '0100000000650002020002000105010003010000006601010005fa0101060101020000005a5f010100060003' +
+      '42424200000107010100000000070009090007000000d19d0b87';
+    const h = busyBook();
+    assert.equal(Buffer.from(h.engine.snapshot()).toString('hex'), format2);
+    const restored = MatchingEngine.restore(Buffer.from(format2, 'hex'));
+    assert.deepEqual(restored.liveOrders(), h.engine.liveOrders());
+  });
+
+  it('reads format 1, from before price protection, as orders without it', () => {
     // busyBook's snapshot as written before the state was captured and encoded in steps.
     const format1 =
       '4d42583101080203414141650104010000000001630005050004020102010000000065000302010102030100' +
       '000000650002020002010501000301000000660101000501060101020000005a5f0101000603424242000001' +
       '070101000000000700090900070000f9711d13';
     const h = busyBook();
-    assert.equal(Buffer.from(h.engine.snapshot()).toString('hex'), format1);
     const restored = MatchingEngine.restore(Buffer.from(format1, 'hex'));
     assert.deepEqual(restored.depth('AAA', 50), h.engine.depth('AAA', 50));
+    const unprotected = h.engine.liveOrders().map((o) => ({ ...o, protection: 0 }));
+    assert.deepEqual(restored.liveOrders(), unprotected);
+    assert.equal(h.engine.order(5)?.protection, 250);
   });
 
   it('encodes a capture in steps, as the state stood when captured, while the engine runs on', async () => {

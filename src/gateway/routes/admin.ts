@@ -135,7 +135,8 @@ export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
       '/v1/admin/instruments/:symbol',
       {
         schema: {
-          summary: 'List an instrument (tick and lot size cannot change once listed)',
+          summary:
+            'List an instrument, or set its price protection (tick and lot size cannot change once listed)',
           params: SymbolParam,
           body: InstrumentRequest,
           response: { 200: Instrument, 201: Instrument, ...errors },
@@ -157,6 +158,9 @@ export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           symbol: req.params.symbol,
           tick_size: tick,
           lot_size: lot,
+          ...(req.body.market_protection_bps === undefined
+            ? {}
+            : { market_protection_bps: req.body.market_protection_bps }),
         });
         if (result.kind === 'conflict') {
           throw new ApiError(
@@ -166,6 +170,15 @@ export function adminRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
           );
         }
         ctx.instruments.put(result.instrument);
+        if (result.kind === 'updated') {
+          req.log.warn(
+            {
+              symbol: req.params.symbol,
+              market_protection_bps: result.instrument.market_protection_bps,
+            },
+            'price protection changed',
+          );
+        }
         return reply.code(result.kind === 'created' ? 201 : 200).send(result.instrument);
       },
     );
