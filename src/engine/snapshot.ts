@@ -5,7 +5,7 @@
 
 import type { Order } from './order.js';
 import { OrderBook } from './order-book.js';
-import { MAX_PROTECTION } from './types.js';
+import { MAX_PROTECTION, OrderType } from './types.js';
 
 const MAGIC = 0x4d42_5831; // "MBX1"
 /** 2 added each order's price protection; a version 1 snapshot is read with none. */
@@ -172,6 +172,7 @@ function readOrder(r: Reader, o: Order, book: OrderBook, version: number): Order
     o.tif > 2 ||
     o.stp > 3 ||
     o.protection > MAX_PROTECTION ||
+    (o.protection !== 0 && o.type !== OrderType.MARKET && o.type !== OrderType.STOP_MARKET) ||
     o.leaves + o.filled !== o.quantity
   ) {
     throw new Error(`snapshot holds an impossible order ${o.id}`);

@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { aofState } from '../queue/aof.js';
 import { WRITER_GROUP } from '../queue/keys.js';
 import type { CaseContext, FaultCase } from './suite.js';
+import type { LoadSummary } from './load.js';
 import type { PartName } from './parts.js';
 
 /** kill -9 of one process, started again after `downMs`. */
@@ -59,6 +60,12 @@ async function waitForUnwrittenAof(redis: Redis, ms: number): Promise<number> {
 
 /** When the gateway's SIGTERM was sent and when it exited (set by the sigterm case). */
 const gatewayStop = { sent: 0, exited: 0 };
+
+/** The longest the engine-pause case keeps the engine stopped while waiting for load to be shed. */
+const PAUSE_LIMIT_MS = 20_000;
+
+/** Orders answered 503 OVERLOADED (refused at the queue's high-water mark). */
+const overloaded = (load: LoadSummary): number => load.byStatus['503 OVERLOADED'] ?? 0;
 
 export const CASES: FaultCase[] = [
   killed('engine', 2_000, 'kill -9 engine, restarted after 2 s'),
@@ -135,12 +142,19 @@ export const CASES: FaultCase[] = [
     async inject(ctx) {
       const engine = ctx.parts.engine;
       engine.kill('SIGSTOP');
+      // Paused for the outage, and on until the gateway sheds load, up to 20 s: a slower host
+      // (or gateway) takes longer to fill the stream up to the mark.
+      const paused = Date.now();
       await ctx.sleep(ctx.timing.outageMs);
+      while (overloaded(ctx.load.summary()) === 0 && Date.now() - paused < PAUSE_LIMIT_MS) {
+        await ctx.sleep(200);
+      }
       engine.kill('SIGCONT');
+      ctx.note(`engine paused for ${((Date.now() - paused) / 1000).toFixed(1)} s`);
     },
     verify(ctx, load) {
       const highWater = Number(ctx.env.QUEUE_HIGH_WATER);
-      const shed = load.byStatus['503 OVERLOADED'] ?? 0;
+      const shed = overloaded(load);
       ctx.note(
         `${shed} answered 503 OVERLOADED; order stream peaked at ${ctx.maxBacklog()} (high water ${highWater})`,
       );

@@ -11,6 +11,9 @@ export const INSTRUMENT_REFRESH_MS = 5_000;
 
 export class InstrumentCache {
   private readonly bySymbol = new Map<string, InstrumentScales>();
+  /** Ticks at each read begun and each put, so that a read never undoes a put made after it began. */
+  private clock = 0;
+  private readonly putAt = new Map<string, number>();
   private lastReload = 0;
   private refreshing = false;
   private timer: NodeJS.Timeout | undefined;
@@ -24,10 +27,27 @@ export class InstrumentCache {
 
   async reload(): Promise<void> {
     this.lastReload = Date.now();
-    for (const row of await this.load()) this.put(row);
+    const began = this.begin();
+    this.apply(await this.load(), began);
   }
 
+  /** Marks the start of a read of every instrument, for `apply`. */
+  begin(): number {
+    return ++this.clock;
+  }
+
+  /** Takes what a read begun at `began` found, but for instruments put since it began. */
+  apply(rows: readonly InstrumentRow[], began: number): void {
+    for (const row of rows) if ((this.putAt.get(row.symbol) ?? 0) < began) this.set(row);
+  }
+
+  /** An instrument as PostgreSQL has just answered a change of it. */
   put(row: InstrumentRow): void {
+    this.putAt.set(row.symbol, ++this.clock);
+    this.set(row);
+  }
+
+  private set(row: InstrumentRow): void {
     this.bySymbol.set(
       row.symbol,
       instrumentScales(row.symbol, row.tick_size, row.lot_size, row.market_protection_bps),

@@ -11,6 +11,7 @@ import { MatchingEngine } from '../../src/engine/matching-engine.js';
 import { CommandType, EventKind, Side } from '../../src/engine/types.js';
 import type { Command } from '../../src/engine/types.js';
 import type { CommandRecord } from '../../src/queue/records.js';
+import { newOrder, user } from './gateway-records.js';
 
 const at = '2026-12-07T15:00:00.000Z';
 const owner = { order_id: 'o', user_id: 'u', owner_no: 7, symbol: 'AAPL', requested_at: at };
@@ -28,6 +29,32 @@ it('maps an amend to a REPLACE of the order it names, 0 kept for a field left as
     [c.type, c.seq, c.ts, c.symbol, c.orderId, c.ownerId, c.price, c.quantity],
     [CommandType.REPLACE, 42, Date.parse(at), 'AAPL', 41, 7, 0, 9_007_199_254_740_991],
   );
+});
+
+it("maps an order's price protection, and one queued before protection existed to none", () => {
+  const u = user(7);
+  const instrument = { symbol: 'AAPL', tick: '0.01', lot: '1' };
+  const market = newOrder(u, instrument, {
+    symbol: 'AAPL',
+    side: 'BUY',
+    type: 'MARKET',
+    quantity: '3',
+    created_at: at,
+  });
+  const protectedPlace = engineCommand(45, {
+    k: 'place',
+    order: { ...market, protection_bps: 250 },
+  });
+  assert.deepEqual(
+    [
+      protectedPlace.type,
+      protectedPlace.orderId,
+      protectedPlace.quantity,
+      protectedPlace.protection,
+    ],
+    [CommandType.PLACE, 45, 3, 250],
+  );
+  assert.equal(engineCommand(46, { k: 'place', order: market }).protection, 0);
 });
 
 it('maps a cancel to a CANCEL, and refuses a kind it does not know rather than cancel', () => {

@@ -1,6 +1,7 @@
 // One scenario per rule of docs/engine-rules.md, each stating every report and the whole book.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { protectedLimit } from '../../src/engine/matching-engine.js';
 import { CommandType, OrderType, Side, Stp, TimeInForce } from '../../src/engine/types.js';
 import type { Command } from '../../src/engine/types.js';
 import { DEFAULT_SYMBOL, cancel, command, place, replace } from './commands.js';
@@ -493,6 +494,37 @@ describe('price protection', () => {
       'CANCELED #5 1 PRICE_PROTECTION',
     ]);
     assert.deepEqual(h.book(), { bids: [], asks: ['1@113'] });
+  });
+
+  it("measures the band from the best price, the taker's own orders there included", () => {
+    const h = new Harness();
+    h.run(
+      place(1, { side: SELL, price: 100, quantity: 1, ownerId: 2 }),
+      place(2, { side: SELL, price: 101, quantity: 1, ownerId: 9 }),
+      place(3, { side: SELL, price: 103, quantity: 1, ownerId: 9 }),
+    );
+    // Best 100 (owner 2's own ask): 2% is 2 ticks, so up to 102. CANCEL_OLDEST takes #1 away and
+    // the order trades on within that band: 101, not 103.
+    const taker = { ...market, quantity: 3, protection: 200, ownerId: 2, stp: Stp.CANCEL_OLDEST };
+    assert.deepEqual(h.run(place(4, taker)), [
+      'ACCEPTED #4',
+      'CANCELED #1 1 SELF_TRADE_PREVENTION',
+      'TRADE #4 x #2 1@101 leaves 2/0',
+      'CANCELED #4 2 PRICE_PROTECTION',
+    ]);
+    assert.deepEqual(h.book(), { bids: [], asks: ['1@103'] });
+  });
+
+  it('computes the band exactly in integers, at the widest and near 2^53', () => {
+    assert.equal(protectedLimit(false, 999, 10_000), 0);
+    assert.equal(protectedLimit(true, 999, 10_000), 1998);
+    assert.equal(protectedLimit(true, 10_001, 1), 10_002);
+    assert.equal(protectedLimit(true, 9_999, 1), 9_999);
+    const big = 2 ** 52 + 12_345;
+    const band = Number((BigInt(big) * 37n) / 10_000n);
+    assert.equal(protectedLimit(true, big, 37), big + band);
+    assert.equal(protectedLimit(false, big, 37), big - band);
+    assert.equal(protectedLimit(true, Number.MAX_SAFE_INTEGER, 10_000), Number.MAX_SAFE_INTEGER);
   });
 
   it('refuses protection on an order with a limit price, or outside 0–10,000', () => {

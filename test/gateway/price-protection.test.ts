@@ -110,6 +110,9 @@ for (const mode of ['queue', 'sync'] as const)
         quantity: '8',
       });
       assert.deepEqual(await settledStatuses(t, bob.key, [stop]), ['NEW null']);
+      // A stop keeps the protection it was accepted with: turning it off now does not free it.
+      const off = await admin({ tick_size: '0.01', lot_size: '1', market_protection_bps: 0 });
+      assert.equal(off.body.market_protection_bps, 0);
       // 5% of 105.01 is 5.2505: up to 110.26, so 110.26 trades and 110.27 does not.
       const far = [await sell('1', '110.26'), await sell('3', '110.27')];
       assert.deepEqual(await settledStatuses(t, alice.key, far), ['NEW null', 'NEW null']);
@@ -133,7 +136,7 @@ for (const mode of ['queue', 'sync'] as const)
     });
 
     it('lets MARKET orders sweep again once the protection is set to 0', async () => {
-      const off = await admin({ tick_size: '0.01', lot_size: '1', market_protection_bps: 0 });
+      const off = await admin({ tick_size: '0.01', lot_size: '1' });
       assert.equal(off.status, 200);
       assert.equal(off.body.market_protection_bps, 0);
       await sell('2', '150.00');
@@ -145,20 +148,48 @@ for (const mode of ['queue', 'sync'] as const)
   });
 
 describe('instrument cache', () => {
+  it('does not let a read that began before a change undo it', async () => {
+    const row = (bps: number) => ({
+      symbol: 'ABC',
+      tick_size: '0.01',
+      lot_size: '1',
+      market_protection_bps: bps,
+    });
+    let answer: (rows: ReturnType<typeof row>[]) => void = () => undefined;
+    const cache = new InstrumentCache(
+      () => new Promise((resolve) => (answer = resolve)),
+      (err) => assert.fail(String(err)),
+    );
+    const first = cache.reload();
+    answer([row(0)]);
+    await first;
+    // A read begins, then an admin's change is answered, then the read's older answer comes.
+    const slow = cache.reload();
+    cache.put(row(400));
+    answer([row(0)]);
+    await slow;
+    assert.equal((await cache.get('ABC'))?.protectionBps, 400);
+    // A read that began after the change is taken.
+    const next = cache.reload();
+    answer([row(100)]);
+    await next;
+    assert.equal((await cache.get('ABC'))?.protectionBps, 100);
+  });
+
   it('reads again what another gateway changed, and keeps what it held when it cannot', async () => {
     const db = await freshDatabase();
+    const errors: unknown[] = [];
+    let failing = false;
+    const cache = new InstrumentCache(
+      async () => {
+        if (failing) throw new Error('PostgreSQL is down');
+        return listInstruments(db.sql);
+      },
+      (err) => errors.push(err),
+      50,
+    );
     try {
       await upsertInstrument(db.sql, { symbol: 'ABC', tick_size: '0.01', lot_size: '1' });
-      const errors: unknown[] = [];
-      let failing = false;
-      const cache = new InstrumentCache(
-        async () => {
-          if (failing) throw new Error('PostgreSQL is down');
-          return listInstruments(db.sql);
-        },
-        (err) => errors.push(err),
-        50,
-      );
       await cache.reload();
       cache.start();
       assert.equal((await cache.get('ABC'))?.protectionBps, 0);
@@ -177,8 +208,8 @@ describe('instrument cache', () => {
         return errors.length > 0 ? true : undefined;
       });
       assert.match(String(errors[0]), /PostgreSQL is down/);
-      cache.stop();
     } finally {
+      cache.stop();
       await db.drop();
     }
   });

@@ -14,8 +14,9 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
       '/v1/instruments',
       { schema: { summary: 'Listed instruments', security: [], response: { 200: Instruments } } },
       async () => {
+        const began = ctx.instruments.begin();
         const rows = await ctx.store.listInstruments();
-        for (const row of rows) ctx.instruments.put(row);
+        ctx.instruments.apply(rows, began);
         return { instruments: rows };
       },
     );
