@@ -141,12 +141,13 @@ export const CASES: FaultCase[] = [
     env: { QUEUE_HIGH_WATER: '6000', ENGINE_SNAPSHOT_EVERY: '1000' },
     async inject(ctx) {
       const engine = ctx.parts.engine;
+      const before = overloaded(ctx.load.summary());
       engine.kill('SIGSTOP');
       // Paused for the outage, and on until the gateway sheds load, up to 20 s: a slower host
       // (or gateway) takes longer to fill the stream up to the mark.
       const paused = Date.now();
       await ctx.sleep(ctx.timing.outageMs);
-      while (overloaded(ctx.load.summary()) === 0 && Date.now() - paused < PAUSE_LIMIT_MS) {
+      while (overloaded(ctx.load.summary()) === before && Date.now() - paused < PAUSE_LIMIT_MS) {
         await ctx.sleep(200);
       }
       engine.kill('SIGCONT');

@@ -11,9 +11,12 @@ export const INSTRUMENT_REFRESH_MS = 5_000;
 
 export class InstrumentCache {
   private readonly bySymbol = new Map<string, InstrumentScales>();
-  /** Ticks at each read begun and each put, so that a read never undoes a put made after it began. */
+  /**
+   * Ticks at each read begun and each put. Each instrument holds the tick of what it was last set
+   * from, so that a read never undoes a put, or a read, that came after it began.
+   */
   private clock = 0;
-  private readonly putAt = new Map<string, number>();
+  private readonly setAt = new Map<string, number>();
   private lastReload = 0;
   private refreshing = false;
   private timer: NodeJS.Timeout | undefined;
@@ -36,18 +39,18 @@ export class InstrumentCache {
     return ++this.clock;
   }
 
-  /** Takes what a read begun at `began` found, but for instruments put since it began. */
+  /** Takes what a read begun at `began` found, but for instruments set from anything newer. */
   apply(rows: readonly InstrumentRow[], began: number): void {
-    for (const row of rows) if ((this.putAt.get(row.symbol) ?? 0) < began) this.set(row);
+    for (const row of rows) if ((this.setAt.get(row.symbol) ?? 0) < began) this.set(row, began);
   }
 
   /** An instrument as PostgreSQL has just answered a change of it. */
   put(row: InstrumentRow): void {
-    this.putAt.set(row.symbol, ++this.clock);
-    this.set(row);
+    this.set(row, ++this.clock);
   }
 
-  private set(row: InstrumentRow): void {
+  private set(row: InstrumentRow, at: number): void {
+    this.setAt.set(row.symbol, at);
     this.bySymbol.set(
       row.symbol,
       instrumentScales(row.symbol, row.tick_size, row.lot_size, row.market_protection_bps),

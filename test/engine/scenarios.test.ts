@@ -520,10 +520,16 @@ describe('price protection', () => {
     assert.equal(protectedLimit(true, 999, 10_000), 1998);
     assert.equal(protectedLimit(true, 10_001, 1), 10_002);
     assert.equal(protectedLimit(true, 9_999, 1), 9_999);
-    const big = 2 ** 52 + 12_345;
-    const band = Number((BigInt(big) * 37n) / 10_000n);
-    assert.equal(protectedLimit(true, big, 37), big + band);
-    assert.equal(protectedLimit(false, big, 37), big - band);
+    // Where best × bps is past 2^53 and so not exact as a float product.
+    for (const [best, bps] of [
+      [2 ** 52, 9_999],
+      [2 ** 52 + 31_676, 3_333],
+    ] as const) {
+      const band = Number((BigInt(best) * BigInt(bps)) / 10_000n);
+      assert.notEqual(Math.floor((best * bps) / 10_000), band, 'the float product is not exact');
+      assert.equal(protectedLimit(true, best, bps), best + band);
+      assert.equal(protectedLimit(false, best, bps), best - band);
+    }
     assert.equal(protectedLimit(true, Number.MAX_SAFE_INTEGER, 10_000), Number.MAX_SAFE_INTEGER);
   });
 

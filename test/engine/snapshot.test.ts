@@ -58,6 +58,23 @@ describe('snapshot', () => {
     assert.deepEqual(restored.liveOrders(), h.engine.liveOrders());
   });
 
+  it('refuses a snapshot that gives price protection to an order with a limit price', () => {
+    const bytes = Buffer.from(busyBook().engine.snapshot());
+    // Order #5, the protected STOP_MARKET (type 3), made a STOP_LIMIT (type 2): id 5, owner 1,
+    // side 0, type, tif 1, stp 0, post-only 0, price 0, stop 102, quantity 1, leaves 1, filled 0,
+    // priority 5, protection 250.
+    const stop = Buffer.from([5, 1, 0, 3, 1, 0, 0, 0, 102, 1, 1, 0, 5, 0xfa, 0x01]);
+    const at = bytes.indexOf(stop);
+    assert.ok(at > 0);
+    bytes[at + 3] = 2;
+    // The checksum (FNV-1a, 32 bits) over the rest, written again so that only the order is wrong.
+    let h = 0x811c9dc5;
+    for (let i = 0; i < bytes.length - 4; i++)
+      h = Math.imul(h ^ (bytes[i] as number), 0x01000193) >>> 0;
+    bytes.writeUInt32BE(h, bytes.length - 4);
+    assert.throws(() => MatchingEngine.restore(bytes), /impossible order 5/);
+  });
+
   it('reads format 1, from before price protection, as orders without it', () => {
     // busyBook's snapshot as written before the state was captured and encoded in steps.
     const format1 =

@@ -112,7 +112,7 @@ for (const mode of ['queue', 'sync'] as const)
       assert.deepEqual(await settledStatuses(t, bob.key, [stop]), ['NEW null']);
       // A stop keeps the protection it was accepted with: turning it off now does not free it.
       const off = await admin({ tick_size: '0.01', lot_size: '1', market_protection_bps: 0 });
-      assert.equal(off.body.market_protection_bps, 0);
+      assert.deepEqual([off.status, off.body.market_protection_bps], [200, 0]);
       // 5% of 105.01 is 5.2505: up to 110.26, so 110.26 trades and 110.27 does not.
       const far = [await sell('1', '110.26'), await sell('3', '110.27')];
       assert.deepEqual(await settledStatuses(t, alice.key, far), ['NEW null', 'NEW null']);
@@ -148,16 +148,19 @@ for (const mode of ['queue', 'sync'] as const)
   });
 
 describe('instrument cache', () => {
-  it('does not let a read that began before a change undo it', async () => {
+  it('does not let a read that began before a change, or before a newer read, undo it', async () => {
     const row = (bps: number) => ({
       symbol: 'ABC',
       tick_size: '0.01',
       lot_size: '1',
       market_protection_bps: bps,
     });
-    let answer: (rows: ReturnType<typeof row>[]) => void = () => undefined;
+    // Each read waits for its answer, given in any order.
+    const pending: ((rows: ReturnType<typeof row>[]) => void)[] = [];
+    const answer = (rows: ReturnType<typeof row>[], which = 0) =>
+      pending.splice(which, 1)[0]?.(rows);
     const cache = new InstrumentCache(
-      () => new Promise((resolve) => (answer = resolve)),
+      () => new Promise((resolve) => pending.push(resolve)),
       (err) => assert.fail(String(err)),
     );
     const first = cache.reload();
@@ -174,6 +177,14 @@ describe('instrument cache', () => {
     answer([row(100)]);
     await next;
     assert.equal((await cache.get('ABC'))?.protectionBps, 100);
+    // Two reads: the later one's answer (another gateway's change) comes first and stays.
+    const older = cache.reload();
+    const newer = cache.reload();
+    answer([row(700)], 1);
+    await newer;
+    answer([row(100)]);
+    await older;
+    assert.equal((await cache.get('ABC'))?.protectionBps, 700);
   });
 
   it('reads again what another gateway changed, and keeps what it held when it cannot', async () => {
