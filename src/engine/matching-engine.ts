@@ -43,6 +43,16 @@ export function protectedLimit(buy: boolean, best: number, bps: number): number 
 }
 
 /**
+ * The worst price a taker may trade at, given the opposite side's best level: its own limit price,
+ * a protected MARKET order's band from that level's price, or undefined for any price.
+ */
+function reach(taker: Order, best: PriceLevel | undefined): number | undefined {
+  if (taker.type !== OrderType.MARKET) return taker.price;
+  if (taker.protection === 0 || best === undefined) return undefined;
+  return protectedLimit(taker.side === BUY, best.price, taker.protection);
+}
+
+/**
  * The matching core: a deterministic state machine over integer ticks and lots. `apply` takes one
  * command and appends its execution reports to an EventBuffer; nothing here reads a clock or does
  * I/O, so the same commands always give the same reports. The rules are in docs/engine-rules.md.
@@ -393,22 +403,14 @@ export class MatchingEngine {
   private match(taker: Order, book: OrderBook): boolean {
     const opposite = book.opposite(taker.side);
     const buy = taker.side === BUY;
-    let market = taker.type === OrderType.MARKET;
-    let limit = taker.price;
-    if (market && taker.protection > 0) {
-      const best = opposite.best();
-      if (best !== undefined) {
-        limit = protectedLimit(buy, best.price, taker.protection);
-        market = false;
-      }
-    }
+    const limit = reach(taker, opposite.best());
     const stp = taker.stp;
     const recordPrices = book.stops.size > 0;
     while (taker.leaves > 0) {
       const level = opposite.best();
       if (level === undefined) break;
       const price = level.price;
-      if (!market && (buy ? price > limit : price < limit)) break;
+      if (limit !== undefined && (buy ? price > limit : price < limit)) break;
       let maker = level.head;
       while (maker !== null) {
         const next = maker.next;
@@ -471,17 +473,11 @@ export class MatchingEngine {
   private fillable(taker: Order, book: OrderBook): number {
     const levels = book.opposite(taker.side).levels;
     const buy = taker.side === BUY;
-    let market = taker.type === OrderType.MARKET;
-    let limit = taker.price;
-    const best = levels[levels.length - 1];
-    if (market && taker.protection > 0 && best !== undefined) {
-      limit = protectedLimit(buy, best.price, taker.protection);
-      market = false;
-    }
+    const limit = reach(taker, levels[levels.length - 1]);
     let sum = 0;
     for (let i = levels.length - 1; i >= 0; i--) {
       const level = levels[i] as PriceLevel;
-      if (!market && (buy ? level.price > limit : level.price < limit)) break;
+      if (limit !== undefined && (buy ? level.price > limit : level.price < limit)) break;
       for (let m = level.head; m !== null; m = m.next) {
         if (taker.stp !== Stp.NONE && m.owner === taker.owner) {
           if (taker.stp === Stp.CANCEL_OLDEST) continue;
