@@ -264,6 +264,13 @@ export const SETTINGS = {
     'an integer 1–10000',
     'Most `GET /v1/events` streams one user may have open on one gateway before 429 RATE_LIMITED.',
   ),
+  marketStreams: setting(
+    'MARKET_STREAMS',
+    1_000,
+    int(1, 100_000),
+    'an integer 1–100000',
+    'Most `GET /v1/market/events` streams open on one gateway before 503 OVERLOADED.',
+  ),
   logLevel: setting(
     'LOG_LEVEL',
     'info',

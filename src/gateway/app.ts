@@ -37,9 +37,10 @@ import { RateLimiter } from './rate-limit.js';
 import { adminRoutes } from './routes/admin.js';
 import { cancelAfterRoutes } from './routes/cancel-after.js';
 import { eventRoutes } from './routes/events.js';
-import { marketRoutes } from './routes/market.js';
+import { marketRoutes, readBook } from './routes/market.js';
 import { operationsRoutes } from './routes/operations.js';
 import { orderRoutes } from './routes/orders.js';
+import { BookFeed } from './book-feed.js';
 import { ErrorBody } from './schemas.js';
 import type { EngineView, GatewayStore } from './store.js';
 
@@ -55,6 +56,7 @@ export interface GatewayDeps {
     | 'host'
     | 'port'
     | 'streamsPerUser'
+    | 'marketStreams'
   >;
   queue: OrderQueue;
   /** The connection `queue` uses; sync mode subscribes through a duplicate of it. */
@@ -74,8 +76,10 @@ export interface GatewayContext extends GatewayDeps {
   metrics: GatewayMetrics;
   /** Sync mode's wait for the engine's answer. */
   applied: AppliedWatcher;
-  /** The users' live order updates (GET /v1/events). */
+  /** The users' live order updates (GET /v1/events), and the public trades. */
   feed: OrderFeed;
+  /** The books market-data streams follow (GET /v1/market/events). */
+  books: BookFeed;
 }
 
 declare module 'fastify' {
@@ -224,7 +228,17 @@ export async function buildGateway(
     limiter: new RateLimiter(deps.config.rateLimit),
     metrics: new GatewayMetrics(),
     applied: new AppliedWatcher(deps.redis, deps.queue.shards),
-    feed: new OrderFeed({ redis: deps.redis, shards: deps.queue.shards, logger: deps.logger }),
+    feed: new OrderFeed({
+      redis: deps.redis,
+      shards: deps.queue.shards,
+      logger: deps.logger,
+      onBatch: (batch) => ctx.books.touched(batch),
+    }),
+    books: new BookFeed(async (symbol, depth) => {
+      const book = await readBook(ctx, symbol, depth);
+      if (book === undefined) throw new Error(`${symbol} is no longer listed`);
+      return book;
+    }, deps.logger),
   };
   // Open connections, for the preClose hook to find those that have sent nothing.
   const sockets = new Set<Socket>();
@@ -313,6 +327,7 @@ export async function buildGateway(
     closing = true;
     // Event streams never end by themselves: ended here, the server's close need not wait.
     ctx.feed.stop();
+    ctx.books.stop();
     // A connection that has sent nothing (a client's spare, a browser's preconnect) is not idle
     // to Node's server, which would wait its headers timeout (60 s) or the client: it goes now.
     // One with a request begun is left to finish it, and is answered 503 (below).

@@ -79,6 +79,14 @@ export class GatewayMetrics {
     name: 'matchbox_event_streams_dropped_total',
     help: 'GET /v1/events streams closed because their client read too slowly.',
   });
+  readonly marketStreams = gauge({
+    name: 'matchbox_market_streams',
+    help: 'Open GET /v1/market/events streams.',
+  });
+  readonly marketStreamsDropped = counter({
+    name: 'matchbox_market_streams_dropped_total',
+    help: 'GET /v1/market/events streams closed because their client read too slowly.',
+  });
   readonly requestSeconds = histogram({
     name: 'matchbox_http_request_seconds',
     help: 'HTTP request latency by route.',

@@ -199,6 +199,20 @@ export const Book = Type.Object({
   sequence: Type.Integer(),
 });
 
+export const MarketEventsQuery = Type.Object(
+  {
+    symbols: Type.String({
+      minLength: 1,
+      maxLength: 1000,
+      description: 'The symbols to follow, comma-separated (up to 50): `AAPL,MSFT`',
+    }),
+    depth: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, description: 'Book levels a side (default 10)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const TradesQuery = Type.Object(
   { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
   { additionalProperties: false },

@@ -1,8 +1,9 @@
-// A user's execution reports as they happen, for `GET /v1/events`. The dispatcher writes every
-// batch of engine outcomes to its shard's event stream (one entry per batch, id `0-<last seq>`,
-// holding the new state of each order the batch changed and its trades); while a gateway has a
-// stream open, it reads every shard's event stream on a connection of its own and hands each
-// subscribed user the changes to their orders and their fills.
+// A user's execution reports as they happen, for `GET /v1/events`, and the public trades, for
+// `GET /v1/market/events`. The dispatcher writes every batch of engine outcomes to its shard's
+// event stream (one entry per batch, id `0-<last seq>`, holding the new state of each order the
+// batch changed and its trades); while a gateway has a stream open, it reads every shard's event
+// stream on a connection of its own and hands each subscription what its selector takes: a user
+// the changes to their orders and their fills, a market-data stream the trades of its symbols.
 //
 // A subscriber's position is the Redis it read from (its run_id, new at each start) and the last
 // sequence read per shard. It goes out as the SSE event id, and a client reconnecting with it
@@ -19,7 +20,14 @@ import { seqOf } from '../writer/stream-ids.js';
 import { infoFields, runIdIn } from './aof.js';
 import type { ShardKeys } from './keys.js';
 import { SIDES, apiOrder, tradeFill } from './records.js';
-import type { ApiOrder, CommandRefusal, EventBatch, Fill, SideName } from './records.js';
+import type {
+  ApiOrder,
+  CommandRefusal,
+  EventBatch,
+  Fill,
+  SideName,
+  TradeRecord,
+} from './records.js';
 
 /** One fill of one of the subscriber's orders. */
 interface OrderFill extends Fill {
@@ -31,10 +39,57 @@ interface OrderFill extends Fill {
 /** A cancel or amend of one of the subscriber's orders that the engine refused. */
 type OrderRefusal = Pick<CommandRefusal, 'order_id' | 'symbol' | 'reason' | 'at'>;
 
+/** A trade as the public sees it: no order or user of either side. */
+export type PublicTrade = Pick<
+  TradeRecord,
+  'id' | 'symbol' | 'price' | 'quantity' | 'taker_side' | 'executed_at'
+>;
+
 export type FeedEvent =
   | { event: 'order'; data: ApiOrder }
   | { event: 'fill'; data: OrderFill }
-  | { event: 'cancel_rejected' | 'amend_rejected'; data: OrderRefusal };
+  | { event: 'cancel_rejected' | 'amend_rejected'; data: OrderRefusal }
+  | { event: 'trade'; data: PublicTrade };
+
+/** Which events of a batch a subscription takes. */
+export interface Selector {
+  /**
+   * The subscriptions it is counted among for `subscribe`'s `most`: a user's id, or MARKET_KEY
+   * for every market-data stream.
+   */
+  readonly key: string;
+  /** Whether the batch may hold some of its events: a look at the text, before any parsing. */
+  mentions(batch: ParsedBatch): boolean;
+  /** Its events of the batch, in the batch's order. */
+  of(batch: ParsedBatch): FeedEvent[];
+}
+
+/** A user's own: the changes to their orders, their fills, their refused cancels and amends. */
+export function userEvents(userId: string): Selector {
+  return {
+    key: userId,
+    mentions: (batch) => batch.mentions(userId),
+    of: (batch) => batch.ofUser(userId),
+  };
+}
+
+/** The key every market-data subscription is counted under: no user id (those are UUIDs). */
+export const MARKET_KEY = 'market';
+
+/** What a batch's text holds wherever it concerns `symbol` (its orders and trades). */
+export function symbolNeedle(symbol: string): string {
+  return `"symbol":${JSON.stringify(symbol)}`;
+}
+
+/** The public trades of `symbols`, each symbol's in the order they were made. */
+export function marketTrades(symbols: readonly string[]): Selector {
+  const needles = symbols.map(symbolNeedle);
+  return {
+    key: MARKET_KEY,
+    mentions: (batch) => needles.some((n) => batch.json.includes(n)),
+    of: (batch) => symbols.flatMap((symbol) => batch.tradesOf(symbol)),
+  };
+}
 
 /** Where a subscription's events go; called in order, never concurrently with itself. */
 export interface FeedSink {
@@ -70,8 +125,11 @@ function entryBatch(fields: string[]): { json: string; first: number } {
   const json = fields[fields.indexOf('b') + 1] ?? '';
   return { json, first: Number(FIRST_SEQ.exec(json)?.[1] ?? NaN) };
 }
-/** Past this many subscribed users, a batch is parsed without first looking for their ids. */
-const SCAN_USERS = 16;
+/**
+ * Past this many subscriptions, a batch is parsed without first looking in its text for what each
+ * wants (a user's id, a symbol).
+ */
+const SCAN_SUBSCRIPTIONS = 16;
 /** Live batches and events held for one subscriber while it catches up; past it, a resync. */
 const MAX_PENDING = 10_000;
 /** The part of Redis's run_id a position carries. */
@@ -105,7 +163,7 @@ class Subscriber implements Subscription {
   closed = false;
 
   constructor(
-    readonly userId: string,
+    readonly selector: Selector,
     readonly seqs: number[],
     readonly sink: FeedSink,
     private readonly feed: OrderFeed,
@@ -116,17 +174,17 @@ class Subscriber implements Subscription {
   }
 
   /**
-   * Hands over the user's part of live batch `last` of `shard` (`mentioned`: it may have some),
-   * or holds it while catching up.
+   * Hands over its part of live batch `last` of `shard` (`scan`: looking at the text first), or
+   * holds it while catching up.
    */
   deliver(
     shard: number,
     last: number,
     batch: ParsedBatch,
-    mentioned: boolean,
+    scan: boolean,
     heads: readonly number[],
   ): void {
-    const events = mentioned ? batch.of(this.userId) : [];
+    const events = !scan || this.selector.mentions(batch) ? this.selector.of(batch) : [];
     if (this.pending === undefined) {
       this.emit(shard, last, events);
       return;
@@ -137,13 +195,13 @@ class Subscriber implements Subscription {
     } else this.pending.push({ shard, last, events });
   }
 
-  /** Sends the user's part of batch `last` of `shard`, read back: parsed only if it has some. */
+  /** Sends its part of batch `last` of `shard`, read back: parsed only if it has some. */
   replay(shard: number, last: number, batch: ParsedBatch): void {
     if (last <= (this.seqs[shard] as number)) return;
-    this.emit(shard, last, batch.mentions(this.userId) ? batch.of(this.userId) : []);
+    this.emit(shard, last, this.selector.mentions(batch) ? this.selector.of(batch) : []);
   }
 
-  /** Sends `events`, the user's of batch `last` of `shard`, unless already past it. */
+  /** Sends `events`, its part of batch `last` of `shard`, unless already past it. */
   emit(shard: number, last: number, events: FeedEvent[]): void {
     if (last <= (this.seqs[shard] as number)) return;
     this.seqs[shard] = last;
@@ -181,21 +239,54 @@ class Subscriber implements Subscription {
   }
 }
 
-/** A batch's events by user, worked out once, when first asked for. */
-class ParsedBatch {
+/** A batch's events by user, and its public trades by symbol, worked out once, when first asked. */
+export class ParsedBatch {
+  private parsed: EventBatch | undefined;
   private byUser: Map<string, FeedEvent[]> | undefined;
+  private bySymbol: Map<string, FeedEvent[]> | undefined;
 
-  constructor(private readonly json: string) {}
+  constructor(readonly json: string) {}
+
+  private batch(): EventBatch {
+    return (this.parsed ??= JSON.parse(this.json) as EventBatch);
+  }
 
   /** Whether the batch may concern `userId` (its id is in the text). */
   mentions(userId: string): boolean {
     return this.byUser?.has(userId) ?? this.json.includes(userId);
   }
 
-  of(userId: string): FeedEvent[] {
-    this.byUser ??= eventsByUser(JSON.parse(this.json) as EventBatch);
+  ofUser(userId: string): FeedEvent[] {
+    this.byUser ??= eventsByUser(this.batch());
     return this.byUser.get(userId) ?? [];
   }
+
+  tradesOf(symbol: string): FeedEvent[] {
+    this.bySymbol ??= tradesBySymbol(this.batch());
+    return this.bySymbol.get(symbol) ?? [];
+  }
+}
+
+/** Each symbol's trades, public fields only, in the batch's order. */
+function tradesBySymbol(batch: EventBatch): Map<string, FeedEvent[]> {
+  const out = new Map<string, FeedEvent[]>();
+  for (const t of batch.trades) {
+    const e: FeedEvent = {
+      event: 'trade',
+      data: {
+        id: t.id,
+        symbol: t.symbol,
+        price: t.price,
+        quantity: t.quantity,
+        taker_side: t.taker_side,
+        executed_at: t.executed_at,
+      },
+    };
+    const list = out.get(t.symbol);
+    if (list === undefined) out.set(t.symbol, [e]);
+    else list.push(e);
+  }
+  return out;
 }
 
 /**
@@ -244,11 +335,16 @@ interface OrderFeedOptions {
   redis: Redis;
   shards: ShardKeys[];
   logger: Logger;
+  /** Told of every batch read live (not of those read back), after its subscribers. */
+  onBatch?: (batch: ParsedBatch) => void;
 }
 
 /** One per gateway: reads the event streams while anyone is subscribed. */
 export class OrderFeed {
-  private readonly byUser = new Map<string, Set<Subscriber>>();
+  /** The subscriptions by their selector's key. */
+  private readonly byKey = new Map<string, Set<Subscriber>>();
+  /** Subscriptions in all. */
+  private count = 0;
   private reader: Redis | undefined;
   /** For reading back what a reconnecting client missed: large replies, off the gateway's own. */
   private replayer: Redis | undefined;
@@ -265,30 +361,32 @@ export class OrderFeed {
   constructor(private readonly options: OrderFeedOptions) {}
 
   /**
-   * Subscribes `userId` from `from` (a position this feed gave, or undefined: from now), unless
-   * the user has `most` subscriptions open already (`full`) or the feed is stopping. What came
+   * Subscribes `selector` from `from` (a position this feed gave, or undefined: from now), unless
+   * `most` subscriptions of its key are open already (`full`) or the feed is stopping. What came
    * after `from` is sent before any live event; a `from` that cannot be followed (from another
    * layout, or past what the streams still hold) is a resync.
    */
   async subscribe(
-    userId: string,
+    selector: Selector,
     from: string | undefined,
     sink: FeedSink,
     most: number,
   ): Promise<Subscription | 'full' | 'stopped'> {
-    if ((this.byUser.get(userId)?.size ?? 0) >= most) return 'full';
+    const { key } = selector;
+    if ((this.byKey.get(key)?.size ?? 0) >= most) return 'full';
     // The heads the loop reads from (read again if it stopped meanwhile and forgot them).
     let heads = await this.currentHeads();
     while (heads !== this.heads && !this.stopped) heads = await this.currentHeads();
     // Counted again once nothing awaits before the subscription is in.
     if (this.stopped) return 'stopped';
-    if ((this.byUser.get(userId)?.size ?? 0) >= most) return 'full';
+    if ((this.byKey.get(key)?.size ?? 0) >= most) return 'full';
     const resumed = from === undefined ? undefined : parsePosition(from, heads.length);
     const follows = resumed !== undefined && resumed.run === this.redisRun;
-    const sub = new Subscriber(userId, (follows ? resumed.seqs : heads).slice(), sink, this);
-    let users = this.byUser.get(userId);
-    if (users === undefined) this.byUser.set(userId, (users = new Set()));
-    users.add(sub);
+    const sub = new Subscriber(selector, (follows ? resumed.seqs : heads).slice(), sink, this);
+    let subs = this.byKey.get(key);
+    if (subs === undefined) this.byKey.set(key, (subs = new Set()));
+    subs.add(sub);
+    this.count++;
     this.run();
     sink.open(sub.position);
     if (follows) {
@@ -305,8 +403,9 @@ export class OrderFeed {
   /** Ends every subscription and the reader. */
   stop(): void {
     this.stopped = true;
-    const all = [...this.byUser.values()].flatMap((users) => [...users]);
-    this.byUser.clear();
+    const all = [...this.byKey.values()].flatMap((subs) => [...subs]);
+    this.byKey.clear();
+    this.count = 0;
     for (const sub of all) {
       sub.closed = true;
       sub.sink.stop();
@@ -316,9 +415,10 @@ export class OrderFeed {
   }
 
   drop(sub: Subscriber): void {
-    const users = this.byUser.get(sub.userId);
-    users?.delete(sub);
-    if (users?.size === 0) this.byUser.delete(sub.userId);
+    const { key } = sub.selector;
+    const subs = this.byKey.get(key);
+    if (subs?.delete(sub) === true) this.count--;
+    if (subs?.size === 0) this.byKey.delete(key);
   }
 
   private connection(): Redis {
@@ -366,8 +466,7 @@ export class OrderFeed {
         if (infoErr || mgetErr) throw (infoErr ?? mgetErr) as Error;
         this.redisRun = runIdIn(infoFields(String(info))).slice(0, RUN_CHARS);
         this.heads = (written as (string | null)[]).map((w) => Number(w ?? 0));
-        if (this.byUser.size > 0)
-          this.resyncAll('The gateway lost its connection to Redis.', this.heads);
+        if (this.count > 0) this.resyncAll('The gateway lost its connection to Redis.', this.heads);
         return this.heads;
       } finally {
         this.loading = undefined;
@@ -381,13 +480,13 @@ export class OrderFeed {
     this.running ??= this.loop().finally(() => {
       this.running = undefined;
       // Someone subscribed as the loop was ending.
-      if (this.byUser.size > 0 && !this.stopped) this.run();
+      if (this.count > 0 && !this.stopped) this.run();
     });
   }
 
   /** Whether the loop is to end: nobody subscribed. It then forgets the heads, stale from now. */
   private idle(): boolean {
-    if (this.byUser.size > 0 && !this.stopped) return false;
+    if (this.count > 0 && !this.stopped) return false;
     this.heads = undefined;
     return true;
   }
@@ -451,15 +550,15 @@ export class OrderFeed {
     }
     heads[shard] = last;
     const batch = new ParsedBatch(json);
-    const scan = this.byUser.size <= SCAN_USERS;
-    for (const [userId, users] of this.byUser) {
-      const mentioned = !scan || batch.mentions(userId);
-      for (const sub of users) sub.deliver(shard, last, batch, mentioned, heads);
+    const scan = this.count <= SCAN_SUBSCRIPTIONS;
+    for (const subs of this.byKey.values()) {
+      for (const sub of subs) sub.deliver(shard, last, batch, scan, heads);
     }
+    this.options.onBatch?.(batch);
   }
 
   private resyncAll(reason: string, heads: readonly number[]): void {
-    for (const users of this.byUser.values()) for (const sub of users) sub.resync(reason, heads);
+    for (const subs of this.byKey.values()) for (const sub of subs) sub.resync(reason, heads);
   }
 
   /**

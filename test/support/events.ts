@@ -1,4 +1,4 @@
-// A client of `GET /v1/events` for tests: reads the stream over a real connection, parses it with
+// A client of `GET /v1/events` (and of the other event streams) for tests: reads the stream over a real connection, parses it with
 // eventsource-parser, and hands the events over in order.
 import { createParser } from 'eventsource-parser';
 
@@ -27,7 +27,16 @@ export interface EventStream {
   close(): void;
 }
 
-export async function openEvents(
+export function openEvents(
+  url: string,
+  key: string | undefined,
+  lastEventId?: string,
+): Promise<EventStream> {
+  return openStream(`${url}/v1/events`, key, lastEventId);
+}
+
+/** Any of the gateway's event streams, at `url` (path and query included). */
+export async function openStream(
   url: string,
   key: string | undefined,
   lastEventId?: string,
@@ -36,7 +45,7 @@ export async function openEvents(
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (key !== undefined) headers.authorization = `Bearer ${key}`;
   if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
-  const res = await fetch(`${url}/v1/events`, { headers, signal: controller.signal });
+  const res = await fetch(url, { headers, signal: controller.signal });
   const queue: StreamEvent[] = [];
   const seen: StreamEvent[] = [];
   let wake: (() => void) | undefined;

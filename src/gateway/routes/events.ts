@@ -2,11 +2,13 @@
 // to one of their orders, and each of their fills, as the dispatcher writes them. The feed
 // (queue/order-feed.ts) reads them from the event streams.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import type { GatewayContext } from '../app.js';
 import { ApiError } from '../errors.js';
 import { userGuard } from '../guard.js';
-import type { FeedEvent, FeedSink } from '../../queue/order-feed.js';
+import { userEvents } from '../../queue/order-feed.js';
+import type { FeedEvent, FeedSink, Subscription } from '../../queue/order-feed.js';
 
 /** How often an idle stream says it is alive, with its position. */
 const HEARTBEAT_MS = 15_000;
@@ -42,6 +44,8 @@ export class Outbox implements FeedSink {
   onStop: (() => void) | undefined;
   /** Called when the client is to be cut off. */
   onOverflow: (() => void) | undefined;
+  /** Called after a resync is sent. */
+  onResync: (() => void) | undefined;
   /** Catching up, waiting for room. */
   private waiting: (() => void)[] = [];
 
@@ -85,6 +89,12 @@ export class Outbox implements FeedSink {
 
   resync(reason: string, position: string): void {
     this.push(frame('resync', { reason }, position));
+    this.onResync?.();
+  }
+
+  /** An event outside the positions (a book as it stands): no id, so a reconnect is unmoved. */
+  snapshot(event: string, data: unknown): void {
+    this.push(frame(event, data));
   }
 
   heartbeat(position: string): void {
@@ -130,7 +140,71 @@ function drained(res: ServerResponse): Promise<void> {
   });
 }
 
+/** The position a reconnecting client sends back, if any. */
+export function lastEventId(req: FastifyRequest): string | undefined {
+  const from = req.headers['last-event-id'];
+  return typeof from === 'string' ? from : undefined;
+}
+
+/** The metrics of one kind of stream. */
+export interface StreamCounts {
+  open: { inc(): void; dec(): void };
+  dropped: { inc(): void };
+}
+
+/**
+ * Writes `out` to the client until either side ends the stream: the response from here is this
+ * function's, not Fastify's. `who` names the stream in the log line of a client cut off.
+ */
+export async function serveStream(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  out: Outbox,
+  sub: Subscription | 'stopped',
+  counts: StreamCounts,
+  who: Record<string, unknown>,
+): Promise<void> {
+  if (sub === 'stopped') {
+    throw new ApiError('UNAVAILABLE', 'The gateway is stopping; retry.', undefined, 1);
+  }
+  const res = reply.raw;
+  let beat: NodeJS.Timeout | undefined;
+  counts.open.inc();
+  try {
+    void reply.hijack();
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      // Ended only when the gateway stops (or cuts off a client that does not read): the
+      // connection goes with it, not back to an idle keep-alive that would hold the close.
+      connection: 'close',
+      // Proxies that buffer (nginx) would hold the events back.
+      'x-accel-buffering': 'no',
+    });
+    res.on('close', () => out.end());
+    // What is held goes out, but a client that does not read it does not hold the close up.
+    out.onStop = () => setTimeout(() => res.destroy(), STOP_GRACE_MS).unref();
+    // Not a graceful end: its socket is full, and the client is to reconnect from its last id.
+    out.onOverflow = () => res.destroy();
+    beat = setInterval(() => out.heartbeat(sub.position), HEARTBEAT_MS);
+    for (;;) {
+      const text = await out.take();
+      if (text === undefined || res.destroyed) break;
+      if (!res.write(text)) await drained(res);
+    }
+  } finally {
+    if (beat !== undefined) clearInterval(beat);
+    sub.close();
+    counts.open.dec();
+    if (out.overflowed) {
+      counts.dropped.inc();
+      req.log.warn(who, 'event stream closed: the client reads too slowly');
+    } else res.end();
+  }
+}
+
 export function eventRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
+  const streams = { open: ctx.metrics.eventStreams, dropped: ctx.metrics.eventStreamsDropped };
   return (app, _options, done) => {
     app.addHook('onRequest', userGuard(ctx));
 
@@ -161,13 +235,7 @@ export function eventRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
         const userId = req.caller.id;
         const most = ctx.config.streamsPerUser;
         const out = new Outbox();
-        const from = req.headers['last-event-id'];
-        const sub = await ctx.feed.subscribe(
-          userId,
-          typeof from === 'string' ? from : undefined,
-          out,
-          most,
-        );
+        const sub = await ctx.feed.subscribe(userEvents(userId), lastEventId(req), out, most);
         if (sub === 'full') {
           throw new ApiError(
             'RATE_LIMITED',
@@ -176,44 +244,7 @@ export function eventRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox {
             1,
           );
         }
-        if (sub === 'stopped') {
-          throw new ApiError('UNAVAILABLE', 'The gateway is stopping; retry.', undefined, 1);
-        }
-        const res = reply.raw;
-        let beat: NodeJS.Timeout | undefined;
-        ctx.metrics.eventStreams.inc();
-        try {
-          // From here the response is written here, not by Fastify.
-          void reply.hijack();
-          res.writeHead(200, {
-            'content-type': 'text/event-stream',
-            'cache-control': 'no-cache',
-            // Ended only when the gateway stops (or cuts off a client that does not read): the
-            // connection goes with it, not back to an idle keep-alive that would hold the close.
-            connection: 'close',
-            // Proxies that buffer (nginx) would hold the events back.
-            'x-accel-buffering': 'no',
-          });
-          res.on('close', () => out.end());
-          // What is held goes out, but a client that does not read it does not hold the close up.
-          out.onStop = () => setTimeout(() => res.destroy(), STOP_GRACE_MS).unref();
-          // Not a graceful end: its socket is full, and the client is to reconnect from its last id.
-          out.onOverflow = () => res.destroy();
-          beat = setInterval(() => out.heartbeat(sub.position), HEARTBEAT_MS);
-          for (;;) {
-            const text = await out.take();
-            if (text === undefined || res.destroyed) break;
-            if (!res.write(text)) await drained(res);
-          }
-        } finally {
-          if (beat !== undefined) clearInterval(beat);
-          sub.close();
-          ctx.metrics.eventStreams.dec();
-          if (out.overflowed) {
-            ctx.metrics.eventStreamsDropped.inc();
-            req.log.warn({ user: userId }, 'event stream closed: the client reads too slowly');
-          } else res.end();
-        }
+        await serveStream(req, reply, out, sub, streams, { user: userId });
       },
     );
     done();

@@ -1,10 +1,73 @@
-// Market data: instruments, the L2 book from the engine, recent trades.
+// Market data: instruments, the L2 book from the engine, recent trades, and all of it live.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { SYMBOL } from '../../config/config.js';
+import { marketTrades } from '../../queue/order-feed.js';
 import type { GatewayContext } from '../app.js';
+import type { BookData } from '../book-feed.js';
 import { ApiError } from '../errors.js';
 import { newestFirst } from '../newest-first.js';
-import { Book, BookQuery, Instruments, SymbolParam, Trades, TradesQuery } from '../schemas.js';
+import {
+  Book,
+  BookQuery,
+  Instruments,
+  MarketEventsQuery,
+  SymbolParam,
+  Trades,
+  TradesQuery,
+} from '../schemas.js';
 import type { TradeRow } from '../store.js';
+import { Outbox, lastEventId, serveStream } from './events.js';
+
+/** Levels a side a market-data stream is sent unless it asks for another depth. */
+const STREAM_DEPTH = 10;
+/** Symbols one market-data stream may follow. */
+export const MAX_STREAM_SYMBOLS = 50;
+
+/** The top `depth` levels of each side of a listed symbol's book; undefined if not listed. */
+export async function readBook(
+  ctx: GatewayContext,
+  symbol: string,
+  depth: number,
+): Promise<BookData | undefined> {
+  const instrument = await ctx.instruments.get(symbol);
+  if (instrument === undefined) return undefined;
+  const book = await ctx.engine.depth(instrument.symbol, depth);
+  const level = (l: { price: number; quantity: number }) => ({
+    price: instrument.ticks.toDecimal(l.price),
+    quantity: instrument.lots.toDecimal(l.quantity),
+  });
+  return {
+    symbol: instrument.symbol,
+    bids: book.bids.map(level),
+    asks: book.asks.map(level),
+    sequence: book.seq,
+  };
+}
+
+/** The symbols of a stream's `symbols`: each once, each listed, or a 400 naming the field. */
+async function streamSymbols(ctx: GatewayContext, text: string): Promise<string[]> {
+  const symbols = [...new Set(text.split(','))];
+  const bad = symbols.find((s) => !SYMBOL.test(s));
+  if (bad !== undefined || symbols.length > MAX_STREAM_SYMBOLS) {
+    throw new ApiError('VALIDATION_ERROR', 'symbols is not a list of symbols.', [
+      {
+        field: 'querystring.symbols',
+        message:
+          bad === undefined
+            ? `names more than ${MAX_STREAM_SYMBOLS} symbols`
+            : `${JSON.stringify(bad)} is not a symbol`,
+      },
+    ]);
+  }
+  for (const symbol of symbols) {
+    if ((await ctx.instruments.get(symbol)) === undefined) {
+      throw new ApiError('UNKNOWN_SYMBOL', `${symbol} is not a listed instrument.`, [
+        { field: 'querystring.symbols', message: `${symbol} is not listed` },
+      ]);
+    }
+  }
+  return symbols;
+}
 
 const errors = { 400: { $ref: 'Error#' }, 404: { $ref: 'Error#' }, 503: { $ref: 'Error#' } };
 
@@ -33,19 +96,66 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
         },
       },
       async (req) => {
-        const instrument = await ctx.instruments.get(req.params.symbol);
-        if (instrument === undefined) throw new ApiError('NOT_FOUND');
-        const depth = await ctx.engine.depth(instrument.symbol, req.query.depth ?? 20);
-        const level = (l: { price: number; quantity: number }) => ({
-          price: instrument.ticks.toDecimal(l.price),
-          quantity: instrument.lots.toDecimal(l.quantity),
-        });
-        return {
-          symbol: instrument.symbol,
-          bids: depth.bids.map(level),
-          asks: depth.asks.map(level),
-          sequence: depth.seq,
+        const book = await readBook(ctx, req.params.symbol, req.query.depth ?? 20);
+        if (book === undefined) throw new ApiError('NOT_FOUND');
+        return book;
+      },
+    );
+
+    const streams = { open: ctx.metrics.marketStreams, dropped: ctx.metrics.marketStreamsDropped };
+    app.get(
+      '/v1/market/events',
+      {
+        schema: {
+          summary: 'Trades and order books, live (text/event-stream)',
+          description:
+            'Server-Sent Events, public. `trade`: each trade of the symbols, in the order it was ' +
+            'made. `book`: a symbol’s top `depth` levels a side as they stand, at once and then ' +
+            'whenever they change (at most about ten a second a symbol: a book stands for ' +
+            'every change before it). `resync`: trades may have been missed. `ready`, ' +
+            '`heartbeat`: the position. Each id is a position: sent back as `Last-Event-ID`, the ' +
+            'trades go on after it.',
+          security: [],
+          querystring: MarketEventsQuery,
+          response: {
+            200: {
+              description: 'An endless text/event-stream.',
+              content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+            400: { $ref: 'Error#' },
+            503: { $ref: 'Error#' },
+          },
+        },
+      },
+      async (req, reply) => {
+        const symbols = await streamSymbols(ctx, req.query.symbols);
+        const depth = req.query.depth ?? STREAM_DEPTH;
+        const most = ctx.config.marketStreams;
+        const out = new Outbox();
+        const sub = await ctx.feed.subscribe(marketTrades(symbols), lastEventId(req), out, most);
+        if (sub === 'full') {
+          throw new ApiError(
+            'OVERLOADED',
+            `At most ${most} market-data streams may be open on this gateway; retry later.`,
+            undefined,
+            1,
+          );
+        }
+        const watches =
+          sub === 'stopped'
+            ? []
+            : symbols.map((symbol) =>
+                ctx.books.watch(symbol, { depth, send: (book) => out.snapshot('book', book) }),
+              );
+        // Whatever may have been missed, each book comes again as it stands.
+        out.onResync = () => {
+          for (const w of watches) w.again();
         };
+        try {
+          await serveStream(req, reply, out, sub, streams, { symbols });
+        } finally {
+          for (const w of watches) w.stop();
+        }
       },
     );
 

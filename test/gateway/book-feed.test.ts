@@ -1,0 +1,153 @@
+// The conflation of the books that market-data streams follow (gateway/book-feed.ts), with a
+// book read by a function that counts its calls: touches while a read is waiting or under way
+// make one more read, not one each; a stream is sent a book only when its own levels changed; a
+// read that fails is tried again and logged once.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pino from 'pino';
+import { BookFeed } from '../../src/gateway/book-feed.js';
+import type { BookData } from '../../src/gateway/book-feed.js';
+import { ParsedBatch } from '../../src/queue/order-feed.js';
+
+const batchOf = (symbol: string) =>
+  new ParsedBatch(
+    `{"first_seq":1,"last_seq":1,"orders":[{"symbol":${JSON.stringify(symbol)}}],"trades":[]}`,
+  );
+
+/** A book of `asks` (quantities at 100, 101, …), read by a function that counts its calls. */
+function source() {
+  const s = {
+    asks: [] as number[],
+    reads: [] as { symbol: string; depth: number }[],
+    fail: false,
+    read: async (symbol: string, depth: number): Promise<BookData> => {
+      s.reads.push({ symbol, depth });
+      await new Promise((r) => setTimeout(r, 5));
+      if (s.fail) throw new Error('engine unavailable');
+      return {
+        symbol,
+        bids: [],
+        asks: s.asks.slice(0, depth).map((q, i) => ({ price: `${100 + i}`, quantity: `${q}` })),
+        sequence: s.reads.length,
+      };
+    },
+  };
+  return s;
+}
+
+const settle = (ms = 120) => new Promise((r) => setTimeout(r, ms));
+
+describe('book feed', () => {
+  it('reads a touched book once for many touches, and sends each watcher only what changed for it', async () => {
+    const src = source();
+    const feed = new BookFeed(src.read, pino({ level: 'silent' }), 30);
+    const one: BookData[] = [];
+    const two: BookData[] = [];
+    src.asks = [5, 7];
+    const w1 = feed.watch('AAPL', { depth: 1, send: (b) => one.push(b) });
+    const w2 = feed.watch('AAPL', { depth: 2, send: (b) => two.push(b) });
+    await settle();
+    assert.equal(src.reads.length, 1, 'both watchers came before the first read: one read');
+    assert.deepEqual(src.reads[0], { symbol: 'AAPL', depth: 2 });
+    assert.deepEqual(
+      one.map((b) => b.asks.length),
+      [1],
+    );
+    assert.deepEqual(
+      two.map((b) => b.asks.length),
+      [2],
+    );
+
+    // Many batches touch it: one more read, not one each.
+    src.asks = [5, 8];
+    for (let i = 0; i < 50; i++) feed.touched(batchOf('AAPL'));
+    await settle();
+    assert.equal(src.reads.length, 2);
+    // Only the second level moved: the one-level watcher is sent nothing.
+    assert.equal(one.length, 1);
+    assert.deepEqual(two[1]?.asks, [
+      { price: '100', quantity: '5' },
+      { price: '101', quantity: '8' },
+    ]);
+
+    // Another symbol's batch (and one whose text only contains the name elsewhere) reads nothing.
+    feed.touched(batchOf('MSFT'));
+    feed.touched(
+      new ParsedBatch('{"first_seq":2,"last_seq":2,"orders":[],"trades":[],"x":"AAPL"}'),
+    );
+    await settle();
+    assert.equal(src.reads.length, 2);
+
+    // again(): sent once more even though unchanged.
+    w1.again();
+    await settle();
+    assert.equal(one.length, 2);
+    assert.equal(two.length, 2);
+
+    w1.stop();
+    w2.stop();
+    feed.touched(batchOf('AAPL'));
+    await settle();
+    assert.equal(src.reads.length, 3, 'nobody watches: no read');
+    feed.stop();
+  });
+
+  it('tries a failing read again, logs it once, and sends the book once it can', async () => {
+    const src = source();
+    const lines: string[] = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => lines.push((JSON.parse(line) as { msg: string }).msg) },
+    );
+    const feed = new BookFeed(src.read, logger, 10);
+    const got: BookData[] = [];
+    src.fail = true;
+    src.asks = [3];
+    feed.watch('TSLA', { depth: 5, send: (b) => got.push(b) });
+    await settle(150);
+    assert.ok(src.reads.length >= 3, `tried again (${src.reads.length} reads)`);
+    assert.equal(got.length, 0);
+    assert.deepEqual(lines, ['market data: cannot read the book; retrying']);
+    src.fail = false;
+    await settle(100);
+    assert.deepEqual(
+      got.map((b) => b.asks),
+      [[{ price: '100', quantity: '3' }]],
+    );
+    assert.deepEqual(lines, [
+      'market data: cannot read the book; retrying',
+      'market data: book read again',
+    ]);
+    const reads = src.reads.length;
+    await settle(100);
+    assert.equal(src.reads.length, reads, 'read once it succeeded, not again untouched');
+    feed.stop();
+  });
+
+  it('does not send a watcher that came during a read, wanting more levels, the shallower book', async () => {
+    const src = source();
+    const feed = new BookFeed(src.read, pino({ level: 'silent' }), 10);
+    src.asks = [1, 2, 3];
+    const shallow: BookData[] = [];
+    const deep: BookData[] = [];
+    feed.watch('GOOG', { depth: 1, send: (b) => shallow.push(b) });
+    // Let the first read begin, then watch deeper while it is under way.
+    await new Promise((r) => setTimeout(r, 2));
+    while (src.reads.length === 0) await new Promise((r) => setTimeout(r, 1));
+    feed.watch('GOOG', { depth: 3, send: (b) => deep.push(b) });
+    await settle();
+    assert.deepEqual(
+      src.reads.map((r) => r.depth),
+      [1, 3],
+    );
+    assert.deepEqual(
+      deep.map((b) => b.asks.length),
+      [3],
+    );
+    assert.deepEqual(
+      shallow.map((b) => b.asks.length),
+      [1],
+    );
+    feed.stop();
+  });
+});

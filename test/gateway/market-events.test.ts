@@ -1,0 +1,197 @@
+// The public market-data stream (`GET /v1/market/events`) over real HTTP, against real Redis and
+// PostgreSQL: every trade of the symbols followed, in order and nothing of others; each book as
+// it stands whenever its top levels change; a reconnect with Last-Event-ID goes on after the last
+// trade it saw; bad requests change nothing and say why.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { openStream } from '../support/events.js';
+import type { EventStream, StreamEvent } from '../support/events.js';
+import { eventually, startTestSystem } from '../support/system.js';
+import type { TestSystem } from '../support/system.js';
+
+type Level = { price: string; quantity: string };
+
+describe('market-data stream', () => {
+  let t: TestSystem;
+  let redis: Redis;
+  let alice: { id: string; key: string };
+  let bob: { id: string; key: string };
+  const open: EventStream[] = [];
+
+  before(async () => {
+    t = await startTestSystem({ MARKET_STREAMS: '3' });
+    redis = new Redis(t.config.redisUrl as string);
+    [alice, bob] = await Promise.all([t.user('alice'), t.user('bob')]);
+  });
+  after(async () => {
+    for (const s of open) s.close();
+    redis.disconnect();
+    await t.stop();
+  });
+
+  async function market(query: string, lastEventId?: string): Promise<EventStream> {
+    const s = await openStream(`${t.url}/v1/market/events?${query}`, undefined, lastEventId);
+    open.push(s);
+    return s;
+  }
+
+  async function submit(key: string, body: Record<string, unknown>): Promise<{ id: string }> {
+    const r = await t.api(key, 'POST', '/v1/orders', body);
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body as { id: string };
+  }
+  const sell = (symbol: string, quantity: string, price: string) =>
+    submit(alice.key, { symbol, side: 'SELL', type: 'LIMIT', quantity, price });
+  const buy = (symbol: string, quantity: string) =>
+    submit(bob.key, { symbol, side: 'BUY', type: 'MARKET', quantity });
+
+  /** The book events' levels, as `price×quantity` text, to compare whole books. */
+  const levels = (e: StreamEvent, side: 'bids' | 'asks') =>
+    (e.data[side] as Level[]).map((l) => `${l.quantity}@${l.price}`);
+  const isBook = (symbol: string, asks: string[]) => (e: StreamEvent) =>
+    e.event === 'book' &&
+    e.data.symbol === symbol &&
+    JSON.stringify(levels(e, 'asks')) === JSON.stringify(asks);
+  const trades = (list: StreamEvent[]) =>
+    list
+      .filter((e) => e.event === 'trade')
+      .map(
+        (e) => `${e.data.symbol as string} ${e.data.quantity as string}@${e.data.price as string}`,
+      );
+
+  it('sends each trade of the symbols followed and each book as it stands, nothing of others', async () => {
+    const s = await market('symbols=AAPL,MSFT&depth=2');
+    assert.equal(s.status, 200);
+    assert.equal(s.headers.get('content-type'), 'text/event-stream');
+    const ready = await s.next();
+    assert.equal(ready.event, 'ready');
+    assert.match(ready.id ?? '', /^[0-9a-f]{12}:[0-9]+$/);
+    // Each book at once, as it stands: empty.
+    const first = [await s.next(), await s.next()];
+    assert.deepEqual(first.map((e) => `${e.event} ${e.data.symbol as string}`).sort(), [
+      'book AAPL',
+      'book MSFT',
+    ]);
+    for (const e of first) {
+      assert.deepEqual([e.data.bids, e.data.asks], [[], []]);
+      assert.equal(typeof e.data.sequence, 'number');
+      assert.equal(e.id, undefined, 'a book is no position');
+    }
+
+    await sell('AAPL', '10', '190.00');
+    await sell('AAPL', '5', '191.00');
+    await sell('AAPL', '3', '192.00');
+    // Two levels a side, as asked: the third is not shown.
+    await s.until(isBook('AAPL', ['10@190.00', '5@191.00']));
+
+    // A symbol not followed trades: nothing of it comes.
+    await sell('GOOG', '2', '140.00');
+    await buy('GOOG', '2');
+    await buy('AAPL', '4');
+    const upTo = await s.until(isBook('AAPL', ['6@190.00', '5@191.00']));
+    assert.deepEqual(trades(upTo), ['AAPL 4@190.00']);
+    assert.ok(upTo.every((e) => e.data.symbol !== 'GOOG'));
+
+    // The trade is the one GET /trades shows, with its symbol, and nothing of either side's
+    // orders or users.
+    const trade = upTo.find((e) => e.event === 'trade') as StreamEvent;
+    assert.ok(trade.id !== undefined, 'a batch’s last event carries the position');
+    const shown = (await t.api(undefined, 'GET', '/v1/instruments/AAPL/trades?limit=1')).body
+      .trades as Record<string, unknown>[];
+    assert.deepEqual({ ...trade.data }, { ...shown[0], symbol: 'AAPL' });
+
+    // One MARKET order through two levels: both trades, in order, then the book after both.
+    await buy('AAPL', '8');
+    const swept = await s.until(isBook('AAPL', ['3@191.00', '3@192.00']));
+    assert.deepEqual(trades(swept), ['AAPL 6@190.00', 'AAPL 2@191.00']);
+    s.close();
+  });
+
+  it('goes on after Last-Event-ID with the trades it missed, without a repeat', async () => {
+    const s = await market('symbols=MSFT');
+    await s.until((e) => e.event === 'book');
+    await sell('MSFT', '10', '400.00');
+    await buy('MSFT', '1');
+    await s.until((e) => e.event === 'trade');
+    const from = s.lastId as string;
+    s.close();
+
+    await buy('MSFT', '2');
+    await buy('MSFT', '3');
+    const again = await market('symbols=MSFT', from);
+    assert.equal((await again.next()).event, 'ready');
+    const caught = await again.until((e) => e.event === 'trade' && e.data.quantity === '3');
+    assert.deepEqual(trades(caught), ['MSFT 2@400.00', 'MSFT 3@400.00']);
+    // And the book as it stands now, read apart from the trades: before, between or after them.
+    if (!again.seen.some(isBook('MSFT', ['4@400.00'])))
+      await again.until(isBook('MSFT', ['4@400.00']));
+    await buy('MSFT', '4');
+    const live = await again.until((e) => e.event === 'trade');
+    assert.deepEqual(trades(live), ['MSFT 4@400.00']);
+    again.close();
+  });
+
+  it('sends the books again after a resync (the gateway lost its connection to Redis)', async () => {
+    const s = await market('symbols=AMZN');
+    await s.until((e) => e.event === 'book');
+    const reader = await eventually(async () =>
+      String(await redis.client('LIST'))
+        .split('\n')
+        .find((line) => / name=matchbox-event-feed /.test(line)),
+    );
+    await redis.client('KILL', 'ID', /id=([0-9]+)/.exec(reader)?.[1] as string);
+    const resync = await s.next();
+    assert.equal(resync.event, 'resync');
+    // The book, unchanged, comes again: a client that cleared its state on resync has it back.
+    const book = await s.next();
+    assert.equal(book.event, 'book');
+    assert.equal(book.data.symbol, 'AMZN');
+    // It reads on.
+    await sell('AMZN', '1', '180.00');
+    await buy('AMZN', '1');
+    assert.deepEqual(trades(await s.until((e) => e.event === 'trade')), ['AMZN 1@180.00']);
+    s.close();
+  });
+
+  it('answers 400 for symbols it cannot follow and 503 past MARKET_STREAMS, in the error shape', async () => {
+    for (const [query, code] of [
+      ['symbols=AAPL,NOPE', 'UNKNOWN_SYMBOL'],
+      ['symbols=aapl', 'VALIDATION_ERROR'],
+      ['symbols=AAPL,,MSFT', 'VALIDATION_ERROR'],
+      ['symbols=AAPL&depth=0', 'VALIDATION_ERROR'],
+      ['symbols=AAPL&depth=101', 'VALIDATION_ERROR'],
+      ['depth=5', 'VALIDATION_ERROR'],
+      [`symbols=${Array.from({ length: 51 }, (_, i) => `S${i}`).join(',')}`, 'VALIDATION_ERROR'],
+    ] as const) {
+      const s = await market(query);
+      assert.equal(s.status, 400, query);
+      const error = s.error?.error as { code: string; details: { field: string }[] };
+      assert.equal(error.code, code, query);
+      assert.ok(error.details.length > 0, query);
+    }
+
+    // Wait for the earlier tests' streams to be gone, then four at once, three allowed.
+    await eventually(async () =>
+      /^matchbox_market_streams\{[^}]*\} 0$/m.test(await (await fetch(metricsUrl())).text())
+        ? true
+        : undefined,
+    );
+    const opened = await Promise.all([1, 2, 3, 4].map(() => market('symbols=TSLA')));
+    assert.deepEqual(opened.map((s) => s.status).sort(), [200, 200, 200, 503]);
+    const refused = opened.find((s) => s.status === 503) as EventStream;
+    assert.equal((refused.error?.error as { code: string }).code, 'OVERLOADED');
+    assert.equal(refused.headers.get('retry-after'), '1');
+    for (const s of opened) s.close();
+    // Closed, they no longer count.
+    await eventually(async () => {
+      const s = await market('symbols=TSLA');
+      s.close();
+      return s.status === 200 ? true : undefined;
+    });
+  });
+
+  function metricsUrl(): string {
+    return `${t.url}/metrics`;
+  }
+});
