@@ -271,6 +271,13 @@ export const SETTINGS = {
     'an integer 1–100000',
     'Most `GET /v1/market/events` streams open on one gateway before 503 OVERLOADED.',
   ),
+  marketStreamsPerAddress: setting(
+    'MARKET_STREAMS_PER_ADDRESS',
+    16,
+    int(1, 100_000),
+    'an integer 1–100000',
+    'Most `GET /v1/market/events` streams open on one gateway from one client address before 429 RATE_LIMITED (behind a proxy: from the proxy).',
+  ),
   logLevel: setting(
     'LOG_LEVEL',
     'info',

@@ -57,6 +57,7 @@ export interface GatewayDeps {
     | 'port'
     | 'streamsPerUser'
     | 'marketStreams'
+    | 'marketStreamsPerAddress'
   >;
   queue: OrderQueue;
   /** The connection `queue` uses; sync mode subscribes through a duplicate of it. */

@@ -3,7 +3,6 @@
 // BOOK_INTERVAL_MS however many streams follow it, and each stream is sent the book only when its
 // own top levels changed: a conflated book, as it stands, never a backlog of old ones.
 import type { Logger } from 'pino';
-import { symbolNeedle } from '../queue/order-feed.js';
 import type { ParsedBatch } from '../queue/order-feed.js';
 
 /** The least time between two reads of one symbol's book. */
@@ -37,7 +36,6 @@ export interface BookWatch {
 
 interface WatchedBook {
   readonly symbol: string;
-  readonly needle: string;
   /** Each watcher and the text of the levels it was last sent (undefined: none yet). */
   readonly watchers: Map<BookWatcher, string | undefined>;
   /** Something may have changed since the last read began. */
@@ -65,7 +63,6 @@ export class BookFeed {
     if (book === undefined) {
       book = {
         symbol,
-        needle: symbolNeedle(symbol),
         watchers: new Map(),
         dirty: false,
         timer: undefined,
@@ -95,8 +92,10 @@ export class BookFeed {
 
   /** A batch of the engine's work, read live: the books it touched are to be read again. */
   touched(batch: ParsedBatch): void {
-    for (const book of this.books.values()) {
-      if (batch.json.includes(book.needle)) this.mark(book);
+    if (this.books.size === 0) return;
+    for (const symbol of batch.symbols()) {
+      const book = this.books.get(symbol);
+      if (book !== undefined) this.mark(book);
     }
   }
 
@@ -131,15 +130,24 @@ export class BookFeed {
       const data = await this.read(book.symbol, depth);
       if (book.failing) this.logger.info({ symbol: book.symbol }, 'market data: book read again');
       book.failing = false;
+      // Worked out once a depth, and handed to every watcher of that depth as the same object.
+      const byDepth = new Map<number, { text: string; data: BookData }>();
       for (const [w, last] of book.watchers) {
         // Came since the read began, wanting more levels: the next read is for it.
         if (w.depth > depth) continue;
-        const bids = data.bids.slice(0, w.depth);
-        const asks = data.asks.slice(0, w.depth);
-        const text = JSON.stringify([bids, asks]);
-        if (text === last) continue;
-        book.watchers.set(w, text);
-        w.send({ symbol: data.symbol, bids, asks, sequence: data.sequence });
+        let shown = byDepth.get(w.depth);
+        if (shown === undefined) {
+          const bids = data.bids.slice(0, w.depth);
+          const asks = data.asks.slice(0, w.depth);
+          shown = {
+            text: JSON.stringify([bids, asks]),
+            data: { symbol: data.symbol, bids, asks, sequence: data.sequence },
+          };
+          byDepth.set(w.depth, shown);
+        }
+        if (shown.text === last) continue;
+        book.watchers.set(w, shown.text);
+        w.send(shown.data);
       }
     } catch (err) {
       if (!book.failing) {

@@ -39,11 +39,14 @@ interface OrderFill extends Fill {
 /** A cancel or amend of one of the subscriber's orders that the engine refused. */
 type OrderRefusal = Pick<CommandRefusal, 'order_id' | 'symbol' | 'reason' | 'at'>;
 
-/** A trade as the public sees it: no order or user of either side. */
+/**
+ * A trade as the public sees it: no order or user of either side; `sequence`, the engine's
+ * sequence of the command that made it, to compare with a book's.
+ */
 export type PublicTrade = Pick<
   TradeRecord,
   'id' | 'symbol' | 'price' | 'quantity' | 'taker_side' | 'executed_at'
->;
+> & { sequence: number };
 
 export type FeedEvent =
   | { event: 'order'; data: ApiOrder }
@@ -76,18 +79,20 @@ export function userEvents(userId: string): Selector {
 /** The key every market-data subscription is counted under: no user id (those are UUIDs). */
 export const MARKET_KEY = 'market';
 
-/** What a batch's text holds wherever it concerns `symbol` (its orders and trades). */
-export function symbolNeedle(symbol: string): string {
-  return `"symbol":${JSON.stringify(symbol)}`;
-}
-
-/** The public trades of `symbols`, each symbol's in the order they were made. */
+/** The public trades of `symbols`, in the order they were made. */
 export function marketTrades(symbols: readonly string[]): Selector {
-  const needles = symbols.map(symbolNeedle);
+  const wanted = new Set(symbols);
+  const only = symbols.length === 1 ? (symbols[0] as string) : undefined;
   return {
     key: MARKET_KEY,
-    mentions: (batch) => needles.some((n) => batch.json.includes(n)),
-    of: (batch) => symbols.flatMap((symbol) => batch.tradesOf(symbol)),
+    mentions: (batch) => {
+      for (const symbol of batch.symbols()) if (wanted.has(symbol)) return true;
+      return false;
+    },
+    of: (batch) =>
+      only !== undefined
+        ? batch.tradesOf(only)
+        : batch.trades().filter((e) => wanted.has(e.data.symbol)),
   };
 }
 
@@ -126,10 +131,10 @@ function entryBatch(fields: string[]): { json: string; first: number } {
   return { json, first: Number(FIRST_SEQ.exec(json)?.[1] ?? NaN) };
 }
 /**
- * Past this many subscriptions, a batch is parsed without first looking in its text for what each
- * wants (a user's id, a symbol).
+ * Past this many subscribed users (every market-data stream counts as one), a batch is parsed
+ * without first looking in its text for what each wants (a user's id, a symbol).
  */
-const SCAN_SUBSCRIPTIONS = 16;
+const SCAN_KEYS = 16;
 /** Live batches and events held for one subscriber while it catches up; past it, a resync. */
 const MAX_PENDING = 10_000;
 /** The part of Redis's run_id a position carries. */
@@ -239,11 +244,20 @@ class Subscriber implements Subscription {
   }
 }
 
-/** A batch's events by user, and its public trades by symbol, worked out once, when first asked. */
+/** A symbol field in a batch's text: every order state and trade has one. */
+const SYMBOL_FIELD = /"symbol":"([^"\\]*)"/g;
+
+/**
+ * A batch's events by user, its public trades, and the symbols it concerns, each worked out once,
+ * when first asked for.
+ */
 export class ParsedBatch {
   private parsed: EventBatch | undefined;
   private byUser: Map<string, FeedEvent[]> | undefined;
+  private publicTrades: (FeedEvent & { event: 'trade' })[] | undefined;
   private bySymbol: Map<string, FeedEvent[]> | undefined;
+  private named: Set<string> | undefined;
+  private readonly mentioned = new Map<string, boolean>();
 
   constructor(readonly json: string) {}
 
@@ -253,7 +267,10 @@ export class ParsedBatch {
 
   /** Whether the batch may concern `userId` (its id is in the text). */
   mentions(userId: string): boolean {
-    return this.byUser?.has(userId) ?? this.json.includes(userId);
+    if (this.byUser !== undefined) return this.byUser.has(userId);
+    let found = this.mentioned.get(userId);
+    if (found === undefined) this.mentioned.set(userId, (found = this.json.includes(userId)));
+    return found;
   }
 
   ofUser(userId: string): FeedEvent[] {
@@ -261,17 +278,18 @@ export class ParsedBatch {
     return this.byUser.get(userId) ?? [];
   }
 
-  tradesOf(symbol: string): FeedEvent[] {
-    this.bySymbol ??= tradesBySymbol(this.batch());
-    return this.bySymbol.get(symbol) ?? [];
+  /** The symbols of the batch's orders and trades, read off its text without parsing it. */
+  symbols(): ReadonlySet<string> {
+    if (this.named === undefined) {
+      this.named = new Set();
+      for (const m of this.json.matchAll(SYMBOL_FIELD)) this.named.add(m[1] as string);
+    }
+    return this.named;
   }
-}
 
-/** Each symbol's trades, public fields only, in the batch's order. */
-function tradesBySymbol(batch: EventBatch): Map<string, FeedEvent[]> {
-  const out = new Map<string, FeedEvent[]>();
-  for (const t of batch.trades) {
-    const e: FeedEvent = {
+  /** Every trade of the batch, public fields only, in the order they were made. */
+  trades(): (FeedEvent & { event: 'trade' })[] {
+    return (this.publicTrades ??= this.batch().trades.map((t) => ({
       event: 'trade',
       data: {
         id: t.id,
@@ -280,13 +298,23 @@ function tradesBySymbol(batch: EventBatch): Map<string, FeedEvent[]> {
         quantity: t.quantity,
         taker_side: t.taker_side,
         executed_at: t.executed_at,
+        sequence: t.seq,
       },
-    };
-    const list = out.get(t.symbol);
-    if (list === undefined) out.set(t.symbol, [e]);
-    else list.push(e);
+    })));
   }
-  return out;
+
+  /** The trades of one symbol, in the order they were made. */
+  tradesOf(symbol: string): FeedEvent[] {
+    if (this.bySymbol === undefined) {
+      this.bySymbol = new Map();
+      for (const e of this.trades()) {
+        const list = this.bySymbol.get(e.data.symbol);
+        if (list === undefined) this.bySymbol.set(e.data.symbol, [e]);
+        else list.push(e);
+      }
+    }
+    return this.bySymbol.get(symbol) ?? [];
+  }
 }
 
 /**
@@ -393,7 +421,7 @@ export class OrderFeed {
       sub.pending = [];
       void this.catchUp(sub, heads.slice());
     } else if (resumed !== undefined) {
-      sub.resync('Redis has restarted since Last-Event-ID; read the orders again.', heads);
+      sub.resync('Redis has restarted since Last-Event-ID.', heads);
     } else if (from !== undefined) {
       sub.resync('Last-Event-ID is not a position of this system’s event streams.', heads);
     }
@@ -550,7 +578,7 @@ export class OrderFeed {
     }
     heads[shard] = last;
     const batch = new ParsedBatch(json);
-    const scan = this.count <= SCAN_SUBSCRIPTIONS;
+    const scan = this.byKey.size <= SCAN_KEYS;
     for (const subs of this.byKey.values()) {
       for (const sub of subs) sub.deliver(shard, last, batch, scan, heads);
     }

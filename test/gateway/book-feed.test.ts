@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { BookFeed } from '../../src/gateway/book-feed.js';
 import type { BookData } from '../../src/gateway/book-feed.js';
-import { ParsedBatch } from '../../src/queue/order-feed.js';
+import { Outbox } from '../../src/gateway/routes/events.js';
+import { ParsedBatch, marketTrades } from '../../src/queue/order-feed.js';
 
 const batchOf = (symbol: string) =>
   new ParsedBatch(
@@ -37,6 +38,16 @@ function source() {
 
 const settle = (ms = 120) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits until `check` holds (the reads under test are a few ms each), then a little more. */
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await settle(60);
+}
+
 describe('book feed', () => {
   it('reads a touched book once for many touches, and sends each watcher only what changed for it', async () => {
     const src = source();
@@ -46,7 +57,7 @@ describe('book feed', () => {
     src.asks = [5, 7];
     const w1 = feed.watch('AAPL', { depth: 1, send: (b) => one.push(b) });
     const w2 = feed.watch('AAPL', { depth: 2, send: (b) => two.push(b) });
-    await settle();
+    await until(() => two.length > 0);
     assert.equal(src.reads.length, 1, 'both watchers came before the first read: one read');
     assert.deepEqual(src.reads[0], { symbol: 'AAPL', depth: 2 });
     assert.deepEqual(
@@ -61,7 +72,7 @@ describe('book feed', () => {
     // Many batches touch it: one more read, not one each.
     src.asks = [5, 8];
     for (let i = 0; i < 50; i++) feed.touched(batchOf('AAPL'));
-    await settle();
+    await until(() => two.length > 1);
     assert.equal(src.reads.length, 2);
     // Only the second level moved: the one-level watcher is sent nothing.
     assert.equal(one.length, 1);
@@ -80,7 +91,7 @@ describe('book feed', () => {
 
     // again(): sent once more even though unchanged.
     w1.again();
-    await settle();
+    await until(() => one.length > 1);
     assert.equal(one.length, 2);
     assert.equal(two.length, 2);
 
@@ -109,7 +120,7 @@ describe('book feed', () => {
     assert.equal(got.length, 0);
     assert.deepEqual(lines, ['market data: cannot read the book; retrying']);
     src.fail = false;
-    await settle(100);
+    await until(() => got.length > 0);
     assert.deepEqual(
       got.map((b) => b.asks),
       [[{ price: '100', quantity: '3' }]],
@@ -135,7 +146,7 @@ describe('book feed', () => {
     await new Promise((r) => setTimeout(r, 2));
     while (src.reads.length === 0) await new Promise((r) => setTimeout(r, 1));
     feed.watch('GOOG', { depth: 3, send: (b) => deep.push(b) });
-    await settle();
+    await until(() => deep.length > 0);
     assert.deepEqual(
       src.reads.map((r) => r.depth),
       [1, 3],
@@ -149,5 +160,79 @@ describe('book feed', () => {
       [1],
     );
     feed.stop();
+  });
+});
+
+describe('market-data stream, in-process parts', () => {
+  it('sends a slow client the latest book of each symbol, not each book', async () => {
+    const out = new Outbox();
+    out.open('r:1');
+    const book = (symbol: string, q: string) => ({
+      symbol,
+      bids: [],
+      asks: [{ price: '1', quantity: q }],
+      sequence: 1,
+    });
+    for (let i = 1; i <= 1000; i++) out.book('AAPL', book('AAPL', String(i)));
+    out.book('MSFT', book('MSFT', '7'));
+    const text = (await out.take()) as string;
+    const books = text.split('\n').filter((l) => l.startsWith('data: {"symbol"'));
+    assert.deepEqual(
+      books.map((l) => {
+        const b = JSON.parse(l.slice(6)) as { symbol: string; asks: { quantity: string }[] };
+        return `${b.symbol} ${b.asks[0]?.quantity}`;
+      }),
+      ['AAPL 1000', 'MSFT 7'],
+    );
+    assert.equal(out.overflowed, false);
+  });
+
+  it('takes the trades of the symbols followed in the order the engine made them', () => {
+    const trade = (seq: number, symbol: string) => ({
+      id: `t${seq}`,
+      seq,
+      trade_no: 0,
+      symbol,
+      price: '1.00',
+      quantity: '1',
+      taker_side: 'BUY',
+      taker_order_id: 'o1',
+      maker_order_id: 'o2',
+      taker_user_id: 'u1',
+      maker_user_id: 'u2',
+      executed_at: '2026-12-08T00:00:00.000Z',
+    });
+    const batch = new ParsedBatch(
+      JSON.stringify({
+        first_seq: 1,
+        last_seq: 4,
+        orders: [],
+        trades: [trade(1, 'AAPL'), trade(2, 'MSFT'), trade(3, 'GOOG'), trade(4, 'AAPL')],
+      }),
+    );
+    const both = marketTrades(['MSFT', 'AAPL']);
+    assert.equal(both.mentions(batch), true);
+    const taken = both.of(batch);
+    assert.deepEqual(
+      taken.map((e) => `${e.event} ${(e.data as { id: string }).id}`),
+      ['trade t1', 'trade t2', 'trade t4'],
+    );
+    // Public fields only, and the sequence.
+    assert.deepEqual(taken[0]?.data, {
+      id: 't1',
+      symbol: 'AAPL',
+      price: '1.00',
+      quantity: '1',
+      taker_side: 'BUY',
+      executed_at: '2026-12-08T00:00:00.000Z',
+      sequence: 1,
+    });
+    assert.deepEqual(
+      marketTrades(['GOOG'])
+        .of(batch)
+        .map((e) => (e.data as { id: string }).id),
+      ['t3'],
+    );
+    assert.equal(marketTrades(['TSLA']).mentions(batch), false);
   });
 });

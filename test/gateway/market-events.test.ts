@@ -3,8 +3,11 @@
 // it stands whenever its top levels change; a reconnect with Last-Event-ID goes on after the last
 // trade it saw; bad requests change nothing and say why.
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { Agent } from 'undici';
+import type { Dispatcher } from 'undici';
 import { openStream } from '../support/events.js';
 import type { EventStream, StreamEvent } from '../support/events.js';
 import { eventually, startTestSystem } from '../support/system.js';
@@ -20,7 +23,7 @@ describe('market-data stream', () => {
   const open: EventStream[] = [];
 
   before(async () => {
-    t = await startTestSystem({ MARKET_STREAMS: '3' });
+    t = await startTestSystem({ MARKET_STREAMS: '3', MARKET_STREAMS_PER_ADDRESS: '2' });
     redis = new Redis(t.config.redisUrl as string);
     [alice, bob] = await Promise.all([t.user('alice'), t.user('bob')]);
   });
@@ -30,8 +33,12 @@ describe('market-data stream', () => {
     await t.stop();
   });
 
-  async function market(query: string, lastEventId?: string): Promise<EventStream> {
-    const s = await openStream(`${t.url}/v1/market/events?${query}`, undefined, lastEventId);
+  async function market(
+    query: string,
+    lastEventId?: string,
+    from?: Dispatcher,
+  ): Promise<EventStream> {
+    const s = await openStream(`${t.url}/v1/market/events?${query}`, undefined, lastEventId, from);
     open.push(s);
     return s;
   }
@@ -93,13 +100,17 @@ describe('market-data stream', () => {
     assert.deepEqual(trades(upTo), ['AAPL 4@190.00']);
     assert.ok(upTo.every((e) => e.data.symbol !== 'GOOG'));
 
-    // The trade is the one GET /trades shows, with its symbol, and nothing of either side's
-    // orders or users.
+    // The trade is the one GET /trades shows, with its symbol and the engine's sequence, and
+    // nothing of either side's orders or users.
     const trade = upTo.find((e) => e.event === 'trade') as StreamEvent;
     assert.ok(trade.id !== undefined, 'a batch’s last event carries the position');
     const shown = (await t.api(undefined, 'GET', '/v1/instruments/AAPL/trades?limit=1')).body
       .trades as Record<string, unknown>[];
-    assert.deepEqual({ ...trade.data }, { ...shown[0], symbol: 'AAPL' });
+    const { sequence } = trade.data;
+    assert.ok(typeof sequence === 'number' && sequence > 0);
+    assert.deepEqual({ ...trade.data }, { ...shown[0], symbol: 'AAPL', sequence });
+    // The book that shows it is at or past the trade's sequence.
+    assert.ok((upTo.at(-1)?.data.sequence as number) >= sequence);
 
     // One MARKET order through two levels: both trades, in order, then the book after both.
     await buy('AAPL', '8');
@@ -154,7 +165,7 @@ describe('market-data stream', () => {
     s.close();
   });
 
-  it('answers 400 for symbols it cannot follow and 503 past MARKET_STREAMS, in the error shape', async () => {
+  it('answers 400 for symbols it cannot follow, 429 past the streams of one address and 503 past the gateway’s, in the error shape', async () => {
     for (const [query, code] of [
       ['symbols=AAPL,NOPE', 'UNKNOWN_SYMBOL'],
       ['symbols=aapl', 'VALIDATION_ERROR'],
@@ -171,24 +182,69 @@ describe('market-data stream', () => {
       assert.ok(error.details.length > 0, query);
     }
 
-    // Wait for the earlier tests' streams to be gone, then four at once, three allowed.
+    // Wait for the earlier tests' streams to be gone.
     await eventually(async () =>
       /^matchbox_market_streams\{[^}]*\} 0$/m.test(await (await fetch(metricsUrl())).text())
         ? true
         : undefined,
     );
-    const opened = await Promise.all([1, 2, 3, 4].map(() => market('symbols=TSLA')));
-    assert.deepEqual(opened.map((s) => s.status).sort(), [200, 200, 200, 503]);
-    const refused = opened.find((s) => s.status === 503) as EventStream;
-    assert.equal((refused.error?.error as { code: string }).code, 'OVERLOADED');
-    assert.equal(refused.headers.get('retry-after'), '1');
-    for (const s of opened) s.close();
-    // Closed, they no longer count.
-    await eventually(async () => {
-      const s = await market('symbols=TSLA');
-      s.close();
-      return s.status === 200 ? true : undefined;
+    // Three at once from one address, two allowed from it.
+    const here = await Promise.all([1, 2, 3].map(() => market('symbols=TSLA')));
+    assert.deepEqual(here.map((s) => s.status).sort(), [200, 200, 429]);
+    const limited = here.find((s) => s.status === 429) as EventStream;
+    assert.equal((limited.error?.error as { code: string }).code, 'RATE_LIMITED');
+    assert.equal(limited.headers.get('retry-after'), '1');
+    // From another address: room for one more on the gateway, three in all.
+    const elsewhere = new Agent({
+      connect: (opts, done) => {
+        const socket = connect({
+          host: opts.hostname,
+          port: Number(opts.port),
+          localAddress: '127.0.0.2',
+        });
+        socket.once('connect', () => done(null, socket));
+        socket.once('error', (err) => done(err, null));
+        return socket;
+      },
     });
+    try {
+      const there = await Promise.all(
+        [1, 2].map(() => market('symbols=TSLA', undefined, elsewhere)),
+      );
+      assert.deepEqual(there.map((s) => s.status).sort(), [200, 503]);
+      const refused = there.find((s) => s.status === 503) as EventStream;
+      assert.equal((refused.error?.error as { code: string }).code, 'OVERLOADED');
+      assert.equal(refused.headers.get('retry-after'), '1');
+      for (const s of [...here, ...there]) s.close();
+      // Closed, they no longer count.
+      await eventually(async () => {
+        const s = await market('symbols=TSLA', undefined, elsewhere);
+        s.close();
+        return s.status === 200 ? true : undefined;
+      });
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
+  it('shows 10 levels a side unless asked for another depth', async () => {
+    const r = await fetch(`${t.url}/v1/admin/instruments/DEEP`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${t.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tick_size: '0.01', lot_size: '1' }),
+    });
+    assert.equal(r.status, 201);
+    const s = await market('symbols=DEEP');
+    await s.until((e) => e.event === 'book');
+    const prices = Array.from({ length: 12 }, (_, i) => `${10 + i}.00`);
+    for (const price of prices) await sell('DEEP', '1', price);
+    await s.until(
+      isBook(
+        'DEEP',
+        prices.slice(0, 10).map((p) => `1@${p}`),
+      ),
+    );
+    s.close();
   });
 
   function metricsUrl(): string {

@@ -1,6 +1,7 @@
 // A client of `GET /v1/events` (and of the other event streams) for tests: reads the stream over a real connection, parses it with
 // eventsource-parser, and hands the events over in order.
 import { createParser } from 'eventsource-parser';
+import type { Dispatcher } from 'undici';
 
 export interface StreamEvent {
   event: string;
@@ -35,17 +36,25 @@ export function openEvents(
   return openStream(`${url}/v1/events`, key, lastEventId);
 }
 
-/** Any of the gateway's event streams, at `url` (path and query included). */
+/**
+ * Any of the gateway's event streams, at `url` (path and query included); through `dispatcher`
+ * (an undici Agent, to connect from another local address) if given.
+ */
 export async function openStream(
   url: string,
   key: string | undefined,
   lastEventId?: string,
+  dispatcher?: Dispatcher,
 ): Promise<EventStream> {
   const controller = new AbortController();
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (key !== undefined) headers.authorization = `Bearer ${key}`;
   if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
-  const res = await fetch(url, { headers, signal: controller.signal });
+  const res = await fetch(url, {
+    headers,
+    signal: controller.signal,
+    ...(dispatcher === undefined ? {} : { dispatcher }),
+  } as RequestInit);
   const queue: StreamEvent[] = [];
   const seen: StreamEvent[] = [];
   let wake: (() => void) | undefined;

@@ -30,12 +30,30 @@ function frame(event: string, data: unknown, id?: string): string {
 }
 
 /**
+ * Each feed event's (and book's) text without its id, made once however many streams send it: a
+ * trade goes to every stream that follows its symbol, and the feed hands them all the same object,
+ * as the book feed does a book.
+ */
+const framed = new WeakMap<object, string>();
+
+function frameOf(e: FeedEvent): string {
+  let text = framed.get(e);
+  if (text === undefined) framed.set(e, (text = frame(e.event, e.data)));
+  return text;
+}
+
+/**
  * The text for one client, in order: the feed pushes, the response takes everything held at once
  * (a batch's events, or all that piled up while the client was slow, in one write).
  */
 export class Outbox implements FeedSink {
   private chunks: string[] = [];
   private held = 0;
+  /**
+   * The books not yet taken, one a symbol: a newer one takes the place of an older, so a slow
+   * client is never sent a backlog of them (and they count nowhere towards MAX_HELD).
+   */
+  private books = new Map<string, string>();
   private wake: (() => void) | undefined;
   private ended = false;
   /** Ended because the client read too slowly. */
@@ -80,11 +98,9 @@ export class Outbox implements FeedSink {
 
   send(events: FeedEvent[], position: string): void {
     let text = '';
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i] as FeedEvent;
-      text += frame(e.event, e.data, i === events.length - 1 ? position : undefined);
-    }
-    this.push(text);
+    const last = events.length - 1;
+    for (let i = 0; i < last; i++) text += frameOf(events[i] as FeedEvent);
+    this.push(`${text}id: ${position}\n${frameOf(events[last] as FeedEvent)}`);
   }
 
   resync(reason: string, position: string): void {
@@ -92,13 +108,22 @@ export class Outbox implements FeedSink {
     this.onResync?.();
   }
 
-  /** An event outside the positions (a book as it stands): no id, so a reconnect is unmoved. */
-  snapshot(event: string, data: unknown): void {
-    this.push(frame(event, data));
+  /**
+   * A book as it stands, in place of any of the symbol's not yet taken. It has no id: a book is
+   * no position, and a reconnect is sent the books afresh.
+   */
+  book(symbol: string, data: object): void {
+    if (this.ended) return;
+    let text = framed.get(data);
+    if (text === undefined) framed.set(data, (text = frame('book', data)));
+    this.books.set(symbol, text);
+    this.wake?.();
   }
 
   heartbeat(position: string): void {
-    if (this.chunks.length === 0) this.push(frame('heartbeat', {}, position));
+    if (this.chunks.length === 0 && this.books.size === 0) {
+      this.push(frame('heartbeat', {}, position));
+    }
   }
 
   end(): void {
@@ -114,12 +139,14 @@ export class Outbox implements FeedSink {
 
   /** Everything held, once there is any; undefined once ended. */
   async take(): Promise<string | undefined> {
-    while (this.chunks.length === 0) {
+    while (this.chunks.length === 0 && this.books.size === 0) {
       if (this.ended) return undefined;
       await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = undefined;
     }
-    const text = this.chunks.length === 1 ? (this.chunks[0] as string) : this.chunks.join('');
+    let text = this.chunks.length === 1 ? (this.chunks[0] as string) : this.chunks.join('');
+    for (const book of this.books.values()) text += book;
+    this.books.clear();
     this.chunks = [];
     this.held = 0;
     this.release();

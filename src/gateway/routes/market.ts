@@ -3,7 +3,7 @@ import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebo
 import { SYMBOL } from '../../config/config.js';
 import { marketTrades } from '../../queue/order-feed.js';
 import type { GatewayContext } from '../app.js';
-import type { BookData } from '../book-feed.js';
+import type { BookData, BookWatch } from '../book-feed.js';
 import { ApiError } from '../errors.js';
 import { newestFirst } from '../newest-first.js';
 import {
@@ -103,6 +103,8 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
     );
 
     const streams = { open: ctx.metrics.marketStreams, dropped: ctx.metrics.marketStreamsDropped };
+    /** Market-data streams open, by the address they come from. */
+    const byAddress = new Map<string, number>();
     app.get(
       '/v1/market/events',
       {
@@ -123,6 +125,7 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
               content: { 'text/event-stream': { schema: { type: 'string' } } },
             },
             400: { $ref: 'Error#' },
+            429: { $ref: 'Error#' },
             503: { $ref: 'Error#' },
           },
         },
@@ -130,31 +133,47 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
       async (req, reply) => {
         const symbols = await streamSymbols(ctx, req.query.symbols);
         const depth = req.query.depth ?? STREAM_DEPTH;
-        const most = ctx.config.marketStreams;
-        const out = new Outbox();
-        const sub = await ctx.feed.subscribe(marketTrades(symbols), lastEventId(req), out, most);
-        if (sub === 'full') {
+        // Public, so counted by the address it comes from as well as in all.
+        const address = req.ip;
+        const mine = byAddress.get(address) ?? 0;
+        const perAddress = ctx.config.marketStreamsPerAddress;
+        if (mine >= perAddress) {
           throw new ApiError(
-            'OVERLOADED',
-            `At most ${most} market-data streams may be open on this gateway; retry later.`,
+            'RATE_LIMITED',
+            `At most ${perAddress} market-data streams may be open from one address; close one first.`,
             undefined,
             1,
           );
         }
-        const watches =
-          sub === 'stopped'
-            ? []
-            : symbols.map((symbol) =>
-                ctx.books.watch(symbol, { depth, send: (book) => out.snapshot('book', book) }),
-              );
-        // Whatever may have been missed, each book comes again as it stands.
-        out.onResync = () => {
-          for (const w of watches) w.again();
-        };
+        byAddress.set(address, mine + 1);
+        let watches: BookWatch[] = [];
         try {
-          await serveStream(req, reply, out, sub, streams, { symbols });
+          const most = ctx.config.marketStreams;
+          const out = new Outbox();
+          const sub = await ctx.feed.subscribe(marketTrades(symbols), lastEventId(req), out, most);
+          if (sub === 'full') {
+            throw new ApiError(
+              'OVERLOADED',
+              `At most ${most} market-data streams may be open on this gateway; retry later.`,
+              undefined,
+              1,
+            );
+          }
+          if (sub !== 'stopped') {
+            watches = symbols.map((symbol) =>
+              ctx.books.watch(symbol, { depth, send: (book) => out.book(symbol, book) }),
+            );
+          }
+          // Whatever may have been missed, each book comes again as it stands.
+          out.onResync = () => {
+            for (const w of watches) w.again();
+          };
+          await serveStream(req, reply, out, sub, streams, { symbols, address });
         } finally {
           for (const w of watches) w.stop();
+          const left = (byAddress.get(address) ?? 1) - 1;
+          if (left === 0) byAddress.delete(address);
+          else byAddress.set(address, left);
         }
       },
     );
