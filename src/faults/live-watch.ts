@@ -1,8 +1,10 @@
-// Each load user's live updates (`GET /v1/events`) followed through the fault, as a client does:
-// reconnecting with Last-Event-ID whenever the stream breaks. After the case, what the stream
-// promised is checked against PostgreSQL: since the last `resync` (or the first `ready`), every
-// fill of the user's orders arrived, and each order changed since then arrived last in the state
-// PostgreSQL holds. A gap passed over without a resync fails the case.
+// Each load user's live updates (`GET /v1/events`), and the public market data of the load's
+// symbols (`GET /v1/market/events`), followed through the fault, as a client does: reconnecting
+// with Last-Event-ID whenever the stream breaks. After the case, what the streams promised is
+// checked against PostgreSQL: since the last `resync` (or the first `ready`), every fill of the
+// user's orders arrived, and each order changed since then arrived last in the state PostgreSQL
+// holds; every trade of the symbols arrived; and the last book of each symbol is the engine's. A
+// gap passed over without a resync fails the case.
 import { createParser } from 'eventsource-parser';
 import type { Sql } from '../db/client.js';
 import { parsePosition } from '../queue/order-feed.js';
@@ -11,16 +13,27 @@ import type { LoadUser } from './load.js';
 
 const RECONNECT_MS = 200;
 
-interface Follower {
-  user: LoadUser;
+interface Stream {
   lastId: string | undefined;
   /** Shard 0's sequence of the last resync's position (or the first ready's): checked from it. */
   from: number | undefined;
-  fills: Set<string>;
-  orders: Map<string, ApiOrder>;
   events: number;
   resyncs: number;
   connects: number;
+}
+
+interface Follower extends Stream {
+  user: LoadUser;
+  fills: Set<string>;
+  orders: Map<string, ApiOrder>;
+}
+
+/** A market-data stream of the load's symbols. */
+interface MarketFollower extends Stream {
+  symbols: readonly string[];
+  trades: Set<string>;
+  /** The last book of each symbol, as its levels' text. */
+  books: Map<string, string>;
 }
 
 export interface LiveSummary {
@@ -31,34 +44,75 @@ export interface LiveSummary {
   /** Fills and order states since the last resync checked against PostgreSQL. */
   fillsChecked: number;
   ordersChecked: number;
+  /** The market-data stream's: its events, resyncs, streams opened, trades checked. */
+  market: { events: number; resyncs: number; connects: number; tradesChecked: number };
 }
 
 /** A decimal as text without trailing fractional zeros, to compare PostgreSQL's with the API's. */
 const plain = (d: string): string => (d.includes('.') ? d.replace(/\.?0+$/, '') : d);
 
+/** The levels of a book event or answer, as text to compare. */
+const levelsOf = (book: Record<string, unknown>): string => JSON.stringify([book.bids, book.asks]);
+
 export class LiveWatch {
   private readonly followers: Follower[];
+  private readonly market: MarketFollower;
   private readonly controller = new AbortController();
   private readonly running: Promise<void>[];
 
   constructor(
     private readonly url: string,
     users: LoadUser[],
+    symbols: readonly string[],
   ) {
-    this.followers = users.map((user) => ({
-      user,
+    const stream = (): Stream => ({
       lastId: undefined,
       from: undefined,
-      fills: new Set(),
-      orders: new Map(),
       events: 0,
       resyncs: 0,
       connects: 0,
+    });
+    this.followers = users.map((user) => ({
+      ...stream(),
+      user,
+      fills: new Set(),
+      orders: new Map(),
     }));
-    this.running = this.followers.map((f) => this.follow(f));
+    this.market = { ...stream(), symbols, trades: new Set(), books: new Map() };
+    this.running = this.followers.map((f) =>
+      this.follow(f, '/v1/events', f.user.key, {
+        restart: () => {
+          f.fills.clear();
+          f.orders.clear();
+        },
+        event: (event, data) => {
+          if (event === 'fill') f.fills.add(data.trade_id as string);
+          else if (event === 'order') f.orders.set(data.id as string, data as unknown as ApiOrder);
+        },
+      }),
+    );
+    const m = this.market;
+    this.running.push(
+      this.follow(m, `/v1/market/events?symbols=${symbols.join(',')}`, undefined, {
+        restart: () => m.trades.clear(),
+        event: (event, data) => {
+          if (event === 'trade') m.trades.add(data.id as string);
+          else if (event === 'book') m.books.set(data.symbol as string, levelsOf(data));
+        },
+      }),
+    );
   }
 
-  private async follow(f: Follower): Promise<void> {
+  private async follow(
+    f: Stream,
+    path: string,
+    key: string | undefined,
+    on: {
+      /** A resync, or the first ready: what came before is no longer the stream's to answer for. */
+      restart(): void;
+      event(event: string, data: Record<string, unknown>): void;
+    },
+  ): Promise<void> {
     const signal = this.controller.signal;
     const parser = createParser({
       onEvent: (m) => {
@@ -69,17 +123,16 @@ export class LiveWatch {
           if (m.event === 'resync') f.resyncs++;
           // What came before is the client's to read afresh; the stream answers for what follows.
           f.from = parsePosition(m.id ?? '', 1)?.seqs[0] ?? 0;
-          f.fills.clear();
-          f.orders.clear();
-        } else if (m.event === 'fill') f.fills.add(data.trade_id as string);
-        else if (m.event === 'order') f.orders.set(data.id as string, data as unknown as ApiOrder);
+          on.restart();
+        } else on.event(m.event ?? 'message', data);
       },
     });
     while (!signal.aborted) {
       try {
-        const headers: Record<string, string> = { authorization: `Bearer ${f.user.key}` };
+        const headers: Record<string, string> = {};
+        if (key !== undefined) headers.authorization = `Bearer ${key}`;
         if (f.lastId !== undefined) headers['last-event-id'] = f.lastId;
-        const res = await fetch(`${this.url}/v1/events`, { headers, signal });
+        const res = await fetch(`${this.url}${path}`, { headers, signal });
         if (res.status === 200 && res.body !== null) {
           f.connects++;
           parser.reset();
@@ -109,6 +162,7 @@ export class LiveWatch {
     await this.stop();
     const sum = (k: 'events' | 'resyncs' | 'connects'): number =>
       this.followers.reduce((n, f) => n + f[k], 0);
+    const m = this.market;
     return {
       problems: found.problems,
       summary: {
@@ -117,6 +171,12 @@ export class LiveWatch {
         connects: sum('connects'),
         fillsChecked: found.fills,
         ordersChecked: found.orders,
+        market: {
+          events: m.events,
+          resyncs: m.resyncs,
+          connects: m.connects,
+          tradesChecked: found.trades,
+        },
       },
     };
   }
@@ -124,7 +184,7 @@ export class LiveWatch {
   /** What the streams lack now, and how many fills and orders that looked at. */
   private async findProblems(
     sql: Sql,
-  ): Promise<{ problems: string[]; fills: number; orders: number }> {
+  ): Promise<{ problems: string[]; fills: number; orders: number; trades: number }> {
     const problems: string[] = [];
     let fills = 0;
     let orders = 0;
@@ -182,7 +242,42 @@ export class LiveWatch {
         );
       }
     }
-    return { problems, fills, orders };
+    const market = await this.marketProblems(sql);
+    problems.push(...market.problems);
+    return { problems, fills, orders, trades: market.trades };
+  }
+
+  /**
+   * What the market-data stream lacks now: a trade of its symbols since its last resync that never
+   * came, or a symbol whose last book is not the engine's book now (the system is quiet by then).
+   */
+  private async marketProblems(sql: Sql): Promise<{ problems: string[]; trades: number }> {
+    const m = this.market;
+    const from = m.from;
+    if (from === undefined)
+      return { problems: ['market data: the stream never opened'], trades: 0 };
+    const problems: string[] = [];
+    const trades = await sql<{ id: string }[]>`
+      SELECT id FROM trades WHERE symbol = ANY(${m.symbols as string[]}) AND seq > ${from}`;
+    const missing = trades.filter((t) => !m.trades.has(t.id));
+    if (missing.length > 0) {
+      problems.push(
+        `market data: ${missing.length} of ${trades.length} trades since ${from} never came (${missing[0]?.id} …)`,
+      );
+    }
+    if (trades.length === 0)
+      problems.push(`market data: no trade after its last resync at ${from}`);
+    for (const symbol of m.symbols) {
+      const res = await fetch(`${this.url}/v1/instruments/${symbol}/book?depth=10`);
+      const engine = levelsOf((await res.json()) as Record<string, unknown>);
+      const last = m.books.get(symbol);
+      if (last !== engine) {
+        problems.push(
+          `market data: ${symbol}'s last book ${last ?? 'never came'}, the engine's ${engine}`,
+        );
+      }
+    }
+    return { problems, trades: trades.length };
   }
 
   async stop(): Promise<void> {

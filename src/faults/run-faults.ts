@@ -80,7 +80,9 @@ export function faultMarkdown(report: FaultReport): string {
         ? []
         : [
             `live updates: ${n(r.live.events)} events, ${r.live.resyncs} resyncs, ${r.live.connects} streams opened; ` +
-              `${n(r.live.fillsChecked)} fills and ${n(r.live.ordersChecked)} order states since each user's last resync checked against PostgreSQL`,
+              `${n(r.live.fillsChecked)} fills and ${n(r.live.ordersChecked)} order states since each user's last resync checked against PostgreSQL; ` +
+              `market data: ${n(r.live.market.events)} events, ${r.live.market.resyncs} resyncs, ${r.live.market.connects} streams opened, ` +
+              `${n(r.live.market.tradesChecked)} trades since its last resync and each symbol's last book checked`,
           ]),
       ...r.failures.map((f) => `FAILED: ${f}`),
     ].map((x) => `- ${r.name}: ${x}`),
@@ -91,7 +93,7 @@ export function faultMarkdown(report: FaultReport): string {
     `Load ${n(t.rate)} requests/s (55% LIMIT GTC, 5% LIMIT IOC, 19.7% MARKET, 0.3% mass cancel of ` +
       `one symbol, 10% cancel, 10% amend of a resting order's quantity, each answer checked ` +
       `against what the order ends as; 4 users, ` +
-      `3 symbols (MARKET orders on ${PROTECTED.symbol} with a price protection of ${PROTECTED.bps} bps), each user following its live updates; and a fifth user who places resting orders on 2 other symbols for 4 s with a dead man's switch of 2 s kept armed, then falls silent until it fires, over and over), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
+      `3 symbols (MARKET orders on ${PROTECTED.symbol} with a price protection of ${PROTECTED.bps} bps), each user following its live updates, and one public market-data stream of the 3 symbols; and a fifth user who places resting orders on 2 other symbols for 4 s with a dead man's switch of 2 s kept armed, then falls silent until it fires, over and over), reached by a ramp of ${t.rampMs / 1000} s from the processes' start, then for ` +
       `at least ${t.loadMs / 1000} s per case; fault ${t.warmMs / 1000} s after the ramp; ` +
       `outages ${t.outageMs / 1000} s (PostgreSQL ${t.pgOutageMs / 1000} s). The load is open ` +
       'loop: requests are sent on time whatever the answers, queued at the client while up to 16,384 are ' +

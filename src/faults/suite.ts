@@ -24,7 +24,7 @@ import { LiveWatch } from './live-watch.js';
 import type { LiveSummary } from './live-watch.js';
 import { checkCase, quiesce } from './checks.js';
 import type { CheckResult } from './checks.js';
-import { FaultLoad } from './load.js';
+import { FaultLoad, SYMBOLS } from './load.js';
 import type { LoadSummary, LoadUser } from './load.js';
 import { PART_NAMES, Part } from './parts.js';
 import type { PartName } from './parts.js';
@@ -280,7 +280,7 @@ export class FaultSuite {
       if (listed.status !== 200) throw new Error(`price protection answered ${listed.status}`);
       // The fifth keeps a dead man's switch armed and falls silent, again and again.
       const deadMan = users.pop() as LoadUser;
-      watch = new LiveWatch(gatewayUrl, users);
+      watch = new LiveWatch(gatewayUrl, users, SYMBOLS);
       load = new FaultLoad({
         url: gatewayUrl,
         users,
