@@ -268,8 +268,15 @@ export class LiveWatch {
     if (trades.length === 0)
       problems.push(`market data: no trade after its last resync at ${from}`);
     for (const symbol of m.symbols) {
-      const res = await fetch(`${this.url}/v1/instruments/${symbol}/book?depth=10`);
-      const engine = levelsOf((await res.json()) as Record<string, unknown>);
+      let engine: string;
+      try {
+        const res = await fetch(`${this.url}/v1/instruments/${symbol}/book?depth=10`);
+        engine = levelsOf((await res.json()) as Record<string, unknown>);
+      } catch (err) {
+        // Looked at again until the check's time is up, as any other problem.
+        problems.push(`market data: ${symbol}'s book could not be read (${String(err)})`);
+        continue;
+      }
       const last = m.books.get(symbol);
       if (last !== engine) {
         problems.push(

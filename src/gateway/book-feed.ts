@@ -1,7 +1,8 @@
 // The order books that market-data streams (GET /v1/market/events) follow. A symbol's top levels
 // are read from its engine when a batch of the engine's work touched the symbol, at most once per
-// BOOK_INTERVAL_MS however many streams follow it, and each stream is sent the book only when its
-// own top levels changed: a conflated book, as it stands, never a backlog of old ones.
+// BOOK_INTERVAL_MS however many streams follow it, and each stream is sent the book when its own
+// top levels changed, or the symbol traded (so that a book at or past each trade's sequence
+// comes): a conflated book, as it stands, never a backlog of old ones.
 import type { Logger } from 'pino';
 import type { ParsedBatch } from '../queue/order-feed.js';
 
@@ -34,12 +35,24 @@ export interface BookWatch {
   stop(): void;
 }
 
+interface Watching {
+  /** The text of the levels it was last sent (undefined: none yet). */
+  last: string | undefined;
+  /** Times it asked to be sent the book again (again()), and of those, the last one answered. */
+  asked: number;
+  answered: number;
+}
+
 interface WatchedBook {
   readonly symbol: string;
-  /** Each watcher and the text of the levels it was last sent (undefined: none yet). */
-  readonly watchers: Map<BookWatcher, string | undefined>;
+  readonly watchers: Map<BookWatcher, Watching>;
   /** Something may have changed since the last read began. */
   dirty: boolean;
+  /**
+   * The next read goes to every watcher, changed or not: the symbol traded (a book with the
+   * trade's sequence is owed even when its levels look as before).
+   */
+  forced: boolean;
   timer: NodeJS.Timeout | undefined;
   reading: boolean;
   /** When the last read began (ms, monotonic). */
@@ -65,6 +78,7 @@ export class BookFeed {
         symbol,
         watchers: new Map(),
         dirty: false,
+        forced: false,
         timer: undefined,
         reading: false,
         readAt: -Infinity,
@@ -73,12 +87,15 @@ export class BookFeed {
       this.books.set(symbol, book);
     }
     const watched = book;
-    watched.watchers.set(watcher, undefined);
+    const watching: Watching = { last: undefined, asked: 0, answered: 0 };
+    watched.watchers.set(watcher, watching);
     this.mark(watched);
     return {
       again: () => {
         if (!watched.watchers.has(watcher)) return;
-        watched.watchers.set(watcher, undefined);
+        // Counted, not only forgotten: a read under way now may have begun before the reason to
+        // send again, and its book is then no answer to it.
+        watching.asked++;
         this.mark(watched);
       },
       stop: () => {
@@ -95,7 +112,9 @@ export class BookFeed {
     if (this.books.size === 0) return;
     for (const symbol of batch.symbols()) {
       const book = this.books.get(symbol);
-      if (book !== undefined) this.mark(book);
+      if (book === undefined) continue;
+      if (batch.tradesOf(symbol).length > 0) book.forced = true;
+      this.mark(book);
     }
   }
 
@@ -122,17 +141,24 @@ export class BookFeed {
   private async readBook(book: WatchedBook): Promise<void> {
     if (this.books.get(book.symbol) !== book) return;
     book.dirty = false;
+    const forced = book.forced;
+    book.forced = false;
     book.reading = true;
     book.readAt = performance.now();
     let depth = 1;
-    for (const w of book.watchers.keys()) depth = Math.max(depth, w.depth);
+    // What each watcher had asked for when the read began: a book read from now answers that.
+    const asked = new Map<BookWatcher, number>();
+    for (const [w, watching] of book.watchers) {
+      depth = Math.max(depth, w.depth);
+      asked.set(w, watching.asked);
+    }
     try {
       const data = await this.read(book.symbol, depth);
       if (book.failing) this.logger.info({ symbol: book.symbol }, 'market data: book read again');
       book.failing = false;
       // Worked out once a depth, and handed to every watcher of that depth as the same object.
       const byDepth = new Map<number, { text: string; data: BookData }>();
-      for (const [w, last] of book.watchers) {
+      for (const [w, watching] of book.watchers) {
         // Came since the read began, wanting more levels: the next read is for it.
         if (w.depth > depth) continue;
         let shown = byDepth.get(w.depth);
@@ -145,8 +171,10 @@ export class BookFeed {
           };
           byDepth.set(w.depth, shown);
         }
-        if (shown.text === last) continue;
-        book.watchers.set(w, shown.text);
+        const answers = asked.get(w) ?? watching.asked;
+        if (shown.text === watching.last && !forced && watching.answered >= answers) continue;
+        watching.last = shown.text;
+        watching.answered = answers;
         w.send(shown.data);
       }
     } catch (err) {
@@ -158,6 +186,7 @@ export class BookFeed {
       }
       book.failing = true;
       book.dirty = true;
+      book.forced ||= forced;
     } finally {
       book.reading = false;
       if (book.dirty && this.books.get(book.symbol) === book) this.schedule(book);

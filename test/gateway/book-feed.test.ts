@@ -7,7 +7,12 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { BookFeed } from '../../src/gateway/book-feed.js';
 import type { BookData } from '../../src/gateway/book-feed.js';
-import { Outbox } from '../../src/gateway/routes/events.js';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Outbox, drained } from '../../src/gateway/routes/events.js';
+import { addressKey } from '../../src/gateway/routes/market.js';
 import { ParsedBatch, marketTrades } from '../../src/queue/order-feed.js';
 
 const batchOf = (symbol: string) =>
@@ -103,6 +108,46 @@ describe('book feed', () => {
     feed.stop();
   });
 
+  it('sends every watcher the book after a trade of its symbol, changed or not, and after again() during a read', async () => {
+    const src = source();
+    const feed = new BookFeed(src.read, pino({ level: 'silent' }), 10);
+    src.asks = [5];
+    const got: BookData[] = [];
+    feed.watch('AAPL', { depth: 1, send: (b) => got.push(b) });
+    await until(() => got.length === 1);
+    // A batch without a trade of the symbol, the book unchanged: nothing is sent.
+    feed.touched(batchOf('AAPL'));
+    await until(() => src.reads.length === 2);
+    assert.equal(got.length, 1);
+    // A trade (its quantity put back by then): the same levels are sent again, at a later
+    // sequence, so that a book at or past the trade's comes.
+    const traded = new ParsedBatch(
+      JSON.stringify({
+        first_seq: 3,
+        last_seq: 3,
+        orders: [{ symbol: 'AAPL' }],
+        trades: [{ id: 't', seq: 3, symbol: 'AAPL', price: '100', quantity: '1' }],
+      }),
+    );
+    feed.touched(traded);
+    await until(() => got.length === 2);
+    assert.deepEqual(got[1]?.asks, got[0]?.asks);
+    assert.ok((got[1]?.sequence as number) > (got[0]?.sequence as number));
+
+    // again() while a read is under way: that read may have begun before the reason, so it is
+    // no answer (the levels unchanged, it is not sent); the read after it is, and is sent.
+    const w = feed.watch('MSFT', { depth: 1, send: (b) => got.push(b) });
+    await until(() => got.length === 3);
+    const reads = src.reads.length;
+    feed.touched(batchOf('MSFT'));
+    while (src.reads.length === reads) await new Promise((r) => setTimeout(r, 1));
+    w.again();
+    await until(() => got.length === 4);
+    assert.equal(src.reads.length, reads + 2);
+    assert.ok((got[3]?.sequence as number) > reads + 1, 'sent from the read after again()');
+    feed.stop();
+  });
+
   it('tries a failing read again, logs it once, and sends the book once it can', async () => {
     const src = source();
     const lines: string[] = [];
@@ -185,6 +230,53 @@ describe('market-data stream, in-process parts', () => {
       ['AAPL 1000', 'MSFT 7'],
     );
     assert.equal(out.overflowed, false);
+  });
+
+  it('drops the books held when it resyncs: fresh ones follow', async () => {
+    const out = new Outbox();
+    out.open('r:1');
+    out.book('AAPL', { symbol: 'AAPL', bids: [], asks: [], sequence: 1 });
+    out.resync('why', 'r:2');
+    const text = (await out.take()) as string;
+    assert.ok(!text.includes('event: book'), text);
+    assert.ok(text.includes('event: resync'));
+  });
+
+  it('says when a connection has taken nothing for a while', async () => {
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // The client never reads: write until even the kernel's buffers are full.
+      const chunk = 'x'.repeat(1 << 16);
+      void (async () => {
+        for (let i = 0; i < 2_000; i++) {
+          while (res.write(chunk));
+          if (!(await drained(res, 200))) {
+            server.emit('stalled', false);
+            return;
+          }
+        }
+        server.emit('stalled', true);
+      })();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    socket.pause();
+    socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    const [taken] = (await once(server, 'stalled')) as [boolean];
+    assert.equal(taken, false);
+    socket.destroy();
+    server.closeAllConnections();
+    server.close();
+  });
+
+  it('counts an IPv6 client by its /64, and an IPv4 one (mapped or not) by its address', () => {
+    assert.equal(addressKey('127.0.0.1'), '127.0.0.1');
+    assert.equal(addressKey('::ffff:10.1.2.3'), '10.1.2.3');
+    assert.equal(addressKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('2001:0DB8:0:0:ffff::2'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('2001:db8:0:1::2'), '2001:db8:0:1::/64');
+    assert.equal(addressKey('::1'), '0:0:0:0::/64');
   });
 
   it('takes the trades of the symbols followed in the order the engine made them', () => {

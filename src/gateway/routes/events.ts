@@ -21,6 +21,9 @@ const RETRY_MS = 1_000;
  */
 export const MAX_HELD = 4 << 20;
 
+/** How long a client's connection may take nothing of what is written to it before it is cut. */
+export const STALL_MS = 60_000;
+
 /** How long a closing gateway gives a stream to take what it holds. */
 const STOP_GRACE_MS = 1_000;
 
@@ -104,6 +107,8 @@ export class Outbox implements FeedSink {
   }
 
   resync(reason: string, position: string): void {
+    // A book read before the resync is not to follow it: fresh ones do (onResync).
+    this.books.clear();
     this.push(frame('resync', { reason }, position));
     this.onResync?.();
   }
@@ -154,16 +159,19 @@ export class Outbox implements FeedSink {
   }
 }
 
-/** Resolves once `res` can take more, or is closed. */
-function drained(res: ServerResponse): Promise<void> {
+/** Resolves true once `res` can take more, or is closed; false if neither within `ms`. */
+export function drained(res: ServerResponse, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
+    const done = (taken: boolean): void => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onDrain);
+      resolve(taken);
     };
-    res.on('drain', done);
-    res.on('close', done);
+    const onDrain = (): void => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    res.on('drain', onDrain);
+    res.on('close', onDrain);
   });
 }
 
@@ -217,7 +225,13 @@ export async function serveStream(
     for (;;) {
       const text = await out.take();
       if (text === undefined || res.destroyed) break;
-      if (!res.write(text)) await drained(res);
+      if (!res.write(text) && !(await drained(res, STALL_MS))) {
+        // Its connection has taken nothing for that long: cut off, as one that lets 4 MiB pile
+        // up (books alone never do, as each replaces the last of its symbol).
+        out.overflowed = true;
+        res.destroy();
+        break;
+      }
     }
   } finally {
     if (beat !== undefined) clearInterval(beat);

@@ -1,5 +1,6 @@
 // Market data: instruments, the L2 book from the engine, recent trades, and all of it live.
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
+import { isIPv4, isIPv6 } from 'node:net';
 import { SYMBOL } from '../../config/config.js';
 import { marketTrades } from '../../queue/order-feed.js';
 import type { GatewayContext } from '../app.js';
@@ -42,6 +43,24 @@ export async function readBook(
     asks: book.asks.map(level),
     sequence: book.seq,
   };
+}
+
+/**
+ * Whom a public stream is counted against: an IPv4 address, or an IPv6 address's /64 (one host
+ * commonly holds a whole /64, and could otherwise open streams from each of its addresses).
+ */
+export function addressKey(ip: string): string {
+  if (!isIPv6(ip)) return ip;
+  const mapped = /^::ffff:([0-9.]+)$/i.exec(ip);
+  if (mapped !== null && isIPv4(mapped[1] as string)) return mapped[1] as string;
+  const [head = '', tail = ''] = ip.toLowerCase().split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = ip.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
+  const groups = [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }
 
 /** The symbols of a stream's `symbols`: each once, each listed, or a 400 naming the field. */
@@ -134,7 +153,7 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
         const symbols = await streamSymbols(ctx, req.query.symbols);
         const depth = req.query.depth ?? STREAM_DEPTH;
         // Public, so counted by the address it comes from as well as in all.
-        const address = req.ip;
+        const address = addressKey(req.ip);
         const mine = byAddress.get(address) ?? 0;
         const perAddress = ctx.config.marketStreamsPerAddress;
         if (mine >= perAddress) {
