@@ -1,4 +1,5 @@
-// Trades as stored by the batch writer, read as an order's fills and a symbol's recent trades.
+// Trades as stored by the batch writer, read as an order's fills, a symbol's recent trades and its
+// candles.
 import type { Fill, SideName } from '../queue/records.js';
 import type { Sql } from './client.js';
 
@@ -58,4 +59,50 @@ export async function recentTrades(
     taker_side: r.taker_side,
     executed_at: r.executed_at.toISOString(),
   }));
+}
+
+/** One interval of a symbol's trades: open, high, low, close, and how much traded. */
+export interface Candle {
+  open_time: string;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  /** The quantity traded. */
+  volume: string;
+  /** Price × quantity, summed: the value traded. */
+  quote_volume: string;
+  trades: number;
+}
+
+/**
+ * A symbol's candles of `seconds` each (aligned to the Unix epoch, so a day's starts at midnight
+ * UTC) whose start is in [from, to], oldest first; an interval without a trade has none. Open and
+ * close are the first and last trades in the order the engine made them. Exact: NUMERIC
+ * throughout, as text.
+ */
+export async function candles(
+  sql: Sql,
+  symbol: string,
+  seconds: number,
+  from: Date,
+  to: Date,
+): Promise<Candle[]> {
+  const rows = await sql<(Omit<Candle, 'open_time'> & { open_time: Date })[]>`
+    SELECT
+      to_timestamp(floor(extract(epoch FROM executed_at) / ${seconds}) * ${seconds}) AS open_time,
+      (array_agg(price ORDER BY executed_at, seq, trade_no))[1]::text AS open,
+      max(price)::text AS high,
+      min(price)::text AS low,
+      (array_agg(price ORDER BY executed_at DESC, seq DESC, trade_no DESC))[1]::text AS close,
+      sum(quantity)::text AS volume,
+      sum(price * quantity)::text AS quote_volume,
+      count(*)::int AS trades
+    FROM trades
+    WHERE symbol = ${symbol}
+      AND executed_at >= ${from}
+      AND executed_at < ${new Date(to.getTime() + seconds * 1000)}
+    GROUP BY 1
+    ORDER BY 1`;
+  return rows.map((r) => ({ ...r, open_time: r.open_time.toISOString() }));
 }

@@ -217,6 +217,52 @@ export const TradesQuery = Type.Object(
   { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
   { additionalProperties: false },
 );
+/** Candle intervals, by name, in seconds. */
+export const CANDLE_INTERVALS = {
+  '1m': 60,
+  '5m': 300,
+  '15m': 900,
+  '30m': 1_800,
+  '1h': 3_600,
+  '4h': 14_400,
+  '1d': 86_400,
+} as const;
+
+export const CandlesQuery = Type.Object(
+  {
+    interval: Type.Enum(
+      Object.fromEntries(Object.keys(CANDLE_INTERVALS).map((k) => [k, k])) as {
+        [K in keyof typeof CANDLE_INTERVALS]: K;
+      },
+      { description: 'Each candle’s span: 1m, 5m, 15m, 30m, 1h, 4h or 1d (UTC)' },
+    ),
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, description: 'Intervals (default 100)' }),
+    ),
+    end_time: Type.Optional({
+      ...Time,
+      description: 'The last interval is the one that holds this time (default: now)',
+    }),
+  },
+  { additionalProperties: false },
+);
+export const Candles = Type.Object({
+  symbol: Type.String(),
+  interval: Type.String(),
+  candles: Type.Array(
+    Type.Object({
+      open_time: Time,
+      open: DecimalOut,
+      high: DecimalOut,
+      low: DecimalOut,
+      close: DecimalOut,
+      volume: DecimalOut,
+      quote_volume: DecimalOut,
+      trades: Type.Integer(),
+    }),
+  ),
+});
+
 export const Trades = Type.Object({
   trades: Type.Array(
     Type.Object({

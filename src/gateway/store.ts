@@ -1,5 +1,6 @@
 // What the gateway needs from PostgreSQL and from the engine, as small interfaces: the
 // composition root injects the real ones, so routes know no SQL and no gRPC.
+import type { Candle } from '../db/trades.js';
 import type { UserHalt } from '../db/users.js';
 import type { Fill, OrderState, SideName } from '../queue/records.js';
 
@@ -62,6 +63,8 @@ export interface GatewayStore {
   deletePendingOrder(orderId: string): Promise<void>;
   fillsOfOrder(orderId: string): Promise<Fill[]>;
   recentTrades(symbol: string, limit: number): Promise<TradeRow[]>;
+  /** A symbol's candles of `seconds` each starting in [from, to], oldest first (db/trades.ts). */
+  candles(symbol: string, seconds: number, from: Date, to: Date): Promise<Candle[]>;
   ping(): Promise<void>;
 }
 

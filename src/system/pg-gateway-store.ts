@@ -104,6 +104,9 @@ export function pgGatewayStore(sql: Sql, placement: ShardPlacement): GatewayStor
     }),
     fillsOfOrder: timed((orderId: string) => trades.fillsOfOrder(sql, orderId)),
     recentTrades: timed((symbol: string, limit: number) => trades.recentTrades(sql, symbol, limit)),
+    candles: timed((symbol: string, seconds: number, from: Date, to: Date) =>
+      trades.candles(sql, symbol, seconds, from, to),
+    ),
     ping: timed(async () => {
       await sql`SELECT 1`;
     }),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { fillsOfOrder, recentTrades } from '../../src/db/trades.js';
+import { candles, fillsOfOrder, recentTrades } from '../../src/db/trades.js';
 import { freshDatabase } from '../support/services.js';
 import type { TestDatabase } from '../support/services.js';
 import { arrange, orderState, putOrder, putTrade, trade } from './fixtures.js';
@@ -59,5 +59,83 @@ describe('trades', () => {
     assert.deepEqual(await recentTrades(db.sql, 'AAPL', 100), [t4, t3, t2, t1].map(pub));
     assert.deepEqual(await recentTrades(db.sql, 'AAPL', 2), [t4, t3].map(pub));
     assert.deepEqual(await recentTrades(db.sql, 'MSFT', 10), []);
+  });
+
+  it('makes candles: open and close in the engine’s order, exact sums, empty intervals left out', async () => {
+    const { alice, bob } = await arrange(db.sql);
+    const maker = orderState(alice, { symbol: 'GOOG', side: 'SELL', seq: 10 });
+    const taker = orderState(bob, { symbol: 'GOOG', side: 'BUY', seq: 11 });
+    for (const o of [maker, taker]) await putOrder(db.sql, o);
+    const put = (seq: number, tradeNo: number, iso: string, price: string, quantity: string) =>
+      putTrade(db.sql, trade(taker, maker, seq, tradeNo, { price, quantity, executed_at: iso }));
+    // 10:00 – 10:01: three trades, two of one command in the same millisecond (its second is the
+    // close, and stored first to show that the order comes from seq and trade number).
+    await put(101, 0, '2026-12-08T10:00:05.000Z', '140.10', '3');
+    await put(102, 1, '2026-12-08T10:00:59.999Z', '139.95', '2');
+    await put(102, 0, '2026-12-08T10:00:59.999Z', '140.30', '1');
+    // 10:01 has none; 10:02 one; 09:59 one; and a trade of another symbol in 10:00.
+    await put(103, 0, '2026-12-08T10:02:00.000Z', '0.10', '7');
+    await put(99, 0, '2026-12-08T09:59:59.999Z', '141.00', '1');
+    await putTrade(
+      db.sql,
+      trade(orderState(bob, { symbol: 'MSFT', seq: 12 }), maker, 500, 0, {
+        symbol: 'MSFT',
+        executed_at: '2026-12-08T10:00:30.000Z',
+      }),
+    );
+
+    const minute = (from: string, to: string) =>
+      candles(db.sql, 'GOOG', 60, new Date(from), new Date(to));
+    assert.deepEqual(await minute('2026-12-08T10:00:00.000Z', '2026-12-08T10:02:00.000Z'), [
+      {
+        open_time: '2026-12-08T10:00:00.000Z',
+        open: '140.10',
+        high: '140.30',
+        low: '139.95',
+        close: '139.95',
+        volume: '6',
+        // 140.10 × 3 + 140.30 × 1 + 139.95 × 2, exactly
+        quote_volume: '840.50',
+        trades: 3,
+      },
+      {
+        open_time: '2026-12-08T10:02:00.000Z',
+        open: '0.10',
+        high: '0.10',
+        low: '0.10',
+        close: '0.10',
+        volume: '7',
+        quote_volume: '0.70',
+        trades: 1,
+      },
+    ]);
+    // The window is of candles' starts: 09:59 is outside it, 10:02 too when it ends at 10:01.
+    assert.deepEqual(
+      (await minute('2026-12-08T10:00:00.000Z', '2026-12-08T10:01:00.000Z')).map((c) => c.trades),
+      [3],
+    );
+    // Days start at midnight UTC, four hours at 08:00.
+    const day = await candles(
+      db.sql,
+      'GOOG',
+      86_400,
+      new Date('2026-12-08T00:00:00.000Z'),
+      new Date('2026-12-08T00:00:00.000Z'),
+    );
+    assert.deepEqual(
+      day.map((c) => [c.open_time, c.open, c.close, c.volume, c.trades]),
+      [['2026-12-08T00:00:00.000Z', '141.00', '0.10', '14', 5]],
+    );
+    const fourHours = await candles(
+      db.sql,
+      'GOOG',
+      14_400,
+      new Date('2026-12-08T08:00:00.000Z'),
+      new Date('2026-12-08T08:00:00.000Z'),
+    );
+    assert.deepEqual(
+      fourHours.map((c) => c.open_time),
+      ['2026-12-08T08:00:00.000Z'],
+    );
   });
 });

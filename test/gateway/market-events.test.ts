@@ -247,6 +247,65 @@ describe('market-data stream', () => {
     s.close();
   });
 
+  it('gives candles of a symbol’s trades once PostgreSQL has them, and 4xx for what it cannot give', async () => {
+    const listed = await fetch(`${t.url}/v1/admin/instruments/CNDL`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${t.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tick_size: '0.05', lot_size: '0.5' }),
+    });
+    assert.equal(listed.status, 201);
+    await sell('CNDL', '2', '10.05');
+    await sell('CNDL', '1.5', '10.10');
+    await sell('CNDL', '4', '10.20');
+    await buy('CNDL', '1');
+    await buy('CNDL', '2.5');
+    await buy('CNDL', '0.5');
+    type C = Record<string, string | number>;
+    // Summed over the candles returned, in case a day boundary falls between the trades.
+    const got = await eventually(async () => {
+      const r = await t.api(undefined, 'GET', '/v1/instruments/CNDL/candles?interval=1d&limit=2');
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const list = r.body.candles as C[];
+      return list.reduce((n, c) => n + (c.trades as number), 0) === 4 ? list : undefined;
+    });
+    assert.equal(got[0]?.open, '10.05');
+    assert.equal(got.at(-1)?.close, '10.20');
+    assert.deepEqual(
+      [Math.max(...got.map((c) => Number(c.high))), Math.min(...got.map((c) => Number(c.low)))],
+      [10.2, 10.05],
+    );
+    if (got.length === 1) {
+      // 1 @ 10.05, then 1 @ 10.05 + 1.5 @ 10.10, then 0.5 @ 10.20: exact, at the instrument's scale.
+      assert.deepEqual(
+        { volume: got[0]?.volume, quote_volume: got[0]?.quote_volume },
+        { volume: '4.0', quote_volume: '40.350' },
+      );
+      assert.match(got[0]?.open_time as string, /T00:00:00\.000Z$/);
+    }
+    // Long before the first trade: no candle.
+    const before = await t.api(
+      undefined,
+      'GET',
+      '/v1/instruments/CNDL/candles?interval=1m&end_time=2020-01-01T00:00:00.000Z',
+    );
+    assert.deepEqual(before.body, { symbol: 'CNDL', interval: '1m', candles: [] });
+
+    for (const [query, status] of [
+      ['interval=2m', 400],
+      ['interval=1m&limit=0', 400],
+      ['interval=1m&limit=1001', 400],
+      ['interval=1m&end_time=yesterday', 400],
+      ['limit=5', 400],
+    ] as const) {
+      const r = await t.api(undefined, 'GET', `/v1/instruments/CNDL/candles?${query}`);
+      assert.equal(r.status, status, query);
+      assert.equal(r.body.error?.code, 'VALIDATION_ERROR', query);
+    }
+    const unknown = await t.api(undefined, 'GET', '/v1/instruments/NOPE/candles?interval=1m');
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error?.code, 'NOT_FOUND');
+  });
+
   function metricsUrl(): string {
     return `${t.url}/metrics`;
   }

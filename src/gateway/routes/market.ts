@@ -10,6 +10,9 @@ import { newestFirst } from '../newest-first.js';
 import {
   Book,
   BookQuery,
+  CANDLE_INTERVALS,
+  Candles,
+  CandlesQuery,
   Instruments,
   MarketEventsQuery,
   SymbolParam,
@@ -194,6 +197,34 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
           if (left === 0) byAddress.delete(address);
           else byAddress.set(address, left);
         }
+      },
+    );
+
+    app.get(
+      '/v1/instruments/:symbol/candles',
+      {
+        schema: {
+          summary: 'Candles (open, high, low, close, volume), oldest first',
+          description:
+            'The `limit` intervals up to the one that holds `end_time` (default now), aligned to ' +
+            'UTC; an interval without a trade has no candle. Of the trades PostgreSQL holds: the ' +
+            'batch writer has each within about a second.',
+          security: [],
+          params: SymbolParam,
+          querystring: CandlesQuery,
+          response: { 200: Candles, ...errors },
+        },
+      },
+      async (req) => {
+        const symbol = req.params.symbol;
+        if ((await ctx.instruments.get(symbol)) === undefined) throw new ApiError('NOT_FOUND');
+        const { interval } = req.query;
+        const ms = CANDLE_INTERVALS[interval] * 1000;
+        const end = req.query.end_time === undefined ? Date.now() : Date.parse(req.query.end_time);
+        const last = Math.floor(end / ms) * ms;
+        const first = last - ((req.query.limit ?? 100) - 1) * ms;
+        const candles = await ctx.store.candles(symbol, ms / 1000, new Date(first), new Date(last));
+        return { symbol, interval, candles };
       },
     );
 
