@@ -30,7 +30,8 @@ export const fromPostgres = (err: unknown): Error =>
 export function isConnectionFailure(err: unknown): boolean {
   const code = errorCode(err) ?? '';
   return (
-    /^(08|57|53)/.test(code) ||
+    // 57014, a query cancelled (by its statement_timeout), was answered by a server up and running.
+    (/^(08|57|53)/.test(code) && code !== '57014') ||
     code === '55000' || // database does not allow connections
     code === '3D000' || // database does not exist (yet, or renamed)
     code.startsWith('E') || // ECONNREFUSED, ECONNRESET, …

@@ -76,10 +76,18 @@ export interface Candle {
 }
 
 /**
+ * How long one candles query may run before PostgreSQL cancels it (SQLSTATE 57014): less than the
+ * gateway's wait for PostgreSQL (1 s), so that the query stops when the request gives up on it.
+ */
+export const CANDLES_TIMEOUT_MS = 900;
+
+/**
  * A symbol's candles of `seconds` each (aligned to the Unix epoch, so a day's starts at midnight
  * UTC) whose start is in [from, to], oldest first; an interval without a trade has none. Open and
  * close are the first and last trades in the order the engine made them. Exact: NUMERIC
- * throughout, as text.
+ * throughout, as text. In constant memory per candle (open and close are the least and greatest
+ * (time, seq, trade number, price) of the interval, not an array of its prices), and cancelled
+ * past CANDLES_TIMEOUT_MS: the pool it runs on is the one orders are written through.
  */
 export async function candles(
   sql: Sql,
@@ -88,21 +96,25 @@ export async function candles(
   from: Date,
   to: Date,
 ): Promise<Candle[]> {
-  const rows = await sql<(Omit<Candle, 'open_time'> & { open_time: Date })[]>`
-    SELECT
-      to_timestamp(floor(extract(epoch FROM executed_at) / ${seconds}) * ${seconds}) AS open_time,
-      (array_agg(price ORDER BY executed_at, seq, trade_no))[1]::text AS open,
-      max(price)::text AS high,
-      min(price)::text AS low,
-      (array_agg(price ORDER BY executed_at DESC, seq DESC, trade_no DESC))[1]::text AS close,
-      sum(quantity)::text AS volume,
-      sum(price * quantity)::text AS quote_volume,
-      count(*)::int AS trades
-    FROM trades
-    WHERE symbol = ${symbol}
-      AND executed_at >= ${from}
-      AND executed_at < ${new Date(to.getTime() + seconds * 1000)}
-    GROUP BY 1
-    ORDER BY 1`;
+  type Row = Omit<Candle, 'open_time'> & { open_time: Date };
+  const rows = await sql.begin(async (tx) => {
+    await tx.unsafe(`SET LOCAL statement_timeout = ${CANDLES_TIMEOUT_MS}`);
+    return tx<Row[]>`
+      SELECT
+        to_timestamp(floor(extract(epoch FROM executed_at) / ${seconds}) * ${seconds}) AS open_time,
+        (min(ARRAY[extract(epoch FROM executed_at), seq, trade_no, price]))[4]::text AS open,
+        max(price)::text AS high,
+        min(price)::text AS low,
+        (max(ARRAY[extract(epoch FROM executed_at), seq, trade_no, price]))[4]::text AS close,
+        sum(quantity)::text AS volume,
+        sum(price * quantity)::text AS quote_volume,
+        count(*)::int AS trades
+      FROM trades
+      WHERE symbol = ${symbol}
+        AND executed_at >= ${from}
+        AND executed_at < ${new Date(to.getTime() + seconds * 1000)}
+      GROUP BY 1
+      ORDER BY 1`;
+  });
   return rows.map((r) => ({ ...r, open_time: r.open_time.toISOString() }));
 }

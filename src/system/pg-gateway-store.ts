@@ -77,6 +77,7 @@ function tagged<A extends unknown[], R>(f: (...args: A) => Promise<R>): (...args
 
 export function pgGatewayStore(sql: Sql, placement: ShardPlacement): GatewayStore {
   const timed = breaker();
+  const heavy = breaker();
   return {
     loadUsers: tagged(() => users.loadUsers(sql)),
     createUser: tagged((name: string) => users.createUser(sql, name)),
@@ -104,7 +105,9 @@ export function pgGatewayStore(sql: Sql, placement: ShardPlacement): GatewayStor
     }),
     fillsOfOrder: timed((orderId: string) => trades.fillsOfOrder(sql, orderId)),
     recentTrades: timed((symbol: string, limit: number) => trades.recentTrades(sql, symbol, limit)),
-    candles: timed((symbol: string, seconds: number, from: Date, to: Date) =>
+    // A guard of its own: a wide window that runs out its time is no sign that the rest of the
+    // requests should fail fast.
+    candles: heavy((symbol: string, seconds: number, from: Date, to: Date) =>
       trades.candles(sql, symbol, seconds, from, to),
     ),
     ping: timed(async () => {

@@ -70,11 +70,14 @@ describe('trades', () => {
       putTrade(db.sql, trade(taker, maker, seq, tradeNo, { price, quantity, executed_at: iso }));
     // 10:00 – 10:01: three trades, two of one command in the same millisecond (its second is the
     // close, and stored first to show that the order comes from seq and trade number).
-    await put(101, 0, '2026-12-08T10:00:05.000Z', '140.10', '3');
+    await put(101, 0, '2026-12-08T10:00:00.000Z', '140.10', '3');
     await put(102, 1, '2026-12-08T10:00:59.999Z', '139.95', '2');
     await put(102, 0, '2026-12-08T10:00:59.999Z', '140.30', '1');
-    // 10:01 has none; 10:02 one; 09:59 one; and a trade of another symbol in 10:00.
+    // 10:01 has none; 10:02 one at its first and one at its last millisecond, and one at the
+    // first of 10:03, outside the window below; 09:59 one; and a trade of another symbol in 10:00.
     await put(103, 0, '2026-12-08T10:02:00.000Z', '0.10', '7');
+    await put(104, 0, '2026-12-08T10:02:59.999Z', '0.15', '1');
+    await put(105, 0, '2026-12-08T10:03:00.000Z', '0.20', '1');
     await put(99, 0, '2026-12-08T09:59:59.999Z', '141.00', '1');
     await putTrade(
       db.sql,
@@ -101,12 +104,12 @@ describe('trades', () => {
       {
         open_time: '2026-12-08T10:02:00.000Z',
         open: '0.10',
-        high: '0.10',
+        high: '0.15',
         low: '0.10',
-        close: '0.10',
-        volume: '7',
-        quote_volume: '0.70',
-        trades: 1,
+        close: '0.15',
+        volume: '8',
+        quote_volume: '0.85',
+        trades: 2,
       },
     ]);
     // The window is of candles' starts: 09:59 is outside it, 10:02 too when it ends at 10:01.
@@ -124,7 +127,7 @@ describe('trades', () => {
     );
     assert.deepEqual(
       day.map((c) => [c.open_time, c.open, c.close, c.volume, c.trades]),
-      [['2026-12-08T00:00:00.000Z', '141.00', '0.10', '14', 5]],
+      [['2026-12-08T00:00:00.000Z', '141.00', '0.20', '16', 7]],
     );
     const fourHours = await candles(
       db.sql,

@@ -306,6 +306,88 @@ describe('market-data stream', () => {
     assert.equal(unknown.body.error?.code, 'NOT_FOUND');
   });
 
+  it('gives the candles of the window asked for, and 503 when they take too long or too many are asked at once', async () => {
+    // Trades at known times, straight into PostgreSQL (as the batch writer stores them).
+    const put = (seq: number, iso: string, price: string) => t.db.sql`
+      INSERT INTO trades (id, shard, seq, trade_no, symbol, price, quantity, taker_side,
+        taker_order_id, maker_order_id, taker_user_id, maker_user_id, executed_at)
+      VALUES (gen_random_uuid(), 'old', ${seq}, 0, 'AMZN', ${price}, '1', 'BUY', gen_random_uuid(),
+        gen_random_uuid(), ${bob.id}, ${alice.id}, ${iso})`;
+    await put(1, '2020-03-01T09:58:10.000Z', '10.00');
+    await put(2, '2020-03-01T09:59:59.999Z', '11.00');
+    await put(3, '2020-03-01T10:00:00.000Z', '12.00');
+    await put(4, '2020-03-01T10:00:59.999Z', '13.00');
+    await put(5, '2020-03-01T10:01:00.000Z', '14.00');
+    const window = async (query: string) => {
+      const r = await t.api(undefined, 'GET', `/v1/instruments/AMZN/candles?interval=1m&${query}`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return (r.body.candles as { open_time: string; open: string; close: string }[]).map(
+        (c) => `${c.open_time.slice(11, 16)} ${c.open}-${c.close}`,
+      );
+    };
+    // The interval that holds end_time is the last; limit counts intervals, empty ones too.
+    assert.deepEqual(await window('limit=1&end_time=2020-03-01T10:00:30.000Z'), [
+      '10:00 12.00-13.00',
+    ]);
+    assert.deepEqual(await window('limit=2&end_time=2020-03-01T10:00:00.000Z'), [
+      '09:59 11.00-11.00',
+      '10:00 12.00-13.00',
+    ]);
+    assert.deepEqual(await window('limit=3&end_time=2020-03-01T10:01:59.999Z'), [
+      '09:59 11.00-11.00',
+      '10:00 12.00-13.00',
+      '10:01 14.00-14.00',
+    ]);
+    assert.deepEqual(await window('limit=4&end_time=2020-03-01T10:01:00.000Z'), [
+      '09:58 10.00-10.00',
+      '09:59 11.00-11.00',
+      '10:00 12.00-13.00',
+      '10:01 14.00-14.00',
+    ]);
+    // A leap second passes the format but no Date holds it: 400, not a fault.
+    const leap = await t.api(
+      undefined,
+      'GET',
+      '/v1/instruments/AMZN/candles?interval=1m&end_time=2016-12-31T23:59:60Z',
+    );
+    assert.equal(leap.status, 400);
+    assert.equal(leap.body.error?.code, 'VALIDATION_ERROR');
+
+    // The trades table held by another transaction: two reads wait (and are cancelled at their
+    // statement timeout), the third is refused at once.
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    let locked: () => void = () => {};
+    const lockTaken = new Promise<void>((r) => (locked = r));
+    const holder = t.db.sql.begin(async (tx) => {
+      await tx`LOCK TABLE trades IN ACCESS EXCLUSIVE MODE`;
+      locked();
+      await held;
+    });
+    await lockTaken;
+    try {
+      const ask = () => t.api(undefined, 'GET', '/v1/instruments/AMZN/candles?interval=1m');
+      const first = [ask(), ask()];
+      await new Promise((r) => setTimeout(r, 200));
+      const third = await ask();
+      assert.equal(third.status, 503);
+      assert.equal(third.body.error?.code, 'OVERLOADED');
+      assert.match(third.body.error?.message ?? '', /at once/);
+      for (const r of await Promise.all(first)) {
+        assert.equal(r.status, 503, JSON.stringify(r.body));
+        assert.equal(r.body.error?.code, 'OVERLOADED');
+        assert.match(r.body.error?.message ?? '', /too long/);
+        assert.equal(r.headers.get('retry-after'), '1');
+      }
+    } finally {
+      release();
+      await holder;
+    }
+    // A query that ran out its time is no sign of PostgreSQL down: the rest go on at once.
+    assert.equal((await t.api(alice.key, 'GET', '/v1/orders?limit=1')).status, 200);
+    assert.equal((await window('limit=1&end_time=2020-03-01T10:01:00.000Z')).length, 1);
+  });
+
   function metricsUrl(): string {
     return `${t.url}/metrics`;
   }

@@ -2,6 +2,7 @@
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { isIPv4, isIPv6 } from 'node:net';
 import { SYMBOL } from '../../config/config.js';
+import { errorCode } from '../../db/pg-errors.js';
 import { marketTrades } from '../../queue/order-feed.js';
 import type { GatewayContext } from '../app.js';
 import type { BookData, BookWatch } from '../book-feed.js';
@@ -21,6 +22,9 @@ import {
 } from '../schemas.js';
 import type { TradeRow } from '../store.js';
 import { Outbox, lastEventId, serveStream } from './events.js';
+
+/** Candle requests one gateway runs at once. */
+const CANDLE_READS = 2;
 
 /** Levels a side a market-data stream is sent unless it asks for another depth. */
 const STREAM_DEPTH = 10;
@@ -125,6 +129,8 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
     );
 
     const streams = { open: ctx.metrics.marketStreams, dropped: ctx.metrics.marketStreamsDropped };
+    /** Candle requests under way (at most CANDLE_READS). */
+    let candleReads = 0;
     /** Market-data streams open, by the address they come from. */
     const byAddress = new Map<string, number>();
     app.get(
@@ -221,10 +227,43 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
         const { interval } = req.query;
         const ms = CANDLE_INTERVALS[interval] * 1000;
         const end = req.query.end_time === undefined ? Date.now() : Date.parse(req.query.end_time);
+        // A time the format allows and a Date cannot hold (a leap second).
+        if (!Number.isFinite(end)) {
+          throw new ApiError('VALIDATION_ERROR', 'end_time is not a time this system can use.', [
+            { field: 'querystring.end_time', message: 'is not a usable time' },
+          ]);
+        }
         const last = Math.floor(end / ms) * ms;
         const first = last - ((req.query.limit ?? 100) - 1) * ms;
-        const candles = await ctx.store.candles(symbol, ms / 1000, new Date(first), new Date(last));
-        return { symbol, interval, candles };
+        // They share PostgreSQL's pool with the orders: a few at a time per gateway.
+        if (candleReads >= CANDLE_READS) {
+          throw new ApiError(
+            'OVERLOADED',
+            'Too many candle requests at once on this gateway; retry.',
+            undefined,
+            1,
+          );
+        }
+        candleReads++;
+        try {
+          const candles = await ctx.store.candles(
+            symbol,
+            ms / 1000,
+            new Date(first),
+            new Date(last),
+          );
+          return { symbol, interval, candles };
+        } catch (err) {
+          if (errorCode(err) !== '57014') throw err;
+          throw new ApiError(
+            'OVERLOADED',
+            'These candles take too long to make; ask for fewer or shorter intervals.',
+            undefined,
+            1,
+          );
+        } finally {
+          candleReads--;
+        }
       },
     );
 
