@@ -140,9 +140,11 @@ export function marketRoutes(ctx: GatewayContext): FastifyPluginCallbackTypebox 
           summary: 'Trades and order books, live (text/event-stream)',
           description:
             'Server-Sent Events, public. `trade`: each trade of the symbols, in the order it was ' +
-            'made. `book`: a symbol’s top `depth` levels a side as they stand, at once and then ' +
-            'whenever they change (at most about ten a second a symbol: a book stands for ' +
-            'every change before it). `resync`: trades may have been missed. `ready`, ' +
+            'made, with the engine’s `sequence`. `book`: a symbol’s top `depth` levels a side as ' +
+            'they stand, at once and then whenever they change or the symbol trades (at most ' +
+            'about ten a second a symbol: a book stands for every change before it; one at or ' +
+            'past a trade’s `sequence` shows it). `resync`: trades may have been missed; the ' +
+            'books follow afresh. `ready`, ' +
             '`heartbeat`: the position. Each id is a position: sent back as `Last-Event-ID`, the ' +
             'trades go on after it.',
           security: [],
