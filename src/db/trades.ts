@@ -79,7 +79,7 @@ export interface Candle {
  * How long one candles query may run before PostgreSQL cancels it (SQLSTATE 57014): less than the
  * gateway's wait for PostgreSQL (1 s), so that the query stops when the request gives up on it.
  */
-export const CANDLES_TIMEOUT_MS = 900;
+const CANDLES_TIMEOUT_MS = 900;
 
 /**
  * A symbol's candles of `seconds` each (aligned to the Unix epoch, so a day's starts at midnight

@@ -5,22 +5,13 @@
 // comes): a conflated book, as it stands, never a backlog of old ones.
 import type { Logger } from 'pino';
 import type { ParsedBatch } from '../queue/order-feed.js';
+import type { Book } from './schemas.js';
 
 /** The least time between two reads of one symbol's book. */
-export const BOOK_INTERVAL_MS = 100;
-
-export interface BookLevel {
-  price: string;
-  quantity: string;
-}
+const BOOK_INTERVAL_MS = 100;
 
 /** A book as GET /v1/instruments/{symbol}/book answers it. */
-export interface BookData {
-  symbol: string;
-  bids: BookLevel[];
-  asks: BookLevel[];
-  sequence: number;
-}
+export type BookData = Book;
 
 /** One stream's interest in one symbol. */
 export interface BookWatcher {

@@ -198,6 +198,7 @@ export const Book = Type.Object({
   asks: Type.Array(Level),
   sequence: Type.Integer(),
 });
+export type Book = Static<typeof Book>;
 
 export const MarketEventsQuery = Type.Object(
   {

@@ -43,7 +43,7 @@ type OrderRefusal = Pick<CommandRefusal, 'order_id' | 'symbol' | 'reason' | 'at'
  * A trade as the public sees it: no order or user of either side; `sequence`, the engine's
  * sequence of the command that made it, to compare with a book's.
  */
-export type PublicTrade = Pick<
+export type MarketTrade = Pick<
   TradeRecord,
   'id' | 'symbol' | 'price' | 'quantity' | 'taker_side' | 'executed_at'
 > & { sequence: number };
@@ -52,7 +52,7 @@ export type FeedEvent =
   | { event: 'order'; data: ApiOrder }
   | { event: 'fill'; data: OrderFill }
   | { event: 'cancel_rejected' | 'amend_rejected'; data: OrderRefusal }
-  | { event: 'trade'; data: PublicTrade };
+  | { event: 'trade'; data: MarketTrade };
 
 /** Which events of a batch a subscription takes. */
 export interface Selector {
@@ -77,7 +77,7 @@ export function userEvents(userId: string): Selector {
 }
 
 /** The key every market-data subscription is counted under: no user id (those are UUIDs). */
-export const MARKET_KEY = 'market';
+const MARKET_KEY = 'market';
 
 /** The public trades of `symbols`, in the order they were made. */
 export function marketTrades(symbols: readonly string[]): Selector {

@@ -22,7 +22,7 @@ const RETRY_MS = 1_000;
 export const MAX_HELD = 4 << 20;
 
 /** How long a client's connection may take nothing of what is written to it before it is cut. */
-export const STALL_MS = 60_000;
+const STALL_MS = 60_000;
 
 /** How long a closing gateway gives a stream to take what it holds. */
 const STOP_GRACE_MS = 1_000;

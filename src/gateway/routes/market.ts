@@ -29,7 +29,7 @@ const CANDLE_READS = 2;
 /** Levels a side a market-data stream is sent unless it asks for another depth. */
 const STREAM_DEPTH = 10;
 /** Symbols one market-data stream may follow. */
-export const MAX_STREAM_SYMBOLS = 50;
+const MAX_STREAM_SYMBOLS = 50;
 
 /** The top `depth` levels of each side of a listed symbol's book; undefined if not listed. */
 export async function readBook(
